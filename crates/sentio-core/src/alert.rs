@@ -1,0 +1,41 @@
+//! What the detector reports on `anomaly-alerts`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DeviceId;
+
+/// How bad an alert is, from how far the score is above the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+/// Where an alert is in its life, so consumers can deduplicate: one `opened`, any number of
+/// `updated`, one `resolved`, all with the same `alert_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Opened,
+    Updated,
+    Resolved,
+}
+
+/// An anomaly found on one device over one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub alert_id: String,
+    pub device: DeviceId,
+    pub state: AlertState,
+    pub window_start_ns: i64,
+    pub window_end_ns: i64,
+    pub score: f64,
+    pub threshold: f64,
+    pub severity: Severity,
+    /// Share of the reconstruction error per sensor, in [`crate::SensorKind::ALL`] order; sums to 1.
+    pub sensor_share: [f64; 4],
+    pub model_name: String,
+    pub model_version: String,
+    pub detected_at_ns: i64,
+}

@@ -1,0 +1,384 @@
+//! The reading message, version 1: one JSON object per message on `sensor-data`, keyed by device.
+//!
+//! ```json
+//! {"v":1,"device":"pump-07","sensor":"temperature","ts":"2026-11-24T10:00:00Z",
+//!  "value":23.41,"unit":"°C","seq":17,"injected":null}
+//! ```
+//!
+//! `docs/messages.md` and `docs/schema/reading.v1.json` describe it for other producers. Decoding
+//! is strict and every rejection says exactly what is wrong, because the reason travels to the
+//! dead-letter topic where a person reads it.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::time::{self, NANOS_PER_SEC};
+use crate::{AnomalyKind, DeviceId, Reading, SensorKind};
+
+/// The only schema version this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Bounds a decoded message must respect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeLimits {
+    /// Largest accepted payload in bytes.
+    pub max_bytes: usize,
+    /// Earliest accepted event time, nanoseconds since the epoch.
+    pub min_ts_ns: i64,
+    /// How far past the receiver's clock an event time may be, in nanoseconds.
+    pub max_future_ns: i64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 4096,
+            // 2000-01-01T00:00:00Z: no plant data predates it, and a zero or a seconds-for-nanos
+            // mix-up lands before it.
+            min_ts_ns: 946_684_800 * NANOS_PER_SEC,
+            max_future_ns: 86_400 * NANOS_PER_SEC,
+        }
+    }
+}
+
+/// Why a payload is not a valid reading message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("payload is {len} bytes; the limit is {max}")]
+    Oversize { len: usize, max: usize },
+    #[error("payload is not UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("malformed JSON at line {line} column {column}: {detail}")]
+    MalformedJson { line: usize, column: usize, detail: String },
+    #[error("non-finite number `{token}` at line {line} column {column}; values must be finite")]
+    NonFiniteToken { token: String, line: usize, column: usize },
+    #[error("payload is JSON {found}, expected an object")]
+    NotAnObject { found: &'static str },
+    #[error("missing field `{field}`")]
+    MissingField { field: &'static str },
+    #[error("field `{field}` is {found}, expected {expected}")]
+    WrongType { field: &'static str, expected: &'static str, found: &'static str },
+    #[error("field `{field}` is not finite")]
+    NonFinite { field: &'static str },
+    #[error("unknown schema version {found}; this build reads version {SCHEMA_VERSION}")]
+    UnknownVersion { found: String },
+    #[error("unknown sensor kind {found:?}; expected one of temperature, vibration, pressure, humidity")]
+    UnknownSensor { found: String },
+    #[error("unit {found:?} does not match sensor {sensor}, which reports in {expected:?}")]
+    UnitMismatch { sensor: SensorKind, found: String, expected: &'static str },
+    #[error("unknown anomaly kind {found:?} in `injected`")]
+    UnknownAnomaly { found: String },
+    #[error("invalid device id: {0}")]
+    BadDevice(#[from] crate::InvalidDeviceId),
+    #[error("field `ts` is {found:?}, expected an RFC 3339 timestamp such as 2026-11-24T10:00:00Z")]
+    BadTimestamp { found: String },
+    #[error("timestamp {ts} is outside the accepted range {min} .. {max}")]
+    TimestampOutOfRange { ts: String, min: String, max: String },
+}
+
+impl DecodeError {
+    /// A short stable name for metrics and the dead-letter table.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Oversize { .. } => "oversize",
+            DecodeError::NotUtf8 { .. } => "not_utf8",
+            DecodeError::MalformedJson { .. } => "malformed_json",
+            DecodeError::NonFiniteToken { .. } | DecodeError::NonFinite { .. } => "non_finite",
+            DecodeError::NotAnObject { .. } => "not_an_object",
+            DecodeError::MissingField { .. } => "missing_field",
+            DecodeError::WrongType { .. } => "wrong_type",
+            DecodeError::UnknownVersion { .. } => "unknown_version",
+            DecodeError::UnknownSensor { .. } => "unknown_sensor",
+            DecodeError::UnitMismatch { .. } => "unit_mismatch",
+            DecodeError::UnknownAnomaly { .. } => "unknown_anomaly",
+            DecodeError::BadDevice(_) => "bad_device",
+            DecodeError::BadTimestamp { .. } => "bad_timestamp",
+            DecodeError::TimestampOutOfRange { .. } => "timestamp_out_of_range",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireV1<'a> {
+    v: u64,
+    device: &'a str,
+    sensor: &'a str,
+    ts: String,
+    value: f64,
+    unit: &'a str,
+    seq: u64,
+    injected: Option<&'a str>,
+}
+
+/// Encodes a reading as message v1. The output is deterministic: same reading, same bytes.
+pub fn encode_reading(reading: &Reading) -> Vec<u8> {
+    let wire = WireV1 {
+        v: SCHEMA_VERSION,
+        device: reading.device.as_str(),
+        sensor: reading.sensor.as_str(),
+        ts: time::format_rfc3339(reading.ts_ns),
+        value: reading.value,
+        unit: reading.sensor.unit(),
+        seq: reading.seq,
+        injected: reading.injected.map(AnomalyKind::as_str),
+    };
+    // Serializing a struct of strings and numbers into a Vec cannot fail; a non-finite value would
+    // come out as `null` and be rejected by every decoder, which is the right outcome.
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// Decodes message v1, checking every field. `now_ns` is the receiver's clock, for the
+/// future-timestamp bound.
+pub fn decode_reading(
+    payload: &[u8],
+    limits: &DecodeLimits,
+    now_ns: i64,
+) -> Result<Reading, DecodeError> {
+    if payload.len() > limits.max_bytes {
+        return Err(DecodeError::Oversize { len: payload.len(), max: limits.max_bytes });
+    }
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| DecodeError::NotUtf8 { offset: e.valid_up_to() })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| json_error(text, &e))?;
+    let Value::Object(obj) = value else {
+        return Err(DecodeError::NotAnObject { found: type_name(&value) });
+    };
+
+    match obj.get("v") {
+        None => return Err(DecodeError::MissingField { field: "v" }),
+        Some(Value::Number(n)) if n.as_u64() == Some(SCHEMA_VERSION) => {}
+        Some(Value::Number(n)) => return Err(DecodeError::UnknownVersion { found: n.to_string() }),
+        Some(other) => return Err(wrong_type("v", "an integer", other)),
+    }
+    let device = DeviceId::new(str_field(&obj, "device")?)?;
+    let sensor_name = str_field(&obj, "sensor")?;
+    let sensor = SensorKind::parse(sensor_name)
+        .ok_or_else(|| DecodeError::UnknownSensor { found: sensor_name.to_owned() })?;
+    let ts_text = str_field(&obj, "ts")?;
+    let ts_ns = time::parse_rfc3339(ts_text)
+        .ok_or_else(|| DecodeError::BadTimestamp { found: ts_text.to_owned() })?;
+    let max_ts = now_ns.saturating_add(limits.max_future_ns);
+    if ts_ns < limits.min_ts_ns || ts_ns > max_ts {
+        return Err(DecodeError::TimestampOutOfRange {
+            ts: ts_text.to_owned(),
+            min: time::format_rfc3339(limits.min_ts_ns),
+            max: time::format_rfc3339(max_ts),
+        });
+    }
+    let value = match obj.get("value") {
+        None => return Err(DecodeError::MissingField { field: "value" }),
+        Some(Value::Number(n)) => n.as_f64().ok_or(DecodeError::NonFinite { field: "value" })?,
+        Some(other) => return Err(wrong_type("value", "a finite number", other)),
+    };
+    if !value.is_finite() {
+        return Err(DecodeError::NonFinite { field: "value" });
+    }
+    let unit = str_field(&obj, "unit")?;
+    if unit != sensor.unit() {
+        return Err(DecodeError::UnitMismatch {
+            sensor,
+            found: unit.to_owned(),
+            expected: sensor.unit(),
+        });
+    }
+    let seq = match obj.get("seq") {
+        None => return Err(DecodeError::MissingField { field: "seq" }),
+        Some(Value::Number(n)) => {
+            n.as_u64().ok_or_else(|| wrong_type("seq", "a non-negative integer", &obj["seq"]))?
+        }
+        Some(other) => return Err(wrong_type("seq", "a non-negative integer", other)),
+    };
+    let injected = match obj.get("injected") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            AnomalyKind::parse(s).ok_or_else(|| DecodeError::UnknownAnomaly { found: s.clone() })?,
+        ),
+        Some(other) => return Err(wrong_type("injected", "a string or null", other)),
+    };
+    Ok(Reading { device, sensor, ts_ns, value, seq, injected })
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, DecodeError> {
+    match obj.get(field) {
+        None => Err(DecodeError::MissingField { field }),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn wrong_type(field: &'static str, expected: &'static str, found: &Value) -> DecodeError {
+    DecodeError::WrongType { field, expected, found: type_name(found) }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a fractional number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Turns a parse error into a reason, recognising the non-finite literals that Python's `json`
+/// module writes (`NaN`, `Infinity`) and numbers too large for a double.
+fn json_error(text: &str, err: &serde_json::Error) -> DecodeError {
+    let (line, column) = (err.line(), err.column());
+    if let Some(token) = token_at(text, line, column) {
+        let bare = token.trim_start_matches(['-', '+']);
+        let overflow = token.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+            && token.contains(['e', 'E']);
+        if bare.starts_with("NaN") || bare.starts_with("Infinity") || overflow {
+            return DecodeError::NonFiniteToken { token, line, column };
+        }
+    }
+    DecodeError::MalformedJson { line, column, detail: err.to_string() }
+}
+
+/// The number-like token that ends at or contains (`line`, `column`), both 1-based.
+fn token_at(text: &str, line: usize, column: usize) -> Option<String> {
+    let row = text.lines().nth(line.checked_sub(1)?)?;
+    let chars: Vec<char> = row.chars().collect();
+    let is_tok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.');
+    let mut at = column.saturating_sub(1).min(chars.len().checked_sub(1)?);
+    while at > 0 && !is_tok(chars[at]) {
+        at -= 1;
+    }
+    if !is_tok(chars[at]) {
+        return None;
+    }
+    let mut start = at;
+    while start > 0 && is_tok(chars[start - 1]) {
+        start -= 1;
+    }
+    let mut end = at;
+    while end + 1 < chars.len() && is_tok(chars[end + 1]) {
+        end += 1;
+    }
+    Some(chars[start..=end].iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_764_000_000 * NANOS_PER_SEC;
+
+    fn sample() -> Reading {
+        Reading {
+            device: DeviceId::new("pump-07").unwrap(),
+            sensor: SensorKind::Temperature,
+            ts_ns: NOW - 5 * NANOS_PER_SEC,
+            value: 23.41,
+            seq: 17,
+            injected: Some(AnomalyKind::TemperatureSpike),
+        }
+    }
+
+    fn decode(text: &str) -> Result<Reading, DecodeError> {
+        decode_reading(text.as_bytes(), &DecodeLimits::default(), NOW)
+    }
+
+    /// The sample's JSON with one field replaced (or removed, with `None`).
+    fn with(field: &str, value: Option<&str>) -> String {
+        let mut obj: Map<String, Value> =
+            serde_json::from_slice(&encode_reading(&sample())).unwrap();
+        match value {
+            Some(v) => obj.insert(field.into(), serde_json::from_str(v).unwrap()),
+            None => obj.remove(field),
+        };
+        serde_json::to_string(&obj).unwrap()
+    }
+
+    #[test]
+    fn encode_then_decode_is_identity() {
+        let r = sample();
+        let bytes = encode_reading(&r);
+        assert_eq!(decode_reading(&bytes, &DecodeLimits::default(), NOW), Ok(r.clone()));
+        assert_eq!(encode_reading(&r), bytes, "encoding is deterministic");
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with(r#"{"v":1,"device":"pump-07","sensor":"temperature","ts":"2025-11-24T15:59:55Z","value":23.41,"unit":"°C","seq":17,"injected":"temperature_spike"}"#), "{text}");
+    }
+
+    #[test]
+    fn injected_may_be_absent_or_null() {
+        assert_eq!(decode(&with("injected", None)).unwrap().injected, None);
+        assert_eq!(decode(&with("injected", Some("null"))).unwrap().injected, None);
+    }
+
+    #[test]
+    fn every_rejection_names_its_reason() {
+        use DecodeError as E;
+        let cases: Vec<(String, fn(&DecodeError) -> bool)> = vec![
+            (r#"{"v":1,"device":"#.into(), |e| matches!(e, E::MalformedJson { .. })),
+            ("[1,2]".into(), |e| matches!(e, E::NotAnObject { found: "an array" })),
+            (with("device", None), |e| matches!(e, E::MissingField { field: "device" })),
+            (with("value", None), |e| matches!(e, E::MissingField { field: "value" })),
+            (with("v", None), |e| matches!(e, E::MissingField { field: "v" })),
+            (with("value", Some(r#""23.4""#)), |e| {
+                matches!(e, E::WrongType { field: "value", found: "a string", .. })
+            }),
+            (with("seq", Some("-1")), |e| matches!(e, E::WrongType { field: "seq", .. })),
+            (with("seq", Some("1.5")), |e| matches!(e, E::WrongType { field: "seq", .. })),
+            (with("device", Some("7")), |e| matches!(e, E::WrongType { field: "device", .. })),
+            (with("sensor", Some(r#""voltage""#)), |e| matches!(e, E::UnknownSensor { .. })),
+            (with("v", Some("2")), |e| matches!(e, E::UnknownVersion { found } if found == "2")),
+            (with("v", Some(r#""1""#)), |e| matches!(e, E::WrongType { field: "v", .. })),
+            (with("unit", Some(r#""K""#)), |e| matches!(e, E::UnitMismatch { .. })),
+            (with("injected", Some(r#""gremlins""#)), |e| matches!(e, E::UnknownAnomaly { .. })),
+            (with("device", Some(r#""a b""#)), |e| matches!(e, E::BadDevice(_))),
+            (with("ts", Some(r#""noon""#)), |e| matches!(e, E::BadTimestamp { .. })),
+            (with("ts", Some(r#""1970-01-01T00:00:00Z""#)), |e| {
+                matches!(e, E::TimestampOutOfRange { .. })
+            }),
+            (with("ts", Some(r#""2099-01-01T00:00:00Z""#)), |e| {
+                matches!(e, E::TimestampOutOfRange { .. })
+            }),
+            (with("ts", Some("1764000000")), |e| matches!(e, E::WrongType { field: "ts", .. })),
+            (r#"{"v":1,"value":NaN}"#.into(), |e| {
+                matches!(e, E::NonFiniteToken { token, .. } if token == "NaN")
+            }),
+            (r#"{"v":1,"value":-Infinity}"#.into(), |e| {
+                matches!(e, E::NonFiniteToken { token, .. } if token == "-Infinity")
+            }),
+            (format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000)), |e| {
+                matches!(e, E::Oversize { max: 4096, .. })
+            }),
+        ];
+        for (text, ok) in cases {
+            let err = decode(&text).expect_err(&text);
+            assert!(ok(&err), "{text}\n=> {err:?}");
+            assert!(!err.to_string().is_empty());
+        }
+        let err = decode_reading(&[0x7b, 0xff], &DecodeLimits::default(), NOW).unwrap_err();
+        assert_eq!(err, E::NotUtf8 { offset: 1 });
+    }
+
+    #[test]
+    fn large_exponent_is_reported_as_non_finite() {
+        let text = with("value", Some("0")).replace(r#""value":0"#, r#""value":1e999"#);
+        let err = decode(&text).unwrap_err();
+        assert!(matches!(&err, DecodeError::NonFiniteToken { token, .. } if token == "1e999"), "{err:?}");
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// No input makes the decoder panic; the rejection always has a reason.
+            #[test]
+            fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let _ = decode_reading(&bytes, &DecodeLimits::default(), NOW);
+            }
+
+            #[test]
+            fn finite_readings_round_trip(value in -1e12f64..1e12, seq in any::<u64>(), dt in 0i64..1_000_000_000_000_000) {
+                let r = Reading { value, seq, ts_ns: NOW - dt, ..sample() };
+                prop_assert_eq!(decode_reading(&encode_reading(&r), &DecodeLimits::default(), NOW), Ok(r));
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! placeholder: the objects helper writes this crate

@@ -1,0 +1,166 @@
+//! The reading store: where the ETL lands readings and where training reads them back.
+//!
+//! - [`ReadingStore`]: the port every backend implements.
+//! - `sqlite`: the embedded backend (one file, the default).
+//! - `migrations`: versioned schema changes, applied by `sentio migrate` and at start.
+//! - `contract` (feature `testkit`): the suite every backend must pass, written once.
+//!
+//! Exactly-once ingestion rests on [`ReadingStore::write_batch`]: the rows of a batch and the
+//! consumer offsets that cover them commit in one transaction, and rows from offsets the store has
+//! already passed are skipped inside that same transaction. A crash at any point therefore neither
+//! loses nor duplicates a row, whatever the bus redelivers.
+
+use std::collections::BTreeMap;
+
+use sentio_core::{DeviceId, Reading, SensorKind};
+
+/// Where a message came from on the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceOffset {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// A message the ETL could not decode, kept with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub source: SourceOffset,
+    /// Short stable code, e.g. `missing_field` (see `sentio_core::DecodeError::code`).
+    pub code: String,
+    /// The full human-readable reason.
+    pub reason: String,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// One unit of ETL work: the decoded readings and dead letters of a run of messages from one topic,
+/// and the offsets to resume from once they are stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestBatch {
+    pub group: String,
+    pub topic: String,
+    pub readings: Vec<(SourceOffset, Reading)>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Per partition, the offset after the last message this batch covers.
+    pub next_offsets: BTreeMap<u32, u64>,
+}
+
+/// What [`ReadingStore::write_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub readings_inserted: u64,
+    pub dead_letters_inserted: u64,
+    /// Readings and dead letters skipped because the store already held their offsets (replays).
+    pub replayed_skipped: u64,
+}
+
+/// The range query training uses. Empty `devices` or `sensors` mean all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeQuery {
+    pub devices: Vec<DeviceId>,
+    pub sensors: Vec<SensorKind>,
+    /// Inclusive start, nanoseconds since the epoch.
+    pub from_ns: i64,
+    /// Exclusive end.
+    pub to_ns: i64,
+}
+
+/// A migration known to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub version: u32,
+    pub name: String,
+}
+
+/// Counts for summaries and consistency checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub readings: u64,
+    pub dead_letters: u64,
+    /// Sum over all consumer-offset rows of the next offset: with one group and a bus that starts
+    /// at zero, this equals `readings + dead_letters`.
+    pub committed_offsets_total: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {location}")]
+    Open {
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("migration {version} ({name}) failed")]
+    Migration {
+        version: u32,
+        name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "the store's schema is at version {found}, newer than this build knows ({known}); upgrade sentio"
+    )]
+    SchemaTooNew { found: u32, known: u32 },
+    #[error("store query failed: {operation}")]
+    Query {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("stored data is invalid: {detail}")]
+    Corrupt { detail: String },
+    #[error("the store's worker stopped")]
+    WorkerGone,
+}
+
+impl StoreError {
+    /// Whether retrying the same call may succeed (lost connection, busy database).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Query { source, .. } => source
+                .downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code)
+                .is_some_and(|c| {
+                    matches!(c, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                }),
+            _ => false,
+        }
+    }
+}
+
+/// The store port.
+#[async_trait::async_trait]
+pub trait ReadingStore: Send + Sync {
+    /// Applies every pending migration, in order; returns the ones it applied.
+    async fn migrate(&self) -> Result<Vec<Migration>, StoreError>;
+
+    /// The migrations already applied, in order.
+    async fn applied_migrations(&self) -> Result<Vec<Migration>, StoreError>;
+
+    /// In one transaction: inserts the batch's readings and dead letters whose offsets are at or
+    /// past the stored offset of their partition, and advances the stored offsets (never backwards).
+    async fn write_batch(&self, batch: &IngestBatch) -> Result<BatchOutcome, StoreError>;
+
+    /// The next offset to consume per partition for `group` on `topic`.
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<u32, u64>, StoreError>;
+
+    /// Inserts readings with no offsets (bulk loads, benchmarks).
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<u64, StoreError>;
+
+    /// Readings in the range, ordered by device, timestamp, sensor name and sequence number.
+    async fn query_range(&self, query: &RangeQuery) -> Result<Vec<Reading>, StoreError>;
+
+    /// The dead letters stored for `topic` (any group), ordered by partition and offset.
+    async fn dead_letters(&self, topic: &str) -> Result<Vec<DeadLetter>, StoreError>;
+
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+#[cfg(feature = "testkit")]
+pub mod contract;
+pub mod migrations;
+pub mod sqlite;
