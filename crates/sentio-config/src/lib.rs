@@ -1,0 +1,127 @@
+//! Sentio's configuration: one typed tree, with every key and its default in `default.toml`.
+//!
+//! Layers, lowest first: the embedded `default.toml`, an optional user file (`--config FILE`), then
+//! `SENTIO__SECTION__KEY` environment variables. Only this crate reads the environment. After
+//! layering, [`Config::validate`] checks the values that types alone cannot (ranges, names), and
+//! every error names the key, the bad value and the expected form.
+//!
+//! - [`sections`]: the typed sections, one per role or port.
+//! - [`secret`]: [`Secret`], a string that never prints.
+
+pub mod sections;
+pub mod secret;
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use sections::*;
+pub use secret::Secret;
+
+/// The defaults, with a comment for every key.
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+
+/// The prefix of environment overrides; `__` separates sections and keys.
+pub const ENV_PREFIX: &str = "SENTIO__";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub bus: BusConfig,
+    pub topics: TopicsConfig,
+    pub store: StoreConfig,
+    pub objects: ObjectsConfig,
+    pub archive: ArchiveConfig,
+    pub simulator: SimulatorConfig,
+    pub ingest: IngestConfig,
+    pub demo: DemoConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist")]
+    MissingFile { path: String },
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid value {value} for `{key}`: expected {expected}")]
+    Invalid { key: &'static str, value: String, expected: String },
+    #[error("cannot print the configuration")]
+    Print(#[source] toml::ser::Error),
+}
+
+impl Config {
+    /// Defaults, then `file` when given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::figment(file)?)
+    }
+
+    /// The layered sources, before extraction (tests use it with `figment::Jail`).
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile { path: path.display().to_string() });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        Ok(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: ranges, names, consistency between keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.bus.validate()?;
+        self.topics.validate()?;
+        self.store.validate()?;
+        self.objects.validate()?;
+        self.archive.validate()?;
+        self.simulator.validate()?;
+        self.ingest.validate()?;
+        self.demo.validate()
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(ConfigError::Print)
+    }
+}
+
+/// Figment's errors, one per line, each naming the key as written in `default.toml`, the source
+/// (file or environment variable) and what was expected.
+fn describe(errors: figment::Error) -> String {
+    let lines: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_lowercase();
+            let source = match &e.metadata {
+                Some(m) => match m.interpolate(&e.profile.clone().unwrap_or_default(), &e.path) {
+                    name if m.name.contains("environment") => format!(" (from environment variable {})", name.to_uppercase()),
+                    _ => m.source.as_ref().map(|s| format!(" (from {s})")).unwrap_or_default(),
+                },
+                None => String::new(),
+            };
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("invalid value for `{key}`{source}: {}", e.kind)
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// Shorthand for a validation failure.
+pub(crate) fn invalid(key: &'static str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
+    ConfigError::Invalid { key, value: value.to_string(), expected: expected.to_owned() }
+}
+
+#[cfg(test)]
+mod tests;

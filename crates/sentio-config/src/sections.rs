@@ -1,0 +1,321 @@
+//! One struct per section of `default.toml`; the field comments there are the user documentation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, invalid};
+
+/// Which message bus carries the topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    pub kind: BusKind,
+    pub memory: MemoryBusConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryBusConfig {
+    pub partitions: u32,
+    pub capacity: usize,
+}
+
+impl BusConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.memory;
+        if !(1..=1024).contains(&m.partitions) {
+            return Err(invalid("bus.memory.partitions", m.partitions, "an integer from 1 to 1024"));
+        }
+        if !(16..=10_000_000).contains(&m.capacity) {
+            return Err(invalid("bus.memory.capacity", m.capacity, "an integer from 16 to 10000000"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub readings: String,
+    pub dead_letters: String,
+}
+
+impl TopicsConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_topic("topics.readings", &self.readings)?;
+        check_topic("topics.dead_letters", &self.dead_letters)?;
+        if self.readings == self.dead_letters {
+            return Err(invalid(
+                "topics.dead_letters",
+                format!("{:?}", self.dead_letters),
+                "a topic name different from topics.readings",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's rule for topic names, so a name valid here is valid on every bus.
+fn check_topic(key: &'static str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{name:?}"), "1 to 249 ASCII letters, digits, '.', '_' or '-'"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Sqlite,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub sqlite: SqliteConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+}
+
+impl StoreConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.sqlite.path.as_os_str().is_empty() {
+            return Err(invalid("store.sqlite.path", "\"\"", "a file path such as data/sentio.db"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectsKind {
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsConfig {
+    pub kind: ObjectsKind,
+    pub local: LocalObjectsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalObjectsConfig {
+    pub root: PathBuf,
+}
+
+impl ObjectsConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.local.root.as_os_str().is_empty() {
+            return Err(invalid("objects.local.root", "\"\"", "a directory path such as data/objects"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub slice: Duration,
+}
+
+impl ArchiveConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_duration("archive.slice", self.slice, Duration::from_secs(1), Duration::from_secs(86_400))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorConfig {
+    pub devices: u32,
+    pub device_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub cadence: Duration,
+    pub seed: u64,
+    pub speedup: f64,
+    pub anomalies: AnomalyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    pub rate_per_hour: f64,
+    #[serde(with = "humantime_serde")]
+    pub min_duration: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    pub mix: AnomalyMix,
+}
+
+/// Relative weights of the anomaly kinds, named as in `sentio_core::AnomalyKind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyMix {
+    pub temperature_spike: f64,
+    pub temperature_drop: f64,
+    pub vibration_spike: f64,
+    pub vibration_noise: f64,
+    pub pressure_drop: f64,
+    pub pressure_flat: f64,
+    pub humidity_high: f64,
+    pub humidity_low: f64,
+}
+
+impl AnomalyMix {
+    /// The weights with their key names, in `sentio_core::AnomalyKind::ALL` order.
+    pub fn weights(&self) -> [(&'static str, f64); 8] {
+        [
+            ("temperature_spike", self.temperature_spike),
+            ("temperature_drop", self.temperature_drop),
+            ("vibration_spike", self.vibration_spike),
+            ("vibration_noise", self.vibration_noise),
+            ("pressure_drop", self.pressure_drop),
+            ("pressure_flat", self.pressure_flat),
+            ("humidity_high", self.humidity_high),
+            ("humidity_low", self.humidity_low),
+        ]
+    }
+}
+
+impl SimulatorConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=100_000).contains(&self.devices) {
+            return Err(invalid("simulator.devices", self.devices, "an integer from 1 to 100000"));
+        }
+        let prefix_ok = !self.device_prefix.is_empty()
+            && self.device_prefix.len() <= 48
+            && self.device_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !prefix_ok {
+            return Err(invalid(
+                "simulator.device_prefix",
+                format!("{:?}", self.device_prefix),
+                "1 to 48 ASCII letters, digits, '-', '_' or '.'",
+            ));
+        }
+        check_duration("simulator.cadence", self.cadence, Duration::from_millis(10), Duration::from_secs(3600))?;
+        if !(self.speedup.is_finite() && self.speedup > 0.0 && self.speedup <= 100_000.0) {
+            return Err(invalid("simulator.speedup", self.speedup, "a number above 0 and at most 100000"));
+        }
+        let a = &self.anomalies;
+        if !(a.rate_per_hour.is_finite() && (0.0..=3600.0).contains(&a.rate_per_hour)) {
+            return Err(invalid(
+                "simulator.anomalies.rate_per_hour",
+                a.rate_per_hour,
+                "a number from 0 to 3600",
+            ));
+        }
+        check_duration(
+            "simulator.anomalies.min_duration",
+            a.min_duration,
+            self.cadence,
+            Duration::from_secs(86_400),
+        )?;
+        if a.max_duration < a.min_duration || a.max_duration > Duration::from_secs(86_400) {
+            return Err(invalid(
+                "simulator.anomalies.max_duration",
+                humantime::format_duration(a.max_duration),
+                "a duration from simulator.anomalies.min_duration up to 1d",
+            ));
+        }
+        let mut total = 0.0;
+        for (name, weight) in a.mix.weights() {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(ConfigError::Invalid {
+                    key: "simulator.anomalies.mix",
+                    value: format!("{name} = {weight}"),
+                    expected: "a finite weight of 0 or more for every kind".into(),
+                });
+            }
+            total += weight;
+        }
+        if a.rate_per_hour > 0.0 && total <= 0.0 {
+            return Err(invalid(
+                "simulator.anomalies.mix",
+                "all weights 0",
+                "at least one positive weight while rate_per_hour is above 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub group: String,
+    pub batch_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub batch_linger: Duration,
+    pub max_message_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+}
+
+impl IngestConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_topic("ingest.group", &self.group)?;
+        if !(1..=1_000_000).contains(&self.batch_size) {
+            return Err(invalid("ingest.batch_size", self.batch_size, "an integer from 1 to 1000000"));
+        }
+        check_duration("ingest.batch_linger", self.batch_linger, Duration::from_millis(1), Duration::from_secs(60))?;
+        if !(64..=1_048_576).contains(&self.max_message_bytes) {
+            return Err(invalid(
+                "ingest.max_message_bytes",
+                self.max_message_bytes,
+                "an integer from 64 to 1048576",
+            ));
+        }
+        check_duration("ingest.max_future", self.max_future, Duration::ZERO, Duration::from_secs(365 * 86_400))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    #[serde(with = "humantime_serde")]
+    pub backfill: Duration,
+}
+
+impl DemoConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_duration("demo.backfill", self.backfill, Duration::ZERO, Duration::from_secs(366 * 86_400))
+    }
+}
+
+fn check_duration(key: &'static str, value: Duration, min: Duration, max: Duration) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(
+            key,
+            format!("\"{}\"", humantime::format_duration(value)),
+            &format!(
+                "a duration from \"{}\" to \"{}\"",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Jail;
+
+use super::*;
+
+fn load_in(jail: &Jail, file: Option<&str>) -> Result<Config, ConfigError> {
+    let path = file.map(|f| jail.directory().join(f));
+    Config::load(path.as_deref())
+}
+
+#[test]
+fn defaults_load_and_validate() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, None).unwrap();
+        assert_eq!(c.simulator.devices, 8);
+        assert_eq!(c.simulator.cadence, Duration::from_secs(1));
+        assert_eq!(c.bus.kind, BusKind::Memory);
+        assert_eq!(c.store.sqlite.path, PathBuf::from("data/sentio.db"));
+        assert_eq!(c.topics.readings, "sensor-data");
+        assert_eq!(c.topics.dead_letters, "sensor-data.dlq");
+        Ok(())
+    });
+}
+
+#[test]
+fn every_default_key_has_a_comment() {
+    // A key carries a trailing comment, or a comment stands above it (keys in a run of adjacent
+    // lines may share one).
+    let lines: Vec<&str> = DEFAULT_TOML.lines().map(str::trim).collect();
+    let is_key = |l: &str| !l.is_empty() && !l.starts_with('#') && !l.starts_with('[');
+    for (i, line) in lines.iter().enumerate() {
+        if !is_key(line) || line.contains(" # ") {
+            continue;
+        }
+        let above = lines[..i].iter().rev().find(|l| !is_key(l) || l.contains(" # "));
+        assert!(
+            above.is_some_and(|l| l.starts_with('#')),
+            "default.toml line {} has no comment: {line}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn file_then_environment_override_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file("site.toml", "[simulator]\ndevices = 3\nseed = 9\n[ingest]\nbatch_linger = \"2s\"\n")?;
+        jail.set_env("SENTIO__SIMULATOR__DEVICES", "5");
+        jail.set_env("SENTIO__STORE__SQLITE__PATH", "/tmp/x.db");
+        jail.set_env("SENTIO__INGEST__BATCH_SIZE", "77");
+        let c = load_in(jail, Some("site.toml")).unwrap();
+        assert_eq!(c.simulator.devices, 5, "environment beats file");
+        assert_eq!(c.simulator.seed, 9, "file beats defaults");
+        assert_eq!(c.ingest.batch_linger, Duration::from_secs(2));
+        assert_eq!(c.ingest.batch_size, 77);
+        assert_eq!(c.store.sqlite.path, PathBuf::from("/tmp/x.db"));
+        assert_eq!(c.simulator.device_prefix, "pump", "untouched keys keep defaults");
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_name_the_key_the_value_and_the_expected_form() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("SENTIO__SIMULATOR__DEVICES", "0", &["simulator.devices", "0", "from 1 to 100000"]),
+        ("SENTIO__SIMULATOR__DEVICES", "many", &["simulator.devices", "many", "u32"]),
+        ("SENTIO__SIMULATOR__CADENCE", "fast", &["simulator.cadence", "fast"]),
+        ("SENTIO__SIMULATOR__CADENCE", "1ms", &["simulator.cadence", "1ms", "10ms"]),
+        ("SENTIO__SIMULATOR__SPEEDUP", "-2", &["simulator.speedup", "-2", "above 0"]),
+        ("SENTIO__BUS__KIND", "carrier-pigeon", &["bus.kind", "carrier-pigeon", "memory"]),
+        ("SENTIO__TOPICS__READINGS", "sensor data", &["topics.readings", "sensor data", "ASCII"]),
+        ("SENTIO__INGEST__BATCH_SIZE", "0", &["ingest.batch_size", "0", "from 1"]),
+        ("SENTIO__SIMULATOR__ANOMALIES__MIX__PRESSURE_FLAT", "-1", &["mix", "pressure_flat = -1"]),
+        ("SENTIO__SIMULATOR__COLOUR", "blue", &["colour", "simulator"]),
+    ];
+    for (var, value, needles) in cases {
+        Jail::expect_with(|jail| {
+            jail.set_env(var, value);
+            let err = load_in(jail, None).expect_err(var).to_string();
+            for needle in *needles {
+                assert!(err.contains(needle), "{var}={value}: {err:?} lacks {needle:?}");
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn bad_file_is_reported_with_its_name() {
+    Jail::expect_with(|jail| {
+        let err = load_in(jail, Some("absent.toml")).unwrap_err().to_string();
+        assert!(err.contains("absent.toml") && err.contains("does not exist"), "{err}");
+        jail.create_file("broken.toml", "[simulator\ndevices = 3")?;
+        let err = load_in(jail, Some("broken.toml")).unwrap_err().to_string();
+        assert!(err.contains("broken.toml"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn printed_config_loads_back_identically() {
+    Jail::expect_with(|jail| {
+        let c = load_in(jail, None).unwrap();
+        jail.create_file("printed.toml", &c.to_toml().unwrap())?;
+        assert_eq!(load_in(jail, Some("printed.toml")).unwrap(), c);
+        Ok(())
+    });
+}
