@@ -32,7 +32,11 @@ pub async fn poll_n(consumer: &mut dyn Consumer, n: usize) -> Vec<Record> {
     let deadline = Instant::now() + DEADLINE;
     let mut out = Vec::new();
     while out.len() < n {
-        assert!(Instant::now() < deadline, "only {} of {n} records arrived in {DEADLINE:?}", out.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} records arrived in {DEADLINE:?}",
+            out.len()
+        );
         out.extend(consumer.poll(n - out.len(), POLL).await.unwrap());
     }
     out
@@ -62,12 +66,18 @@ pub async fn check_topics(bus: &dyn Bus, topic: &str) {
     bus.create_topic(topic, 3).await.unwrap();
     bus.create_topic(topic, 3).await.expect("creating an existing topic again succeeds");
     assert!(
-        matches!(bus.create_topic(topic, 5).await, Err(BusError::PartitionMismatch { existing: 3, .. })),
+        matches!(
+            bus.create_topic(topic, 5).await,
+            Err(BusError::PartitionMismatch { existing: 3, .. })
+        ),
         "asking for another partition count is refused"
     );
     let missing = format!("{topic}-missing");
     assert!(
-        matches!(bus.publish(&missing, b"k", Bytes::from_static(b"v")).await, Err(BusError::UnknownTopic { .. })),
+        matches!(
+            bus.publish(&missing, b"k", Bytes::from_static(b"v")).await,
+            Err(BusError::UnknownTopic { .. })
+        ),
         "publishing to a topic that does not exist fails"
     );
     assert!(matches!(bus.create_topic("bad topic", 1).await, Err(BusError::InvalidTopic { .. })));
@@ -87,19 +97,36 @@ pub async fn check_keyed_order(bus: &dyn Bus, topic: &str) {
     let mut last_offset: HashMap<u32, u64> = HashMap::new();
     for ((key, _), d) in records.iter().zip(&deliveries) {
         assert!(d.partition < 4);
-        assert_eq!(*key_partition.entry(key).or_insert(d.partition), d.partition, "key moved partition");
+        assert_eq!(
+            *key_partition.entry(key).or_insert(d.partition),
+            d.partition,
+            "key moved partition"
+        );
         if let Some(prev) = last_offset.insert(d.partition, d.offset) {
-            assert_eq!(d.offset, prev + 1, "offsets on partition {} are not consecutive", d.partition);
+            assert_eq!(
+                d.offset,
+                prev + 1,
+                "offsets on partition {} are not consecutive",
+                d.partition
+            );
         }
     }
-    assert!(key_partition.values().collect::<BTreeSet<_>>().len() > 1, "10 keys all on one partition");
+    assert!(
+        key_partition.values().collect::<BTreeSet<_>>().len() > 1,
+        "10 keys all on one partition"
+    );
 
     let mut c = bus.subscribe(topic, &format!("{topic}-g")).await.unwrap();
     let got = poll_n(c.as_mut(), 400).await;
     let mut seen: HashMap<(u32, u64), &Record> = HashMap::new();
     let mut last_seq: HashMap<Bytes, i64> = HashMap::new();
     for r in &got {
-        assert!(seen.insert((r.partition, r.offset), r).is_none(), "duplicate record {}/{}", r.partition, r.offset);
+        assert!(
+            seen.insert((r.partition, r.offset), r).is_none(),
+            "duplicate record {}/{}",
+            r.partition,
+            r.offset
+        );
         let text = std::str::from_utf8(&r.payload).unwrap();
         let seq: i64 = text.split(':').nth(1).unwrap().parse().unwrap();
         let prev = last_seq.insert(r.key.clone(), seq).unwrap_or(-1);
@@ -108,9 +135,16 @@ pub async fn check_keyed_order(bus: &dyn Bus, topic: &str) {
     }
     for ((key, payload), d) in records.iter().zip(&deliveries) {
         let r = seen[&(d.partition, d.offset)];
-        assert_eq!((&r.key, &r.payload), (key, payload), "delivery report points at another record");
+        assert_eq!(
+            (&r.key, &r.payload),
+            (key, payload),
+            "delivery report points at another record"
+        );
     }
-    assert!(c.poll(10, Duration::from_millis(300)).await.unwrap().is_empty(), "more records than published");
+    assert!(
+        c.poll(10, Duration::from_millis(300)).await.unwrap().is_empty(),
+        "more records than published"
+    );
 }
 
 pub async fn check_bytes_intact(bus: &dyn Bus, topic: &str) {
@@ -119,11 +153,15 @@ pub async fn check_bytes_intact(bus: &dyn Bus, topic: &str) {
     let cases = vec![
         (Bytes::from_static(b"k"), Bytes::new()),
         (Bytes::from(binary.clone()), Bytes::from(binary.repeat(8))),
-        (Bytes::from_static("pompe-é".as_bytes()), Bytes::from_static("{\"v\":1,\"unit\":\"°C\"}".as_bytes())),
+        (
+            Bytes::from_static("pompe-é".as_bytes()),
+            Bytes::from_static("{\"v\":1,\"unit\":\"°C\"}".as_bytes()),
+        ),
     ];
     bus.publish_batch(topic, cases.clone()).await.unwrap();
     let mut c = bus.subscribe(topic, &format!("{topic}-g")).await.unwrap();
-    let got: Vec<(Bytes, Bytes)> = poll_n(c.as_mut(), 3).await.into_iter().map(|r| (r.key, r.payload)).collect();
+    let got: Vec<(Bytes, Bytes)> =
+        poll_n(c.as_mut(), 3).await.into_iter().map(|r| (r.key, r.payload)).collect();
     assert_eq!(got, cases);
 }
 
@@ -144,7 +182,8 @@ pub async fn check_group_resume_and_independence(bus: &dyn Bus, topic: &str) {
     // The group resumes exactly where it committed: together the two reads hold every record once.
     let mut second = bus.subscribe(topic, &group).await.unwrap();
     let tail = poll_n(second.as_mut(), records.len() - head.len()).await;
-    let mut all: Vec<(u32, u64)> = head.iter().chain(&tail).map(|r| (r.partition, r.offset)).collect();
+    let mut all: Vec<(u32, u64)> =
+        head.iter().chain(&tail).map(|r| (r.partition, r.offset)).collect();
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), records.len(), "resume lost or repeated records");
@@ -180,12 +219,18 @@ pub async fn check_shared_group(bus: &dyn Bus, topic: &str) {
     let deadline = Instant::now() + DEADLINE;
     let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
     while got_a.len() + got_b.len() < records.len() {
-        assert!(Instant::now() < deadline, "shared group read {} of {}", got_a.len() + got_b.len(), records.len());
+        assert!(
+            Instant::now() < deadline,
+            "shared group read {} of {}",
+            got_a.len() + got_b.len(),
+            records.len()
+        );
         got_a.extend(a.poll(1000, POLL).await.unwrap());
         got_b.extend(b.poll(1000, POLL).await.unwrap());
     }
     assert!(!got_a.is_empty() && !got_b.is_empty(), "one member did all the work");
-    let mut all: Vec<(u32, u64)> = got_a.iter().chain(&got_b).map(|r| (r.partition, r.offset)).collect();
+    let mut all: Vec<(u32, u64)> =
+        got_a.iter().chain(&got_b).map(|r| (r.partition, r.offset)).collect();
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), records.len(), "a record was read twice or not at all");

@@ -42,7 +42,9 @@ pub struct Delivery {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("topic {topic:?} does not exist; create it first (`sentio migrate` creates Sentio's topics)")]
+    #[error(
+        "topic {topic:?} does not exist; create it first (`sentio migrate` creates Sentio's topics)"
+    )]
     UnknownTopic { topic: String },
     #[error("topic {topic:?} exists with {existing} partitions; {requested} were requested")]
     PartitionMismatch { topic: String, existing: u32, requested: u32 },

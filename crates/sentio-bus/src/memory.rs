@@ -99,15 +99,25 @@ impl MemoryBus {
             return if existing == partitions {
                 Ok(())
             } else {
-                Err(BusError::PartitionMismatch { topic: topic.into(), existing, requested: partitions })
+                Err(BusError::PartitionMismatch {
+                    topic: topic.into(),
+                    existing,
+                    requested: partitions,
+                })
             };
         }
         if partitions == 0 {
-            return Err(BusError::InvalidTopic { topic: topic.into(), reason: "needs at least one partition" });
+            return Err(BusError::InvalidTopic {
+                topic: topic.into(),
+                reason: "needs at least one partition",
+            });
         }
         let logs = (0..partitions)
             .map(|p| {
-                Mutex::new(Log { base: start.get(&p).copied().unwrap_or(0), records: VecDeque::new() })
+                Mutex::new(Log {
+                    base: start.get(&p).copied().unwrap_or(0),
+                    records: VecDeque::new(),
+                })
             })
             .collect();
         topics.insert(
@@ -124,7 +134,10 @@ impl MemoryBus {
     }
 
     fn topic(&self, topic: &str) -> Result<Arc<Topic>, BusError> {
-        lock(&self.topics).get(topic).cloned().ok_or_else(|| BusError::UnknownTopic { topic: topic.into() })
+        lock(&self.topics)
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| BusError::UnknownTopic { topic: topic.into() })
     }
 
     /// Records currently held by the partitions of `topic` (for tests and metrics).
@@ -161,7 +174,13 @@ impl MemoryBus {
                     }
                     pending.next();
                     let offset = log.next_offset();
-                    log.records.push_back(Record { partition: p, offset, key, payload, timestamp_ms: now_ms() });
+                    log.records.push_back(Record {
+                        partition: p,
+                        offset,
+                        key,
+                        payload,
+                        timestamp_ms: now_ms(),
+                    });
                     out.push((index, Delivery { partition: p, offset }));
                     appended = true;
                 }
@@ -179,7 +198,10 @@ impl MemoryBus {
 
 fn validate_topic(topic: &str) -> Result<(), BusError> {
     if topic.is_empty() || topic.len() > 249 {
-        return Err(BusError::InvalidTopic { topic: topic.into(), reason: "must be 1 to 249 characters" });
+        return Err(BusError::InvalidTopic {
+            topic: topic.into(),
+            reason: "must be 1 to 249 characters",
+        });
     }
     if !topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
         return Err(BusError::InvalidTopic {
@@ -197,7 +219,8 @@ impl Bus for MemoryBus {
     }
 
     async fn publish(&self, topic: &str, key: &[u8], payload: Bytes) -> Result<Delivery, BusError> {
-        let mut deliveries = self.publish_batch(topic, vec![(Bytes::copy_from_slice(key), payload)]).await?;
+        let mut deliveries =
+            self.publish_batch(topic, vec![(Bytes::copy_from_slice(key), payload)]).await?;
         deliveries.pop().ok_or(BusError::Closed)
     }
 
@@ -274,7 +297,8 @@ impl MemoryConsumer {
         members.sort_unstable();
         let rank = members.iter().position(|m| *m == self.member).unwrap_or(0);
         let n = self.topic.partitions.len() as u32;
-        let mine: Vec<u32> = (0..n).filter(|p| (*p as usize) % members.len().max(1) == rank).collect();
+        let mine: Vec<u32> =
+            (0..n).filter(|p| (*p as usize) % members.len().max(1) == rank).collect();
         let mut positions = BTreeMap::new();
         for p in mine {
             let base = lock(&self.topic.partitions[p as usize]).base;

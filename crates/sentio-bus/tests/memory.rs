@@ -28,14 +28,16 @@ async fn a_full_partition_makes_the_producer_wait_for_the_slowest_group() {
     bus.publish_batch("t", (0..16).map(msg).collect()).await.unwrap();
 
     // Full: the next publish waits (time is paused, so this timeout is virtual, not a sleep).
-    let blocked = tokio::time::timeout(Duration::from_secs(5), bus.publish("t", b"k", Bytes::new())).await;
+    let blocked =
+        tokio::time::timeout(Duration::from_secs(5), bus.publish("t", b"k", Bytes::new())).await;
     assert!(blocked.is_err(), "publish into a full partition returned");
     assert_eq!(bus.held("t").unwrap(), 16);
 
     // One group committing is not enough while the other holds the records back.
     let got = poll_n(fast.as_mut(), 16).await;
     fast.commit(&next_offsets(&got)).await.unwrap();
-    let still = tokio::time::timeout(Duration::from_secs(5), bus.publish("t", b"k", Bytes::new())).await;
+    let still =
+        tokio::time::timeout(Duration::from_secs(5), bus.publish("t", b"k", Bytes::new())).await;
     assert!(still.is_err(), "the slow group's records were dropped");
 
     // A producer task makes progress as soon as the slow group commits.
@@ -59,7 +61,8 @@ async fn a_full_partition_makes_the_producer_wait_for_the_slowest_group() {
         assert!(bus.held("t").unwrap() <= 16, "memory grew past the capacity");
     }
     assert_eq!(producer.await.unwrap().unwrap().len(), 84);
-    let payloads: Vec<usize> = total.iter().map(|r| std::str::from_utf8(&r.payload).unwrap().parse().unwrap()).collect();
+    let payloads: Vec<usize> =
+        total.iter().map(|r| std::str::from_utf8(&r.payload).unwrap().parse().unwrap()).collect();
     assert_eq!(payloads, (0..100).collect::<Vec<_>>());
 }
 
@@ -96,9 +99,12 @@ async fn a_leaving_member_hands_its_partitions_over_from_the_committed_offset() 
     assert!(a.poll(10, Duration::from_millis(1)).await.unwrap().is_empty());
     assert!(b.poll(10, Duration::from_millis(1)).await.unwrap().is_empty());
     assert_eq!((a.assignment().len(), b.assignment().len()), (1, 1));
-    bus.publish_batch("t", (0..60).map(|i| (Bytes::from(format!("k{i}")), Bytes::from(i.to_string()))).collect())
-        .await
-        .unwrap();
+    bus.publish_batch(
+        "t",
+        (0..60).map(|i| (Bytes::from(format!("k{i}")), Bytes::from(i.to_string()))).collect(),
+    )
+    .await
+    .unwrap();
     let from_b = b.poll(1000, Duration::from_millis(10)).await.unwrap();
     assert!(!from_b.is_empty());
     drop(b); // b read but never committed: its records come back to a

@@ -8,8 +8,8 @@
 //! - [`sections`]: the typed sections, one per role or port.
 //! - [`secret`]: [`Secret`], a string that never prints.
 
-pub mod sections;
 pub mod secret;
+pub mod sections;
 
 use std::path::Path;
 
@@ -17,8 +17,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use sections::*;
 pub use secret::Secret;
+pub use sections::*;
 
 /// The defaults, with a comment for every key.
 pub const DEFAULT_TOML: &str = include_str!("../default.toml");
@@ -102,10 +102,13 @@ fn describe(errors: figment::Error) -> String {
         .map(|e| {
             let key = e.path.join(".").to_lowercase();
             let source = match &e.metadata {
-                Some(m) => match m.interpolate(&e.profile.clone().unwrap_or_default(), &e.path) {
-                    name if m.name.contains("environment") => format!(" (from environment variable {})", name.to_uppercase()),
-                    _ => m.source.as_ref().map(|s| format!(" (from {s})")).unwrap_or_default(),
-                },
+                Some(m) if m.name.contains("environment") => {
+                    format!(
+                        " (from environment variable {ENV_PREFIX}{})",
+                        e.path.join("__").to_uppercase()
+                    )
+                }
+                Some(m) => m.source.as_ref().map(|s| format!(" (from {s})")).unwrap_or_default(),
                 None => String::new(),
             };
             if key.is_empty() {
@@ -119,7 +122,11 @@ fn describe(errors: figment::Error) -> String {
 }
 
 /// Shorthand for a validation failure.
-pub(crate) fn invalid(key: &'static str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
+pub(crate) fn invalid(
+    key: &'static str,
+    value: impl std::fmt::Display,
+    expected: &str,
+) -> ConfigError {
     ConfigError::Invalid { key, value: value.to_string(), expected: expected.to_owned() }
 }
 

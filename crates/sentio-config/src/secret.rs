@@ -57,7 +57,12 @@ mod tests {
     fn never_prints_the_value() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "******** ********");
-        assert_eq!(toml::to_string(&[("k", &s)].into_iter().collect::<std::collections::BTreeMap<_, _>>()).unwrap().trim(), "k = \"********\"");
+        assert_eq!(
+            toml::to_string(&[("k", &s)].into_iter().collect::<std::collections::BTreeMap<_, _>>())
+                .unwrap()
+                .trim(),
+            "k = \"********\""
+        );
         assert_eq!(s.expose(), "hunter2");
     }
 }

@@ -32,10 +32,18 @@ impl BusConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let m = &self.memory;
         if !(1..=1024).contains(&m.partitions) {
-            return Err(invalid("bus.memory.partitions", m.partitions, "an integer from 1 to 1024"));
+            return Err(invalid(
+                "bus.memory.partitions",
+                m.partitions,
+                "an integer from 1 to 1024",
+            ));
         }
         if !(16..=10_000_000).contains(&m.capacity) {
-            return Err(invalid("bus.memory.capacity", m.capacity, "an integer from 16 to 10000000"));
+            return Err(invalid(
+                "bus.memory.capacity",
+                m.capacity,
+                "an integer from 16 to 10000000",
+            ));
         }
         Ok(())
     }
@@ -127,7 +135,11 @@ pub struct LocalObjectsConfig {
 impl ObjectsConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.local.root.as_os_str().is_empty() {
-            return Err(invalid("objects.local.root", "\"\"", "a directory path such as data/objects"));
+            return Err(invalid(
+                "objects.local.root",
+                "\"\"",
+                "a directory path such as data/objects",
+            ));
         }
         Ok(())
     }
@@ -143,7 +155,12 @@ pub struct ArchiveConfig {
 
 impl ArchiveConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        check_duration("archive.slice", self.slice, Duration::from_secs(1), Duration::from_secs(86_400))
+        check_duration(
+            "archive.slice",
+            self.slice,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        )
     }
 }
 
@@ -207,7 +224,10 @@ impl SimulatorConfig {
         }
         let prefix_ok = !self.device_prefix.is_empty()
             && self.device_prefix.len() <= 48
-            && self.device_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && self
+                .device_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !prefix_ok {
             return Err(invalid(
                 "simulator.device_prefix",
@@ -215,9 +235,18 @@ impl SimulatorConfig {
                 "1 to 48 ASCII letters, digits, '-', '_' or '.'",
             ));
         }
-        check_duration("simulator.cadence", self.cadence, Duration::from_millis(10), Duration::from_secs(3600))?;
+        check_duration(
+            "simulator.cadence",
+            self.cadence,
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        )?;
         if !(self.speedup.is_finite() && self.speedup > 0.0 && self.speedup <= 100_000.0) {
-            return Err(invalid("simulator.speedup", self.speedup, "a number above 0 and at most 100000"));
+            return Err(invalid(
+                "simulator.speedup",
+                self.speedup,
+                "a number above 0 and at most 100000",
+            ));
         }
         let a = &self.anomalies;
         if !(a.rate_per_hour.is_finite() && (0.0..=3600.0).contains(&a.rate_per_hour)) {
@@ -278,9 +307,18 @@ impl IngestConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_topic("ingest.group", &self.group)?;
         if !(1..=1_000_000).contains(&self.batch_size) {
-            return Err(invalid("ingest.batch_size", self.batch_size, "an integer from 1 to 1000000"));
+            return Err(invalid(
+                "ingest.batch_size",
+                self.batch_size,
+                "an integer from 1 to 1000000",
+            ));
         }
-        check_duration("ingest.batch_linger", self.batch_linger, Duration::from_millis(1), Duration::from_secs(60))?;
+        check_duration(
+            "ingest.batch_linger",
+            self.batch_linger,
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+        )?;
         if !(64..=1_048_576).contains(&self.max_message_bytes) {
             return Err(invalid(
                 "ingest.max_message_bytes",
@@ -288,7 +326,12 @@ impl IngestConfig {
                 "an integer from 64 to 1048576",
             ));
         }
-        check_duration("ingest.max_future", self.max_future, Duration::ZERO, Duration::from_secs(365 * 86_400))
+        check_duration(
+            "ingest.max_future",
+            self.max_future,
+            Duration::ZERO,
+            Duration::from_secs(365 * 86_400),
+        )
     }
 }
 
@@ -301,11 +344,21 @@ pub struct DemoConfig {
 
 impl DemoConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        check_duration("demo.backfill", self.backfill, Duration::ZERO, Duration::from_secs(366 * 86_400))
+        check_duration(
+            "demo.backfill",
+            self.backfill,
+            Duration::ZERO,
+            Duration::from_secs(366 * 86_400),
+        )
     }
 }
 
-fn check_duration(key: &'static str, value: Duration, min: Duration, max: Duration) -> Result<(), ConfigError> {
+fn check_duration(
+    key: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
     if value < min || value > max {
         return Err(invalid(
             key,

@@ -46,7 +46,10 @@ fn every_default_key_has_a_comment() {
 #[test]
 fn file_then_environment_override_defaults() {
     Jail::expect_with(|jail| {
-        jail.create_file("site.toml", "[simulator]\ndevices = 3\nseed = 9\n[ingest]\nbatch_linger = \"2s\"\n")?;
+        jail.create_file(
+            "site.toml",
+            "[simulator]\ndevices = 3\nseed = 9\n[ingest]\nbatch_linger = \"2s\"\n",
+        )?;
         jail.set_env("SENTIO__SIMULATOR__DEVICES", "5");
         jail.set_env("SENTIO__STORE__SQLITE__PATH", "/tmp/x.db");
         jail.set_env("SENTIO__INGEST__BATCH_SIZE", "77");
@@ -65,7 +68,11 @@ fn file_then_environment_override_defaults() {
 fn errors_name_the_key_the_value_and_the_expected_form() {
     let cases: &[(&str, &str, &[&str])] = &[
         ("SENTIO__SIMULATOR__DEVICES", "0", &["simulator.devices", "0", "from 1 to 100000"]),
-        ("SENTIO__SIMULATOR__DEVICES", "many", &["simulator.devices", "many", "u32"]),
+        (
+            "SENTIO__SIMULATOR__DEVICES",
+            "many",
+            &["simulator.devices", "many", "u32", "SENTIO__SIMULATOR__DEVICES"],
+        ),
         ("SENTIO__SIMULATOR__CADENCE", "fast", &["simulator.cadence", "fast"]),
         ("SENTIO__SIMULATOR__CADENCE", "1ms", &["simulator.cadence", "1ms", "10ms"]),
         ("SENTIO__SIMULATOR__SPEEDUP", "-2", &["simulator.speedup", "-2", "above 0"]),

@@ -23,9 +23,7 @@ pub enum InvalidDeviceId {
     Empty,
     #[error("device id is {len} bytes long; the limit is {MAX_DEVICE_ID_LEN}")]
     TooLong { len: usize },
-    #[error(
-        "device id {id:?} contains {bad:?}; use only ASCII letters, digits, '-', '_' and '.'"
-    )]
+    #[error("device id {id:?} contains {bad:?}; use only ASCII letters, digits, '-', '_' and '.'")]
     BadChar { id: String, bad: char },
 }
 
@@ -37,9 +35,8 @@ impl DeviceId {
         if id.len() > MAX_DEVICE_ID_LEN {
             return Err(InvalidDeviceId::TooLong { len: id.len() });
         }
-        if let Some(bad) = id
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        if let Some(bad) =
+            id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
         {
             return Err(InvalidDeviceId::BadChar { id: id.to_owned(), bad });
         }
@@ -91,7 +88,10 @@ mod tests {
     fn accepts_plain_names_and_rejects_the_rest() {
         assert_eq!(DeviceId::new("pump-07").map(|d| d.to_string()), Ok("pump-07".into()));
         assert_eq!(DeviceId::new(""), Err(InvalidDeviceId::Empty));
-        assert!(matches!(DeviceId::new(&"x".repeat(65)), Err(InvalidDeviceId::TooLong { len: 65 })));
+        assert!(matches!(
+            DeviceId::new(&"x".repeat(65)),
+            Err(InvalidDeviceId::TooLong { len: 65 })
+        ));
         assert!(matches!(DeviceId::new("a/b"), Err(InvalidDeviceId::BadChar { bad: '/', .. })));
         assert!(matches!(DeviceId::new("pompe-é"), Err(InvalidDeviceId::BadChar { bad: 'é', .. })));
     }

@@ -62,7 +62,9 @@ pub enum DecodeError {
     NonFinite { field: &'static str },
     #[error("unknown schema version {found}; this build reads version {SCHEMA_VERSION}")]
     UnknownVersion { found: String },
-    #[error("unknown sensor kind {found:?}; expected one of temperature, vibration, pressure, humidity")]
+    #[error(
+        "unknown sensor kind {found:?}; expected one of temperature, vibration, pressure, humidity"
+    )]
     UnknownSensor { found: String },
     #[error("unit {found:?} does not match sensor {sensor}, which reports in {expected:?}")]
     UnitMismatch { sensor: SensorKind, found: String, expected: &'static str },
@@ -191,7 +193,8 @@ pub fn decode_reading(
     let injected = match obj.get("injected") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(
-            AnomalyKind::parse(s).ok_or_else(|| DecodeError::UnknownAnomaly { found: s.clone() })?,
+            AnomalyKind::parse(s)
+                .ok_or_else(|| DecodeError::UnknownAnomaly { found: s.clone() })?,
         ),
         Some(other) => return Err(wrong_type("injected", "a string or null", other)),
     };
@@ -337,12 +340,14 @@ mod tests {
                 matches!(e, E::TimestampOutOfRange { .. })
             }),
             (with("ts", Some("1764000000")), |e| matches!(e, E::WrongType { field: "ts", .. })),
-            (r#"{"v":1,"value":NaN}"#.into(), |e| {
-                matches!(e, E::NonFiniteToken { token, .. } if token == "NaN")
-            }),
-            (r#"{"v":1,"value":-Infinity}"#.into(), |e| {
-                matches!(e, E::NonFiniteToken { token, .. } if token == "-Infinity")
-            }),
+            (
+                r#"{"v":1,"value":NaN}"#.into(),
+                |e| matches!(e, E::NonFiniteToken { token, .. } if token == "NaN"),
+            ),
+            (
+                r#"{"v":1,"value":-Infinity}"#.into(),
+                |e| matches!(e, E::NonFiniteToken { token, .. } if token == "-Infinity"),
+            ),
             (format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000)), |e| {
                 matches!(e, E::Oversize { max: 4096, .. })
             }),
@@ -360,7 +365,10 @@ mod tests {
     fn large_exponent_is_reported_as_non_finite() {
         let text = with("value", Some("0")).replace(r#""value":0"#, r#""value":1e999"#);
         let err = decode(&text).unwrap_err();
-        assert!(matches!(&err, DecodeError::NonFiniteToken { token, .. } if token == "1e999"), "{err:?}");
+        assert!(
+            matches!(&err, DecodeError::NonFiniteToken { token, .. } if token == "1e999"),
+            "{err:?}"
+        );
     }
 
     mod prop {

@@ -4,6 +4,7 @@
 //! - `sqlite`: the embedded backend (one file, the default).
 //! - `migrations`: versioned schema changes, applied by `sentio migrate` and at start.
 //! - `contract` (feature `testkit`): the suite every backend must pass, written once.
+//! - `row`: how domain values map to columns and back, shared by backends ([`InvalidValue`]).
 //!
 //! Exactly-once ingestion rests on [`ReadingStore::write_batch`]: the rows of a batch and the
 //! consumer offsets that cover them commit in one transaction, and rows from offsets the store has
@@ -78,8 +79,10 @@ pub struct StoreStats {
     pub readings: u64,
     pub dead_letters: u64,
     /// Sum over all consumer-offset rows of the next offset: with one group and a bus that starts
-    /// at zero, this equals `readings + dead_letters`.
+    /// at zero, this equals `readings + dead_letters`. Saturates at `u64::MAX`.
     pub committed_offsets_total: u64,
+    /// The newest reading's timestamp, if any (where a restarted simulation resumes).
+    pub latest_ts_ns: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +124,10 @@ impl StoreError {
                 .downcast_ref::<rusqlite::Error>()
                 .and_then(rusqlite::Error::sqlite_error_code)
                 .is_some_and(|c| {
-                    matches!(c, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    matches!(
+                        c,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    )
                 }),
             _ => false,
         }
@@ -139,6 +145,10 @@ pub trait ReadingStore: Send + Sync {
 
     /// In one transaction: inserts the batch's readings and dead letters whose offsets are at or
     /// past the stored offset of their partition, and advances the stored offsets (never backwards).
+    ///
+    /// SQL integers are signed, so a `seq`, offset or next offset above `i64::MAX` (and a
+    /// non-finite value) is refused with [`StoreError::Query`] whose source is an
+    /// [`InvalidValue`]; nothing of a refused batch is written.
     async fn write_batch(&self, batch: &IngestBatch) -> Result<BatchOutcome, StoreError>;
 
     /// The next offset to consume per partition for `group` on `topic`.
@@ -148,10 +158,12 @@ pub trait ReadingStore: Send + Sync {
         topic: &str,
     ) -> Result<BTreeMap<u32, u64>, StoreError>;
 
-    /// Inserts readings with no offsets (bulk loads, benchmarks).
+    /// Inserts readings with no offsets (bulk loads, benchmarks), in one transaction. Refuses what
+    /// `write_batch` refuses.
     async fn insert_readings(&self, readings: &[Reading]) -> Result<u64, StoreError>;
 
     /// Readings in the range, ordered by device, timestamp, sensor name and sequence number.
+    /// (`to_ns` is exclusive, so a reading stamped `i64::MAX` is stored but never returned.)
     async fn query_range(&self, query: &RangeQuery) -> Result<Vec<Reading>, StoreError>;
 
     /// The dead letters stored for `topic` (any group), ordered by partition and offset.
@@ -163,4 +175,7 @@ pub trait ReadingStore: Send + Sync {
 #[cfg(feature = "testkit")]
 pub mod contract;
 pub mod migrations;
+mod row;
 pub mod sqlite;
+
+pub use row::InvalidValue;

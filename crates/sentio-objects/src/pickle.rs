@@ -1,0 +1,297 @@
+//! [`RawBatch`]: the readings of one raw archive object as equal-length columns, and its pickle
+//! encoding.
+//!
+//! The object is a pickle (protocol 3) of a dict of lists, so that
+//! `pandas.DataFrame(pickle.load(f))` gives one row per reading:
+//!
+//! | column | Python | pandas dtype |
+//! | --- | --- | --- |
+//! | `device` | `str` | object |
+//! | `sensor` | `str` (`temperature`, `vibration`, `pressure`, `humidity`) | object |
+//! | `ts_ns` | `int`, nanoseconds since the epoch, UTC | int64 (`pandas.to_datetime(df.ts_ns, unit="ns", utc=True)`) |
+//! | `value` | `float` | float64 |
+//! | `seq` | `int` | int64 |
+//! | `injected` | `str` (an anomaly kind such as `temperature_spike`) or `None` | object |
+//!
+//! Readers ignore columns they do not know, so columns can be added later without breaking them.
+
+use sentio_core::{AnomalyKind, DeviceId, Reading, SensorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::ObjectsError;
+
+/// The readings of one archive object, column by column; every column has one value per reading.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawBatch {
+    pub device: Vec<String>,
+    pub sensor: Vec<String>,
+    /// Event time, nanoseconds since the Unix epoch (UTC).
+    pub ts_ns: Vec<i64>,
+    pub value: Vec<f64>,
+    /// Per (device, sensor) sequence number.
+    pub seq: Vec<u64>,
+    /// The injected anomaly kind (simulator ground truth), `None` for normal readings.
+    pub injected: Vec<Option<String>>,
+}
+
+impl RawBatch {
+    /// Appends one reading as a row.
+    pub fn push(&mut self, r: &Reading) {
+        self.device.push(r.device.as_str().to_owned());
+        self.sensor.push(r.sensor.as_str().to_owned());
+        self.ts_ns.push(r.ts_ns);
+        self.value.push(r.value);
+        self.seq.push(r.seq);
+        self.injected.push(r.injected.map(|k| k.as_str().to_owned()));
+    }
+
+    /// The number of rows (the length of the `device` column; see [`RawBatch::check_columns`]).
+    pub fn len(&self) -> usize {
+        self.device.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The earliest timestamp in the batch (rows need not be in time order).
+    pub fn first_ts(&self) -> Option<i64> {
+        self.ts_ns.iter().copied().min()
+    }
+
+    /// The latest timestamp in the batch.
+    pub fn last_ts(&self) -> Option<i64> {
+        self.ts_ns.iter().copied().max()
+    }
+
+    /// Checks that every column has as many values as `device`.
+    pub fn check_columns(&self) -> Result<(), ObjectsError> {
+        let expected = self.device.len();
+        for (column, len) in [
+            ("sensor", self.sensor.len()),
+            ("ts_ns", self.ts_ns.len()),
+            ("value", self.value.len()),
+            ("seq", self.seq.len()),
+            ("injected", self.injected.len()),
+        ] {
+            if len != expected {
+                return Err(ObjectsError::ColumnLength { column, len, expected });
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the batch as a protocol-3 pickle of a dict of lists.
+    pub fn to_pickle(&self) -> Result<Vec<u8>, ObjectsError> {
+        self.check_columns()?;
+        serde_pickle::to_vec(self, serde_pickle::SerOptions::new())
+            .map_err(|source| ObjectsError::PickleEncode { rows: self.len(), source })
+    }
+
+    /// Decodes a pickle written by [`RawBatch::to_pickle`] (or by Python, as a dict with at least
+    /// these six lists), checking that the columns have equal lengths.
+    pub fn from_pickle(bytes: &[u8]) -> Result<RawBatch, ObjectsError> {
+        let batch: RawBatch = serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new())
+            .map_err(|source| ObjectsError::PickleDecode { bytes: bytes.len(), source })?;
+        batch.check_columns()?;
+        Ok(batch)
+    }
+
+    /// The rows as domain readings, validating device ids, sensor and anomaly names and values.
+    pub fn readings(&self) -> Result<Vec<Reading>, ObjectsError> {
+        self.check_columns()?;
+        let mut out = Vec::with_capacity(self.len());
+        // One DeviceId per distinct name in a row run: batches usually hold one device.
+        let mut last_device: Option<DeviceId> = None;
+        for row in 0..self.len() {
+            let name = &self.device[row];
+            let device = match &last_device {
+                Some(d) if d.as_str() == name => d.clone(),
+                _ => {
+                    let d = DeviceId::new(name)
+                        .map_err(|source| ObjectsError::InvalidDevice { row, source })?;
+                    last_device = Some(d.clone());
+                    d
+                }
+            };
+            let sensor = SensorKind::parse(&self.sensor[row]).ok_or_else(|| {
+                ObjectsError::UnknownName { row, column: "sensor", value: self.sensor[row].clone() }
+            })?;
+            let injected = match &self.injected[row] {
+                None => None,
+                Some(name) => Some(AnomalyKind::parse(name).ok_or_else(|| {
+                    ObjectsError::UnknownName { row, column: "injected", value: name.clone() }
+                })?),
+            };
+            let value = self.value[row];
+            if !value.is_finite() {
+                return Err(ObjectsError::NonFinite { row, value });
+            }
+            out.push(Reading {
+                device,
+                sensor,
+                ts_ns: self.ts_ns[row],
+                value,
+                seq: self.seq[row],
+                injected,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl<'a> FromIterator<&'a Reading> for RawBatch {
+    fn from_iter<I: IntoIterator<Item = &'a Reading>>(iter: I) -> Self {
+        let mut batch = RawBatch::default();
+        for r in iter {
+            batch.push(r);
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::BTreeMap;
+
+    use serde_pickle::{DeOptions, HashableValue, Value};
+
+    use super::*;
+
+    fn reading(
+        device: &str,
+        sensor: SensorKind,
+        ts_ns: i64,
+        value: f64,
+        seq: u64,
+        injected: Option<AnomalyKind>,
+    ) -> Reading {
+        Reading { device: DeviceId::new(device).unwrap(), sensor, ts_ns, value, seq, injected }
+    }
+
+    fn sample() -> Vec<Reading> {
+        vec![
+            reading("pump-07", SensorKind::Temperature, 1_795_946_400_123_456_789, 21.5, 0, None),
+            reading(
+                "pump-07",
+                SensorKind::Vibration,
+                1_795_946_400_123_456_790,
+                -0.0,
+                1,
+                Some(AnomalyKind::VibrationNoise),
+            ),
+            reading("fan.2", SensorKind::Pressure, -1, 1.0e300, u64::from(u32::MAX) + 7, None),
+            reading(
+                "fan.2",
+                SensorKind::Humidity,
+                i64::MAX,
+                -5e-324,
+                3,
+                Some(AnomalyKind::HumidityLow),
+            ),
+            reading(
+                "pump-07",
+                SensorKind::Temperature,
+                0,
+                0.1 + 0.2,
+                2,
+                Some(AnomalyKind::TemperatureSpike),
+            ),
+        ]
+    }
+
+    #[test]
+    fn round_trips_through_pickle_bit_for_bit() {
+        let readings = sample();
+        let batch: RawBatch = readings.iter().collect();
+        assert_eq!(batch.len(), 5);
+        assert_eq!(batch.first_ts(), Some(-1));
+        assert_eq!(batch.last_ts(), Some(i64::MAX));
+        let back = RawBatch::from_pickle(&batch.to_pickle().unwrap()).unwrap();
+        let got = back.readings().unwrap();
+        assert_eq!(got, readings);
+        for (a, b) in got.iter().zip(&readings) {
+            assert_eq!(a.value.to_bits(), b.value.to_bits());
+        }
+    }
+
+    #[test]
+    fn empty_batch_round_trips() {
+        let batch = RawBatch::default();
+        assert!(batch.is_empty());
+        assert_eq!(batch.first_ts(), None);
+        let back = RawBatch::from_pickle(&batch.to_pickle().unwrap()).unwrap();
+        assert_eq!(back, batch);
+        assert!(back.readings().unwrap().is_empty());
+    }
+
+    #[test]
+    fn writes_a_protocol_3_dict_of_lists_with_python_types() {
+        let batch: RawBatch = sample().iter().collect();
+        let bytes = batch.to_pickle().unwrap();
+        assert_eq!(&bytes[..2], b"\x80\x03", "protocol 3 header");
+        let Value::Dict(dict) = serde_pickle::value_from_slice(&bytes, DeOptions::new()).unwrap()
+        else {
+            panic!("not a dict");
+        };
+        let columns: BTreeMap<String, Vec<Value>> = dict
+            .into_iter()
+            .map(|(k, v)| {
+                let HashableValue::String(k) = k else { panic!("key {k:?} is not a str") };
+                let Value::List(v) = v else { panic!("column {k} is not a list") };
+                (k, v)
+            })
+            .collect();
+        assert_eq!(
+            columns.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["device", "injected", "sensor", "seq", "ts_ns", "value"]
+        );
+        assert_eq!(columns["device"][0], Value::String("pump-07".into()));
+        assert_eq!(columns["ts_ns"][3], Value::I64(i64::MAX));
+        assert_eq!(columns["value"][2], Value::F64(1.0e300));
+        assert_eq!(columns["injected"][0], Value::None);
+        assert_eq!(columns["injected"][1], Value::String("vibration_noise".into()));
+    }
+
+    #[test]
+    fn rejects_unequal_columns_and_bad_names() {
+        let mut batch: RawBatch = sample().iter().collect();
+        batch.seq.pop();
+        assert!(matches!(
+            batch.to_pickle(),
+            Err(ObjectsError::ColumnLength { column: "seq", len: 4, expected: 5 })
+        ));
+        // A pickle written by someone else with a short column.
+        let bytes = serde_pickle::to_vec(&batch, serde_pickle::SerOptions::new()).unwrap();
+        assert!(matches!(
+            RawBatch::from_pickle(&bytes),
+            Err(ObjectsError::ColumnLength { column: "seq", .. })
+        ));
+        assert!(matches!(
+            RawBatch::from_pickle(b"not a pickle"),
+            Err(ObjectsError::PickleDecode { .. })
+        ));
+
+        let good: RawBatch = sample().iter().collect();
+        let mut bad = good.clone();
+        bad.sensor[1] = "voltage".into();
+        assert!(matches!(
+            bad.readings(),
+            Err(ObjectsError::UnknownName { row: 1, column: "sensor", .. })
+        ));
+        let mut bad = good.clone();
+        bad.injected[2] = Some("meteor".into());
+        assert!(matches!(
+            bad.readings(),
+            Err(ObjectsError::UnknownName { row: 2, column: "injected", .. })
+        ));
+        let mut bad = good.clone();
+        bad.device[3] = "a/b".into();
+        assert!(matches!(bad.readings(), Err(ObjectsError::InvalidDevice { row: 3, .. })));
+        let mut bad = good;
+        bad.value[4] = f64::NAN;
+        assert!(matches!(bad.readings(), Err(ObjectsError::NonFinite { row: 4, .. })));
+    }
+}

@@ -1,0 +1,248 @@
+//! The ETL: consumes `sensor-data` in a consumer group, decodes, batches by size and time, and writes
+//! each batch's rows, dead letters and offsets to the store in one transaction.
+//!
+//! Order of a flush, and why it is exactly once:
+//! 1. dead letters go to the dead-letter topic (a crash after this re-publishes them: consumers of
+//!    the DLQ deduplicate by source partition and offset, which every dead letter carries);
+//! 2. the store commits rows, dead letters and the offsets after them in one transaction, skipping
+//!    anything at offsets it already holds, so a redelivered record is never stored twice;
+//! 3. only then is the offset committed on the bus, which is an optimisation for resuming: the
+//!    store's offsets are the truth, and on assignment the consumer seeks to them.
+
+pub mod batcher;
+pub mod dead_letter;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use sentio_bus::{Bus, Consumer, Record};
+use sentio_config::IngestConfig;
+use sentio_core::DecodeLimits;
+use sentio_core::time::now_ns;
+use sentio_store::{IngestBatch, ReadingStore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use self::batcher::Batcher;
+use self::dead_letter::DeadLetterV1;
+
+/// How long a drain may keep reading after the stop signal.
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+/// A drain ends at the first poll that waits this long for nothing.
+const DRAIN_IDLE: Duration = Duration::from_millis(100);
+/// Retries of a transient store error before the ETL gives up.
+const STORE_RETRIES: u32 = 8;
+
+/// Running totals, shared with whoever displays them.
+#[derive(Debug, Default)]
+pub struct EtlStats {
+    pub consumed: AtomicU64,
+    pub rows_stored: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub replayed_skipped: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// A plain copy of [`EtlStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EtlSnapshot {
+    pub consumed: u64,
+    pub rows_stored: u64,
+    pub dead_letters: u64,
+    pub replayed_skipped: u64,
+    pub batches: u64,
+}
+
+impl EtlStats {
+    pub fn snapshot(&self) -> EtlSnapshot {
+        EtlSnapshot {
+            consumed: self.consumed.load(Ordering::Relaxed),
+            rows_stored: self.rows_stored.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
+            replayed_skipped: self.replayed_skipped.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The ETL role.
+pub struct Etl {
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn ReadingStore>,
+    topic: String,
+    dead_letter_topic: String,
+    config: IngestConfig,
+    stats: Arc<EtlStats>,
+}
+
+impl Etl {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn ReadingStore>,
+        topic: &str,
+        dead_letter_topic: &str,
+        config: &IngestConfig,
+    ) -> Self {
+        Self {
+            bus,
+            store,
+            topic: topic.to_owned(),
+            dead_letter_topic: dead_letter_topic.to_owned(),
+            config: config.clone(),
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<EtlStats> {
+        self.stats.clone()
+    }
+
+    /// Consumes until `stop` fires, then drains what the bus still holds (briefly), writes the last
+    /// batch and returns.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let group = self.config.group.clone();
+        let mut consumer = self
+            .bus
+            .subscribe(&self.topic, &group)
+            .await
+            .with_context(|| format!("joining group {group:?} on topic {:?}", self.topic))?;
+        let limits = DecodeLimits {
+            max_bytes: self.config.max_message_bytes,
+            max_future_ns: i64::try_from(self.config.max_future.as_nanos()).unwrap_or(i64::MAX),
+            ..DecodeLimits::default()
+        };
+        let mut batcher = Batcher::new(&group, &self.topic, limits, self.config.batch_linger);
+        let mut assigned = BTreeSet::new();
+        let mut drain_until: Option<Instant> = None;
+        tracing::info!(topic = %self.topic, group = %group, "ingest started");
+
+        loop {
+            let room = self.config.batch_size.saturating_sub(batcher.len()).max(1);
+            let wait = match (drain_until, batcher.deadline()) {
+                (Some(_), _) => DRAIN_IDLE,
+                (None, Some(deadline)) => deadline.saturating_duration_since(Instant::now()),
+                (None, None) => Duration::from_millis(500),
+            };
+            let records = tokio::select! {
+                biased;
+                _ = stop.cancelled(), if drain_until.is_none() => {
+                    drain_until = Some(Instant::now() + DRAIN_LIMIT);
+                    continue;
+                }
+                polled = consumer.poll(room, wait) => polled.context("polling the bus")?,
+            };
+            let records = self.follow_assignment(consumer.as_mut(), &mut assigned, records).await?;
+            let now = Instant::now();
+            let wall = now_ns();
+            self.stats.consumed.fetch_add(records.len() as u64, Ordering::Relaxed);
+            let idle = records.is_empty();
+            for record in &records {
+                batcher.push(record, wall, now);
+            }
+            let due = batcher.deadline().is_some_and(|d| d <= now);
+            if batcher.len() >= self.config.batch_size || due {
+                self.flush(consumer.as_mut(), batcher.take()).await?;
+            }
+            if let Some(until) = drain_until {
+                if idle || now >= until {
+                    break;
+                }
+            }
+        }
+        self.flush(consumer.as_mut(), batcher.take()).await?;
+        tracing::info!(stats = ?self.stats.snapshot(), "ingest stopped");
+        Ok(())
+    }
+
+    /// On a new assignment, moves each new partition to the offset the store holds: records of
+    /// this poll below it are dropped, and a partition this poll returned nothing at or past it
+    /// for is sought there (the bus's own committed offset can only be behind the store's).
+    async fn follow_assignment(
+        &self,
+        consumer: &mut dyn Consumer,
+        assigned: &mut BTreeSet<u32>,
+        mut records: Vec<Record>,
+    ) -> anyhow::Result<Vec<Record>> {
+        let now: BTreeSet<u32> = consumer.assignment().into_iter().collect();
+        if now == *assigned {
+            return Ok(records);
+        }
+        let stored = self
+            .store
+            .committed_offsets(&self.config.group, &self.topic)
+            .await
+            .context("reading the stored consumer offsets")?;
+        for p in now.difference(assigned) {
+            let Some(offset) = stored.get(p).copied() else { continue };
+            records.retain(|r| r.partition != *p || r.offset >= offset);
+            if !records.iter().any(|r| r.partition == *p) {
+                consumer.seek(*p, offset).await.context("seeking to the stored offset")?;
+            }
+        }
+        tracing::debug!(partitions = ?now, "assignment changed");
+        *assigned = now;
+        Ok(records)
+    }
+
+    async fn flush(&self, consumer: &mut dyn Consumer, batch: IngestBatch) -> anyhow::Result<()> {
+        if batch.next_offsets.is_empty() {
+            return Ok(());
+        }
+        if !batch.dead_letters.is_empty() {
+            let records = batch
+                .dead_letters
+                .iter()
+                .map(|d| DeadLetterV1::new(&self.topic, &batch.group, d).to_record())
+                .collect();
+            self.bus.publish_batch(&self.dead_letter_topic, records).await.with_context(|| {
+                format!("publishing dead letters to {:?}", self.dead_letter_topic)
+            })?;
+            for d in &batch.dead_letters {
+                tracing::warn!(
+                    partition = d.source.partition,
+                    offset = d.source.offset,
+                    code = %d.code,
+                    reason = %d.reason,
+                    "dead letter"
+                );
+            }
+        }
+        let outcome = self.write_with_retry(&batch).await?;
+        if let Err(e) = consumer.commit(&batch.next_offsets).await {
+            // The store holds the offsets; the bus's copy only speeds up the next start.
+            tracing::warn!(error = %e, "committing offsets on the bus failed; the store has them");
+        }
+        self.stats.rows_stored.fetch_add(outcome.readings_inserted, Ordering::Relaxed);
+        self.stats.dead_letters.fetch_add(outcome.dead_letters_inserted, Ordering::Relaxed);
+        self.stats.replayed_skipped.fetch_add(outcome.replayed_skipped, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn write_with_retry(
+        &self,
+        batch: &IngestBatch,
+    ) -> anyhow::Result<sentio_store::BatchOutcome> {
+        let mut delay = Duration::from_millis(50);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.store.write_batch(batch).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) if e.is_transient() && attempt < STORE_RETRIES => {
+                    tracing::warn!(error = %e, attempt, "store write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)).with_context(|| {
+                        format!("writing a batch of {} readings to the store", batch.readings.len())
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Sentio's roles, each a long-running async service that talks to the world only through ports.
+//!
+//! - [`simulator`]: simulated devices publishing readings to the bus and raw batches to objects.
+//! - [`etl`]: the consumer that lands readings in the store, exactly once, with a dead-letter topic.
+//! - [`shutdown`]: one cancellation token and task tracker for every role in a process.
+
+pub mod etl;
+pub mod shutdown;
+pub mod simulator;

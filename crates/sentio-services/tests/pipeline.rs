@@ -1,0 +1,278 @@
+//! The embedded pipeline end to end: simulator → memory bus → ETL → SQLite, plus the .pickle
+//! archive, with malformed messages mixed into the stream and an ETL crash in the middle.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use sentio_bus::Bus;
+use sentio_bus::contract::poll_n;
+use sentio_bus::memory::MemoryBus;
+use sentio_config::{Config, IngestConfig};
+use sentio_core::time::NANOS_PER_SEC;
+use sentio_core::{DecodeLimits, Reading, decode_reading};
+use sentio_objects::{Archiver, RawBatch};
+use sentio_services::etl::Etl;
+use sentio_services::etl::dead_letter::DeadLetterV1;
+use sentio_services::simulator::{Output, Simulator};
+use sentio_store::sqlite::SqliteStore;
+use sentio_store::{RangeQuery, ReadingStore};
+use tokio_util::sync::CancellationToken;
+
+const READINGS: &str = "sensor-data";
+const DLQ: &str = "sensor-data.dlq";
+/// 2026-11-24T00:00:00Z
+const START: i64 = 1_795_478_400 * NANOS_PER_SEC;
+
+fn config() -> Config {
+    let mut c = Config::load(None).unwrap();
+    c.simulator.seed = 7;
+    c.simulator.anomalies.rate_per_hour = 6.0;
+    c.ingest.batch_size = 2000;
+    c.ingest.batch_linger = Duration::from_millis(20);
+    c
+}
+
+/// An in-memory `Write` the test can read back.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The readings the simulator produces for the range, from a separate run written as lines.
+async fn expected_readings(config: &Config, to: i64) -> Vec<Reading> {
+    let out = Shared::default();
+    let mut sim =
+        Simulator::new(&config.simulator, Output::Lines(Box::new(out.clone())), None).unwrap();
+    sim.backfill(START, to, &CancellationToken::new(), |_| {}).await.unwrap();
+    sim.finish().await.unwrap();
+    let bytes = out.0.lock().unwrap().clone();
+    let limits = DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() };
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| decode_reading(l, &limits, to).unwrap())
+        .collect()
+}
+
+/// Order-independent fingerprint of a multiset of readings: (count, wrapping sum of row hashes).
+fn checksum<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> (u64, u64) {
+    let mut count = 0u64;
+    let mut sum = 0u64;
+    for r in readings {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        };
+        eat(r.device.as_str().as_bytes());
+        eat(r.sensor.as_str().as_bytes());
+        eat(&r.ts_ns.to_le_bytes());
+        eat(&r.value.to_bits().to_le_bytes());
+        eat(&r.seq.to_le_bytes());
+        eat(r.injected.map_or("-", |k| k.as_str()).as_bytes());
+        count += 1;
+        sum = sum.wrapping_add(h);
+    }
+    (count, sum)
+}
+
+/// One malformed message per rejection class, made distinct by `i`, with the code it must get.
+fn malformed(i: usize) -> (Bytes, &'static str) {
+    let ts = "2026-11-24T00:00:00Z";
+    let (text, code): (Vec<u8>, &str) = match i % 10 {
+        0 => (format!("{{\"v\":1,\"device\":\"bad-{i}\"").into_bytes(), "malformed_json"),
+        1 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":NaN,\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "non_finite"),
+        2 => (format!("{{\"v\":1,\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "missing_field"),
+        3 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":\"1.0\",\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "wrong_type"),
+        4 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"voltage\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"V\",\"seq\":{i}}}").into_bytes(), "unknown_sensor"),
+        5 => (format!("{{\"v\":2,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "unknown_version"),
+        6 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"1970-01-01T00:00:00Z\",\"value\":1.0,\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "timestamp_out_of_range"),
+        7 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"pad\":\"{}\"}}", "x".repeat(5000)).into_bytes(), "oversize"),
+        8 => ([b"{\"v\":1,\"device\":\"".as_slice(), &[0xff, 0xfe], i.to_string().as_bytes()].concat(), "not_utf8"),
+        _ => (format!("[{i}]").into_bytes(), "not_an_object"),
+    };
+    (Bytes::from(text), code)
+}
+
+async fn list_pickles(objects: &Arc<dyn ObjectStore>) -> Vec<Reading> {
+    let metas: Vec<_> = objects.list(Some(&"raw".into())).try_collect().await.unwrap();
+    let mut out = Vec::new();
+    for meta in metas {
+        assert!(meta.location.as_ref().ends_with(".pickle"), "{}", meta.location);
+        let bytes = objects.get(&meta.location).await.unwrap().bytes().await.unwrap();
+        out.extend(RawBatch::from_pickle(&bytes).unwrap().readings().unwrap());
+    }
+    out
+}
+
+/// Waits (with a deadline) until `done` holds.
+async fn wait_until(done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_run_stores_exactly_the_valid_readings_and_dead_letters_the_rest() {
+    let config = config();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ReadingStore> =
+        Arc::new(SqliteStore::open(&dir.path().join("sentio.db")).unwrap());
+    store.migrate().await.unwrap();
+    let memory = Arc::new(MemoryBus::new(4096));
+    memory.create_topic(READINGS, 8).await.unwrap();
+    memory.create_topic(DLQ, 8).await.unwrap();
+    let bus: Arc<dyn Bus> = memory.clone();
+    let objects = sentio_objects::local(&dir.path().join("objects")).unwrap();
+    let mut dlq_audit = bus.subscribe(DLQ, "audit").await.unwrap();
+
+    // 8 devices x 4 sensors x 3,200 ticks = 102,400 readings.
+    let to = START + 3_200 * NANOS_PER_SEC;
+    let etl = Etl::new(bus.clone(), store.clone(), READINGS, DLQ, &config.ingest);
+    let stats = etl.stats();
+    let stop = CancellationToken::new();
+    let etl_task = tokio::spawn(etl.run(stop.clone()));
+
+    // Malformed messages arrive while the simulator publishes.
+    let bad: Vec<(Bytes, &str)> = (0..300).map(malformed).collect();
+    let feeder = {
+        let bus = bus.clone();
+        let payloads: Vec<Bytes> = bad.iter().map(|(b, _)| b.clone()).collect();
+        tokio::spawn(async move {
+            for (i, chunk) in payloads.chunks(7).enumerate() {
+                let records =
+                    chunk.iter().map(|p| (Bytes::from(format!("bad-{i}")), p.clone())).collect();
+                bus.publish_batch(READINGS, records).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let archiver = Archiver::new(objects.clone(), config.archive.slice);
+    let mut sim = Simulator::new(
+        &config.simulator,
+        Output::Bus { bus: bus.clone(), topic: READINGS.into() },
+        Some(archiver),
+    )
+    .unwrap();
+    sim.backfill(START, to, &CancellationToken::new(), |_| {}).await.unwrap();
+    sim.finish().await.unwrap();
+    feeder.await.unwrap();
+    wait_until(|| stats.snapshot().consumed == 102_700).await;
+    stop.cancel();
+    etl_task.await.unwrap().unwrap();
+
+    let expected = expected_readings(&config, to).await;
+    assert_eq!(expected.len(), 102_400);
+    assert!(expected.iter().any(|r| r.injected.is_some()), "the run injected no anomaly");
+
+    // The store holds exactly the valid readings.
+    let stored = store
+        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
+        .await
+        .unwrap();
+    assert_eq!(checksum(&stored), checksum(&expected));
+    let totals = store.stats().await.unwrap();
+    assert_eq!(totals.readings, 102_400);
+    assert_eq!(totals.dead_letters, 300);
+    assert_eq!(totals.committed_offsets_total, 102_700, "offsets cover every message once");
+    assert_eq!(stats.snapshot().rows_stored, 102_400);
+
+    // Exactly the malformed messages are dead letters, each with its reason.
+    let mut want: BTreeMap<Vec<u8>, &str> = bad.iter().map(|(b, c)| (b.to_vec(), *c)).collect();
+    assert_eq!(want.len(), 300, "malformed payloads are distinct");
+    let stored_dl = store.dead_letters(READINGS).await.unwrap();
+    assert_eq!(stored_dl.len(), 300);
+    for d in &stored_dl {
+        assert_eq!(want.get(&d.payload).copied(), Some(d.code.as_str()), "{}", d.reason);
+        assert!(!d.reason.is_empty());
+    }
+    let on_topic = poll_n(dlq_audit.as_mut(), 300).await;
+    assert!(
+        dlq_audit.poll(10, Duration::from_millis(200)).await.unwrap().is_empty(),
+        "extra dead letters"
+    );
+    for record in on_topic {
+        let letter: DeadLetterV1 = serde_json::from_slice(&record.payload).unwrap();
+        let original = letter.payload().unwrap();
+        let code =
+            want.remove(&original).unwrap_or_else(|| panic!("unexpected dead letter {letter:?}"));
+        assert_eq!(letter.code, code);
+        assert_eq!(letter.topic, READINGS);
+        assert!(stored_dl.iter().any(|d| d.source.partition == letter.partition
+            && d.source.offset == letter.offset
+            && d.reason == letter.reason));
+    }
+    assert!(want.is_empty());
+
+    // The pickles hold the same readings.
+    let archived = list_pickles(&objects).await;
+    assert_eq!(checksum(&archived), checksum(&expected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etl_killed_mid_stream_resumes_without_loss_or_duplicates() {
+    let config = config();
+    let store: Arc<dyn ReadingStore> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    store.migrate().await.unwrap();
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new(1 << 20));
+    bus.create_topic(READINGS, 4).await.unwrap();
+    bus.create_topic(DLQ, 4).await.unwrap();
+    let to = START + 1_000 * NANOS_PER_SEC;
+    let mut sim = Simulator::new(
+        &config.simulator,
+        Output::Bus { bus: bus.clone(), topic: READINGS.into() },
+        None,
+    )
+    .unwrap();
+    sim.backfill(START, to, &CancellationToken::new(), |_| {}).await.unwrap();
+
+    let ingest = IngestConfig { batch_size: 300, ..config.ingest.clone() };
+    // Kill the ETL three times at arbitrary points (possibly mid-transaction), then let one finish.
+    for _ in 0..3 {
+        let etl = Etl::new(bus.clone(), store.clone(), READINGS, DLQ, &ingest);
+        let stats = etl.stats();
+        let task = tokio::spawn(etl.run(CancellationToken::new()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while stats.snapshot().rows_stored < 3_000 {
+            assert!(tokio::time::Instant::now() < deadline, "the ETL made no progress");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        task.abort();
+        let _ = task.await;
+    }
+    let etl = Etl::new(bus.clone(), store.clone(), READINGS, DLQ, &ingest);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(etl.run(stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while store.stats().await.unwrap().committed_offsets_total < 32_000 {
+        assert!(tokio::time::Instant::now() < deadline, "the last ETL never caught up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    let expected = expected_readings(&config, to).await;
+    let stored = store
+        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 32_000);
+    assert_eq!(checksum(&stored), checksum(&expected));
+    assert_eq!(store.stats().await.unwrap().committed_offsets_total, 32_000);
+}

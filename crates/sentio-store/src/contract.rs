@@ -1,0 +1,580 @@
+//! The contract every [`ReadingStore`] backend must pass, written once.
+//!
+//! Run [`check_store`] on a fresh, migrated, empty store: SQLite in this crate's tests, PostgreSQL
+//! (on a fresh database) in the integration tests. Each `check_*` function tests one promise and
+//! uses its own group, topic and device names, so the checks do not see each other's rows and a
+//! failure names the promise that broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use sentio_core::{AnomalyKind, DeviceId, Reading, SensorKind};
+
+use crate::{
+    BatchOutcome, DeadLetter, IngestBatch, InvalidValue, RangeQuery, ReadingStore, SourceOffset,
+    StoreError,
+};
+
+/// Runs every check, in order. Panics, naming the check, on the first broken promise.
+pub async fn check_store(store: &dyn ReadingStore) {
+    check_migrate_is_idempotent(store).await;
+    check_write_batch_stores_rows_and_offsets(store).await;
+    check_replay_inserts_nothing(store).await;
+    check_overlapping_batch_inserts_only_the_new_part(store).await;
+    check_offsets_never_go_backwards(store).await;
+    check_offsets_are_per_group_and_topic(store).await;
+    check_dead_letters(store).await;
+    check_query_range_filters_and_orders(store).await;
+    check_injected_round_trips(store).await;
+    check_extreme_values_round_trip(store).await;
+    check_out_of_range_values_are_rejected(store).await;
+    check_insert_readings(store).await;
+    check_stats_agree(store).await;
+    check_large_batch_round_trips(store).await;
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+fn dev(name: &str) -> DeviceId {
+    DeviceId::new(name).unwrap()
+}
+
+fn reading(device: &str, sensor: SensorKind, ts_ns: i64, seq: u64, value: f64) -> Reading {
+    Reading { device: dev(device), sensor, ts_ns, value, seq, injected: None }
+}
+
+/// One reading per offset of `offsets` on `partition`, as the ETL would decode them: the sensors
+/// take turns, the timestamp and sequence number follow the offset.
+fn readings_at(device: &str, partition: u32, offsets: Range<u64>) -> Vec<(SourceOffset, Reading)> {
+    offsets
+        .map(|o| {
+            let sensor = SensorKind::ALL[(o % 4) as usize];
+            let ts = 1_700_000_000_000_000_000 + (o / 4) as i64 * 1_000_000_000;
+            (
+                SourceOffset { partition, offset: o },
+                reading(device, sensor, ts, o / 4, o as f64 * 0.25),
+            )
+        })
+        .collect()
+}
+
+fn batch(
+    group: &str,
+    topic: &str,
+    readings: Vec<(SourceOffset, Reading)>,
+    next_offsets: &[(u32, u64)],
+) -> IngestBatch {
+    IngestBatch {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        readings,
+        dead_letters: Vec::new(),
+        next_offsets: next_offsets.iter().copied().collect(),
+    }
+}
+
+/// Everything a device holds that a range query can return (`to_ns` is exclusive, so a reading
+/// at `i64::MAX` is out of reach of any query).
+fn everything_of(devices: &[&str]) -> RangeQuery {
+    RangeQuery {
+        devices: devices.iter().map(|d| dev(d)).collect(),
+        sensors: Vec::new(),
+        from_ns: i64::MIN,
+        to_ns: i64::MAX,
+    }
+}
+
+/// The order `query_range` promises: device, timestamp, sensor name, sequence number.
+fn sorted(mut readings: Vec<Reading>) -> Vec<Reading> {
+    readings.sort_by(|a, b| {
+        (a.device.as_str(), a.ts_ns, a.sensor.as_str(), a.seq).cmp(&(
+            b.device.as_str(),
+            b.ts_ns,
+            b.sensor.as_str(),
+            b.seq,
+        ))
+    });
+    readings
+}
+
+fn only_readings(pairs: &[(SourceOffset, Reading)]) -> Vec<Reading> {
+    pairs.iter().map(|(_, r)| r.clone()).collect()
+}
+
+fn offsets(pairs: &[(u32, u64)]) -> BTreeMap<u32, u64> {
+    pairs.iter().copied().collect()
+}
+
+fn dead_letter(partition: u32, offset: u64, payload: &[u8]) -> DeadLetter {
+    DeadLetter {
+        source: SourceOffset { partition, offset },
+        code: "invalid_json".to_owned(),
+        reason: format!("expected value at line 1 column 1 (offset {offset}) — ünïcödé"),
+        key: format!("key-{offset}").into_bytes(),
+        payload: payload.to_vec(),
+    }
+}
+
+fn assert_rejected(result: Result<impl std::fmt::Debug, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Query { source, .. }) => {
+            assert!(
+                source.downcast_ref::<InvalidValue>().is_some(),
+                "{what}: expected an InvalidValue as the cause, got {source:?}"
+            );
+        }
+        other => panic!("{what}: expected a rejection, got {other:?}"),
+    }
+}
+
+// ---- checks -----------------------------------------------------------------------------------
+
+/// `migrate` on a migrated store applies nothing; the history is listed in version order.
+pub async fn check_migrate_is_idempotent(store: &dyn ReadingStore) {
+    let again = store.migrate().await.unwrap();
+    assert!(again.is_empty(), "a second migrate applied {again:?}");
+    let applied = store.applied_migrations().await.unwrap();
+    assert!(!applied.is_empty(), "a migrated store lists no migrations");
+    for (i, m) in applied.iter().enumerate() {
+        assert_eq!(m.version as usize, i + 1, "migrations out of order or with holes: {applied:?}");
+        assert!(!m.name.is_empty(), "migration {} has no name", m.version);
+    }
+    assert!(store.migrate().await.unwrap().is_empty());
+    assert_eq!(store.applied_migrations().await.unwrap(), applied);
+}
+
+/// A batch's rows and its offsets are stored together.
+pub async fn check_write_batch_stores_rows_and_offsets(store: &dyn ReadingStore) {
+    let (group, topic) = ("basic-group", "basic-topic");
+    assert!(store.committed_offsets(group, topic).await.unwrap().is_empty());
+    let mut rows = readings_at("basic-a", 0, 0..10);
+    rows.extend(readings_at("basic-b", 1, 0..6));
+    let b = batch(group, topic, rows.clone(), &[(0, 10), (1, 6)]);
+    let out = store.write_batch(&b).await.unwrap();
+    assert_eq!(
+        out,
+        BatchOutcome { readings_inserted: 16, dead_letters_inserted: 0, replayed_skipped: 0 }
+    );
+    assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(0, 10), (1, 6)]));
+    let back = store.query_range(&everything_of(&["basic-a", "basic-b"])).await.unwrap();
+    assert_eq!(back, sorted(only_readings(&rows)));
+
+    // An empty batch that only moves an offset is fine too.
+    let out = store.write_batch(&batch(group, topic, Vec::new(), &[(2, 3)])).await.unwrap();
+    assert_eq!(out, BatchOutcome::default());
+    assert_eq!(
+        store.committed_offsets(group, topic).await.unwrap(),
+        offsets(&[(0, 10), (1, 6), (2, 3)])
+    );
+}
+
+/// Writing the same batch again (the bus redelivered it after a crash) inserts nothing.
+pub async fn check_replay_inserts_nothing(store: &dyn ReadingStore) {
+    let (group, topic) = ("replay-group", "replay-topic");
+    let rows = readings_at("replay-a", 3, 100..140);
+    let b = batch(group, topic, rows.clone(), &[(3, 140)]);
+    assert_eq!(store.write_batch(&b).await.unwrap().readings_inserted, 40);
+    for _ in 0..2 {
+        let out = store.write_batch(&b).await.unwrap();
+        assert_eq!(
+            out,
+            BatchOutcome { readings_inserted: 0, dead_letters_inserted: 0, replayed_skipped: 40 }
+        );
+    }
+    assert_eq!(store.query_range(&everything_of(&["replay-a"])).await.unwrap().len(), 40);
+    assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(3, 140)]));
+}
+
+/// A batch that starts before the stored offset inserts only what lies at or past it.
+pub async fn check_overlapping_batch_inserts_only_the_new_part(store: &dyn ReadingStore) {
+    let (group, topic) = ("overlap-group", "overlap-topic");
+    let first = readings_at("overlap-a", 0, 0..10);
+    store.write_batch(&batch(group, topic, first, &[(0, 10)])).await.unwrap();
+
+    let second = readings_at("overlap-a", 0, 5..15);
+    let out = store.write_batch(&batch(group, topic, second, &[(0, 15)])).await.unwrap();
+    assert_eq!(
+        out,
+        BatchOutcome { readings_inserted: 5, dead_letters_inserted: 0, replayed_skipped: 5 }
+    );
+    let back = store.query_range(&everything_of(&["overlap-a"])).await.unwrap();
+    assert_eq!(back, sorted(only_readings(&readings_at("overlap-a", 0, 0..15))));
+    assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(0, 15)]));
+
+    // Partitions are independent: an old offset on one does not hide new rows on another.
+    let mut mixed = readings_at("overlap-a", 0, 12..16);
+    mixed.extend(readings_at("overlap-b", 1, 0..4));
+    let out = store.write_batch(&batch(group, topic, mixed, &[(0, 16), (1, 4)])).await.unwrap();
+    assert_eq!(
+        out,
+        BatchOutcome { readings_inserted: 5, dead_letters_inserted: 0, replayed_skipped: 3 }
+    );
+    assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(0, 16), (1, 4)]));
+}
+
+/// A stale batch (an older consumer finishing late) never moves an offset back.
+pub async fn check_offsets_never_go_backwards(store: &dyn ReadingStore) {
+    let (group, topic) = ("backwards-group", "backwards-topic");
+    store.write_batch(&batch(group, topic, Vec::new(), &[(0, 100), (1, 50)])).await.unwrap();
+    let stale = readings_at("backwards-a", 0, 40..60);
+    let out = store.write_batch(&batch(group, topic, stale, &[(0, 60), (1, 7)])).await.unwrap();
+    assert_eq!(
+        out,
+        BatchOutcome { readings_inserted: 0, dead_letters_inserted: 0, replayed_skipped: 20 }
+    );
+    assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(0, 100), (1, 50)]));
+    assert!(store.query_range(&everything_of(&["backwards-a"])).await.unwrap().is_empty());
+
+    // Offsets up to i64::MAX are kept exactly.
+    let top = i64::MAX as u64;
+    store.write_batch(&batch(group, topic, Vec::new(), &[(2, top)])).await.unwrap();
+    assert_eq!(store.committed_offsets(group, topic).await.unwrap()[&2], top);
+}
+
+/// Offsets belong to a (group, topic): other groups and topics start from zero.
+pub async fn check_offsets_are_per_group_and_topic(store: &dyn ReadingStore) {
+    let (g1, g2, t1, t2) = ("per-group-1", "per-group-2", "per-topic-1", "per-topic-2");
+    let rows = readings_at("per-a", 0, 0..8);
+    store.write_batch(&batch(g1, t1, rows.clone(), &[(0, 8)])).await.unwrap();
+    assert_eq!(store.committed_offsets(g1, t1).await.unwrap(), offsets(&[(0, 8)]));
+    assert!(store.committed_offsets(g2, t1).await.unwrap().is_empty());
+    assert!(store.committed_offsets(g1, t2).await.unwrap().is_empty());
+
+    // The same offsets under another group are that group's first delivery: stored again.
+    let out = store.write_batch(&batch(g2, t1, rows.clone(), &[(0, 8)])).await.unwrap();
+    assert_eq!(out.readings_inserted, 8);
+    let b = batch(g1, t2, readings_at("per-b", 0, 0..3), &[(0, 3)]);
+    assert_eq!(store.write_batch(&b).await.unwrap().readings_inserted, 3);
+
+    assert_eq!(store.committed_offsets(g1, t1).await.unwrap(), offsets(&[(0, 8)]));
+    assert_eq!(store.committed_offsets(g2, t1).await.unwrap(), offsets(&[(0, 8)]));
+    assert_eq!(store.committed_offsets(g1, t2).await.unwrap(), offsets(&[(0, 3)]));
+    assert_eq!(store.query_range(&everything_of(&["per-a"])).await.unwrap().len(), 16);
+}
+
+/// Dead letters keep their bytes, code and reason; replays do not duplicate them.
+pub async fn check_dead_letters(store: &dyn ReadingStore) {
+    let (group, topic) = ("dlq-group", "dlq-topic");
+    let all_bytes: Vec<u8> = (0..=255).collect();
+    let mut dl = vec![
+        dead_letter(1, 4, b"{\"device\": "),
+        dead_letter(0, 2, &all_bytes),
+        dead_letter(0, 0, b""),
+    ];
+    dl[2].key = Vec::new();
+    dl[1].key = vec![0, 0xff, 0, 0x80];
+
+    let mut b = batch(group, topic, readings_at("dlq-a", 0, 1..2), &[(0, 3), (1, 5)]);
+    b.dead_letters = dl.clone();
+    let out = store.write_batch(&b).await.unwrap();
+    assert_eq!(
+        out,
+        BatchOutcome { readings_inserted: 1, dead_letters_inserted: 3, replayed_skipped: 0 }
+    );
+    let mut expected = dl.clone();
+    expected.sort_by_key(|d| d.source);
+    assert_eq!(store.dead_letters(topic).await.unwrap(), expected);
+
+    let out = store.write_batch(&b).await.unwrap();
+    assert_eq!(
+        out,
+        BatchOutcome { readings_inserted: 0, dead_letters_inserted: 0, replayed_skipped: 4 }
+    );
+    assert_eq!(store.dead_letters(topic).await.unwrap(), expected);
+
+    // Only the topic asked for.
+    assert!(store.dead_letters("dlq-other-topic").await.unwrap().is_empty());
+    let mut other = batch(group, "dlq-other-topic", Vec::new(), &[(0, 1)]);
+    other.dead_letters = vec![dead_letter(0, 0, b"x")];
+    store.write_batch(&other).await.unwrap();
+    assert_eq!(store.dead_letters(topic).await.unwrap(), expected);
+    assert_eq!(store.dead_letters("dlq-other-topic").await.unwrap().len(), 1);
+}
+
+/// Device and sensor filters, the half-open time range, and the promised order.
+pub async fn check_query_range_filters_and_orders(store: &dyn ReadingStore) {
+    use SensorKind::{Humidity, Pressure, Temperature, Vibration};
+    let t0 = 1_000_000;
+    // Written out of order, with ties on timestamp (several sensors) and on timestamp and sensor
+    // (two sequence numbers), to test the ordering rather than the insertion order.
+    let rows = vec![
+        reading("range-b", Temperature, t0 + 10, 1, 1.0),
+        reading("range-a", Vibration, t0 + 10, 2, 2.0),
+        reading("range-a", Humidity, t0 + 10, 3, 3.0),
+        reading("range-a", Humidity, t0 + 10, 1, 4.0),
+        reading("range-a", Pressure, t0, 4, 5.0),
+        reading("range-c", Pressure, t0 + 5, 5, 6.0),
+        reading("range-a", Temperature, t0 + 20, 6, 7.0),
+        reading("range-b", Humidity, t0 - 1, 7, 8.0),
+        reading("range-a", Temperature, t0 + 30, 8, 9.0),
+    ];
+    let pairs = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (SourceOffset { partition: 0, offset: i as u64 }, r.clone()));
+    let b = batch("range-group", "range-topic", pairs.collect(), &[(0, rows.len() as u64)]);
+    store.write_batch(&b).await.unwrap();
+
+    let query = |devices: &[&str], sensors: &[SensorKind], from_ns: i64, to_ns: i64| RangeQuery {
+        devices: devices.iter().map(|d| dev(d)).collect(),
+        sensors: sensors.to_vec(),
+        from_ns,
+        to_ns,
+    };
+    let expect =
+        |f: &dyn Fn(&Reading) -> bool| sorted(rows.iter().filter(|r| f(r)).cloned().collect());
+    let ours = |r: &Reading| r.device.as_str().starts_with("range-");
+
+    // All three devices (listed out of order and twice), whole range.
+    let all = store
+        .query_range(&query(&["range-c", "range-a", "range-b", "range-a"], &[], t0 - 100, t0 + 100))
+        .await
+        .unwrap();
+    assert_eq!(all, expect(&ours), "ordered by device, ts_ns, sensor, seq");
+
+    // No device filter: every device, including other checks' rows, in the same order.
+    let every = store.query_range(&query(&[], &[], t0 - 100, t0 + 100)).await.unwrap();
+    assert_eq!(every.iter().filter(|r| ours(r)).cloned().collect::<Vec<_>>(), expect(&ours));
+    assert_eq!(every, sorted(every.clone()));
+
+    // One device.
+    let a = store.query_range(&query(&["range-a"], &[], t0 - 100, t0 + 100)).await.unwrap();
+    assert_eq!(a, expect(&|r| r.device.as_str() == "range-a"));
+
+    // Sensors.
+    let hp = store
+        .query_range(&query(
+            &["range-a", "range-b", "range-c"],
+            &[Humidity, Pressure],
+            t0 - 100,
+            t0 + 100,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(hp, expect(&|r| ours(r) && matches!(r.sensor, Humidity | Pressure)));
+    let t = store.query_range(&query(&[], &[Temperature], t0 - 100, t0 + 100)).await.unwrap();
+    assert!(t.iter().all(|r| r.sensor == Temperature));
+    assert_eq!(
+        t.iter().filter(|r| ours(r)).cloned().collect::<Vec<_>>(),
+        expect(&|r| ours(r) && r.sensor == Temperature)
+    );
+
+    // Half-open: from is inclusive, to is exclusive.
+    let window = store.query_range(&query(&["range-a"], &[], t0, t0 + 20)).await.unwrap();
+    assert_eq!(
+        window,
+        expect(&|r| r.device.as_str() == "range-a" && (t0..t0 + 20).contains(&r.ts_ns))
+    );
+    assert_eq!(window.first().map(|r| r.ts_ns), Some(t0));
+    assert!(window.iter().all(|r| r.ts_ns != t0 + 20));
+
+    // Empty answers.
+    assert!(
+        store.query_range(&query(&["range-a"], &[], t0 + 31, t0 + 100)).await.unwrap().is_empty()
+    );
+    assert!(
+        store.query_range(&query(&["range-a"], &[], t0 + 20, t0 + 20)).await.unwrap().is_empty()
+    );
+    assert!(store.query_range(&query(&["range-a"], &[], t0 + 20, t0)).await.unwrap().is_empty());
+    assert!(
+        store
+            .query_range(&query(&["range-none"], &[], i64::MIN, i64::MAX))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The simulator's ground truth survives the store, and so does its absence.
+pub async fn check_injected_round_trips(store: &dyn ReadingStore) {
+    let mut rows: Vec<Reading> = AnomalyKind::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| Reading {
+            injected: Some(kind),
+            ..reading("injected-a", kind.sensor(), i as i64, i as u64, 60.0)
+        })
+        .collect();
+    rows.push(reading("injected-a", SensorKind::Temperature, 100, 100, 20.0));
+    let pairs = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (SourceOffset { partition: 0, offset: i as u64 }, r.clone()))
+        .collect();
+    let b = batch("injected-group", "injected-topic", pairs, &[(0, rows.len() as u64)]);
+    store.write_batch(&b).await.unwrap();
+    let back = store.query_range(&everything_of(&["injected-a"])).await.unwrap();
+    assert_eq!(back, sorted(rows));
+    assert_eq!(back.iter().filter(|r| r.injected.is_none()).count(), 1);
+}
+
+/// Values at the edges of their types come back exactly.
+pub async fn check_extreme_values_round_trip(store: &dyn ReadingStore) {
+    let values = [
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        f64::EPSILON,
+        5e-324, // the smallest subnormal
+        -5e-324,
+        0.1 + 0.2,
+        1.0 / 3.0,
+        -273.15,
+        1e300,
+        -1e-300,
+        // Whole numbers, which SQLite stores as integers on disk and must turn back exactly.
+        9_007_199_254_740_992.0,
+        -123_456_789.0,
+        1e18,
+        0.0,
+    ];
+    let long_name = "x".repeat(sentio_core::device::MAX_DEVICE_ID_LEN);
+    let mut rows: Vec<Reading> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| reading("extreme-a", SensorKind::Vibration, i as i64, i as u64, v))
+        .collect();
+    rows.push(reading("extreme-a", SensorKind::Pressure, i64::MIN, 0, 1.0));
+    rows.push(reading("extreme-a", SensorKind::Pressure, i64::MAX - 1, i64::MAX as u64, 2.0));
+    rows.push(reading("extreme-a", SensorKind::Pressure, -1, u64::from(u32::MAX) + 1, 3.0));
+    rows.push(reading(&long_name, SensorKind::Humidity, 0, 0, 50.0));
+    let pairs = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (SourceOffset { partition: 7, offset: i as u64 }, r.clone()))
+        .collect();
+    let b = batch("extreme-group", "extreme-topic", pairs, &[(7, rows.len() as u64)]);
+    store.write_batch(&b).await.unwrap();
+
+    let back = store.query_range(&everything_of(&["extreme-a", &long_name])).await.unwrap();
+    let expected = sorted(rows);
+    assert_eq!(back, expected);
+    for (got, want) in back.iter().zip(&expected) {
+        assert_eq!(got.value.to_bits(), want.value.to_bits(), "{got:?} != {want:?} bit for bit");
+    }
+
+    // -0.0 may lose its sign (SQLite stores whole REAL values as integers) but stays zero.
+    let neg_zero = reading("extreme-z", SensorKind::Humidity, 0, 0, -0.0);
+    store.insert_readings(&[neg_zero]).await.unwrap();
+    let back = store.query_range(&everything_of(&["extreme-z"])).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].value, 0.0);
+
+    // A reading at i64::MAX is stored, but no half-open range reaches it.
+    let top = reading("extreme-top", SensorKind::Humidity, i64::MAX, 1, 1.0);
+    assert_eq!(store.insert_readings(&[top]).await.unwrap(), 1);
+    assert!(store.query_range(&everything_of(&["extreme-top"])).await.unwrap().is_empty());
+}
+
+/// What a column cannot hold is refused with a clear error, and the whole batch with it.
+///
+/// `seq` and offsets are `u64` in Rust and signed 64-bit integers in SQL, so the store keeps
+/// values up to `i64::MAX` and refuses larger ones (they would otherwise wrap to negatives).
+/// Values must be finite.
+pub async fn check_out_of_range_values_are_rejected(store: &dyn ReadingStore) {
+    let (group, topic) = ("reject-group", "reject-topic");
+    let before = store.stats().await.unwrap();
+    let ok = readings_at("reject-a", 0, 0..3);
+
+    let mut too_big_seq = ok.clone();
+    too_big_seq[1].1.seq = i64::MAX as u64 + 1;
+    let res = store.write_batch(&batch(group, topic, too_big_seq, &[(0, 3)])).await;
+    assert_rejected(res, "seq above i64::MAX");
+    if let Err(e) = store.write_batch(&batch(group, topic, ok.clone(), &[(0, 3)])).await {
+        panic!("a valid batch after a refused one failed: {e:?}");
+    }
+    // Nothing of the refused batch was written, so the valid one was stored whole.
+    assert_eq!(store.query_range(&everything_of(&["reject-a"])).await.unwrap().len(), 3);
+
+    let mut big_seq = ok[0].1.clone();
+    big_seq.seq = u64::MAX;
+    assert_rejected(
+        store.insert_readings(&[ok[1].1.clone(), big_seq]).await,
+        "insert u64::MAX seq",
+    );
+
+    let mut big_offset = readings_at("reject-b", 0, 0..1);
+    big_offset[0].0.offset = u64::MAX;
+    assert_rejected(
+        store.write_batch(&batch(group, topic, big_offset, &[(0, 4)])).await,
+        "offset above i64::MAX",
+    );
+    assert_rejected(
+        store.write_batch(&batch(group, topic, Vec::new(), &[(0, i64::MAX as u64 + 1)])).await,
+        "next offset above i64::MAX",
+    );
+    for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let mut r = readings_at("reject-b", 0, 3..4);
+        r[0].1.value = v;
+        assert_rejected(store.write_batch(&batch(group, topic, r, &[(0, 4)])).await, "non-finite");
+        let bad = reading("reject-b", SensorKind::Pressure, 0, 0, v);
+        assert_rejected(store.insert_readings(&[bad]).await, "non-finite insert");
+    }
+
+    assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(0, 3)]));
+    assert!(store.query_range(&everything_of(&["reject-b"])).await.unwrap().is_empty());
+    let after = store.stats().await.unwrap();
+    assert_eq!(after.readings, before.readings + 3);
+    assert_eq!(after.committed_offsets_total, before.committed_offsets_total + 3);
+}
+
+/// The plain bulk insert stores readings with no offsets.
+pub async fn check_insert_readings(store: &dyn ReadingStore) {
+    let rows = only_readings(&readings_at("bulk-a", 0, 0..100));
+    let before = store.stats().await.unwrap();
+    assert_eq!(store.insert_readings(&rows).await.unwrap(), 100);
+    assert_eq!(store.insert_readings(&[]).await.unwrap(), 0);
+    assert_eq!(store.query_range(&everything_of(&["bulk-a"])).await.unwrap(), sorted(rows));
+    let after = store.stats().await.unwrap();
+    assert_eq!(after.readings, before.readings + 100);
+    assert_eq!(after.committed_offsets_total, before.committed_offsets_total);
+}
+
+/// `stats` counts what the batches reported.
+pub async fn check_stats_agree(store: &dyn ReadingStore) {
+    let (group, topic) = ("stats-group", "stats-topic");
+    let before = store.stats().await.unwrap();
+    let mut b = batch(group, topic, readings_at("stats-a", 0, 0..30), &[(0, 32), (1, 1)]);
+    b.readings.extend(readings_at("stats-b", 1, 0..1));
+    b.dead_letters = vec![dead_letter(0, 30, b"a"), dead_letter(0, 31, b"b")];
+    let out = store.write_batch(&b).await.unwrap();
+    assert_eq!(
+        out,
+        BatchOutcome { readings_inserted: 31, dead_letters_inserted: 2, replayed_skipped: 0 }
+    );
+    store.write_batch(&b).await.unwrap();
+    let after = store.stats().await.unwrap();
+    assert_eq!(after.readings - before.readings, 31);
+    assert_eq!(after.dead_letters - before.dead_letters, 2);
+    // One group, a bus starting at zero: the offsets cover exactly the rows and dead letters.
+    assert_eq!(after.committed_offsets_total - before.committed_offsets_total, 31 + 2);
+    let newest = b.readings.iter().map(|(_, r)| r.ts_ns).max();
+    assert!(
+        after.latest_ts_ns >= newest && newest.is_some(),
+        "latest_ts_ns {:?} < {newest:?}",
+        after.latest_ts_ns
+    );
+}
+
+/// A big batch goes in whole and comes back whole.
+pub async fn check_large_batch_round_trips(store: &dyn ReadingStore) {
+    const N: u64 = 20_000;
+    let (group, topic) = ("large-group", "large-topic");
+    let mut rows = readings_at("large-a", 0, 0..N / 2);
+    rows.extend(readings_at("large-b", 1, 0..N / 2));
+    let b = batch(group, topic, rows.clone(), &[(0, N / 2), (1, N / 2)]);
+    let out = store.write_batch(&b).await.unwrap();
+    assert_eq!(out.readings_inserted, N);
+    assert_eq!(
+        store.query_range(&everything_of(&["large-a", "large-b"])).await.unwrap(),
+        sorted(only_readings(&rows))
+    );
+    let out = store.write_batch(&b).await.unwrap();
+    assert_eq!(out.replayed_skipped, N);
+    assert_eq!(out.readings_inserted, 0);
+    assert_eq!(
+        store.query_range(&everything_of(&["large-a", "large-b"])).await.unwrap().len() as u64,
+        N
+    );
+}

@@ -1,0 +1,152 @@
+//! How domain values map to SQL columns and back, shared by every backend.
+//!
+//! SQL has signed 64-bit integers only, so the `u64` fields of the domain (a reading's `seq`, bus
+//! offsets) are stored as `i64`: values above `i64::MAX` are refused with [`InvalidValue`] before
+//! anything is written, never wrapped. Reading back, a value that does not decode (a negative
+//! sequence number, an unknown sensor name) is [`StoreError::Corrupt`].
+
+use sentio_core::{AnomalyKind, DeviceId, Reading, SensorKind};
+
+use crate::StoreError;
+
+/// A value the store refuses to write. It is the `source` of a [`StoreError::Query`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidValue {
+    #[error(
+        "{field} is {value}, above {max}, the largest the store keeps (it is stored as a signed \
+         64-bit integer)",
+        max = i64::MAX
+    )]
+    TooLarge { field: &'static str, value: u64 },
+    #[error("a reading's value must be finite, got {value}")]
+    NotFinite { value: f64 },
+}
+
+/// Converts a `u64` to the `i64` a column holds, refusing what does not fit.
+pub(crate) fn to_sql_u64(field: &'static str, value: u64) -> Result<i64, InvalidValue> {
+    i64::try_from(value).map_err(|_| InvalidValue::TooLarge { field, value })
+}
+
+/// Converts a stored `i64` back to `u64`; a negative one means the row is corrupt.
+pub(crate) fn from_sql_u64(field: &'static str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt { detail: format!("{field} is negative ({value})") })
+}
+
+/// Converts a stored partition number back to `u32`.
+pub(crate) fn from_sql_partition(value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value)
+        .map_err(|_| StoreError::Corrupt { detail: format!("partition {value} is out of range") })
+}
+
+/// A reading as its columns, checked to fit them.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadingRow {
+    pub device: DeviceId,
+    pub sensor: &'static str,
+    pub ts_ns: i64,
+    pub value: f64,
+    pub seq: i64,
+    pub injected: Option<&'static str>,
+}
+
+impl ReadingRow {
+    pub fn encode(reading: &Reading) -> Result<Self, InvalidValue> {
+        if !reading.value.is_finite() {
+            return Err(InvalidValue::NotFinite { value: reading.value });
+        }
+        Ok(Self {
+            device: reading.device.clone(),
+            sensor: reading.sensor.as_str(),
+            ts_ns: reading.ts_ns,
+            value: reading.value,
+            seq: to_sql_u64("seq", reading.seq)?,
+            injected: reading.injected.map(AnomalyKind::as_str),
+        })
+    }
+}
+
+/// Decodes the columns of a stored reading. `device` is already validated: backends reuse the
+/// previous row's id when the name repeats, which it does for long runs in a range query.
+pub(crate) fn decode_reading(
+    device: DeviceId,
+    sensor: &str,
+    ts_ns: i64,
+    value: f64,
+    seq: i64,
+    injected: Option<&str>,
+) -> Result<Reading, StoreError> {
+    let sensor = SensorKind::parse(sensor)
+        .ok_or_else(|| StoreError::Corrupt { detail: format!("unknown sensor {sensor:?}") })?;
+    let injected = match injected {
+        None => None,
+        Some(name) => Some(AnomalyKind::parse(name).ok_or_else(|| StoreError::Corrupt {
+            detail: format!("unknown anomaly kind {name:?}"),
+        })?),
+    };
+    Ok(Reading { device, sensor, ts_ns, value, seq: from_sql_u64("seq", seq)?, injected })
+}
+
+/// Validates a stored device name.
+pub(crate) fn decode_device(name: &str) -> Result<DeviceId, StoreError> {
+    DeviceId::new(name)
+        .map_err(|e| StoreError::Corrupt { detail: format!("stored device id {name:?}: {e}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(seq: u64, value: f64) -> Reading {
+        Reading {
+            device: DeviceId::new("pump-01").unwrap(),
+            sensor: SensorKind::Pressure,
+            ts_ns: -5,
+            value,
+            seq,
+            injected: Some(AnomalyKind::PressureFlat),
+        }
+    }
+
+    #[test]
+    fn encodes_and_decodes_back() {
+        let r = reading(i64::MAX as u64, 2.5);
+        let row = ReadingRow::encode(&r).unwrap();
+        let back =
+            decode_reading(row.device, row.sensor, row.ts_ns, row.value, row.seq, row.injected)
+                .unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        let err = ReadingRow::encode(&reading(i64::MAX as u64 + 1, 1.0)).unwrap_err();
+        assert_eq!(err, InvalidValue::TooLarge { field: "seq", value: i64::MAX as u64 + 1 });
+        assert!(err.to_string().contains("9223372036854775807"), "{err}");
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(matches!(
+                ReadingRow::encode(&reading(0, v)),
+                Err(InvalidValue::NotFinite { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn bad_stored_values_are_corrupt() {
+        let dev = DeviceId::new("d").unwrap();
+        assert!(matches!(
+            decode_reading(dev.clone(), "voltage", 0, 0.0, 0, None),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_reading(dev.clone(), "pressure", 0, 0.0, -1, None),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_reading(dev, "pressure", 0, 0.0, 0, Some("meteor")),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(decode_device("a b"), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(from_sql_partition(-1), Err(StoreError::Corrupt { .. })));
+    }
+}

@@ -1,0 +1,658 @@
+//! The embedded backend: one SQLite file (rusqlite, bundled).
+//!
+//! rusqlite is blocking, so every call runs in `spawn_blocking` with the connection behind a
+//! `std::sync::Mutex` that is locked only inside the blocking closure, never across an `.await`.
+//! A file store keeps two connections: a writer, and a reader that WAL mode lets run beside it, so
+//! that a long range query does not stall ingestion. An in-memory store shares one connection.
+//!
+//! Durability: WAL with `synchronous=FULL`, so a batch is on disk when `write_batch` returns.
+//! Writes open their transaction with `BEGIN IMMEDIATE`: two processes (or two handles) writing
+//! the same file serialize at the start of the transaction, so the offsets a batch reads cannot
+//! change before it commits, and a busy database is waited on (`busy_timeout`) rather than failing
+//! half-way.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sentio_core::{DeviceId, Reading, SensorKind};
+
+use crate::migrations::{self, Script};
+use crate::row::{self, InvalidValue, ReadingRow};
+use crate::{
+    BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore, SourceOffset,
+    StoreError, StoreStats,
+};
+
+/// How long a statement waits for another writer before failing with "database is busy".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Enough for every statement below.
+const STATEMENT_CACHE: usize = 32;
+
+const MIGRATIONS: &[Script] = migrations::SQLITE;
+
+const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER NOT NULL PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    applied_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+)";
+const SELECT_APPLIED: &str = "SELECT version, name FROM schema_migrations ORDER BY version";
+const INSERT_APPLIED: &str = "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)";
+
+const INSERT_READING: &str =
+    "INSERT INTO sensor_readings (device, sensor, ts_ns, value, seq, injected)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const SELECT_OFFSET: &str = "SELECT next_offset FROM consumer_offsets
+    WHERE group_id = ?1 AND topic = ?2 AND partition = ?3";
+const UPSERT_OFFSET: &str = "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (group_id, topic, partition) DO UPDATE
+    SET next_offset = excluded.next_offset,
+        updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+const SELECT_OFFSETS: &str = "SELECT partition, next_offset FROM consumer_offsets
+    WHERE group_id = ?1 AND topic = ?2 ORDER BY partition";
+const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters
+    (topic, partition, \"offset\", group_id, code, reason, key, payload)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+    ON CONFLICT (topic, partition, \"offset\", group_id) DO NOTHING";
+const SELECT_DEAD_LETTERS: &str = "SELECT partition, \"offset\", code, reason, key, payload
+    FROM dead_letters WHERE topic = ?1 ORDER BY partition, \"offset\", group_id";
+// The sensor filter always binds four names (the query's, padded by repeating one, or all four),
+// so one statement serves every filter and none is built from data.
+const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected
+    FROM sensor_readings
+    WHERE device = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 AND sensor IN (?4, ?5, ?6, ?7)
+    ORDER BY ts_ns, sensor, seq";
+const SELECT_RANGE_ALL_DEVICES: &str = "SELECT device, sensor, ts_ns, value, seq, injected
+    FROM sensor_readings
+    WHERE ts_ns >= ?1 AND ts_ns < ?2 AND sensor IN (?3, ?4, ?5, ?6)
+    ORDER BY device, ts_ns, sensor, seq";
+const SELECT_COUNTS: &str =
+    "SELECT (SELECT COUNT(*) FROM sensor_readings), (SELECT COUNT(*) FROM dead_letters)";
+const SELECT_LATEST_TS: &str = "SELECT MAX(ts_ns) FROM sensor_readings";
+// Summed in Rust: offsets up to i64::MAX would overflow SQL's SUM. The table is small (one row
+// per group, topic and partition).
+const SELECT_ALL_OFFSETS: &str = "SELECT next_offset FROM consumer_offsets";
+
+type Shared = Arc<Mutex<Connection>>;
+
+/// The SQLite store. Cloning is cheap and shares the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    location: Arc<str>,
+    writer: Shared,
+    /// The same connection as `writer` for an in-memory store.
+    reader: Shared,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories if needed) the store file at `path`. It does
+    /// not migrate: call [`ReadingStore::migrate`].
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let location = path.display().to_string();
+        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            location: location.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        }
+        let writer = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
+        configure(&writer, true).map_err(|e| open_err(Box::new(e)))?;
+        let reader = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
+        configure(&reader, false).map_err(|e| open_err(Box::new(e)))?;
+        reader.pragma_update(None, "query_only", true).map_err(|e| open_err(Box::new(e)))?;
+        tracing::debug!(path = %location, "opened sqlite store");
+        Ok(SqliteStore {
+            location: location.into(),
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// A private store in memory, gone when the last clone is dropped (tests).
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            location: ":memory:".to_owned(),
+            source: Box::new(e),
+        };
+        let conn = Connection::open_in_memory().map_err(open_err)?;
+        configure(&conn, false).map_err(open_err)?;
+        let conn = Arc::new(Mutex::new(conn));
+        Ok(SqliteStore { location: ":memory:".into(), writer: Arc::clone(&conn), reader: conn })
+    }
+}
+
+/// Per-connection settings.
+fn configure(conn: &Connection, set_wal: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    if set_wal {
+        // WAL is a property of the file: setting it once, on the writer, is enough.
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "sqlite refused WAL mode; readers will block the writer");
+        }
+    }
+    // FULL: a committed transaction survives a power loss, which exactly-once ingestion needs.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+/// Runs `f` on the connection in the blocking pool.
+async fn blocking<T, F>(conn: &Shared, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let conn = Arc::clone(conn);
+    tokio::task::spawn_blocking(move || {
+        // A poisoned lock means a call panicked while holding the connection: refuse to go on
+        // with it rather than guess at its state.
+        let mut guard = conn.lock().map_err(|_| StoreError::WorkerGone)?;
+        f(&mut guard)
+    })
+    .await
+    .map_err(|_| StoreError::WorkerGone)?
+}
+
+fn query_err(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Query { operation, source: Box::new(e) }
+}
+
+fn invalid(operation: &'static str) -> impl Fn(InvalidValue) -> StoreError {
+    move |e| StoreError::Query { operation, source: Box::new(e) }
+}
+
+/// A stored value of the wrong type reads as corrupt data, not as a failed query.
+fn row_err(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| match e {
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..) => {
+            StoreError::Corrupt { detail: format!("{operation}: {e}") }
+        }
+        e => StoreError::Query { operation, source: Box::new(e) },
+    }
+}
+
+// ---- migrations -------------------------------------------------------------------------------
+
+fn read_applied(conn: &Connection) -> Result<Vec<Migration>, StoreError> {
+    let mut stmt = conn.prepare_cached(SELECT_APPLIED).map_err(query_err("read migrations"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .map_err(query_err("read migrations"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (version, name) = row.map_err(row_err("read migrations"))?;
+        let version = u32::try_from(version).map_err(|_| StoreError::Corrupt {
+            detail: format!("schema_migrations holds version {version}"),
+        })?;
+        out.push(Migration { version, name });
+    }
+    Ok(out)
+}
+
+fn applied_migrations(conn: &mut Connection) -> Result<Vec<Migration>, StoreError> {
+    conn.execute_batch(CREATE_SCHEMA_MIGRATIONS).map_err(query_err("create schema_migrations"))?;
+    read_applied(conn)
+}
+
+/// Applies pending migrations one transaction each, re-reading the history inside every
+/// transaction so that two processes migrating at once apply each script once.
+fn migrate(conn: &mut Connection) -> Result<Vec<Migration>, StoreError> {
+    conn.execute_batch(CREATE_SCHEMA_MIGRATIONS).map_err(query_err("create schema_migrations"))?;
+    let mut done = Vec::new();
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(query_err("begin migration"))?;
+        let applied = read_applied(&tx)?;
+        let Some(script) = migrations::pending(MIGRATIONS, &applied)?.first().copied() else {
+            return Ok(done);
+        };
+        let failed = |e: rusqlite::Error| StoreError::Migration {
+            version: script.version,
+            name: script.name.to_owned(),
+            source: Box::new(e),
+        };
+        tx.execute_batch(script.sql).map_err(failed)?;
+        tx.execute(INSERT_APPLIED, params![script.version, script.name]).map_err(failed)?;
+        tx.commit().map_err(failed)?;
+        tracing::info!(version = script.version, name = script.name, "applied migration");
+        done.push(script.migration());
+    }
+}
+
+// ---- writes -----------------------------------------------------------------------------------
+
+/// A batch checked and converted to columns before it goes to the blocking pool.
+struct EncodedBatch {
+    group: String,
+    topic: String,
+    readings: Vec<(u32, i64, ReadingRow)>,
+    dead_letters: Vec<(u32, i64, DeadLetter)>,
+    next_offsets: Vec<(u32, i64)>,
+    /// Every partition the batch touches.
+    partitions: Vec<u32>,
+}
+
+impl EncodedBatch {
+    fn encode(batch: &IngestBatch) -> Result<Self, InvalidValue> {
+        let mut partitions = Vec::new();
+        let readings = batch
+            .readings
+            .iter()
+            .map(|(src, r)| {
+                partitions.push(src.partition);
+                Ok((src.partition, row::to_sql_u64("offset", src.offset)?, ReadingRow::encode(r)?))
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        let dead_letters = batch
+            .dead_letters
+            .iter()
+            .map(|d| {
+                partitions.push(d.source.partition);
+                Ok((d.source.partition, row::to_sql_u64("offset", d.source.offset)?, d.clone()))
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        let next_offsets = batch
+            .next_offsets
+            .iter()
+            .map(|(&p, &next)| {
+                partitions.push(p);
+                Ok((p, row::to_sql_u64("next offset", next)?))
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        partitions.sort_unstable();
+        partitions.dedup();
+        Ok(Self {
+            group: batch.group.clone(),
+            topic: batch.topic.clone(),
+            readings,
+            dead_letters,
+            next_offsets,
+            partitions,
+        })
+    }
+}
+
+fn insert_reading(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    r: &ReadingRow,
+) -> rusqlite::Result<()> {
+    stmt.execute(params![r.device.as_str(), r.sensor, r.ts_ns, r.value, r.seq, r.injected])?;
+    Ok(())
+}
+
+fn write_batch(conn: &mut Connection, batch: &EncodedBatch) -> Result<BatchOutcome, StoreError> {
+    const OP: &str = "write_batch";
+    let q = query_err(OP);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&q)?;
+
+    // Where each partition stands now; `None` when the group never committed it.
+    let mut stored: BTreeMap<u32, Option<i64>> = BTreeMap::new();
+    {
+        let mut select = tx.prepare_cached(SELECT_OFFSET).map_err(&q)?;
+        for &p in &batch.partitions {
+            let next: Option<i64> = select
+                .query_row(params![batch.group, batch.topic, p], |r| r.get(0))
+                .optional()
+                .map_err(&q)?;
+            stored.insert(p, next);
+        }
+    }
+    let from = |p: u32| stored.get(&p).copied().flatten().unwrap_or(0);
+
+    let mut outcome = BatchOutcome::default();
+    {
+        let mut insert = tx.prepare_cached(INSERT_READING).map_err(&q)?;
+        for (p, offset, r) in &batch.readings {
+            if *offset < from(*p) {
+                outcome.replayed_skipped += 1;
+                continue;
+            }
+            insert_reading(&mut insert, r).map_err(&q)?;
+            outcome.readings_inserted += 1;
+        }
+    }
+    {
+        let mut insert = tx.prepare_cached(INSERT_DEAD_LETTER).map_err(&q)?;
+        for (p, offset, d) in &batch.dead_letters {
+            if *offset < from(*p) {
+                outcome.replayed_skipped += 1;
+                continue;
+            }
+            let n = insert
+                .execute(params![
+                    batch.topic,
+                    p,
+                    offset,
+                    batch.group,
+                    d.code,
+                    d.reason,
+                    d.key,
+                    d.payload
+                ])
+                .map_err(&q)?;
+            // 0 when the same message is already stored (a batch that repeats it).
+            if n == 0 {
+                outcome.replayed_skipped += 1;
+            } else {
+                outcome.dead_letters_inserted += 1;
+            }
+        }
+    }
+    {
+        let mut upsert = tx.prepare_cached(UPSERT_OFFSET).map_err(&q)?;
+        for &(p, next) in &batch.next_offsets {
+            match stored.get(&p).copied().flatten() {
+                // Never backwards, and no write when nothing moves.
+                Some(current) if current >= next => {}
+                _ => {
+                    upsert.execute(params![batch.group, batch.topic, p, next]).map_err(&q)?;
+                }
+            }
+        }
+    }
+    tx.commit().map_err(&q)?;
+    Ok(outcome)
+}
+
+fn insert_readings(conn: &mut Connection, rows: &[ReadingRow]) -> Result<u64, StoreError> {
+    let q = query_err("insert_readings");
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&q)?;
+    {
+        let mut insert = tx.prepare_cached(INSERT_READING).map_err(&q)?;
+        for r in rows {
+            insert_reading(&mut insert, r).map_err(&q)?;
+        }
+    }
+    tx.commit().map_err(&q)?;
+    Ok(rows.len() as u64)
+}
+
+// ---- reads ------------------------------------------------------------------------------------
+
+fn committed_offsets(
+    conn: &mut Connection,
+    group: &str,
+    topic: &str,
+) -> Result<BTreeMap<u32, u64>, StoreError> {
+    const OP: &str = "committed_offsets";
+    let mut stmt = conn.prepare_cached(SELECT_OFFSETS).map_err(query_err(OP))?;
+    let rows = stmt
+        .query_map(params![group, topic], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(query_err(OP))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (p, next) = row.map_err(row_err(OP))?;
+        out.insert(row::from_sql_partition(p)?, row::from_sql_u64("next_offset", next)?);
+    }
+    Ok(out)
+}
+
+/// The four sensor names bound to `sensor IN (?, ?, ?, ?)`.
+fn sensor_filter(sensors: &[SensorKind]) -> [&'static str; 4] {
+    let mut names = SensorKind::ALL.map(SensorKind::as_str);
+    if let Some(&first) = sensors.first() {
+        names = [first.as_str(); 4];
+        for (slot, s) in names.iter_mut().zip(sensors) {
+            *slot = s.as_str();
+        }
+        // More than four can only repeat one of the four.
+        for s in sensors.iter().skip(4) {
+            if !names.contains(&s.as_str()) {
+                names = SensorKind::ALL.map(SensorKind::as_str);
+            }
+        }
+    }
+    names
+}
+
+/// Reads rows of `SELECT device, sensor, ts_ns, value, seq, injected` into `out`.
+fn collect_readings(
+    mut rows: rusqlite::Rows<'_>,
+    out: &mut Vec<Reading>,
+) -> Result<(), StoreError> {
+    const OP: &str = "query_range";
+    let bad = row_err(OP);
+    // Runs of one device are long: validate its name once per run.
+    let mut last: Option<DeviceId> = None;
+    while let Some(r) = rows.next().map_err(&bad)? {
+        let name = r.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(&bad)?;
+        let device = match &last {
+            Some(d) if d.as_str() == name => d.clone(),
+            _ => {
+                let d = row::decode_device(name)?;
+                last = Some(d.clone());
+                d
+            }
+        };
+        let sensor = r.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(&bad)?;
+        let injected = r.get_ref(5).and_then(|v| Ok(v.as_str_or_null()?)).map_err(&bad)?;
+        out.push(row::decode_reading(
+            device,
+            sensor,
+            r.get(2).map_err(&bad)?,
+            r.get(3).map_err(&bad)?,
+            r.get(4).map_err(&bad)?,
+            injected,
+        )?);
+    }
+    Ok(())
+}
+
+fn query_range(conn: &mut Connection, query: &RangeQuery) -> Result<Vec<Reading>, StoreError> {
+    let q = query_err("query_range");
+    let mut out = Vec::new();
+    if query.from_ns >= query.to_ns {
+        return Ok(out);
+    }
+    let [s1, s2, s3, s4] = sensor_filter(&query.sensors);
+    if query.devices.is_empty() {
+        let mut stmt = conn.prepare_cached(SELECT_RANGE_ALL_DEVICES).map_err(&q)?;
+        let rows = stmt.query(params![query.from_ns, query.to_ns, s1, s2, s3, s4]).map_err(&q)?;
+        collect_readings(rows, &mut out)?;
+    } else {
+        // One index range scan per device, in device order, gives the required order.
+        let mut devices: Vec<&DeviceId> = query.devices.iter().collect();
+        devices.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        devices.dedup();
+        let mut stmt = conn.prepare_cached(SELECT_RANGE_ONE_DEVICE).map_err(&q)?;
+        for device in devices {
+            let rows = stmt
+                .query(params![device.as_str(), query.from_ns, query.to_ns, s1, s2, s3, s4])
+                .map_err(&q)?;
+            collect_readings(rows, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn dead_letters(conn: &mut Connection, topic: &str) -> Result<Vec<DeadLetter>, StoreError> {
+    const OP: &str = "dead_letters";
+    let mut stmt = conn.prepare_cached(SELECT_DEAD_LETTERS).map_err(query_err(OP))?;
+    let rows = stmt
+        .query_map(params![topic], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
+            ))
+        })
+        .map_err(query_err(OP))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (partition, offset, code, reason, key, payload) = row.map_err(row_err(OP))?;
+        out.push(DeadLetter {
+            source: SourceOffset {
+                partition: row::from_sql_partition(partition)?,
+                offset: row::from_sql_u64("offset", offset)?,
+            },
+            code,
+            reason,
+            key,
+            payload,
+        });
+    }
+    Ok(out)
+}
+
+fn stats(conn: &mut Connection) -> Result<StoreStats, StoreError> {
+    const OP: &str = "stats";
+    let (readings, dead_letters) = conn
+        .prepare_cached(SELECT_COUNTS)
+        .map_err(query_err(OP))?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(row_err(OP))?;
+    let mut committed_offsets_total: u64 = 0;
+    let mut stmt = conn.prepare_cached(SELECT_ALL_OFFSETS).map_err(query_err(OP))?;
+    let mut rows = stmt.query([]).map_err(query_err(OP))?;
+    while let Some(r) = rows.next().map_err(row_err(OP))? {
+        let next = row::from_sql_u64("next_offset", r.get(0).map_err(row_err(OP))?)?;
+        committed_offsets_total = committed_offsets_total.saturating_add(next);
+    }
+    let latest_ts_ns = conn
+        .prepare_cached(SELECT_LATEST_TS)
+        .map_err(query_err(OP))?
+        .query_row([], |r| r.get::<_, Option<i64>>(0))
+        .map_err(row_err(OP))?;
+    Ok(StoreStats {
+        latest_ts_ns,
+        readings: row::from_sql_u64("reading count", readings)?,
+        dead_letters: row::from_sql_u64("dead letter count", dead_letters)?,
+        committed_offsets_total,
+    })
+}
+
+#[async_trait::async_trait]
+impl ReadingStore for SqliteStore {
+    async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
+        blocking(&self.writer, migrate).await
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<Migration>, StoreError> {
+        blocking(&self.writer, applied_migrations).await
+    }
+
+    async fn write_batch(&self, batch: &IngestBatch) -> Result<BatchOutcome, StoreError> {
+        let encoded = EncodedBatch::encode(batch).map_err(invalid("write_batch"))?;
+        let started = Instant::now();
+        let outcome = blocking(&self.writer, move |c| write_batch(c, &encoded)).await?;
+        tracing::debug!(
+            group = %batch.group,
+            topic = %batch.topic,
+            inserted = outcome.readings_inserted,
+            dead_letters = outcome.dead_letters_inserted,
+            skipped = outcome.replayed_skipped,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch written"
+        );
+        Ok(outcome)
+    }
+
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<u32, u64>, StoreError> {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        blocking(&self.reader, move |c| committed_offsets(c, &group, &topic)).await
+    }
+
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<u64, StoreError> {
+        let rows = readings
+            .iter()
+            .map(ReadingRow::encode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid("insert_readings"))?;
+        blocking(&self.writer, move |c| insert_readings(c, &rows)).await
+    }
+
+    async fn query_range(&self, query: &RangeQuery) -> Result<Vec<Reading>, StoreError> {
+        let query = query.clone();
+        blocking(&self.reader, move |c| query_range(c, &query)).await
+    }
+
+    async fn dead_letters(&self, topic: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        let topic = topic.to_owned();
+        blocking(&self.reader, move |c| dead_letters(c, &topic)).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        blocking(&self.reader, stats).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensor_filter_pads_and_falls_back_to_all() {
+        use SensorKind::*;
+        let all = SensorKind::ALL.map(SensorKind::as_str);
+        assert_eq!(sensor_filter(&[]), all);
+        assert_eq!(sensor_filter(&[Pressure]), ["pressure"; 4]);
+        assert_eq!(
+            sensor_filter(&[Humidity, Vibration]),
+            ["humidity", "vibration", "humidity", "humidity"]
+        );
+        let five = [Humidity, Vibration, Humidity, Humidity, Vibration];
+        assert_eq!(sensor_filter(&five), ["humidity", "vibration", "humidity", "humidity"]);
+        let five = [Humidity, Humidity, Humidity, Humidity, Pressure];
+        assert_eq!(sensor_filter(&five), all);
+    }
+
+    #[tokio::test]
+    async fn zero_reads_back_as_zero() {
+        // SQLite keeps whole REAL values as integers on disk, which loses the sign of -0.0: the
+        // contract therefore compares zeros by value, not by bits.
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.migrate().await.unwrap();
+        let r = Reading {
+            device: DeviceId::new("z").unwrap(),
+            sensor: SensorKind::Humidity,
+            ts_ns: 0,
+            value: -0.0,
+            seq: 0,
+            injected: None,
+        };
+        store.insert_readings(&[r]).await.unwrap();
+        let q = RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: 1 };
+        let back = store.query_range(&q).await.unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].value, 0.0);
+    }
+
+    #[tokio::test]
+    async fn explain_uses_the_device_index() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.migrate().await.unwrap();
+        let conn = store.reader.lock().unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {SELECT_RANGE_ONE_DEVICE}"))
+            .unwrap()
+            .query_map(params!["d", 0, 1, "a", "b", "c", "d"], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("sensor_readings_device_ts")), "{plan:?}");
+    }
+}

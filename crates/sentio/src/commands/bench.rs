@@ -1,0 +1,136 @@
+//! `sentio bench`: the embedded pipeline's throughput, next to the parts it is built from, measured
+//! in the same run on the same machine so the ratios mean something.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sentio_config::Config;
+use sentio_core::time::NANOS_PER_SEC;
+use sentio_core::{DecodeLimits, decode_reading, encode_reading};
+use sentio_services::etl::Etl;
+use sentio_services::simulator::model::DeviceModel;
+use sentio_services::simulator::{Output, Simulator, device_ids};
+use tokio_util::sync::CancellationToken;
+
+use crate::wiring;
+
+/// Runs the whole embedded pipeline (simulator → memory bus → ETL → SQLite, plus the .pickle
+/// archive) on a fresh temporary store, then the store's bulk insert and the message codec alone,
+/// and prints readings per second with the pipeline's ratio to each part.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Readings to push through the pipeline (rounded up to whole ticks of all devices).
+    #[arg(long, default_value_t = 1_000_000)]
+    readings: u64,
+    /// Keep the temporary store and archive (their path is printed).
+    #[arg(long)]
+    keep: bool,
+}
+
+pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("sentio-bench-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    config.store.sqlite.path = dir.path().join("bench.db");
+    config.objects.local.root = dir.path().join("objects");
+    let per_tick = u64::from(config.simulator.devices) * 4;
+    let ticks = args.readings.div_ceil(per_tick);
+    let readings = ticks * per_tick;
+    let cadence_ns = i64::try_from(config.simulator.cadence.as_nanos())?;
+    let to = 1_764_000_000 * NANOS_PER_SEC;
+    let from = to - i64::try_from(ticks)? * cadence_ns;
+    println!(
+        "sentio bench: {readings} readings ({} devices x 4 sensors x {ticks} ticks), batch {} , {} cores",
+        config.simulator.devices,
+        config.ingest.batch_size,
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+
+    // 1. The pipeline, end to end: from the first simulated reading to the last row committed.
+    let store = wiring::open_store(&config).await?;
+    let bus = wiring::open_bus(&config, store.as_ref()).await?;
+    let started = Instant::now();
+    let etl = Etl::new(
+        bus.clone(),
+        store.clone(),
+        &config.topics.readings,
+        &config.topics.dead_letters,
+        &config.ingest,
+    );
+    let etl_stats = etl.stats();
+    let etl_stop = CancellationToken::new();
+    let etl_task = tokio::spawn(etl.run(etl_stop.clone()));
+    let output = Output::Bus { bus, topic: config.topics.readings.clone() };
+    let mut sim = Simulator::new(&config.simulator, output, wiring::archiver(&config)?)?;
+    sim.backfill(from, to, &CancellationToken::new(), |_| {}).await?;
+    sim.finish().await?;
+    etl_stop.cancel();
+    etl_task.await.context("ingest task")??;
+    let pipeline = started.elapsed();
+    let stored = etl_stats.snapshot().rows_stored;
+    if stored != readings {
+        bail!("the pipeline stored {stored} of {readings} readings");
+    }
+
+    // The same readings, generated up front for the parts measured alone.
+    let devices = device_ids(&config.simulator)?;
+    let mut models: Vec<DeviceModel> = devices
+        .into_iter()
+        .zip(0u32..)
+        .map(|(d, i)| DeviceModel::new(d, i, &config.simulator))
+        .collect();
+    let mut all = Vec::with_capacity(usize::try_from(readings)?);
+    for k in 0..i64::try_from(ticks)? {
+        for m in &mut models {
+            all.extend(m.sample(from + k * cadence_ns));
+        }
+    }
+
+    // 2. The store's bulk insert alone (a fresh file), in the ETL's batch size.
+    config.store.sqlite.path = dir.path().join("bulk.db");
+    let bulk_store = wiring::open_store(&config).await?;
+    let started = Instant::now();
+    for chunk in all.chunks(config.ingest.batch_size) {
+        bulk_store.insert_readings(chunk).await?;
+    }
+    let bulk = started.elapsed();
+
+    // 3. The message codec alone: encode and strictly decode every reading.
+    let started = Instant::now();
+    let limits = DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() };
+    let mut checksum = 0.0;
+    for r in &all {
+        checksum += decode_reading(&encode_reading(r), &limits, to)?.value;
+    }
+    let codec = started.elapsed();
+    std::hint::black_box(checksum);
+
+    let rate = |d: Duration| readings as f64 / d.as_secs_f64();
+    println!();
+    println!("| stage | time | readings/s | pipeline / stage |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, d) in [
+        ("embedded pipeline (simulate → memory bus → ETL → SQLite + .pickle archive)", pipeline),
+        ("SQLite bulk insert alone (`insert_readings`)", bulk),
+        ("message v1 encode + strict decode alone", codec),
+    ] {
+        println!(
+            "| {name} | {:.2} s | {:.0} | {:.2} |",
+            d.as_secs_f64(),
+            rate(d),
+            rate(pipeline) / rate(d)
+        );
+    }
+    let on_disk = std::fs::metadata(dir.path().join("bench.db")).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "\nstore file: {:.1} MiB ({:.0} bytes/reading)",
+        on_disk as f64 / 1048576.0,
+        on_disk as f64 / readings as f64
+    );
+    if args.keep {
+        let kept = dir.keep();
+        println!("kept {}", kept.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod config;
+pub mod demo;
+pub mod ingest;
+pub mod migrate;
+pub mod simulate;
+mod time_arg;

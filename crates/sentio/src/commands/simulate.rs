@@ -1,0 +1,117 @@
+//! `sentio simulate`: publish simulated readings.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+use sentio_config::{BusKind, Config};
+use sentio_core::time::{format_rfc3339, now_ns};
+use sentio_services::shutdown::Shutdown;
+use sentio_services::simulator::{Output, Simulator};
+
+use super::time_arg::{parse_duration, parse_instant};
+use crate::wiring;
+
+/// Without --from/--to it runs in real time from now until Ctrl-C. With --from and --to it
+/// backfills that range as fast as possible and exits; the same seed and range give the same
+/// messages byte for byte.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Random seed (overrides simulator.seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of devices (overrides simulator.devices).
+    #[arg(long)]
+    devices: Option<u32>,
+    /// Time between readings, e.g. 1s or 250ms (overrides simulator.cadence).
+    #[arg(long, value_parser = parse_duration)]
+    cadence: Option<Duration>,
+    /// Real-time speed-up factor (overrides simulator.speedup).
+    #[arg(long)]
+    speedup: Option<f64>,
+    /// Start of a backfill: RFC 3339, a date, or `now`.
+    #[arg(long, value_parser = parse_instant, requires = "to")]
+    from: Option<i64>,
+    /// End (exclusive) of a backfill.
+    #[arg(long, value_parser = parse_instant, requires = "from")]
+    to: Option<i64>,
+    /// Backfill this much history before now, then continue in real time (e.g. 6h).
+    #[arg(long, value_parser = parse_duration, conflicts_with_all = ["from", "to"])]
+    backfill: Option<Duration>,
+    /// Write the messages to stdout as JSON lines instead of publishing them.
+    #[arg(long)]
+    stdout: bool,
+    /// Do not write raw .pickle batches to object storage.
+    #[arg(long)]
+    no_archive: bool,
+}
+
+pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
+    let sim = &mut config.simulator;
+    sim.seed = args.seed.unwrap_or(sim.seed);
+    sim.devices = args.devices.unwrap_or(sim.devices);
+    sim.cadence = args.cadence.unwrap_or(sim.cadence);
+    sim.speedup = args.speedup.unwrap_or(sim.speedup);
+    if args.no_archive {
+        config.archive.enabled = false;
+    }
+    config.validate()?;
+
+    let output = if args.stdout {
+        Output::Lines(Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout())))
+    } else {
+        if config.bus.kind == BusKind::Memory {
+            bail!(
+                "bus.kind = \"memory\" lives inside one process, so readings published by \
+                 `sentio simulate` alone would reach nobody. Run `sentio demo` for the whole \
+                 pipeline in one process, or pipe: `sentio simulate --stdout | sentio ingest --stdin`"
+            );
+        }
+        let store = wiring::open_store(&config).await?;
+        Output::Bus {
+            bus: wiring::open_bus(&config, store.as_ref()).await?,
+            topic: config.topics.readings.clone(),
+        }
+    };
+    let mut simulator = Simulator::new(&config.simulator, output, wiring::archiver(&config)?)?;
+    let shutdown = Shutdown::new();
+    shutdown.cancel_on_signals();
+    let stop = shutdown.token();
+
+    let now = now_ns();
+    let (from, to, then_real_time) = match (args.from, args.to, args.backfill) {
+        (Some(from), Some(to), _) => (from, to, false),
+        (_, _, Some(back)) => (now - i64::try_from(back.as_nanos())?, now, true),
+        _ => (now, now, true),
+    };
+    if to < from {
+        bail!("--to {} is before --from {}", format_rfc3339(to), format_rfc3339(from));
+    }
+    let total = simulator.ticks_between(from, to);
+    let next = if total > 0 {
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "backfill {bar:40} {percent:>3}% {pos}/{len} ticks, eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let next = simulator.backfill(from, to, &stop, |done| bar.set_position(done)).await?;
+        bar.finish_and_clear();
+        next
+    } else {
+        from
+    };
+    if then_real_time {
+        tracing::info!(from = %format_rfc3339(next), "real time; Ctrl-C stops");
+        simulator.real_time(next, &stop).await?;
+    }
+    simulator.finish().await?;
+    let stats = simulator.stats();
+    tracing::info!(
+        published = stats.published.load(std::sync::atomic::Ordering::Relaxed),
+        pickles = stats.pickles_written.load(std::sync::atomic::Ordering::Relaxed),
+        "simulation done"
+    );
+    shutdown.cancel();
+    Ok(())
+}

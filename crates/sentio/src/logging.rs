@@ -1,0 +1,23 @@
+//! Logs go to stderr as text or JSON lines, filtered by --log or RUST_LOG.
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `quiet` lowers the default level for commands that draw progress bars.
+pub fn init(format: LogFormat, filter: Option<&str>, quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = filter
+        .map(EnvFilter::new)
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,85 @@
+//! `sentio`: one binary, one subcommand per role. This crate only parses arguments and wires the
+//! configured backends into the services; the work happens in `sentio-services`.
+
+mod commands;
+mod logging;
+mod wiring;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Sentio watches industrial IoT sensors and catches anomalies as they happen.
+///
+/// Every role runs on embedded backends by default (in-process bus, SQLite, local files), so
+/// `sentio demo` needs no servers. Configuration: `default.toml` (see `sentio config`), a file given
+/// with --config, and SENTIO__SECTION__KEY environment variables, in that order.
+#[derive(Parser)]
+#[command(name = "sentio", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    /// Configuration file layered over the defaults (only the keys you change).
+    #[arg(long, short = 'c', global = true, value_name = "FILE", env = "SENTIO_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+
+    /// Log filter, e.g. `info` or `sentio_services=debug` (RUST_LOG works too).
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole pipeline in this process on the embedded backends: backfill simulated
+    /// history, then stream live readings through the bus into the store and the raw archive.
+    Demo(commands::demo::Args),
+    /// Simulate devices and publish their readings (and archive raw batches).
+    Simulate(commands::simulate::Args),
+    /// Consume readings from the bus and store them exactly once (dead letters to the DLQ).
+    Ingest(commands::ingest::Args),
+    /// Apply pending store migrations and create the topics.
+    Migrate,
+    /// Print the effective configuration (defaults, file, environment), secrets masked.
+    Config(commands::config::Args),
+    /// Measure the embedded pipeline's throughput against its parts.
+    Bench(commands::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet_default = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    logging::init(cli.log_format, cli.log.as_deref(), quiet_default);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let load = || sentio_config::Config::load(cli.config.as_deref());
+        match cli.command {
+            Command::Demo(args) => commands::demo::run(load()?, args).await,
+            Command::Simulate(args) => commands::simulate::run(load()?, args).await,
+            Command::Ingest(args) => commands::ingest::run(load()?, args).await,
+            Command::Migrate => commands::migrate::run(load()?).await,
+            Command::Config(args) => commands::config::run(cli.config.as_deref(), args),
+            Command::Bench(args) => commands::bench::run(load()?, args).await,
+        }
+    });
+    // Do not wait for stray blocking tasks (e.g. a stdin reader) once the command is done.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

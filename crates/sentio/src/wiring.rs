@@ -1,0 +1,67 @@
+//! Builds the configured backend of each port. The only place that matches on `kind`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use object_store::ObjectStore;
+use sentio_bus::Bus;
+use sentio_bus::memory::MemoryBus;
+use sentio_config::{BusKind, Config, ObjectsKind, StoreKind};
+use sentio_objects::Archiver;
+use sentio_store::ReadingStore;
+use sentio_store::sqlite::SqliteStore;
+
+/// Opens the store and applies pending migrations (every role starts with a current schema).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ReadingStore>> {
+    let store: Arc<dyn ReadingStore> = match config.store.kind {
+        StoreKind::Sqlite => {
+            let path = &config.store.sqlite.path;
+            Arc::new(SqliteStore::open(path).with_context(|| {
+                format!("opening the SQLite store {} (store.sqlite.path)", path.display())
+            })?)
+        }
+    };
+    let applied = store.migrate().await.context("applying store migrations")?;
+    for m in &applied {
+        tracing::info!(version = m.version, name = %m.name, "migration applied");
+    }
+    Ok(store)
+}
+
+/// Opens the bus and creates Sentio's topics. The embedded bus starts each partition of the
+/// readings topic at the offset the store recorded, so offsets stay unique across runs and the
+/// store's offsets always equal its rows plus dead letters.
+pub async fn open_bus(config: &Config, store: &dyn ReadingStore) -> anyhow::Result<Arc<dyn Bus>> {
+    match config.bus.kind {
+        BusKind::Memory => {
+            let m = &config.bus.memory;
+            let bus = MemoryBus::new(m.capacity);
+            let stored = store
+                .committed_offsets(&config.ingest.group, &config.topics.readings)
+                .await
+                .context("reading stored consumer offsets")?;
+            bus.create_topic_at(&config.topics.readings, m.partitions, &stored)?;
+            bus.create_topic(&config.topics.dead_letters, m.partitions).await?;
+            Ok(Arc::new(bus))
+        }
+    }
+}
+
+pub fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    match config.objects.kind {
+        ObjectsKind::Local => {
+            let root = &config.objects.local.root;
+            sentio_objects::local(root).with_context(|| {
+                format!("opening the object store at {} (objects.local.root)", root.display())
+            })
+        }
+    }
+}
+
+/// The raw archive writer, or `None` when `archive.enabled` is false.
+pub fn archiver(config: &Config) -> anyhow::Result<Option<Archiver>> {
+    if !config.archive.enabled {
+        return Ok(None);
+    }
+    Ok(Some(Archiver::new(open_objects(config)?, config.archive.slice)))
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates (once) the Python venv the tests use to read the raw archive with pandas, and prints
+# the interpreter's path on its last line. Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+VENV="${HOME}/.cache/sentio/venv"
+# pandas 2.3.x keeps string columns as `object` with None intact; pandas 3 infers the `str`
+# dtype and turns None into NaN. Bump deliberately.
+PANDAS_VERSION="2.3.3"
+
+if [[ ! -x "${VENV}/bin/python" ]]; then
+    mkdir -p "$(dirname "${VENV}")"
+    python3 -m venv "${VENV}"
+fi
+
+# Install only when the pinned version is not already there.
+if ! "${VENV}/bin/python" -c "import pandas, sys; sys.exit(pandas.__version__ != '${PANDAS_VERSION}')" 2>/dev/null; then
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "pandas==${PANDAS_VERSION}"
+fi
+
+echo "${VENV}/bin/python"
