@@ -7,6 +7,8 @@ VENV="${HOME}/.cache/sentio/venv"
 # pandas 2.3.x keeps string columns as `object` with None intact; pandas 3 infers the `str`
 # dtype and turns None into NaN. Bump deliberately.
 PANDAS_VERSION="2.3.3"
+# Validates messages against the JSON Schemas in docs/schema.
+JSONSCHEMA_VERSION="4.26.0"
 
 if [[ ! -x "${VENV}/bin/python" ]]; then
     mkdir -p "$(dirname "${VENV}")"
@@ -14,8 +16,13 @@ if [[ ! -x "${VENV}/bin/python" ]]; then
 fi
 
 # Install only when the pinned version is not already there.
-if ! "${VENV}/bin/python" -c "import pandas, sys; sys.exit(pandas.__version__ != '${PANDAS_VERSION}')" 2>/dev/null; then
-    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "pandas==${PANDAS_VERSION}"
+if ! "${VENV}/bin/python" - 2>/dev/null <<PY
+import sys, importlib.metadata as m
+sys.exit(m.version("pandas") != "${PANDAS_VERSION}" or m.version("jsonschema") != "${JSONSCHEMA_VERSION}")
+PY
+then
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "pandas==${PANDAS_VERSION}" "jsonschema==${JSONSCHEMA_VERSION}"
 fi
 
 echo "${VENV}/bin/python"

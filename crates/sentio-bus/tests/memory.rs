@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The embedded bus: the shared contract, plus what only a bounded in-process bus promises.
 
 use std::collections::BTreeMap;

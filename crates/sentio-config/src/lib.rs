@@ -130,5 +130,7 @@ pub(crate) fn invalid(
     ConfigError::Invalid { key, value: value.to_string(), expected: expected.to_owned() }
 }
 
+// figment::Jail's closures return figment's own (large) error type.
 #[cfg(test)]
+#[allow(clippy::result_large_err)]
 mod tests;

@@ -237,7 +237,10 @@ fn json_error(text: &str, err: &serde_json::Error) -> DecodeError {
             return DecodeError::NonFiniteToken { token, line, column };
         }
     }
-    DecodeError::MalformedJson { line, column, detail: err.to_string() }
+    // serde_json's message ends with its own " at line L column C"; ours says it once.
+    let detail = err.to_string();
+    let detail = detail.split(" at line ").next().unwrap_or_default().to_owned();
+    DecodeError::MalformedJson { line, column, detail }
 }
 
 /// The number-like token that ends at or contains (`line`, `column`), both 1-based.
@@ -314,7 +317,8 @@ mod tests {
     #[test]
     fn every_rejection_names_its_reason() {
         use DecodeError as E;
-        let cases: Vec<(String, fn(&DecodeError) -> bool)> = vec![
+        type Check = fn(&DecodeError) -> bool;
+        let cases: Vec<(String, Check)> = vec![
             (r#"{"v":1,"device":"#.into(), |e| matches!(e, E::MalformedJson { .. })),
             ("[1,2]".into(), |e| matches!(e, E::NotAnObject { found: "an array" })),
             (with("device", None), |e| matches!(e, E::MissingField { field: "device" })),

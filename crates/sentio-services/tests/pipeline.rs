@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The embedded pipeline end to end: simulator → memory bus → ETL → SQLite, plus the .pickle
 //! archive, with malformed messages mixed into the stream and an ETL crash in the middle.
 

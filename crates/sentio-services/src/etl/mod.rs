@@ -146,10 +146,8 @@ impl Etl {
             if batcher.len() >= self.config.batch_size || due {
                 self.flush(consumer.as_mut(), batcher.take()).await?;
             }
-            if let Some(until) = drain_until {
-                if idle || now >= until {
-                    break;
-                }
+            if drain_until.is_some_and(|until| idle || now >= until) {
+                break;
             }
         }
         self.flush(consumer.as_mut(), batcher.take()).await?;

@@ -41,7 +41,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let to = 1_764_000_000 * NANOS_PER_SEC;
     let from = to - i64::try_from(ticks)? * cadence_ns;
     println!(
-        "sentio bench: {readings} readings ({} devices x 4 sensors x {ticks} ticks), batch {} , {} cores",
+        "sentio bench: {readings} readings ({} devices x 4 sensors x {ticks} ticks), batch {}, {} cores",
         config.simulator.devices,
         config.ingest.batch_size,
         std::thread::available_parallelism().map_or(1, usize::from)

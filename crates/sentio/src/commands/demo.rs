@@ -80,7 +80,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             "off".into()
         }
     );
-    let now = now_ns();
+    let now = simulator.align(now_ns());
     let from = resume_point(store.as_ref(), now, &config).await?;
     let total = simulator.ticks_between(from, now);
     let next = if total > 0 {
@@ -111,7 +111,11 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         tokio::spawn(async move { live_summary(live, sim_stats, etl_stats, stop).await })
     };
     if !stop.is_cancelled() {
-        live.println("live: streaming in real time; Ctrl-C stops");
+        if live.is_hidden() {
+            println!("live: streaming in real time; Ctrl-C stops");
+        } else {
+            live.println("live: streaming in real time; Ctrl-C stops");
+        }
         simulator.real_time(next, &stop).await?;
     }
     let _ = ticker.await;

@@ -1,0 +1,135 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The JSON Schemas in docs/schema agree with what the code writes and rejects, checked by an
+//! independent validator (Python's `jsonschema`, from scripts/python-env.sh).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sentio_services::etl::dead_letter::DeadLetterV1;
+use sentio_store::{DeadLetter, SourceOffset};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn python() -> PathBuf {
+    let path = std::env::var_os("SENTIO_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/sentio/venv/bin/python")
+    });
+    assert!(
+        path.exists(),
+        "no Python with jsonschema at {}: run scripts/python-env.sh (or set SENTIO_PYTHON)",
+        path.display()
+    );
+    path
+}
+
+fn check(schema: &str, valid: &[String], invalid: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, i) = (dir.path().join("valid.jsonl"), dir.path().join("invalid.jsonl"));
+    std::fs::write(&v, valid.join("\n")).unwrap();
+    std::fs::write(&i, invalid.join("\n")).unwrap();
+    let out = Command::new(python())
+        .arg(repo().join("scripts/check_schema.py"))
+        .arg(repo().join("docs/schema").join(schema))
+        .args([&v, &i])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{schema}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Messages that break the schema and that the ETL rejects too.
+const INVALID_READINGS: &[&str] = &[
+    r#"{"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":1}"#,
+    r#"{"v":2,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":1}"#,
+    r#"{"v":1,"device":"pump 01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":1}"#,
+    r#"{"v":1,"device":"pump-01","sensor":"voltage","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"V","seq":1}"#,
+    r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":1795478400,"value":2.5,"unit":"bar","seq":1}"#,
+    r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":"2.5","unit":"bar","seq":1}"#,
+    r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"°C","seq":1}"#,
+    r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":-1}"#,
+    r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":1,"injected":"gremlins"}"#,
+    r#"["v",1]"#,
+];
+
+#[test]
+fn simulated_readings_match_the_schema_and_rejected_ones_break_it() {
+    let sentio = env!("CARGO_BIN_EXE_sentio");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(sentio)
+        .current_dir(dir.path())
+        .args([
+            "simulate",
+            "--seed",
+            "3",
+            "--from",
+            "2026-11-24T00:00:00Z",
+            "--to",
+            "2026-11-24T02:00:00Z",
+            "--stdout",
+            "--no-archive",
+        ])
+        .env("SENTIO__SIMULATOR__ANOMALIES__RATE_PER_HOUR", "30")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let all: Vec<String> =
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+    let mut valid: Vec<String> = all.iter().step_by(37).cloned().collect();
+    valid.extend(all.iter().filter(|l| !l.contains("\"injected\":null")).take(200).cloned());
+    assert!(
+        valid.iter().any(|l| !l.contains("\"injected\":null")),
+        "no injected reading in the sample"
+    );
+    check("reading.v1.json", &valid, INVALID_READINGS);
+
+    // The ETL turns every one of them into a dead letter.
+    let mut child = Command::new(sentio)
+        .current_dir(dir.path())
+        .args(["ingest", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(INVALID_READINGS.join("\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("0 rows stored, {} dead letters", INVALID_READINGS.len())),
+        "{text}"
+    );
+}
+
+#[test]
+fn dead_letters_match_their_schema() {
+    let letter = |payload: &[u8]| {
+        let d = DeadLetter {
+            source: SourceOffset { partition: 3, offset: 1742 },
+            code: "missing_field".into(),
+            reason: "missing field `device`".into(),
+            key: b"pump-07".to_vec(),
+            payload: payload.to_vec(),
+        };
+        String::from_utf8(
+            DeadLetterV1::new("sensor-data", "sentio-ingest", &d).to_record().1.to_vec(),
+        )
+        .unwrap()
+    };
+    let valid = vec![letter(b"{\"v\":1}"), letter(&[0xff, 0x00, 0x7b])];
+    check(
+        "dead-letter.v1.json",
+        &valid,
+        &[
+            r#"{"v":1,"code":"missing_field","reason":"r","topic":"t","partition":0,"offset":0,"group":"g","key_base64":""}"#,
+            r#"{"v":1,"code":"gremlins","reason":"r","topic":"t","partition":0,"offset":0,"group":"g","key_base64":"","payload_base64":""}"#,
+        ],
+    );
+}
