@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use sentio_config::Config;
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_core::{DecodeLimits, decode_reading, encode_reading};
+use sentio_objects::Archiver;
 use sentio_services::etl::Etl;
 use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
@@ -81,11 +82,22 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         .map(|(d, i)| DeviceModel::new(d, i, &config.simulator))
         .collect();
     let mut all = Vec::with_capacity(usize::try_from(readings)?);
+    let started = Instant::now();
     for k in 0..i64::try_from(ticks)? {
         for m in &mut models {
             all.extend(m.sample(from + k * cadence_ns));
         }
     }
+    let signals = started.elapsed();
+
+    // The raw archive alone: buffer every reading, write every slice as a pickle.
+    let started = Instant::now();
+    let mut archiver = Archiver::new(sentio_objects::local(&dir.path().join("archive-only"))?, config.archive.slice);
+    for r in &all {
+        archiver.push(r);
+    }
+    archiver.flush_all().await?;
+    let archive = started.elapsed();
 
     // 2. The store's bulk insert alone (a fresh file), in the ETL's batch size.
     config.store.sqlite.path = dir.path().join("bulk.db");
@@ -112,8 +124,10 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     println!("| --- | ---: | ---: | ---: |");
     for (name, d) in [
         ("embedded pipeline (simulate → memory bus → ETL → SQLite + .pickle archive)", pipeline),
-        ("SQLite bulk insert alone (`insert_readings`)", bulk),
+        ("simulator signal model alone (`DeviceModel::sample`)", signals),
         ("message v1 encode + strict decode alone", codec),
+        ("SQLite bulk insert alone (`insert_readings`)", bulk),
+        (".pickle archive alone (`Archiver`, local files)", archive),
     ] {
         println!(
             "| {name} | {:.2} s | {:.0} | {:.2} |",
