@@ -8,6 +8,7 @@ use sentio_bus::Bus;
 use sentio_bus::memory::MemoryBus;
 use sentio_config::{BusKind, Config, ObjectsKind, StoreKind};
 use sentio_objects::Archiver;
+use sentio_services::etl::Etl;
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
 
@@ -64,4 +65,15 @@ pub fn archiver(config: &Config) -> anyhow::Result<Option<Archiver>> {
         return Ok(None);
     }
     Ok(Some(Archiver::new(open_objects(config)?, config.archive.slice)))
+}
+
+/// The ETL on the configured topics and consumer group.
+pub fn etl(config: &Config, bus: &Arc<dyn Bus>, store: &Arc<dyn ReadingStore>) -> Etl {
+    Etl::new(
+        bus.clone(),
+        store.clone(),
+        &config.topics.readings,
+        &config.topics.dead_letters,
+        &config.ingest,
+    )
 }

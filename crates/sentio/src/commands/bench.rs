@@ -8,7 +8,6 @@ use sentio_config::Config;
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_core::{DecodeLimits, decode_reading, encode_reading};
 use sentio_objects::Archiver;
-use sentio_services::etl::Etl;
 use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
 use tokio_util::sync::CancellationToken;
@@ -52,13 +51,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let store = wiring::open_store(&config).await?;
     let bus = wiring::open_bus(&config, store.as_ref()).await?;
     let started = Instant::now();
-    let etl = Etl::new(
-        bus.clone(),
-        store.clone(),
-        &config.topics.readings,
-        &config.topics.dead_letters,
-        &config.ingest,
-    );
+    let etl = wiring::etl(&config, &bus, &store);
     let etl_stats = etl.stats();
     let etl_stop = CancellationToken::new();
     let etl_task = tokio::spawn(etl.run(etl_stop.clone()));
@@ -92,7 +85,10 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
 
     // The raw archive alone: buffer every reading, write every slice as a pickle.
     let started = Instant::now();
-    let mut archiver = Archiver::new(sentio_objects::local(&dir.path().join("archive-only"))?, config.archive.slice);
+    let mut archiver = Archiver::new(
+        sentio_objects::local(&dir.path().join("archive-only"))?,
+        config.archive.slice,
+    );
     for r in &all {
         archiver.push(r);
     }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sentio_config::{BusKind, Config};
 use sentio_core::time::{NANOS_PER_SEC, format_rfc3339, now_ns};
-use sentio_services::etl::{Etl, EtlStats};
+use sentio_services::etl::EtlStats;
 use sentio_services::shutdown::Shutdown;
 use sentio_services::simulator::{Output, SimStats, Simulator};
 use sentio_store::ReadingStore;
@@ -60,13 +60,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
 
     // The ETL stops only after the simulator has, so it can drain what the simulator published.
     let etl_stop = CancellationToken::new();
-    let etl = Etl::new(
-        bus.clone(),
-        store.clone(),
-        &config.topics.readings,
-        &config.topics.dead_letters,
-        &config.ingest,
-    );
+    let etl = wiring::etl(&config, &bus, &store);
     let etl_stats = etl.stats();
     let etl_task = shutdown.spawn("ingest", etl.run(etl_stop.clone()));
 

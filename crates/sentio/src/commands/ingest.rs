@@ -7,7 +7,6 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use sentio_bus::Bus;
 use sentio_config::{BusKind, Config};
-use sentio_services::etl::Etl;
 use sentio_services::shutdown::Shutdown;
 use tokio::io::AsyncBufReadExt;
 
@@ -35,13 +34,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
 
-    let etl = Etl::new(
-        bus.clone(),
-        store.clone(),
-        &config.topics.readings,
-        &config.topics.dead_letters,
-        &config.ingest,
-    );
+    let etl = wiring::etl(&config, &bus, &store);
     let stats = etl.stats();
     let etl_stop = tokio_util::sync::CancellationToken::new();
     let etl_task = shutdown.spawn("ingest", etl.run(etl_stop.clone()));
