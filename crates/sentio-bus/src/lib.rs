@@ -11,11 +11,9 @@
 //! Sentio's ETL makes that exactly once by storing offsets with the rows they cover.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sentio_config::{BusConfig, BusKind};
 
 #[cfg(feature = "testkit")]
 pub mod contract;
@@ -108,13 +106,4 @@ pub trait Consumer: Send {
 
     /// The partitions currently assigned to this member.
     fn assignment(&self) -> Vec<u32>;
-}
-
-impl dyn Bus {
-    /// The backend the configuration names.
-    pub fn from_config(config: &BusConfig) -> Arc<dyn Bus> {
-        match config.kind {
-            BusKind::Memory => Arc::new(memory::MemoryBus::new(config.memory.capacity)),
-        }
-    }
 }

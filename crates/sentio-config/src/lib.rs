@@ -50,12 +50,24 @@ pub enum ConfigError {
     Invalid { key: &'static str, value: String, expected: String },
     #[error("cannot print the configuration")]
     Print(#[source] toml::ser::Error),
+    #[error("cannot read `{key}` from {path}")]
+    SecretFile {
+        key: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Config {
     /// Defaults, then `file` when given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         Self::from_figment(Self::figment(file)?)
+    }
+
+    /// The defaults alone, ignoring the environment (tests and tools).
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)))
     }
 
     /// The layered sources, before extraction (tests use it with `figment::Jail`).
@@ -71,9 +83,25 @@ impl Config {
     }
 
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        let mut config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        config.read_secret_files()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// A secret whose `*_file` key names a file takes its value from that file (trailing newline
+    /// removed), as Docker and Kubernetes secrets are mounted.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        let k = &mut self.bus.kafka;
+        read_secret("bus.kafka.sasl_password_file", &k.sasl_password_file, &mut k.sasl_password)?;
+        let p = &mut self.store.postgres;
+        read_secret("store.postgres.password_file", &p.password_file, &mut p.password)?;
+        let s = &mut self.objects.s3;
+        read_secret(
+            "objects.s3.secret_access_key_file",
+            &s.secret_access_key_file,
+            &mut s.secret_access_key,
+        )
     }
 
     /// Checks what the types cannot: ranges, names, consistency between keys.
@@ -119,6 +147,19 @@ fn describe(errors: figment::Error) -> String {
         })
         .collect();
     lines.join("\n")
+}
+
+fn read_secret(key: &'static str, path: &Path, secret: &mut Secret) -> Result<(), ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        key,
+        path: path.display().to_string(),
+        source,
+    })?;
+    *secret = Secret::new(text.trim_end_matches(['\n', '\r']));
+    Ok(())
 }
 
 /// Shorthand for a validation failure.

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, invalid};
+use crate::{ConfigError, Secret, invalid};
 
 /// Which message bus carries the topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BusKind {
     Memory,
+    Kafka,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +20,125 @@ pub enum BusKind {
 pub struct BusConfig {
     pub kind: BusKind,
     pub memory: MemoryBusConfig,
+    pub kafka: KafkaConfig,
+}
+
+/// How the Kafka client reaches the brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// librdkafka's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub client_id: String,
+    pub partitions: u32,
+    pub replication: u32,
+    pub security_protocol: SecurityProtocol,
+    pub sasl_mechanism: String,
+    pub sasl_username: String,
+    pub sasl_password: Secret,
+    pub sasl_password_file: PathBuf,
+    pub ssl_ca_location: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+}
+
+impl KafkaConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let brokers_ok = !self.brokers.trim().is_empty()
+            && self.brokers.split(',').all(|b| {
+                b.trim()
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            });
+        if !brokers_ok {
+            return Err(invalid(
+                "bus.kafka.brokers",
+                format!("{:?}", self.brokers),
+                "comma-separated host:port pairs such as \"kafka-1:9092,kafka-2:9092\"",
+            ));
+        }
+        if !(1..=10_000).contains(&self.partitions) {
+            return Err(invalid(
+                "bus.kafka.partitions",
+                self.partitions,
+                "an integer from 1 to 10000",
+            ));
+        }
+        if !(1..=16).contains(&self.replication) {
+            return Err(invalid(
+                "bus.kafka.replication",
+                self.replication,
+                "an integer from 1 to 16",
+            ));
+        }
+        if self.security_protocol.uses_sasl() {
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&self.sasl_mechanism.as_str())
+            {
+                return Err(invalid(
+                    "bus.kafka.sasl_mechanism",
+                    format!("{:?}", self.sasl_mechanism),
+                    "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                ));
+            }
+            if self.sasl_username.is_empty() {
+                return Err(invalid(
+                    "bus.kafka.sasl_username",
+                    "\"\"",
+                    "a user name, since bus.kafka.security_protocol uses SASL",
+                ));
+            }
+        }
+        check_duration(
+            "bus.kafka.session_timeout",
+            self.session_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(300),
+        )?;
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
+            return Err(invalid(
+                "bus.kafka.heartbeat_interval",
+                format!("\"{}\"", humantime::format_duration(self.heartbeat_interval)),
+                "a duration above 0 and below bus.kafka.session_timeout",
+            ));
+        }
+        check_duration("bus.kafka.linger", self.linger, Duration::ZERO, Duration::from_secs(5))?;
+        check_duration(
+            "bus.kafka.delivery_timeout",
+            self.delivery_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +149,18 @@ pub struct MemoryBusConfig {
 }
 
 impl BusConfig {
+    /// Partitions of the topics Sentio creates on the configured bus.
+    pub fn partitions(&self) -> u32 {
+        match self.kind {
+            BusKind::Memory => self.memory.partitions,
+            BusKind::Kafka => self.kafka.partitions,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.kind == BusKind::Kafka {
+            self.kafka.validate()?;
+        }
         let m = &self.memory;
         if !(1..=1024).contains(&m.partitions) {
             return Err(invalid(
@@ -89,6 +220,7 @@ fn check_topic(key: &'static str, name: &str) -> Result<(), ConfigError> {
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     Sqlite,
+    Postgres,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +228,72 @@ pub enum StoreKind {
 pub struct StoreConfig {
     pub kind: StoreKind,
     pub sqlite: SqliteConfig,
+    pub postgres: PostgresConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Secret,
+    pub password_file: PathBuf,
+    pub sslmode: SslMode,
+    pub pool_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl PostgresConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.host.is_empty() {
+            return Err(invalid(
+                "store.postgres.host",
+                "\"\"",
+                "a host name, an IP address or a socket directory",
+            ));
+        }
+        if self.port == 0 {
+            return Err(invalid("store.postgres.port", 0, "a TCP port from 1 to 65535"));
+        }
+        let name_ok = |n: &str| !n.is_empty() && n.len() <= 63;
+        if !name_ok(&self.dbname) {
+            return Err(invalid(
+                "store.postgres.dbname",
+                format!("{:?}", self.dbname),
+                "1 to 63 characters",
+            ));
+        }
+        if !name_ok(&self.user) {
+            return Err(invalid(
+                "store.postgres.user",
+                format!("{:?}", self.user),
+                "1 to 63 characters",
+            ));
+        }
+        if !(1..=256).contains(&self.pool_size) {
+            return Err(invalid(
+                "store.postgres.pool_size",
+                self.pool_size,
+                "an integer from 1 to 256",
+            ));
+        }
+        check_duration(
+            "store.postgres.connect_timeout",
+            self.connect_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +304,9 @@ pub struct SqliteConfig {
 
 impl StoreConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.kind == StoreKind::Postgres {
+            self.postgres.validate()?;
+        }
         if self.sqlite.path.as_os_str().is_empty() {
             return Err(invalid("store.sqlite.path", "\"\"", "a file path such as data/sentio.db"));
         }
@@ -117,6 +318,7 @@ impl StoreConfig {
 #[serde(rename_all = "lowercase")]
 pub enum ObjectsKind {
     Local,
+    S3,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +326,60 @@ pub enum ObjectsKind {
 pub struct ObjectsConfig {
     pub kind: ObjectsKind,
     pub local: LocalObjectsConfig,
+    pub s3: S3Config,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub secret_access_key_file: PathBuf,
+    pub path_style: bool,
+    pub allow_http: bool,
+}
+
+impl S3Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.endpoint.is_empty()
+            || self.endpoint.starts_with("http://")
+            || self.endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "objects.s3.endpoint",
+                format!("{:?}", self.endpoint),
+                "an http:// or https:// URL such as http://127.0.0.1:9000, or empty for AWS",
+            ));
+        }
+        if self.endpoint.starts_with("http://") && !self.allow_http {
+            return Err(invalid(
+                "objects.s3.endpoint",
+                format!("{:?}", self.endpoint),
+                "an https:// URL, or objects.s3.allow_http = true",
+            ));
+        }
+        if self.region.is_empty() {
+            return Err(invalid("objects.s3.region", "\"\"", "a region such as us-east-1"));
+        }
+        let bucket_ok = (3..=63).contains(&self.bucket.len())
+            && self
+                .bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+            && self.bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && self.bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !bucket_ok {
+            return Err(invalid(
+                "objects.s3.bucket",
+                format!("{:?}", self.bucket),
+                "3 to 63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +390,9 @@ pub struct LocalObjectsConfig {
 
 impl ObjectsConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.kind == ObjectsKind::S3 {
+            self.s3.validate()?;
+        }
         if self.local.root.as_os_str().is_empty() {
             return Err(invalid(
                 "objects.local.root",

@@ -115,3 +115,67 @@ fn printed_config_loads_back_identically() {
         Ok(())
     });
 }
+
+#[test]
+fn secrets_come_from_the_environment_or_files_and_never_print() {
+    Jail::expect_with(|jail| {
+        jail.create_file("pg-password", "s3cr3t-pg\n")?;
+        jail.set_env(
+            "SENTIO__STORE__POSTGRES__PASSWORD_FILE",
+            jail.directory().join("pg-password").display().to_string(),
+        );
+        jail.set_env("SENTIO__OBJECTS__S3__SECRET_ACCESS_KEY", "s3cr3t-s3");
+        jail.set_env("SENTIO__BUS__KAFKA__SASL_PASSWORD", "s3cr3t-kafka");
+        let c = load_in(jail, None).unwrap();
+        assert_eq!(c.store.postgres.password.expose(), "s3cr3t-pg");
+        assert_eq!(c.objects.s3.secret_access_key.expose(), "s3cr3t-s3");
+        assert_eq!(c.bus.kafka.sasl_password.expose(), "s3cr3t-kafka");
+        let printed = c.to_toml().unwrap();
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert_eq!(printed.matches(Secret::MASK).count(), 3, "{printed}");
+
+        jail.set_env("SENTIO__STORE__POSTGRES__PASSWORD_FILE", "/nonexistent/pw");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(
+            err.contains("store.postgres.password_file") && err.contains("/nonexistent/pw"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn backend_sections_are_checked_only_when_chosen() {
+    Jail::expect_with(|jail| {
+        jail.set_env("SENTIO__BUS__KAFKA__BROKERS", "no-port");
+        load_in(jail, None).expect("the memory bus ignores the kafka section");
+        jail.set_env("SENTIO__BUS__KIND", "kafka");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(
+            err.contains("bus.kafka.brokers")
+                && err.contains("no-port")
+                && err.contains("host:port"),
+            "{err}"
+        );
+        jail.set_env("SENTIO__BUS__KAFKA__BROKERS", "a:9092,b:9093");
+        let c = load_in(jail, None).unwrap();
+        assert_eq!(c.bus.partitions(), 8);
+
+        jail.set_env("SENTIO__OBJECTS__KIND", "s3");
+        jail.set_env("SENTIO__OBJECTS__S3__BUCKET", "Raw_Data");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(err.contains("objects.s3.bucket") && err.contains("Raw_Data"), "{err}");
+        jail.set_env("SENTIO__OBJECTS__S3__BUCKET", "raw-data");
+        jail.set_env("SENTIO__OBJECTS__S3__ALLOW_HTTP", "false");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(err.contains("objects.s3.endpoint") && err.contains("allow_http"), "{err}");
+
+        jail.set_env("SENTIO__STORE__KIND", "postgres");
+        jail.set_env("SENTIO__OBJECTS__S3__ALLOW_HTTP", "true");
+        jail.set_env("SENTIO__STORE__POSTGRES__POOL_SIZE", "0");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(err.contains("store.postgres.pool_size"), "{err}");
+        Ok(())
+    });
+}

@@ -21,6 +21,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ReadingStore>
                 format!("opening the SQLite store {} (store.sqlite.path)", path.display())
             })?)
         }
+        StoreKind::Postgres => anyhow::bail!("store.kind = \"postgres\" is being built (issue 3)"),
     };
     let applied = store.migrate().await.context("applying store migrations")?;
     for m in &applied {
@@ -45,6 +46,7 @@ pub async fn open_bus(config: &Config, store: &dyn ReadingStore) -> anyhow::Resu
             bus.create_topic(&config.topics.dead_letters, m.partitions).await?;
             Ok(Arc::new(bus))
         }
+        BusKind::Kafka => anyhow::bail!("bus.kind = \"kafka\" is being built (issue 3)"),
     }
 }
 
@@ -56,6 +58,7 @@ pub fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
                 format!("opening the object store at {} (objects.local.root)", root.display())
             })
         }
+        ObjectsKind::S3 => anyhow::bail!("objects.kind = \"s3\" is being built (issue 3)"),
     }
 }
 

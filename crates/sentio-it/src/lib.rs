@@ -1,0 +1,78 @@
+//! Connection settings of the real servers for the integration tests in `tests/`.
+//!
+//! `scripts/services.sh up` starts the servers and writes `~/.cache/sentio/services.env`;
+//! `scripts/test.sh` exports it. A test whose server is not configured fails and names the script:
+//! it never skips.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sentio_config::{Config, KafkaConfig, PostgresConfig, S3Config, Secret};
+
+/// Reads a setting written by `scripts/services.sh up`, from the environment or the env file.
+pub fn setting(name: &str) -> String {
+    if let Ok(value) = std::env::var(name) {
+        return value;
+    }
+    let file = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/sentio/services.env");
+    let from_file = std::fs::read_to_string(&file).ok().and_then(|text| {
+        text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
+    });
+    match from_file {
+        Some(value) => value,
+        None => {
+            // A missing server is a loud failure, never a skip.
+            let message =
+                format!("{name} is not set: start the test servers with `scripts/services.sh up`");
+            std::panic::panic_any(message)
+        }
+    }
+}
+
+/// A name unique to this test process and call: for databases, topics, buckets prefixes, groups.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}_{}_{}_{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The defaults with every port pointed at the test servers (database `dbname`).
+pub fn config(dbname: &str) -> Config {
+    let mut config = default_config();
+    config.bus.kafka = kafka();
+    config.store.postgres = postgres(dbname);
+    config.objects.s3 = s3("sentio-it");
+    config
+}
+
+pub fn kafka() -> KafkaConfig {
+    let mut k = default_config().bus.kafka;
+    k.brokers = setting("SENTIO_TEST_KAFKA_BROKERS");
+    k
+}
+
+pub fn postgres(dbname: &str) -> PostgresConfig {
+    let mut p = default_config().store.postgres;
+    p.host = setting("SENTIO_TEST_PG_HOST");
+    p.port = setting("SENTIO_TEST_PG_PORT").parse().unwrap_or(5432);
+    p.user = setting("SENTIO_TEST_PG_USER");
+    p.dbname = dbname.to_owned();
+    p.sslmode = sentio_config::SslMode::Disable;
+    p
+}
+
+pub fn s3(bucket: &str) -> S3Config {
+    let mut s = default_config().objects.s3;
+    s.endpoint = setting("SENTIO_TEST_S3_ENDPOINT");
+    s.region = setting("SENTIO_TEST_S3_REGION");
+    s.access_key_id = setting("SENTIO_TEST_S3_ACCESS_KEY");
+    s.secret_access_key = Secret::new(setting("SENTIO_TEST_S3_SECRET_KEY"));
+    s.bucket = bucket.to_owned();
+    s
+}
+
+fn default_config() -> Config {
+    Config::defaults().unwrap_or_else(|e| std::panic::panic_any(e.to_string()))
+}
