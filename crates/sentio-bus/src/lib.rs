@@ -4,6 +4,7 @@
 //!
 //! - [`Bus`] and [`Consumer`]: the port every backend implements.
 //! - [`memory`]: the embedded backend, bounded, with backpressure.
+//! - [`kafka`]: Apache Kafka (or any Kafka-protocol broker) through librdkafka.
 //! - [`partition`]: the key-to-partition hash (Kafka's murmur2, so keys map alike everywhere).
 //! - `contract` (feature `testkit`): the suite every backend must pass, written once.
 //!
@@ -17,6 +18,7 @@ use bytes::Bytes;
 
 #[cfg(feature = "testkit")]
 pub mod contract;
+pub mod kafka;
 pub mod memory;
 pub mod partition;
 

@@ -1,5 +1,5 @@
 //! Object storage for Sentio: the port is `Arc<dyn ObjectStore>` (crate `object_store`), backed by a
-//! local directory today and by S3 later, plus the raw archive written into it.
+//! local directory or an S3 bucket, plus the raw archive written into it.
 //!
 //! - [`layout`]: where raw archive objects live (`raw/date=…/device=…/<first>_<last>.pickle`) and
 //!   how to parse such a key back.
@@ -7,15 +7,19 @@
 //!   `pandas.DataFrame(pickle.load(f))` reads directly.
 //! - [`archive`]: [`Archiver`], which buffers readings per device and time slice and writes one
 //!   object per (device, slice) once a watermark has passed the slice.
+//! - [`s3`](mod@s3): [`s3()`], the S3 backend (AWS, MinIO, any S3 server), which creates its
+//!   bucket when missing.
 //! - `contract` (feature `testkit`): `check_objects`, the contract suite every backend must pass.
 //!
-//! [`local`] opens the embedded backend; [`ObjectsError`] is the error of everything here.
+//! [`local`] opens the embedded backend, [`s3()`] the real one; [`ObjectsError`] is the error of
+//! everything here.
 
 pub mod archive;
 #[cfg(feature = "testkit")]
 pub mod contract;
 pub mod layout;
 pub mod pickle;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use object_store::local::LocalFileSystem;
 pub use archive::{ArchiveReport, Archiver};
 pub use layout::{RawKey, parse_raw_key, raw_key, raw_prefix_for_date, raw_prefix_for_device};
 pub use pickle::RawBatch;
+pub use s3::{BucketCreated, create_bucket, s3};
 
 /// Everything that can go wrong in this crate. Causes stay in `#[source]`, so `{:#}` prints each
 /// once.
@@ -76,6 +81,59 @@ pub enum ObjectsError {
     NonFinite { row: usize, value: f64 },
     #[error("{key:?} is not a raw archive key: {reason}")]
     BadKey { key: String, reason: &'static str },
+    #[error(
+        "cannot set up S3 bucket {bucket:?} at {endpoint}: check objects.s3 (endpoint, region, \
+         access_key_id and secret_access_key)"
+    )]
+    S3Open {
+        endpoint: String,
+        bucket: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error(
+        "no S3 credentials for bucket {bucket:?} at {endpoint}: set objects.s3.access_key_id and \
+         objects.s3.secret_access_key, or run where AWS instance credentials are available"
+    )]
+    S3Credentials {
+        endpoint: String,
+        bucket: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error(
+        "{url:?} is not a usable S3 bucket URL: check objects.s3.endpoint and objects.s3.bucket"
+    )]
+    S3Url {
+        url: String,
+        #[source]
+        source: http::Error,
+    },
+    #[error(
+        "cannot {op} S3 bucket {bucket:?}: no answer from {endpoint}; check objects.s3.endpoint \
+         and that the server is running"
+    )]
+    S3Unreachable {
+        op: &'static str,
+        endpoint: String,
+        bucket: String,
+        #[source]
+        source: object_store::client::HttpError,
+    },
+    #[error(
+        "cannot {op} S3 bucket {bucket:?} at {endpoint}: HTTP {status}{}: {hint}",
+        code.as_ref().map(|c| format!(" {c}")).unwrap_or_default()
+    )]
+    S3Status {
+        op: &'static str,
+        endpoint: String,
+        bucket: String,
+        status: u16,
+        /// The S3 error code of the answer (`SignatureDoesNotMatch`, `AccessDenied`, ...).
+        code: Option<String>,
+        /// What to check.
+        hint: &'static str,
+    },
 }
 
 impl ObjectsError {
@@ -94,6 +152,8 @@ impl ObjectsError {
                     | object_store::Error::Unauthenticated { .. }
                     | object_store::Error::UnknownConfigurationKey { .. }
             ),
+            ObjectsError::S3Unreachable { .. } => true,
+            ObjectsError::S3Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`ReadingStore`]: the port every backend implements.
 //! - `sqlite`: the embedded backend (one file, the default).
+//! - `postgres`: PostgreSQL (tokio-postgres, a connection pool, binary COPY), for production.
 //! - `migrations`: versioned schema changes, applied by `sentio migrate` and at start.
 //! - `contract` (feature `testkit`): the suite every backend must pass, written once.
 //! - `row`: how domain values map to columns and back, shared by backends ([`InvalidValue`]).
@@ -117,18 +118,27 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether retrying the same call may succeed (lost connection, busy database).
+    /// Whether retrying the same call may succeed: a busy SQLite database; for PostgreSQL a lost
+    /// or refused connection, a pool timeout, a server shutting down or starting, a serialization
+    /// failure or a deadlock (see `postgres::is_transient` for the SQLSTATEs).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Query { source, .. } => source
-                .downcast_ref::<rusqlite::Error>()
-                .and_then(rusqlite::Error::sqlite_error_code)
-                .is_some_and(|c| {
-                    matches!(
-                        c,
-                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                    )
-                }),
+            StoreError::Query { source, .. } => {
+                let busy = source
+                    .downcast_ref::<rusqlite::Error>()
+                    .and_then(rusqlite::Error::sqlite_error_code)
+                    .is_some_and(|c| {
+                        matches!(
+                            c,
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        )
+                    });
+                busy || postgres::is_transient(source.as_ref())
+            }
+            // A server that is down or restarting, at connect time or mid-migration.
+            StoreError::Open { source, .. } | StoreError::Migration { source, .. } => {
+                postgres::is_transient(source.as_ref())
+            }
             _ => false,
         }
     }
@@ -175,6 +185,7 @@ pub trait ReadingStore: Send + Sync {
 #[cfg(feature = "testkit")]
 pub mod contract;
 pub mod migrations;
+pub mod postgres;
 mod row;
 pub mod sqlite;
 

@@ -1,7 +1,6 @@
 //! Versioned schema migrations, embedded in the binary with `include_str!`.
 //!
-//! Each backend has its own folder of SQL files (`migrations/sqlite/`, and `migrations/postgres/`
-//! when that backend lands) holding the same versions under the same names, so that
+//! Each backend has its own folder of SQL files (`migrations/sqlite/`, `migrations/postgres/`) holding the same versions under the same names, so that
 //! `schema_migrations` reads the same on every backend. A backend records each applied migration
 //! in `schema_migrations(version, name, applied_at)` in the same transaction as the migration
 //! itself, and asks [`pending`] which ones are left: that check is shared so that every backend
@@ -27,6 +26,13 @@ impl Script {
 /// The SQLite migrations, in order.
 pub const SQLITE: &[Script] =
     &[Script { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+
+/// The PostgreSQL migrations, in order: the same versions and names as [`SQLITE`].
+pub const POSTGRES: &[Script] = &[Script {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/postgres/0001_init.sql"),
+}];
 
 /// The newest version in `known` (0 when empty).
 pub fn latest(known: &[Script]) -> u32 {
@@ -104,10 +110,18 @@ mod tests {
 
     #[test]
     fn embedded_scripts_are_numbered_one_up_without_gaps() {
-        for (i, s) in SQLITE.iter().enumerate() {
-            assert_eq!(s.version as usize, i + 1, "{s:?}");
-            assert!(!s.sql.trim().is_empty());
+        for scripts in [SQLITE, POSTGRES] {
+            for (i, s) in scripts.iter().enumerate() {
+                assert_eq!(s.version as usize, i + 1, "{s:?}");
+                assert!(!s.sql.trim().is_empty());
+            }
         }
+    }
+
+    #[test]
+    fn every_backend_has_the_same_history() {
+        let names = |scripts: &[Script]| scripts.iter().map(Script::migration).collect::<Vec<_>>();
+        assert_eq!(names(SQLITE), names(POSTGRES));
     }
 
     #[test]

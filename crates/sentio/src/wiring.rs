@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use object_store::ObjectStore;
 use sentio_bus::Bus;
+use sentio_bus::kafka::KafkaBus;
 use sentio_bus::memory::MemoryBus;
 use sentio_config::{BusKind, Config, ObjectsKind, StoreKind};
 use sentio_objects::Archiver;
@@ -46,7 +47,16 @@ pub async fn open_bus(config: &Config, store: &dyn ReadingStore) -> anyhow::Resu
             bus.create_topic(&config.topics.dead_letters, m.partitions).await?;
             Ok(Arc::new(bus))
         }
-        BusKind::Kafka => anyhow::bail!("bus.kind = \"kafka\" is being built (issue 3)"),
+        BusKind::Kafka => {
+            let k = &config.bus.kafka;
+            let bus = KafkaBus::connect(k).context("connecting to Kafka (bus.kafka)")?;
+            for topic in [&config.topics.readings, &config.topics.dead_letters] {
+                bus.create_topic(topic, k.partitions).await.with_context(|| {
+                    format!("creating topic {topic:?} on {} (bus.kafka.brokers)", k.brokers)
+                })?;
+            }
+            Ok(Arc::new(bus))
+        }
     }
 }
 

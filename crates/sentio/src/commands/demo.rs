@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use sentio_config::{BusKind, Config};
+use sentio_config::Config;
 use sentio_core::time::{NANOS_PER_SEC, format_rfc3339, now_ns};
 use sentio_services::etl::EtlStats;
 use sentio_services::shutdown::Shutdown;
@@ -31,14 +31,12 @@ pub struct Args {
 }
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
-    if config.bus.kind != BusKind::Memory {
-        bail!("`sentio demo` runs everything in one process and needs bus.kind = \"memory\"");
-    }
     config.demo.backfill = args.backfill.unwrap_or(config.demo.backfill);
     config.validate()?;
 
     let store = wiring::open_store(&config).await?;
     let bus = wiring::open_bus(&config, store.as_ref()).await?;
+    let before = store.stats().await?;
     let archiver = wiring::archiver(&config)?;
     let output = Output::Bus { bus: bus.clone(), topic: config.topics.readings.clone() };
     let mut simulator = Simulator::new(&config.simulator, output, archiver)?;
@@ -123,20 +121,22 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     etl_task.await.context("the ingest task panicked")??;
     shutdown.wait(Duration::from_secs(2)).await;
 
-    let totals = store.stats().await?;
+    let after = store.stats().await?;
     println!(
         "stopped after a {:.1}s drain: {}",
         drain_started.elapsed().as_secs_f64(),
         final_line(&sim_stats, &etl_stats)
     );
-    let consistent = totals.readings + totals.dead_letters == totals.committed_offsets_total;
+    // What this run added: every message it consumed became exactly one row or dead letter.
+    let rows = after.readings - before.readings;
+    let letters = after.dead_letters - before.dead_letters;
+    let offsets = after.committed_offsets_total - before.committed_offsets_total;
+    let consistent = rows + letters == offsets;
     println!(
-        "store: {} rows + {} dead letters {} {} committed offsets{}",
-        totals.readings,
-        totals.dead_letters,
+        "store: +{rows} rows + {letters} dead letters {} +{offsets} committed offsets{}; it holds {} rows",
         if consistent { "=" } else { "!=" },
-        totals.committed_offsets_total,
-        if consistent { " (consistent)" } else { "" }
+        if consistent { " (consistent)" } else { "" },
+        after.readings,
     );
     if !consistent {
         bail!("the store's rows and offsets disagree; please report this with the store file");

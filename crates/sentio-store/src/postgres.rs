@@ -1,0 +1,807 @@
+//! The production backend: PostgreSQL through `tokio-postgres` and a `deadpool-postgres` pool.
+//!
+//! - [`PostgresStore::connect`] creates the database when it is missing, then opens the pool.
+//! - Readings go in with binary `COPY` (`insert_readings` and `write_batch`), by far the fastest
+//!   way into PostgreSQL; dead letters and offsets, a handful per batch, with prepared statements.
+//! - `write_batch` serializes writers of one (group, topic, partition) with a transaction-scoped
+//!   advisory lock per partition, taken in partition order (so two batches never deadlock), then
+//!   reads the stored offsets, filters the batch in Rust, copies the rows, and advances the offsets,
+//!   all in one transaction: SQLite's semantics, with writers of different partitions in parallel.
+//!   (An advisory lock rather than `SELECT … FOR UPDATE` on the offsets rows: a partition seen for
+//!   the first time has no row to lock, and a placeholder row would show in `committed_offsets`.)
+//! - Migrations run one transaction each under `pg_advisory_xact_lock`, so processes starting
+//!   together apply each script once.
+//!
+//! Failures: a lost connection, a pool timeout, a restarting server, a serialization failure or a
+//! deadlock is transient ([`StoreError::is_transient`]). Every call retries transient failures
+//! with exponential backoff for up to [`PostgresStore::with_retry_for`] (30 s by default) on a
+//! fresh connection from the pool, which drops connections it finds closed: a server restart or
+//! `pg_terminate_backend` costs a retry, never a row. Retrying is safe because every call is
+//! idempotent or atomic: `write_batch` skips what its offsets already cover, reads are reads, and
+//! `insert_readings` is retried only when the server cannot have committed it (a connection lost
+//! while the `COPY` was completing is reported as not transient, since retrying could duplicate).
+//!
+//! TLS: `sslmode = "prefer"` connects without TLS (no TLS stack is compiled in); `"disable"` is the
+//! same. Requiring TLS needs a connector such as `tokio-postgres-rustls`.
+
+use std::collections::BTreeMap;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use sentio_config::{PostgresConfig, SslMode};
+use sentio_core::{DeviceId, Reading, SensorKind};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Row};
+
+use crate::migrations::{self, Script};
+use crate::row::{self, InvalidValue, ReadingRow};
+use crate::{
+    BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore, SourceOffset,
+    StoreError, StoreStats,
+};
+
+const MIGRATIONS: &[Script] = migrations::POSTGRES;
+
+/// The key of the advisory lock migrations hold (any constant; advisory locks are per database).
+const MIGRATION_LOCK: i64 = 0x5e47_1000_0000_0001;
+
+/// How long calls retry transient failures unless [`PostgresStore::with_retry_for`] says otherwise.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How long a call waits for a free connection when all of the pool's are busy (a writer may hold
+/// one while it waits for another writer's partition lock).
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER     NOT NULL PRIMARY KEY,
+    name       TEXT        NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)";
+const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_xact_lock($1)";
+const HAS_SCHEMA_MIGRATIONS: &str = "SELECT to_regclass('schema_migrations') IS NOT NULL";
+const SELECT_APPLIED: &str = "SELECT version, name FROM schema_migrations ORDER BY version";
+const INSERT_APPLIED: &str = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
+
+const COPY_READINGS: &str = "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected)
+    FROM STDIN (FORMAT binary)";
+const COPY_TYPES: &[Type] =
+    &[Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT];
+// One lock per (group, topic, partition), in the order of the (sorted) array. A hash collision
+// only makes two unrelated partitions wait for each other.
+const LOCK_PARTITIONS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, p))
+    FROM unnest($3::bigint[]) AS p";
+const SELECT_BATCH_OFFSETS: &str = "SELECT partition, next_offset FROM consumer_offsets
+    WHERE group_id = $1 AND topic = $2 AND partition = ANY($3)";
+const UPSERT_OFFSET: &str = "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (group_id, topic, partition) DO UPDATE
+    SET next_offset = excluded.next_offset, updated_at = now()
+    WHERE consumer_offsets.next_offset < excluded.next_offset";
+const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters
+    (topic, partition, \"offset\", group_id, code, reason, key, payload)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (topic, partition, \"offset\", group_id) DO NOTHING";
+const SELECT_OFFSETS: &str = "SELECT partition, next_offset FROM consumer_offsets
+    WHERE group_id = $1 AND topic = $2 ORDER BY partition";
+const SELECT_DEAD_LETTERS: &str = "SELECT partition, \"offset\", code, reason, key, payload
+    FROM dead_letters WHERE topic = $1 ORDER BY partition, \"offset\", group_id";
+// `device` and `sensor` are COLLATE "C" in the schema: byte order, as SQLite sorts.
+const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected
+    FROM sensor_readings
+    WHERE device = $1 AND ts_ns >= $2 AND ts_ns < $3 AND sensor = ANY($4)
+    ORDER BY ts_ns, sensor, seq";
+const SELECT_RANGE_ALL_DEVICES: &str = "SELECT device, sensor, ts_ns, value, seq, injected
+    FROM sensor_readings
+    WHERE ts_ns >= $1 AND ts_ns < $2 AND sensor = ANY($3)
+    ORDER BY device, ts_ns, sensor, seq";
+// One statement, one snapshot. Offsets are summed in Rust: SQL's sum of BIGINTs is NUMERIC.
+// max(ts_ns) is an index lookup on sensor_readings_ts.
+const SELECT_STATS: &str = "SELECT
+    (SELECT count(*) FROM sensor_readings),
+    (SELECT count(*) FROM dead_letters),
+    (SELECT max(ts_ns) FROM sensor_readings),
+    (SELECT coalesce(array_agg(next_offset), '{}') FROM consumer_offsets)";
+
+/// The PostgreSQL store. Cloning is cheap and shares the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    /// `postgres://user@host:port/dbname`, for messages (never the password).
+    location: Arc<str>,
+    retry_for: Duration,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .field("retry_for", &self.retry_for)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server may have committed: the connection was lost while `COPY` was completing. Not
+/// transient, because retrying could store the rows twice.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the connection was lost while the server was committing; the rows may or may not be stored"
+)]
+pub struct OutcomeUnknown(#[source] tokio_postgres::Error);
+
+impl PostgresStore {
+    /// Connects to the database `config` names, creating it first when it is missing (connected to
+    /// the `postgres` database as the same user, who then needs the CREATEDB privilege), and opens
+    /// a pool of `pool_size` connections. It does not migrate: call [`ReadingStore::migrate`].
+    ///
+    /// Fails with [`StoreError::Open`]; a server that is down or restarting is transient.
+    pub async fn connect(config: &PostgresConfig) -> Result<PostgresStore, StoreError> {
+        let location =
+            format!("postgres://{}@{}:{}/{}", config.user, config.host, config.port, config.dbname);
+        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            location: location.clone(),
+            source,
+        };
+        let pg = client_config(config, &config.dbname);
+        // A first connection tells whether the database exists (and that the server answers).
+        match pg.connect(NoTls).await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
+                create_database(config).await.map_err(|e| open_err(Box::new(e)))?;
+            }
+            Err(e) => return Err(open_err(Box::new(e))),
+        }
+
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            // `is_closed()` on checkout: a connection the server dropped is replaced; one whose
+            // loss the client has not noticed yet fails its first statement, and the call retries.
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| open_err(Box::new(e)))?;
+        // Open one connection now, so that a bad password fails here rather than on first use.
+        drop(pool.get().await.map_err(|e| open_err(pool_source(e)))?);
+        tracing::debug!(location, pool_size = config.pool_size, "opened postgres store");
+        Ok(PostgresStore { pool, location: location.into(), retry_for: DEFAULT_RETRY_FOR })
+    }
+
+    /// How long each call keeps retrying transient failures (zero: fail on the first).
+    pub fn with_retry_for(mut self, retry_for: Duration) -> Self {
+        self.retry_for = retry_for;
+        self
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or transient failures have gone on for
+    /// `retry_for`, sleeping with exponential backoff between attempts.
+    async fn retry<'a, T>(
+        &self,
+        operation: &'static str,
+        attempt: impl Fn() -> BoxFuture<'a, Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempts = 1u32;
+        loop {
+            match attempt().await {
+                Err(e) if e.is_transient() && started.elapsed() + backoff <= self.retry_for => {
+                    tracing::warn!(
+                        operation,
+                        attempts,
+                        backoff_ms = backoff.as_millis() as u64,
+                        error = %chain(&e),
+                        "transient store failure; retrying"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The client settings for database `dbname`.
+fn client_config(config: &PostgresConfig, dbname: &str) -> tokio_postgres::Config {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&config.host)
+        .port(config.port)
+        .dbname(dbname)
+        .user(&config.user)
+        .application_name("sentio")
+        .connect_timeout(config.connect_timeout)
+        // Notice a dead server on an idle connection within a minute or so, not two hours.
+        .keepalives_idle(Duration::from_secs(30))
+        .ssl_mode(match config.sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            // With `NoTls` "prefer" never negotiates TLS (see the module docs).
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        });
+    if !config.password.is_empty() {
+        pg.password(config.password.expose());
+    }
+    pg
+}
+
+/// `CREATE DATABASE` for `config.dbname`, connected to the `postgres` database. Another process
+/// creating it at the same time is fine.
+async fn create_database(config: &PostgresConfig) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = client_config(config, "postgres").connect(NoTls).await?;
+    let connection = pin!(connection);
+    // Identifiers cannot be bound as parameters: the name is quoted, never spliced in raw.
+    let create = format!("CREATE DATABASE {}", quote_identifier(&config.dbname));
+    let created = tokio::select! {
+        created = client.batch_execute(&create) => created,
+        // The connection ends only with an error (or when the client is dropped).
+        Err(e) = connection => Err(e),
+    };
+    match created {
+        Ok(()) => {
+            tracing::info!(dbname = %config.dbname, "created database");
+            Ok(())
+        }
+        // Created meanwhile by another process (the catalog's unique index catches the race).
+        Err(e)
+            if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A double-quoted SQL identifier: embedded quotes are doubled, so any name stays one identifier.
+/// (PostgreSQL refuses a NUL in a query, so a name holding one fails to create, harmlessly.)
+pub(crate) fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `error: cause: cause` on one line, for logs.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+// ---- errors -----------------------------------------------------------------------------------
+
+/// Whether `source`, the cause of a [`StoreError`], comes from a PostgreSQL failure that a retry on
+/// a fresh connection may get past.
+pub(crate) fn is_transient(source: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(e) = source.downcast_ref::<tokio_postgres::Error>() {
+        return pg_is_transient(e);
+    }
+    match source.downcast_ref::<PoolError>() {
+        Some(PoolError::Timeout(_)) => true,
+        Some(PoolError::Backend(e)) => pg_is_transient(e),
+        _ => false,
+    }
+}
+
+fn pg_is_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return transient_sqlstate(code.code());
+    }
+    // No SQLSTATE: the server did not answer. An I/O failure (refused, reset, timed out, a name
+    // that does not resolve now) may pass; a bad configuration or a protocol error will not.
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// SQLSTATEs that mean "try again": class 08 (connection exception), 40001 (serialization
+/// failure), 40P01 (deadlock), 57P01..57P03 (the server is shutting down, crashed or is not
+/// accepting connections yet), 53300 (too many connections), 55P03 (lock not available).
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "55P03")
+}
+
+fn query_err(operation: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::Query { operation, source: Box::new(e) }
+}
+
+fn invalid(operation: &'static str) -> impl Fn(InvalidValue) -> StoreError {
+    move |e| StoreError::Query { operation, source: Box::new(e) }
+}
+
+/// A stored value that does not convert to its Rust type reads as corrupt data.
+fn row_err(operation: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::Corrupt { detail: format!("{operation}: {}", chain(&e)) }
+}
+
+/// The pool's error, with a backend's own error as the cause (so that it downcasts).
+fn pool_source(e: PoolError) -> Box<dyn std::error::Error + Send + Sync> {
+    match e {
+        PoolError::Backend(e) => Box::new(e),
+        e => Box::new(e),
+    }
+}
+
+async fn get(pool: &Pool, operation: &'static str) -> Result<Object, StoreError> {
+    pool.get().await.map_err(|e| StoreError::Query { operation, source: pool_source(e) })
+}
+
+// ---- migrations -------------------------------------------------------------------------------
+
+async fn read_applied(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<Migration>, StoreError> {
+    const OP: &str = "read migrations";
+    let rows = client.query(SELECT_APPLIED, &[]).await.map_err(query_err(OP))?;
+    rows.iter()
+        .map(|r| {
+            let version: i32 = r.try_get(0).map_err(row_err(OP))?;
+            let version = u32::try_from(version).map_err(|_| StoreError::Corrupt {
+                detail: format!("schema_migrations holds version {version}"),
+            })?;
+            Ok(Migration { version, name: r.try_get(1).map_err(row_err(OP))? })
+        })
+        .collect()
+}
+
+async fn applied_migrations(pool: &Pool) -> Result<Vec<Migration>, StoreError> {
+    const OP: &str = "read migrations";
+    let client = get(pool, OP).await?;
+    let exists: bool =
+        client.query_one(HAS_SCHEMA_MIGRATIONS, &[]).await.map_err(query_err(OP))?.get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    read_applied(&**client).await
+}
+
+/// Applies pending migrations one transaction each, each under the migration lock and re-reading
+/// the history inside it, so that two processes migrating at once apply each script once.
+async fn migrate(pool: &Pool) -> Result<Vec<Migration>, StoreError> {
+    let mut client = get(pool, "migrate").await?;
+    let mut done = Vec::new();
+    loop {
+        let q = query_err("migrate");
+        let tx = client.transaction().await.map_err(&q)?;
+        tx.execute(LOCK_MIGRATIONS, &[&MIGRATION_LOCK]).await.map_err(&q)?;
+        tx.batch_execute(CREATE_SCHEMA_MIGRATIONS).await.map_err(&q)?;
+        let applied = read_applied(&*tx).await?;
+        let Some(script) = migrations::pending(MIGRATIONS, &applied)?.first().copied() else {
+            tx.commit().await.map_err(&q)?;
+            return Ok(done);
+        };
+        let failed = |e: tokio_postgres::Error| StoreError::Migration {
+            version: script.version,
+            name: script.name.to_owned(),
+            source: Box::new(e),
+        };
+        let version = i32::try_from(script.version).map_err(|_| StoreError::Corrupt {
+            detail: format!("migration version {} does not fit the history", script.version),
+        })?;
+        tx.batch_execute(script.sql).await.map_err(failed)?;
+        tx.execute(INSERT_APPLIED, &[&version, &script.name]).await.map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        tracing::info!(version = script.version, name = script.name, "applied migration");
+        done.push(script.migration());
+    }
+}
+
+// ---- writes -----------------------------------------------------------------------------------
+
+/// A batch checked and converted to columns once, before the first attempt.
+struct EncodedBatch {
+    group: String,
+    topic: String,
+    readings: Vec<(i64, i64, ReadingRow)>,
+    dead_letters: Vec<(i64, i64, DeadLetter)>,
+    next_offsets: Vec<(i64, i64)>,
+    /// Every partition the batch touches, sorted: the order locks are taken in.
+    partitions: Vec<i64>,
+}
+
+impl EncodedBatch {
+    fn encode(batch: &IngestBatch) -> Result<Self, InvalidValue> {
+        let mut partitions = Vec::new();
+        let readings = batch
+            .readings
+            .iter()
+            .map(|(src, r)| {
+                partitions.push(i64::from(src.partition));
+                Ok((
+                    i64::from(src.partition),
+                    row::to_sql_u64("offset", src.offset)?,
+                    ReadingRow::encode(r)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        let dead_letters = batch
+            .dead_letters
+            .iter()
+            .map(|d| {
+                let p = i64::from(d.source.partition);
+                partitions.push(p);
+                Ok((p, row::to_sql_u64("offset", d.source.offset)?, d.clone()))
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        let next_offsets = batch
+            .next_offsets
+            .iter()
+            .map(|(&p, &next)| {
+                partitions.push(i64::from(p));
+                Ok((i64::from(p), row::to_sql_u64("next offset", next)?))
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        partitions.sort_unstable();
+        partitions.dedup();
+        Ok(Self {
+            group: batch.group.clone(),
+            topic: batch.topic.clone(),
+            readings,
+            dead_letters,
+            next_offsets,
+            partitions,
+        })
+    }
+}
+
+/// Writes `rows` into a binary `COPY` (the caller finishes it).
+async fn copy_rows<'r>(
+    mut writer: std::pin::Pin<&mut BinaryCopyInWriter>,
+    rows: impl Iterator<Item = &'r ReadingRow>,
+) -> Result<(), tokio_postgres::Error> {
+    for r in rows {
+        writer
+            .as_mut()
+            .write(&[&r.device.as_str(), &r.sensor, &r.ts_ns, &r.value, &r.seq, &r.injected])
+            .await?;
+    }
+    Ok(())
+}
+
+async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, StoreError> {
+    const OP: &str = "write_batch";
+    let q = query_err(OP);
+    let mut client = get(pool, OP).await?;
+    let tx = client.transaction().await.map_err(&q)?;
+
+    // Held until commit: a concurrent writer of one of these partitions waits here, then reads
+    // the offsets this batch committed.
+    let lock = tx.prepare_cached(LOCK_PARTITIONS).await.map_err(&q)?;
+    tx.execute(&lock, &[&batch.group, &batch.topic, &batch.partitions]).await.map_err(&q)?;
+
+    // Where each partition stands now; absent when the group never committed it.
+    let select = tx.prepare_cached(SELECT_BATCH_OFFSETS).await.map_err(&q)?;
+    let mut stored: BTreeMap<i64, i64> = BTreeMap::new();
+    for r in
+        tx.query(&select, &[&batch.group, &batch.topic, &batch.partitions]).await.map_err(&q)?
+    {
+        stored.insert(r.try_get(0).map_err(row_err(OP))?, r.try_get(1).map_err(row_err(OP))?);
+    }
+    let from = |p: i64| stored.get(&p).copied().unwrap_or(0);
+
+    let mut outcome = BatchOutcome::default();
+    let fresh: Vec<&ReadingRow> = batch
+        .readings
+        .iter()
+        .filter(|(p, offset, _)| *offset >= from(*p))
+        .map(|(.., r)| r)
+        .collect();
+    outcome.replayed_skipped += (batch.readings.len() - fresh.len()) as u64;
+    if !fresh.is_empty() {
+        let copy = tx.prepare_cached(COPY_READINGS).await.map_err(&q)?;
+        let sink = tx.copy_in(&copy).await.map_err(&q)?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, COPY_TYPES));
+        copy_rows(writer.as_mut(), fresh.iter().copied()).await.map_err(&q)?;
+        outcome.readings_inserted = writer.finish().await.map_err(&q)?;
+    }
+
+    if !batch.dead_letters.is_empty() {
+        let insert = tx.prepare_cached(INSERT_DEAD_LETTER).await.map_err(&q)?;
+        for (p, offset, d) in &batch.dead_letters {
+            if *offset < from(*p) {
+                outcome.replayed_skipped += 1;
+                continue;
+            }
+            let n = tx
+                .execute(
+                    &insert,
+                    &[
+                        &batch.topic,
+                        p,
+                        offset,
+                        &batch.group,
+                        &d.code,
+                        &d.reason,
+                        &d.key,
+                        &d.payload,
+                    ],
+                )
+                .await
+                .map_err(&q)?;
+            // 0 when the same message is already stored (a batch that repeats it).
+            if n == 0 {
+                outcome.replayed_skipped += 1;
+            } else {
+                outcome.dead_letters_inserted += 1;
+            }
+        }
+    }
+
+    let upsert = tx.prepare_cached(UPSERT_OFFSET).await.map_err(&q)?;
+    for &(p, next) in &batch.next_offsets {
+        // Never backwards, and no write when nothing moves.
+        if stored.get(&p).is_some_and(|&current| current >= next) {
+            continue;
+        }
+        tx.execute(&upsert, &[&batch.group, &batch.topic, &p, &next]).await.map_err(&q)?;
+    }
+    // A commit whose answer is lost may have happened: retrying is still safe, since the retry
+    // finds the offsets advanced and skips the rows.
+    tx.commit().await.map_err(&q)?;
+    Ok(outcome)
+}
+
+async fn insert_readings(pool: &Pool, rows: &[ReadingRow]) -> Result<u64, StoreError> {
+    const OP: &str = "insert_readings";
+    let q = query_err(OP);
+    let client = get(pool, OP).await?;
+    // One COPY is one statement, hence one transaction of its own.
+    let copy = client.prepare_cached(COPY_READINGS).await.map_err(&q)?;
+    let sink = client.copy_in(&copy).await.map_err(&q)?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, COPY_TYPES));
+    copy_rows(writer.as_mut(), rows.iter()).await.map_err(&q)?;
+    // Until the end-of-copy message is sent the server cannot commit, so everything above is
+    // safe to retry. Once it is, a lost connection leaves the outcome unknown.
+    writer.finish().await.map_err(|e| {
+        if e.code().is_none() {
+            StoreError::Query { operation: OP, source: Box::new(OutcomeUnknown(e)) }
+        } else {
+            q(e)
+        }
+    })
+}
+
+// ---- reads ------------------------------------------------------------------------------------
+
+async fn committed_offsets(
+    pool: &Pool,
+    group: &str,
+    topic: &str,
+) -> Result<BTreeMap<u32, u64>, StoreError> {
+    const OP: &str = "committed_offsets";
+    let client = get(pool, OP).await?;
+    let stmt = client.prepare_cached(SELECT_OFFSETS).await.map_err(query_err(OP))?;
+    let mut out = BTreeMap::new();
+    for r in client.query(&stmt, &[&group, &topic]).await.map_err(query_err(OP))? {
+        let p: i64 = r.try_get(0).map_err(row_err(OP))?;
+        let next: i64 = r.try_get(1).map_err(row_err(OP))?;
+        out.insert(row::from_sql_partition(p)?, row::from_sql_u64("next_offset", next)?);
+    }
+    Ok(out)
+}
+
+/// Decodes the rows of `SELECT device, sensor, ts_ns, value, seq, injected` as they stream in.
+async fn collect_readings(
+    rows: tokio_postgres::RowStream,
+    out: &mut Vec<Reading>,
+) -> Result<(), StoreError> {
+    const OP: &str = "query_range";
+    let bad = row_err(OP);
+    let mut rows = pin!(rows);
+    // Runs of one device are long: validate its name once per run.
+    let mut last: Option<DeviceId> = None;
+    while let Some(r) = rows.try_next().await.map_err(query_err(OP))? {
+        let r: Row = r;
+        let name: &str = r.try_get(0).map_err(&bad)?;
+        let device = match &last {
+            Some(d) if d.as_str() == name => d.clone(),
+            _ => {
+                let d = row::decode_device(name)?;
+                last = Some(d.clone());
+                d
+            }
+        };
+        out.push(row::decode_reading(
+            device,
+            r.try_get(1).map_err(&bad)?,
+            r.try_get(2).map_err(&bad)?,
+            r.try_get(3).map_err(&bad)?,
+            r.try_get(4).map_err(&bad)?,
+            r.try_get(5).map_err(&bad)?,
+        )?);
+    }
+    Ok(())
+}
+
+async fn query_range(pool: &Pool, query: &RangeQuery) -> Result<Vec<Reading>, StoreError> {
+    const OP: &str = "query_range";
+    let q = query_err(OP);
+    let mut out = Vec::new();
+    if query.from_ns >= query.to_ns {
+        return Ok(out);
+    }
+    let sensors: Vec<&str> = if query.sensors.is_empty() {
+        SensorKind::ALL.iter().map(|s| s.as_str()).collect()
+    } else {
+        query.sensors.iter().map(|s| s.as_str()).collect()
+    };
+    let client = get(pool, OP).await?;
+    if query.devices.is_empty() {
+        let stmt = client.prepare_cached(SELECT_RANGE_ALL_DEVICES).await.map_err(&q)?;
+        let params: [&(dyn ToSql + Sync); 3] = [&query.from_ns, &query.to_ns, &sensors];
+        let rows = client.query_raw(&stmt, params).await.map_err(&q)?;
+        collect_readings(rows, &mut out).await?;
+    } else {
+        // One index range scan per device, in byte order of the names, gives the promised order.
+        let mut devices: Vec<&str> = query.devices.iter().map(DeviceId::as_str).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let stmt = client.prepare_cached(SELECT_RANGE_ONE_DEVICE).await.map_err(&q)?;
+        for device in devices {
+            let params: [&(dyn ToSql + Sync); 4] =
+                [&device, &query.from_ns, &query.to_ns, &sensors];
+            let rows = client.query_raw(&stmt, params).await.map_err(&q)?;
+            collect_readings(rows, &mut out).await?;
+        }
+    }
+    Ok(out)
+}
+
+async fn dead_letters(pool: &Pool, topic: &str) -> Result<Vec<DeadLetter>, StoreError> {
+    const OP: &str = "dead_letters";
+    let client = get(pool, OP).await?;
+    let stmt = client.prepare_cached(SELECT_DEAD_LETTERS).await.map_err(query_err(OP))?;
+    let bad = row_err(OP);
+    let mut out = Vec::new();
+    for r in client.query(&stmt, &[&topic]).await.map_err(query_err(OP))? {
+        let partition: i64 = r.try_get(0).map_err(&bad)?;
+        let offset: i64 = r.try_get(1).map_err(&bad)?;
+        out.push(DeadLetter {
+            source: SourceOffset {
+                partition: row::from_sql_partition(partition)?,
+                offset: row::from_sql_u64("offset", offset)?,
+            },
+            code: r.try_get(2).map_err(&bad)?,
+            reason: r.try_get(3).map_err(&bad)?,
+            key: r.try_get(4).map_err(&bad)?,
+            payload: r.try_get(5).map_err(&bad)?,
+        });
+    }
+    Ok(out)
+}
+
+async fn stats(pool: &Pool) -> Result<StoreStats, StoreError> {
+    const OP: &str = "stats";
+    let client = get(pool, OP).await?;
+    let stmt = client.prepare_cached(SELECT_STATS).await.map_err(query_err(OP))?;
+    let r = client.query_one(&stmt, &[]).await.map_err(query_err(OP))?;
+    let bad = row_err(OP);
+    let readings: i64 = r.try_get(0).map_err(&bad)?;
+    let dead_letters: i64 = r.try_get(1).map_err(&bad)?;
+    let latest_ts_ns: Option<i64> = r.try_get(2).map_err(&bad)?;
+    let offsets: Vec<i64> = r.try_get(3).map_err(&bad)?;
+    let mut committed_offsets_total: u64 = 0;
+    for next in offsets {
+        committed_offsets_total =
+            committed_offsets_total.saturating_add(row::from_sql_u64("next_offset", next)?);
+    }
+    Ok(StoreStats {
+        readings: row::from_sql_u64("reading count", readings)?,
+        dead_letters: row::from_sql_u64("dead letter count", dead_letters)?,
+        committed_offsets_total,
+        latest_ts_ns,
+    })
+}
+
+#[async_trait::async_trait]
+impl ReadingStore for PostgresStore {
+    async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
+        self.retry("migrate", || Box::pin(migrate(&self.pool))).await
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<Migration>, StoreError> {
+        self.retry("applied_migrations", || Box::pin(applied_migrations(&self.pool))).await
+    }
+
+    async fn write_batch(&self, batch: &IngestBatch) -> Result<BatchOutcome, StoreError> {
+        let encoded = EncodedBatch::encode(batch).map_err(invalid("write_batch"))?;
+        let started = Instant::now();
+        let outcome =
+            self.retry("write_batch", || Box::pin(write_batch(&self.pool, &encoded))).await?;
+        tracing::debug!(
+            group = %batch.group,
+            topic = %batch.topic,
+            inserted = outcome.readings_inserted,
+            dead_letters = outcome.dead_letters_inserted,
+            skipped = outcome.replayed_skipped,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch written"
+        );
+        Ok(outcome)
+    }
+
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<u32, u64>, StoreError> {
+        self.retry("committed_offsets", || Box::pin(committed_offsets(&self.pool, group, topic)))
+            .await
+    }
+
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<u64, StoreError> {
+        if readings.is_empty() {
+            return Ok(0);
+        }
+        let rows = readings
+            .iter()
+            .map(ReadingRow::encode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid("insert_readings"))?;
+        self.retry("insert_readings", || Box::pin(insert_readings(&self.pool, &rows))).await
+    }
+
+    async fn query_range(&self, query: &RangeQuery) -> Result<Vec<Reading>, StoreError> {
+        self.retry("query_range", || Box::pin(query_range(&self.pool, query))).await
+    }
+
+    async fn dead_letters(&self, topic: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        self.retry("dead_letters", || Box::pin(dead_letters(&self.pool, topic))).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.retry("stats", || Box::pin(stats(&self.pool))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_whole() {
+        assert_eq!(quote_identifier("sentio"), "\"sentio\"");
+        assert_eq!(quote_identifier("a\"; DROP DATABASE x; --"), "\"a\"\"; DROP DATABASE x; --\"");
+        assert_eq!(quote_identifier("Mixed Case"), "\"Mixed Case\"");
+    }
+
+    #[test]
+    fn transient_sqlstates() {
+        for code in
+            ["08000", "08006", "08P01", "40001", "40P01", "57P01", "57P02", "57P03", "53300"]
+        {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "42P01", "28P01", "3D000", "22021", "57014"] {
+            assert!(!transient_sqlstate(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn unrelated_errors_are_not_transient() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        // A bare I/O error is not ours to judge; only one inside a tokio-postgres error is.
+        assert!(!is_transient(&io));
+        assert!(!is_transient(&InvalidValue::NotFinite { value: f64::NAN }));
+    }
+}
