@@ -55,11 +55,12 @@ start_kafka() {
     log "starting tansu on 127.0.0.1:${KAFKA_PORT}"
     # SQLite storage: Tansu 0.6.0's memory storage loses messages when a consumer resumes from a
     # committed offset in the middle of a batch.
-    nohup "${TOOLS}/bin/tansu" broker \
+    # Tansu reads the path of a sqlite:// URL relative to its working directory.
+    (cd "${RUN}/tansu" && exec nohup "${TOOLS}/bin/tansu" broker \
         --listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
         --advertised-listener-url "tcp://127.0.0.1:${KAFKA_PORT}" \
-        --storage-engine "sqlite://${RUN}/tansu/tansu.db" \
-        >"${RUN}/tansu.log" 2>&1 &
+        --storage-engine "sqlite://tansu.db" \
+        >"${RUN}/tansu.log" 2>&1) &
     echo $! >"${RUN}/tansu.pid"
     wait_until tansu 60 port_open "${KAFKA_PORT}"
 }

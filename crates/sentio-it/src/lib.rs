@@ -76,3 +76,30 @@ pub fn s3(bucket: &str) -> S3Config {
 fn default_config() -> Config {
     Config::defaults().unwrap_or_else(|e| std::panic::panic_any(e.to_string()))
 }
+
+/// Environment variables that point the `sentio` binary at the test servers, on topics, a database
+/// and a bucket prefix of its own (`name`), so concurrent tests never meet.
+pub fn stack_env(name: &str) -> Vec<(String, String)> {
+    let name = name.replace('_', "-").to_lowercase();
+    let vars = [
+        ("BUS__KIND", "kafka".to_owned()),
+        ("BUS__KAFKA__BROKERS", setting("SENTIO_TEST_KAFKA_BROKERS")),
+        ("BUS__KAFKA__PARTITIONS", "4".to_owned()),
+        ("TOPICS__READINGS", format!("{name}.sensor-data")),
+        ("TOPICS__DEAD_LETTERS", format!("{name}.sensor-data.dlq")),
+        ("INGEST__GROUP", format!("{name}.ingest")),
+        ("STORE__KIND", "postgres".to_owned()),
+        ("STORE__POSTGRES__HOST", setting("SENTIO_TEST_PG_HOST")),
+        ("STORE__POSTGRES__PORT", setting("SENTIO_TEST_PG_PORT")),
+        ("STORE__POSTGRES__USER", setting("SENTIO_TEST_PG_USER")),
+        ("STORE__POSTGRES__DBNAME", name.replace(['-', '.'], "_")),
+        ("STORE__POSTGRES__SSLMODE", "disable".to_owned()),
+        ("OBJECTS__KIND", "s3".to_owned()),
+        ("OBJECTS__S3__ENDPOINT", setting("SENTIO_TEST_S3_ENDPOINT")),
+        ("OBJECTS__S3__REGION", setting("SENTIO_TEST_S3_REGION")),
+        ("OBJECTS__S3__ACCESS_KEY_ID", setting("SENTIO_TEST_S3_ACCESS_KEY")),
+        ("OBJECTS__S3__SECRET_ACCESS_KEY", setting("SENTIO_TEST_S3_SECRET_KEY")),
+        ("OBJECTS__S3__BUCKET", name.replace(['_', '.'], "-").chars().take(63).collect()),
+    ];
+    vars.into_iter().map(|(k, v)| (format!("SENTIO__{k}"), v)).collect()
+}

@@ -259,9 +259,21 @@ async fn a_database_name_that_needs_quoting_is_created_whole() {
 
 #[tokio::test]
 async fn range_queries_order_device_names_by_bytes() {
-    // The database's collation may sort "B" after "a" (en_US) or not; the store promises bytes.
+    // A database whose default collation sorts like a dictionary (ICU en-US: "a-3" < "A-4" <
+    // "B-2"); the store still promises byte order, as SQLite sorts.
     let db = TestDb::new("sentio_it_collation");
+    let admin = admin(&db.config, "postgres").await;
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' \
+             LOCALE 'C.UTF-8'",
+            db.name()
+        ))
+        .await
+        .unwrap();
     let store = db.migrated_store().await;
+    let in_db = default_order_is_bytewise(&db).await;
+    assert!(!in_db, "the database should sort 'B-2' after 'a-3' by default");
     let names = ["b-1", "B-2", "a-3", "A-4", "_5", "a_6", "a-6", "z"];
     let rows: Vec<Reading> = names.iter().map(|n| reading(&DeviceId::new(n).unwrap(), 0)).collect();
     store.insert_readings(&rows).await.unwrap();
@@ -273,6 +285,12 @@ async fn range_queries_order_device_names_by_bytes() {
         RangeQuery { devices: rows.iter().map(|r| r.device.clone()).collect(), ..everything() };
     let listed = store.query_range(&query).await.unwrap();
     assert_eq!(listed, all);
+}
+
+/// Whether the database's default collation sorts 'B-2' before 'a-3' (byte order does).
+async fn default_order_is_bytewise(db: &TestDb) -> bool {
+    let client = admin(&db.config, db.name()).await;
+    client.query_one("SELECT 'B-2' < 'a-3'", &[]).await.unwrap().get(0)
 }
 
 // ---- concurrency ------------------------------------------------------------------------------
@@ -514,135 +532,4 @@ async fn a_server_that_does_not_answer_is_a_transient_open_error() {
     assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
     assert!(err.is_transient(), "{}", chain(&err));
     assert!(!err.to_string().contains("password"), "{err}");
-}
-
-// ---- measurements -----------------------------------------------------------------------------
-
-fn bench_readings(n: u64) -> Vec<Reading> {
-    let devices: Vec<DeviceId> =
-        (0..50).map(|i| DeviceId::new(&format!("pump-{i:02}")).unwrap()).collect();
-    (0..n)
-        .map(|i| Reading { device: devices[(i % 50) as usize].clone(), ..reading(&devices[0], i) })
-        .collect()
-}
-
-/// Raw binary COPY of `rows` in chunks of `chunk` rows, one COPY (one transaction) each.
-async fn raw_copy(client: &tokio_postgres::Client, rows: &[Reading], chunk: usize) {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
-    for part in rows.chunks(chunk) {
-        let sink = client
-            .copy_in(
-                "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected)
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await
-            .unwrap();
-        let types = [Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT];
-        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-        for r in part {
-            let seq = r.seq as i64;
-            let injected: Option<&str> = None;
-            writer
-                .as_mut()
-                .write(&[
-                    &r.device.as_str(),
-                    &r.sensor.as_str(),
-                    &r.ts_ns,
-                    &r.value,
-                    &seq,
-                    &injected,
-                ])
-                .await
-                .unwrap();
-        }
-        writer.finish().await.unwrap();
-    }
-}
-
-/// Throughput of the write paths (run with `cargo test --release -p sentio-it --test postgres --
-/// --ignored --nocapture measure`); prints numbers, asserts none.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "timing, not a test"]
-async fn measure_write_paths() {
-    const N: u64 = 1_000_000;
-    const CHUNK: usize = 5_000;
-    let rows = bench_readings(N);
-    let rate = |secs: f64| format!("{secs:.2} s, {:.0} rows/s", N as f64 / secs);
-
-    for with_ts_index in [true, false] {
-        let db = TestDb::new("sentio_it_measure");
-        let store = db.migrated_store().await;
-        let admin = admin(&db.config, db.name()).await;
-        if !with_ts_index {
-            admin.batch_execute("DROP INDEX sensor_readings_ts").await.unwrap();
-        }
-        let label = if with_ts_index { "with ts_ns index" } else { "without ts_ns index" };
-
-        let started = Instant::now();
-        for part in rows.chunks(CHUNK) {
-            store.insert_readings(part).await.unwrap();
-        }
-        println!(
-            "{label}: insert_readings 1M in 5k batches: {}",
-            rate(started.elapsed().as_secs_f64())
-        );
-
-        admin.batch_execute("TRUNCATE sensor_readings; CHECKPOINT").await.unwrap();
-        let started = Instant::now();
-        raw_copy(&admin, &rows, CHUNK).await;
-        println!(
-            "{label}: raw COPY 1M in 5k chunks:        {}",
-            rate(started.elapsed().as_secs_f64())
-        );
-
-        admin.batch_execute("TRUNCATE sensor_readings; CHECKPOINT").await.unwrap();
-        let started = Instant::now();
-        raw_copy(&admin, &rows, rows.len()).await;
-        println!(
-            "{label}: raw COPY 1M in one COPY:         {}",
-            rate(started.elapsed().as_secs_f64())
-        );
-
-        let started = Instant::now();
-        let stats = store.stats().await.unwrap();
-        println!(
-            "{label}: stats() on 1M rows: {:.1} ms (latest_ts_ns {:?})",
-            started.elapsed().as_secs_f64() * 1e3,
-            stats.latest_ts_ns
-        );
-
-        let started = Instant::now();
-        let q = RangeQuery {
-            devices: vec![DeviceId::new("pump-07").unwrap()],
-            sensors: Vec::new(),
-            from_ns: 1_700_000_000_000_000_000,
-            to_ns: 1_700_000_000_000_000_000 + 60_000_000_000_000,
-        };
-        let got = store.query_range(&q).await.unwrap();
-        println!(
-            "{label}: query_range one device, {} rows: {:.1} ms",
-            got.len(),
-            started.elapsed().as_secs_f64() * 1e3
-        );
-
-        let mut times = Vec::new();
-        for round in 0..20u64 {
-            let mut b = batch("bench", &rows[0].device, 0, round * 5_000..(round + 1) * 5_000);
-            for (i, (_, r)) in b.readings.iter_mut().enumerate() {
-                r.device = rows[i % 50].device.clone();
-            }
-            let started = Instant::now();
-            let out = store.write_batch(&b).await.unwrap();
-            times.push(started.elapsed().as_secs_f64() * 1e3);
-            assert_eq!(out.readings_inserted, 5_000);
-        }
-        times.sort_by(f64::total_cmp);
-        println!(
-            "{label}: write_batch(5000) over 20 rounds: min {:.2} ms, median {:.2} ms, max {:.2} ms",
-            times[0],
-            times[times.len() / 2],
-            times[times.len() - 1]
-        );
-    }
 }

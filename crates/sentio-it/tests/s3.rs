@@ -205,7 +205,7 @@ fn readings() -> Vec<Reading> {
                     device: device.clone(),
                     sensor,
                     ts_ns: base + step * 1_000_000_007 + n as i64 * 13,
-                    value: values[n % values.len()] * if n % 3 == 0 { 1.0 } else { -0.5 },
+                    value: values[n % values.len()] * if n.is_multiple_of(3) { 1.0 } else { -0.5 },
                     seq: step as u64 + if d == 1 { (1 << 53) + 1 } else { 0 },
                     injected: (n % 3 == 1)
                         .then(|| AnomalyKind::ALL.into_iter().find(|k| k.sensor() == sensor))

@@ -9,6 +9,8 @@
 //!   all in one transaction: SQLite's semantics, with writers of different partitions in parallel.
 //!   (An advisory lock rather than `SELECT … FOR UPDATE` on the offsets rows: a partition seen for
 //!   the first time has no row to lock, and a placeholder row would show in `committed_offsets`.)
+//! - One index, `(device, ts_ns)`, serves every read: a range per device, and by a loose index scan
+//!   (one probe per device) the list of devices and the newest timestamp.
 //! - Migrations run one transaction each under `pg_advisory_xact_lock`, so processes starting
 //!   together apply each script once.
 //!
@@ -39,7 +41,7 @@ use sentio_core::{DeviceId, Reading, SensorKind};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use crate::migrations::{self, Script};
 use crate::row::{self, InvalidValue, ReadingRow};
@@ -100,17 +102,35 @@ const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq,
     FROM sensor_readings
     WHERE device = $1 AND ts_ns >= $2 AND ts_ns < $3 AND sensor = ANY($4)
     ORDER BY ts_ns, sensor, seq";
-const SELECT_RANGE_ALL_DEVICES: &str = "SELECT device, sensor, ts_ns, value, seq, injected
-    FROM sensor_readings
-    WHERE ts_ns >= $1 AND ts_ns < $2 AND sensor = ANY($3)
-    ORDER BY device, ts_ns, sensor, seq";
-// One statement, one snapshot. Offsets are summed in Rust: SQL's sum of BIGINTs is NUMERIC.
-// max(ts_ns) is an index lookup on sensor_readings_ts.
-const SELECT_STATS: &str = "SELECT
-    (SELECT count(*) FROM sensor_readings),
-    (SELECT count(*) FROM dead_letters),
-    (SELECT max(ts_ns) FROM sensor_readings),
-    (SELECT coalesce(array_agg(next_offset), '{}') FROM consumer_offsets)";
+
+/// The distinct devices in byte order, by a loose index scan of `sensor_readings_device_ts`: one
+/// index probe per device instead of a scan of every row.
+macro_rules! with_devices {
+    ($select:literal) => {
+        concat!(
+            "WITH RECURSIVE devices AS (
+                (SELECT device FROM sensor_readings ORDER BY device LIMIT 1)
+                UNION ALL
+                SELECT (SELECT s.device FROM sensor_readings s
+                        WHERE s.device > d.device ORDER BY s.device LIMIT 1)
+                FROM devices d WHERE d.device IS NOT NULL
+            ) ",
+            $select
+        )
+    };
+}
+const SELECT_DEVICES: &str =
+    with_devices!("SELECT device FROM devices WHERE device IS NOT NULL ORDER BY device");
+// One statement, one snapshot. The newest timestamp is the largest of each device's newest, one
+// index probe each. Offsets are summed in Rust: SQL's sum of BIGINTs is NUMERIC.
+const SELECT_STATS: &str = with_devices!(
+    "SELECT
+        (SELECT count(*) FROM sensor_readings),
+        (SELECT count(*) FROM dead_letters),
+        (SELECT max((SELECT max(s.ts_ns) FROM sensor_readings s WHERE s.device = d.device))
+            FROM devices d WHERE d.device IS NOT NULL),
+        (SELECT coalesce(array_agg(next_offset), '{}') FROM consumer_offsets)"
+);
 
 /// The PostgreSQL store. Cloning is cheap and shares the pool.
 #[derive(Clone)]
@@ -151,18 +171,8 @@ impl PostgresStore {
             location: location.clone(),
             source,
         };
-        let pg = client_config(config, &config.dbname);
-        // A first connection tells whether the database exists (and that the server answers).
-        match pg.connect(NoTls).await {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
-                create_database(config).await.map_err(|e| open_err(Box::new(e)))?;
-            }
-            Err(e) => return Err(open_err(Box::new(e))),
-        }
-
         let manager = Manager::from_config(
-            pg,
+            client_config(config, &config.dbname),
             NoTls,
             // `is_closed()` on checkout: a connection the server dropped is replaced; one whose
             // loss the client has not noticed yet fails its first statement, and the call retries.
@@ -176,8 +186,16 @@ impl PostgresStore {
             .recycle_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|e| open_err(Box::new(e)))?;
-        // Open one connection now, so that a bad password fails here rather than on first use.
-        drop(pool.get().await.map_err(|e| open_err(pool_source(e)))?);
+        // Open one connection now: a bad password fails here rather than on first use, and a
+        // missing database is created.
+        match pool.get().await {
+            Ok(client) => drop(client),
+            Err(PoolError::Backend(e)) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
+                create_database(config).await.map_err(|e| open_err(Box::new(e)))?;
+                drop(pool.get().await.map_err(|e| open_err(pool_source(e)))?);
+            }
+            Err(e) => return Err(open_err(pool_source(e))),
+        }
         tracing::debug!(location, pool_size = config.pool_size, "opened postgres store");
         Ok(PostgresStore { pool, location: location.into(), retry_for: DEFAULT_RETRY_FOR })
     }
@@ -244,14 +262,28 @@ fn client_config(config: &PostgresConfig, dbname: &str) -> tokio_postgres::Confi
 /// creating it at the same time is fine.
 async fn create_database(config: &PostgresConfig) -> Result<(), tokio_postgres::Error> {
     let (client, connection) = client_config(config, "postgres").connect(NoTls).await?;
-    let connection = pin!(connection);
+    let mut connection = pin!(connection);
     // Identifiers cannot be bound as parameters: the name is quoted, never spliced in raw.
     let create = format!("CREATE DATABASE {}", quote_identifier(&config.dbname));
-    let created = tokio::select! {
-        created = client.batch_execute(&create) => created,
-        // The connection ends only with an error (or when the client is dropped).
-        Err(e) = connection => Err(e),
+    let mut connection_ended = false;
+    let created = {
+        let mut create = pin!(client.batch_execute(&create));
+        loop {
+            tokio::select! {
+                created = &mut create => break created,
+                // The connection drives the statement; it ends early only if the server goes.
+                ended = &mut connection, if !connection_ended => {
+                    ended?;
+                    connection_ended = true;
+                }
+            }
+        }
     };
+    // Dropping the client ends the connection politely (a Terminate message, no EOF in the log).
+    drop(client);
+    if !connection_ended && let Err(e) = connection.await {
+        tracing::debug!(error = %e, "closing the connection that created the database");
+    }
     match created {
         Ok(()) => {
             tracing::info!(dbname = %config.dbname, "created database");
@@ -645,25 +677,35 @@ async fn query_range(pool: &Pool, query: &RangeQuery) -> Result<Vec<Reading>, St
     } else {
         query.sensors.iter().map(|s| s.as_str()).collect()
     };
-    let client = get(pool, OP).await?;
-    if query.devices.is_empty() {
-        let stmt = client.prepare_cached(SELECT_RANGE_ALL_DEVICES).await.map_err(&q)?;
-        let params: [&(dyn ToSql + Sync); 3] = [&query.from_ns, &query.to_ns, &sensors];
-        let rows = client.query_raw(&stmt, params).await.map_err(&q)?;
-        collect_readings(rows, &mut out).await?;
+    let mut client = get(pool, OP).await?;
+    // One snapshot for every statement below, as one SQLite read transaction would give.
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(&q)?;
+    // One index range scan per device, in byte order of the names, gives the promised order.
+    // Every device: listed by the index too, rather than sorting a scan of the whole table.
+    let devices: Vec<String> = if query.devices.is_empty() {
+        let stmt = tx.prepare_cached(SELECT_DEVICES).await.map_err(&q)?;
+        let rows = tx.query(&stmt, &[]).await.map_err(&q)?;
+        rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>().map_err(row_err(OP))?
     } else {
-        // One index range scan per device, in byte order of the names, gives the promised order.
-        let mut devices: Vec<&str> = query.devices.iter().map(DeviceId::as_str).collect();
+        let mut devices: Vec<String> =
+            query.devices.iter().map(|d| d.as_str().to_owned()).collect();
         devices.sort_unstable();
         devices.dedup();
-        let stmt = client.prepare_cached(SELECT_RANGE_ONE_DEVICE).await.map_err(&q)?;
-        for device in devices {
-            let params: [&(dyn ToSql + Sync); 4] =
-                [&device, &query.from_ns, &query.to_ns, &sensors];
-            let rows = client.query_raw(&stmt, params).await.map_err(&q)?;
-            collect_readings(rows, &mut out).await?;
-        }
+        devices
+    };
+    let stmt = tx.prepare_cached(SELECT_RANGE_ONE_DEVICE).await.map_err(&q)?;
+    for device in &devices {
+        let params: [&(dyn ToSql + Sync); 4] = [device, &query.from_ns, &query.to_ns, &sensors];
+        let rows = tx.query_raw(&stmt, params).await.map_err(&q)?;
+        collect_readings(rows, &mut out).await?;
     }
+    tx.commit().await.map_err(&q)?;
     Ok(out)
 }
 

@@ -1,6 +1,15 @@
 //! `sentio`: one binary, one subcommand per role. This crate only parses arguments and wires the
 //! configured backends into the services; the work happens in `sentio-services`.
 
+/// `println!` for a command's report, except that a closed stdout (`sentio … | head`) is not a
+/// panic: the report is for whoever still reads it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod commands;
 mod logging;
 mod wiring;

@@ -11,6 +11,7 @@ use sentio_config::{BusKind, Config, ObjectsKind, StoreKind};
 use sentio_objects::Archiver;
 use sentio_services::etl::Etl;
 use sentio_store::ReadingStore;
+use sentio_store::postgres::PostgresStore;
 use sentio_store::sqlite::SqliteStore;
 
 /// Opens the store and applies pending migrations (every role starts with a current schema).
@@ -22,7 +23,15 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ReadingStore>
                 format!("opening the SQLite store {} (store.sqlite.path)", path.display())
             })?)
         }
-        StoreKind::Postgres => anyhow::bail!("store.kind = \"postgres\" is being built (issue 3)"),
+        StoreKind::Postgres => {
+            let pg = &config.store.postgres;
+            Arc::new(PostgresStore::connect(pg).await.with_context(|| {
+                format!(
+                    "connecting to PostgreSQL at {}:{} database {:?} as {:?} (store.postgres)",
+                    pg.host, pg.port, pg.dbname, pg.user
+                )
+            })?)
+        }
     };
     let applied = store.migrate().await.context("applying store migrations")?;
     for m in &applied {
@@ -60,7 +69,7 @@ pub async fn open_bus(config: &Config, store: &dyn ReadingStore) -> anyhow::Resu
     }
 }
 
-pub fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub async fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
     match config.objects.kind {
         ObjectsKind::Local => {
             let root = &config.objects.local.root;
@@ -68,16 +77,21 @@ pub fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
                 format!("opening the object store at {} (objects.local.root)", root.display())
             })
         }
-        ObjectsKind::S3 => anyhow::bail!("objects.kind = \"s3\" is being built (issue 3)"),
+        ObjectsKind::S3 => {
+            let s3 = &config.objects.s3;
+            sentio_objects::s3(s3).await.with_context(|| {
+                format!("opening bucket {:?} at {:?} (objects.s3)", s3.bucket, s3.endpoint)
+            })
+        }
     }
 }
 
 /// The raw archive writer, or `None` when `archive.enabled` is false.
-pub fn archiver(config: &Config) -> anyhow::Result<Option<Archiver>> {
+pub async fn archiver(config: &Config) -> anyhow::Result<Option<Archiver>> {
     if !config.archive.enabled {
         return Ok(None);
     }
-    Ok(Some(Archiver::new(open_objects(config)?, config.archive.slice)))
+    Ok(Some(Archiver::new(open_objects(config).await?, config.archive.slice)))
 }
 
 /// The ETL on the configured topics and consumer group.

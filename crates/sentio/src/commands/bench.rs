@@ -40,7 +40,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let cadence_ns = i64::try_from(config.simulator.cadence.as_nanos())?;
     let to = 1_764_000_000 * NANOS_PER_SEC;
     let from = to - i64::try_from(ticks)? * cadence_ns;
-    println!(
+    say!(
         "sentio bench: {readings} readings ({} devices x 4 sensors x {ticks} ticks), batch {}, {} cores",
         config.simulator.devices,
         config.ingest.batch_size,
@@ -56,7 +56,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let etl_stop = CancellationToken::new();
     let etl_task = tokio::spawn(etl.run(etl_stop.clone()));
     let output = Output::Bus { bus, topic: config.topics.readings.clone() };
-    let mut sim = Simulator::new(&config.simulator, output, wiring::archiver(&config)?)?;
+    let mut sim = Simulator::new(&config.simulator, output, wiring::archiver(&config).await?)?;
     sim.backfill(from, to, &CancellationToken::new(), |_| {}).await?;
     sim.finish().await?;
     etl_stop.cancel();
@@ -115,9 +115,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     std::hint::black_box(checksum);
 
     let rate = |d: Duration| readings as f64 / d.as_secs_f64();
-    println!();
-    println!("| stage | time | readings/s | pipeline / stage |");
-    println!("| --- | ---: | ---: | ---: |");
+    say!();
+    say!("| stage | time | readings/s | pipeline / stage |");
+    say!("| --- | ---: | ---: | ---: |");
     for (name, d) in [
         ("embedded pipeline (simulate → memory bus → ETL → SQLite + .pickle archive)", pipeline),
         ("simulator signal model alone (`DeviceModel::sample`)", signals),
@@ -125,7 +125,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         ("SQLite bulk insert alone (`insert_readings`)", bulk),
         (".pickle archive alone (`Archiver`, local files)", archive),
     ] {
-        println!(
+        say!(
             "| {name} | {:.2} s | {:.0} | {:.2} |",
             d.as_secs_f64(),
             rate(d),
@@ -133,14 +133,14 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         );
     }
     let on_disk = std::fs::metadata(dir.path().join("bench.db")).map(|m| m.len()).unwrap_or(0);
-    println!(
+    say!(
         "\nstore file: {:.1} MiB ({:.0} bytes/reading)",
         on_disk as f64 / 1048576.0,
         on_disk as f64 / readings as f64
     );
     if args.keep {
         let kept = dir.keep();
-        println!("kept {}", kept.display());
+        say!("kept {}", kept.display());
     }
     Ok(())
 }

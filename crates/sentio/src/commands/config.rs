@@ -1,5 +1,6 @@
 //! `sentio config`: the effective configuration.
 
+use std::io::Write;
 use std::path::Path;
 
 use sentio_config::{Config, DEFAULT_TOML};
@@ -13,10 +14,10 @@ pub struct Args {
 
 pub fn run(file: Option<&Path>, args: Args) -> anyhow::Result<()> {
     if args.defaults {
-        print!("{DEFAULT_TOML}");
+        let _ = std::io::stdout().write_all(DEFAULT_TOML.as_bytes());
         return Ok(());
     }
     let config = Config::load(file)?;
-    print!("{}", config.to_toml()?);
+    let _ = std::io::stdout().write_all(config.to_toml()?.as_bytes());
     Ok(())
 }

@@ -37,7 +37,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let store = wiring::open_store(&config).await?;
     let bus = wiring::open_bus(&config, store.as_ref()).await?;
     let before = store.stats().await?;
-    let archiver = wiring::archiver(&config)?;
+    let archiver = wiring::archiver(&config).await?;
     let output = Output::Bus { bus: bus.clone(), topic: config.topics.readings.clone() };
     let mut simulator = Simulator::new(&config.simulator, output, archiver)?;
     let sim_stats = simulator.stats();
@@ -62,7 +62,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let etl_stats = etl.stats();
     let etl_task = shutdown.spawn("ingest", etl.run(etl_stop.clone()));
 
-    println!(
+    say!(
         "sentio demo: {} devices, store {}, archive {}",
         config.simulator.devices,
         config.store.sqlite.path.display(),
@@ -76,7 +76,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let from = resume_point(store.as_ref(), now, &config).await?;
     let total = simulator.ticks_between(from, now);
     let next = if total > 0 {
-        println!("backfilling {} to {}", format_rfc3339(from), format_rfc3339(now));
+        say!("backfilling {} to {}", format_rfc3339(from), format_rfc3339(now));
         let bar = ProgressBar::new(total).with_style(
             ProgressStyle::with_template("{bar:40.cyan/blue} {percent:>3}%  {msg}  eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -89,7 +89,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             })
             .await?;
         bar.finish_and_clear();
-        println!("backfill done: {}", summary(&sim_stats, &etl_stats, started.elapsed()));
+        say!("backfill done: {}", summary(&sim_stats, &etl_stats, started.elapsed()));
         next
     } else {
         now
@@ -104,7 +104,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     };
     if !stop.is_cancelled() {
         if live.is_hidden() {
-            println!("live: streaming in real time; Ctrl-C stops");
+            say!("live: streaming in real time; Ctrl-C stops");
         } else {
             live.println("live: streaming in real time; Ctrl-C stops");
         }
@@ -122,7 +122,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     shutdown.wait(Duration::from_secs(2)).await;
 
     let after = store.stats().await?;
-    println!(
+    say!(
         "stopped after a {:.1}s drain: {}",
         drain_started.elapsed().as_secs_f64(),
         final_line(&sim_stats, &etl_stats)
@@ -132,7 +132,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let letters = after.dead_letters - before.dead_letters;
     let offsets = after.committed_offsets_total - before.committed_offsets_total;
     let consistent = rows + letters == offsets;
-    println!(
+    say!(
         "store: +{rows} rows + {letters} dead letters {} +{offsets} committed offsets{}; it holds {} rows",
         if consistent { "=" } else { "!=" },
         if consistent { " (consistent)" } else { "" },
@@ -153,7 +153,7 @@ async fn resume_point(store: &dyn ReadingStore, now: i64, config: &Config) -> an
         Some(latest) if latest >= wanted => {
             let cadence =
                 i64::try_from(config.simulator.cadence.as_nanos()).unwrap_or(NANOS_PER_SEC);
-            println!("resuming after the newest stored reading ({})", format_rfc3339(latest));
+            say!("resuming after the newest stored reading ({})", format_rfc3339(latest));
             (latest + cadence).min(now)
         }
         _ => wanted,

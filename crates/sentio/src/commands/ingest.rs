@@ -53,9 +53,13 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     etl_task.await.context("the ingest task panicked")??;
     let s = stats.snapshot();
     let totals = store.stats().await?;
-    println!(
+    say!(
         "ingested {} messages: {} rows stored, {} dead letters, {} replays skipped; store holds {} rows",
-        s.consumed, s.rows_stored, s.dead_letters, s.replayed_skipped, totals.readings
+        s.consumed,
+        s.rows_stored,
+        s.dead_letters,
+        s.replayed_skipped,
+        totals.readings
     );
     shutdown.cancel();
     shutdown.wait(Duration::from_secs(5)).await;

@@ -8,10 +8,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = wiring::open_store(&config).await?;
     let applied = store.applied_migrations().await?;
     for m in &applied {
-        println!("migration {:>4}  {}", m.version, m.name);
+        say!("migration {:>4}  {}", m.version, m.name);
     }
-    println!("store schema at version {}", applied.last().map_or(0, |m| m.version));
+    say!("store schema at version {}", applied.last().map_or(0, |m| m.version));
     wiring::open_bus(&config, store.as_ref()).await?;
-    println!("topics ready: {}, {}", config.topics.readings, config.topics.dead_letters);
+    say!("topics ready: {}, {}", config.topics.readings, config.topics.dead_letters);
     Ok(())
 }

@@ -73,7 +73,8 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             topic: config.topics.readings.clone(),
         }
     };
-    let mut simulator = Simulator::new(&config.simulator, output, wiring::archiver(&config)?)?;
+    let mut simulator =
+        Simulator::new(&config.simulator, output, wiring::archiver(&config).await?)?;
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
     let stop = shutdown.token();

@@ -1,0 +1,239 @@
+//! Helpers shared by the tests that run the `sentio` binary against the real servers.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sentio_core::{DecodeLimits, Reading, decode_reading};
+use sentio_store::postgres::PostgresStore;
+use sentio_store::{RangeQuery, ReadingStore};
+
+pub const SENTIO: &str = env!("CARGO_BIN_EXE_sentio");
+/// 2026-11-24T00:00:00Z
+pub const START_NS: i64 = 1_795_478_400_000_000_000;
+pub const START: &str = "2026-11-24T00:00:00Z";
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A test's own topics, group, database and bucket on the real servers.
+pub struct Stack {
+    pub name: String,
+    pub env: Vec<(String, String)>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub fn new(prefix: &str) -> Stack {
+        let name = sentio_it::unique(prefix);
+        Stack { env: sentio_it::stack_env(&name), name, dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn var(&self, key: &str) -> String {
+        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap()
+    }
+
+    pub fn topic(&self) -> String {
+        self.var("SENTIO__TOPICS__READINGS")
+    }
+
+    pub fn dbname(&self) -> String {
+        self.var("SENTIO__STORE__POSTGRES__DBNAME")
+    }
+
+    /// `sentio` with only this stack's settings.
+    pub fn sentio(&self) -> Command {
+        let mut cmd = Command::new(SENTIO);
+        cmd.current_dir(self.dir.path()).env_clear().envs(self.env.iter().cloned());
+        for keep in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(keep) {
+                cmd.env(keep, v);
+            }
+        }
+        cmd.env("RUST_LOG", "warn");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self.sentio().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "sentio {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Publishes the seeded readings of `seconds` seconds from START (8 devices x 4 sensors each).
+    pub fn simulate(&self, seed: u64, seconds: i64) {
+        let to = sentio_core::time::format_rfc3339(START_NS + seconds * 1_000_000_000);
+        self.run(&["simulate", "--seed", &seed.to_string(), "--from", START, "--to", &to]);
+    }
+
+    /// What `simulate(seed, seconds)` publishes, from the same command writing to stdout.
+    pub fn expected(&self, seed: u64, seconds: i64) -> Vec<Reading> {
+        let to = sentio_core::time::format_rfc3339(START_NS + seconds * 1_000_000_000);
+        let out = self.run_bytes(&[
+            "simulate",
+            "--seed",
+            &seed.to_string(),
+            "--from",
+            START,
+            "--to",
+            &to,
+            "--stdout",
+            "--no-archive",
+        ]);
+        let limits = DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() };
+        out.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| decode_reading(l, &limits, START_NS).unwrap())
+            .collect()
+    }
+
+    fn run_bytes(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.sentio().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "sentio {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Starts `sentio ingest`; its log goes to `ingest-<pid>.log` in the stack's directory, and is
+    /// printed by [`dump_logs`] when a test fails.
+    pub fn spawn_ingest(&self) -> Child {
+        let log = tempfile::Builder::new()
+            .prefix("ingest-")
+            .suffix(".log")
+            .tempfile_in(self.dir.path())
+            .unwrap();
+        let (file, _) = log.keep().unwrap();
+        self.sentio()
+            .arg("ingest")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits until `done(stats)` holds for the store, with a deadline; returns the last stats. On
+    /// timeout the failure shows the ingest logs.
+    pub async fn wait_store(
+        &self,
+        store: &dyn ReadingStore,
+        what: &str,
+        done: impl Fn(&sentio_store::StoreStats) -> bool,
+    ) -> sentio_store::StoreStats {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            // A restarting server answers with errors for a while: keep asking.
+            let stats = store.stats().await.ok();
+            if let Some(stats) = stats.filter(|s| done(s)) {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; store at {stats:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops an ingest process the way an operator would (SIGINT) and checks it exits cleanly.
+    pub fn stop(&self, mut child: Child) {
+        let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "ingest exited with {status}\n{}", self.logs());
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingest did not stop within 30 s of SIGINT\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The tail of every ingest log of this stack, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                out.push_str(&format!("--- {}\n", path.display()));
+                for line in tail.into_iter().rev() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn store(&self) -> PostgresStore {
+        PostgresStore::connect(&sentio_it::postgres(&self.dbname())).await.unwrap()
+    }
+}
+
+/// Every stored reading, in a stable order.
+pub async fn stored(store: &dyn ReadingStore) -> Vec<Reading> {
+    store
+        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
+        .await
+        .unwrap()
+}
+
+/// Order-independent fingerprint: (count, wrapping sum of row hashes).
+pub fn checksum<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> (u64, u64) {
+    let mut count = 0u64;
+    let mut sum = 0u64;
+    for r in readings {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in r
+            .device
+            .as_str()
+            .bytes()
+            .chain(r.sensor.as_str().bytes())
+            .chain(r.ts_ns.to_le_bytes())
+            .chain(r.value.to_bits().to_le_bytes())
+            .chain(r.seq.to_le_bytes())
+            .chain(r.injected.map_or("-", |k| k.as_str()).bytes())
+        {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        count += 1;
+        sum = sum.wrapping_add(h);
+    }
+    (count, sum)
+}
+
+/// Fails on any (device, sensor, seq) stored twice.
+pub fn assert_no_duplicates(readings: &[Reading]) {
+    let mut keys: Vec<(&str, &str, u64)> =
+        readings.iter().map(|r| (r.device.as_str(), r.sensor.as_str(), r.seq)).collect();
+    keys.sort_unstable();
+    let before = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), before, "{} duplicate (device, sensor, seq) rows", before - keys.len());
+}
+
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("SENTIO_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/sentio/venv/bin/python")
+    });
+    assert!(path.exists(), "no Python venv at {}: run scripts/python-env.sh", path.display());
+    path
+}
