@@ -9,6 +9,7 @@
 #                              and write the connection settings to ~/.cache/sentio/services.env
 #   scripts/services.sh down   stop the servers this script started
 #   scripts/services.sh env    print the connection settings (source it: `. <(scripts/services.sh env)`)
+#   scripts/services.sh restart-kafka   stop and start the broker on its storage (restart tests)
 set -euo pipefail
 
 CACHE="${HOME}/.cache/sentio"
@@ -123,12 +124,19 @@ case "${1:-}" in
         stop tansu
         stop s3s-fs
         ;;
+    restart-kafka)
+        # For the broker-restart test: stop Tansu, wait until its port closes, start it again
+        # on the same storage.
+        stop tansu
+        wait_until "tansu shutdown" 30 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/${KAFKA_PORT}) 2>/dev/null"
+        start_kafka
+        ;;
     env)
         [[ -f "${ENV_FILE}" ]] || { log "no settings yet: run scripts/services.sh up"; exit 1; }
         sed 's/^/export /' "${ENV_FILE}"
         ;;
     *)
-        echo "usage: scripts/services.sh up|down|env" >&2
+        echo "usage: scripts/services.sh up|down|env|restart-kafka" >&2
         exit 2
         ;;
 esac
