@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Sets up and runs every check and test: formatting, clippy (unwrap/expect denied outside tests),
-# the unit, property, contract and pipeline tests, and the pandas check of the .pickle archive.
-# The build cache lives in ~/.cache/sentio/target (override with CARGO_TARGET_DIR).
+# the unit, property, contract and pipeline tests, the pandas check of the .pickle archive, and the
+# integration tests against real servers (a Kafka-protocol broker, PostgreSQL, an S3 server), which
+# scripts/services.sh installs (once) and starts. The long crash loop runs here in its short form;
+# scripts/crash-test.sh runs it in full. The build cache lives in ~/.cache/sentio/target (override
+# with CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -11,6 +14,13 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 echo "== python venv for the pandas check" >&2
 SENTIO_PYTHON="$(scripts/python-env.sh | tail -n 1)"
 export SENTIO_PYTHON
+
+echo "== test servers" >&2
+scripts/services.sh up
+set -a
+# shellcheck source=/dev/null
+source "$HOME/.cache/sentio/services.env"
+set +a
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

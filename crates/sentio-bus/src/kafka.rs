@@ -21,7 +21,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use rdkafka::{Offset, TopicPartitionList};
 use sentio_config::KafkaConfig;
 
-use crate::{Bus, BusError, Consumer, Delivery, Record};
+use crate::{Bus, BusError, Consumer, Delivery, Record, validate_topic};
 
 /// How long metadata and admin requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -122,20 +122,6 @@ impl KafkaBus {
         }))
     }
 
-    fn check_name(topic: &str) -> Result<(), BusError> {
-        let ok = !topic.is_empty()
-            && topic.len() <= 249
-            && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if ok {
-            Ok(())
-        } else {
-            Err(BusError::InvalidTopic {
-                topic: topic.into(),
-                reason: "only 1 to 249 ASCII letters, digits, '.', '_' and '-' are allowed",
-            })
-        }
-    }
-
     fn enqueue(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<DeliveryFuture, BusError> {
         let record = FutureRecord::to(topic).key(key).payload(payload);
         self.producer.send_result(record).map_err(|(e, _)| backend("queueing a record")(e))
@@ -164,7 +150,7 @@ fn delivered(
 #[async_trait::async_trait]
 impl Bus for KafkaBus {
     async fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {
-        Self::check_name(topic)?;
+        validate_topic(topic)?;
         if let Some(existing) = self.partition_count(topic).await? {
             return if existing == partitions {
                 Ok(())
@@ -281,6 +267,7 @@ impl Bus for KafkaBus {
             .set("allow.auto.create.topics", "false")
             .set("session.timeout.ms", millis(self.config.session_timeout))
             .set("heartbeat.interval.ms", millis(self.config.heartbeat_interval))
+            .set("max.poll.interval.ms", millis(self.config.max_poll_interval))
             .create()
             .map_err(backend("creating a Kafka consumer"))?;
         consumer.subscribe(&[topic]).map_err(backend("subscribing"))?;

@@ -109,3 +109,20 @@ pub trait Consumer: Send {
     /// The partitions currently assigned to this member.
     fn assignment(&self) -> Vec<u32>;
 }
+
+/// Kafka's rule for topic names, applied by every backend so a name valid on one is valid on all.
+pub(crate) fn validate_topic(topic: &str) -> Result<(), BusError> {
+    if topic.is_empty() || topic.len() > 249 {
+        return Err(BusError::InvalidTopic {
+            topic: topic.into(),
+            reason: "must be 1 to 249 characters",
+        });
+    }
+    if !topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return Err(BusError::InvalidTopic {
+            topic: topic.into(),
+            reason: "only ASCII letters, digits, '.', '_' and '-' are allowed",
+        });
+    }
+    Ok(())
+}

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::partition::partition_for;
-use crate::{Bus, BusError, Consumer, Delivery, Record};
+use crate::{Bus, BusError, Consumer, Delivery, Record, validate_topic};
 
 /// The in-process bus. Cheap to share behind an `Arc`.
 pub struct MemoryBus {
@@ -194,22 +194,6 @@ impl MemoryBus {
             }
         }
     }
-}
-
-fn validate_topic(topic: &str) -> Result<(), BusError> {
-    if topic.is_empty() || topic.len() > 249 {
-        return Err(BusError::InvalidTopic {
-            topic: topic.into(),
-            reason: "must be 1 to 249 characters",
-        });
-    }
-    if !topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-        return Err(BusError::InvalidTopic {
-            topic: topic.into(),
-            reason: "only ASCII letters, digits, '.', '_' and '-' are allowed",
-        });
-    }
-    Ok(())
 }
 
 #[async_trait::async_trait]

@@ -67,6 +67,8 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
     pub linger: Duration,
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
@@ -129,6 +131,15 @@ impl KafkaConfig {
                 "bus.kafka.heartbeat_interval",
                 format!("\"{}\"", humantime::format_duration(self.heartbeat_interval)),
                 "a duration above 0 and below bus.kafka.session_timeout",
+            ));
+        }
+        if self.max_poll_interval < self.session_timeout
+            || self.max_poll_interval > Duration::from_secs(86_400)
+        {
+            return Err(invalid(
+                "bus.kafka.max_poll_interval",
+                format!("\"{}\"", humantime::format_duration(self.max_poll_interval)),
+                "a duration from bus.kafka.session_timeout up to 1d",
             ));
         }
         check_duration("bus.kafka.linger", self.linger, Duration::ZERO, Duration::from_secs(5))?;
@@ -234,8 +245,8 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SslMode {
+    /// Plain TCP (or a Unix socket). The only mode this build supports.
     Disable,
-    Prefer,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

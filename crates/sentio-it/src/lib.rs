@@ -31,6 +31,29 @@ pub fn setting(name: &str) -> String {
     }
 }
 
+/// The Python of the tests' venv (pandas, jsonschema, confluent-kafka): `SENTIO_PYTHON`, else
+/// `~/.cache/sentio/venv/bin/python`. Missing, it fails naming the script that creates it.
+pub fn python() -> PathBuf {
+    let candidate = match std::env::var_os("SENTIO_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/sentio/venv/bin/python"),
+    };
+    if !candidate.exists() {
+        let message = format!(
+            "no Python with pandas at {}: run scripts/python-env.sh (or set SENTIO_PYTHON)",
+            candidate.display()
+        );
+        std::panic::panic_any(message);
+    }
+    candidate
+}
+
+/// The repository's root (for scripts/ and docs/).
+pub fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// A name unique to this test process and call: for databases, topics, buckets prefixes, groups.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

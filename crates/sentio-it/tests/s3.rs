@@ -7,7 +7,6 @@
 //! A missing server fails naming `scripts/services.sh`; a missing Python names
 //! `scripts/python-env.sh`. Neither skips.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,26 +169,6 @@ fn a_missing_server_fails_naming_the_script() {
     runtime.block_on(open(&config));
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    let candidate = match std::env::var_os("SENTIO_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME is not set");
-            PathBuf::from(home).join(".cache/sentio/venv/bin/python")
-        }
-    };
-    assert!(
-        candidate.exists(),
-        "no Python with pandas at {}: run scripts/python-env.sh (or set SENTIO_PYTHON)",
-        candidate.display()
-    );
-    candidate
-}
-
 /// Two devices in one 10-minute slice: every sensor, injected kinds and None, extreme values and
 /// nanosecond timestamps.
 fn readings() -> Vec<Reading> {
@@ -230,7 +209,7 @@ fn expected_json(batch: &RawBatch) -> serde_json::Value {
 
 #[tokio::test]
 async fn pandas_reads_a_pickle_archived_to_s3() {
-    let python = python();
+    let python = sentio_it::python();
     let config = sentio_it::s3("sentio-it");
     let prefix = ObjectPath::from(format!("pandas/{}", sentio_it::unique("run")));
 
@@ -266,7 +245,7 @@ async fn pandas_reads_a_pickle_archived_to_s3() {
         std::fs::write(&json, serde_json::to_vec_pretty(&expected_json(&expected)).unwrap())
             .unwrap();
         let out = Command::new(&python)
-            .arg(workspace_root().join("scripts/check_pickle.py"))
+            .arg(sentio_it::repo_root().join("scripts/check_pickle.py"))
             .arg(&pickle)
             .arg(&json)
             .output()

@@ -5,31 +5,11 @@
 //! fails, it never skips.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use sentio_core::{AnomalyKind, DeviceId, Reading, SensorKind};
 use sentio_objects::RawBatch;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    let candidate = match std::env::var_os("SENTIO_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME is not set");
-            PathBuf::from(home).join(".cache/sentio/venv/bin/python")
-        }
-    };
-    assert!(
-        candidate.exists(),
-        "no Python with pandas at {}: run scripts/python-env.sh (or set SENTIO_PYTHON)",
-        candidate.display()
-    );
-    candidate
-}
 
 /// Varied readings: several devices, all sensors, injected kinds and None, extreme values and
 /// timestamps with nanosecond parts (before and after the epoch).
@@ -98,8 +78,8 @@ fn run_check(dir: &Path, batch: &RawBatch, expected: &serde_json::Value) -> std:
     let json = dir.join("expected.json");
     std::fs::write(&pickle, batch.to_pickle().unwrap()).unwrap();
     std::fs::write(&json, serde_json::to_vec_pretty(expected).unwrap()).unwrap();
-    Command::new(python())
-        .arg(workspace_root().join("scripts/check_pickle.py"))
+    Command::new(sentio_it::python())
+        .arg(sentio_it::repo_root().join("scripts/check_pickle.py"))
         .arg(&pickle)
         .arg(&json)
         .output()

@@ -23,8 +23,8 @@
 //! `insert_readings` is retried only when the server cannot have committed it (a connection lost
 //! while the `COPY` was completing is reported as not transient, since retrying could duplicate).
 //!
-//! TLS: `sslmode = "prefer"` connects without TLS (no TLS stack is compiled in); `"disable"` is the
-//! same. Requiring TLS needs a connector such as `tokio-postgres-rustls`.
+//! TLS: not supported yet (`sslmode = "disable"` is the only mode; no TLS stack is compiled in).
+//! Adding it needs a connector such as `tokio-postgres-rustls`.
 
 use std::collections::BTreeMap;
 use std::pin::pin;
@@ -44,7 +44,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use crate::migrations::{self, Script};
-use crate::row::{self, InvalidValue, ReadingRow};
+use crate::row::{self, EncodedBatch, InvalidValue, ReadingRow};
 use crate::{
     BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore, SourceOffset,
     StoreError, StoreStats,
@@ -249,8 +249,6 @@ fn client_config(config: &PostgresConfig, dbname: &str) -> tokio_postgres::Confi
         .keepalives_idle(Duration::from_secs(30))
         .ssl_mode(match config.sslmode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            // With `NoTls` "prefer" never negotiates TLS (see the module docs).
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
         });
     if !config.password.is_empty() {
         pg.password(config.password.expose());
@@ -439,62 +437,6 @@ async fn migrate(pool: &Pool) -> Result<Vec<Migration>, StoreError> {
 }
 
 // ---- writes -----------------------------------------------------------------------------------
-
-/// A batch checked and converted to columns once, before the first attempt.
-struct EncodedBatch {
-    group: String,
-    topic: String,
-    readings: Vec<(i64, i64, ReadingRow)>,
-    dead_letters: Vec<(i64, i64, DeadLetter)>,
-    next_offsets: Vec<(i64, i64)>,
-    /// Every partition the batch touches, sorted: the order locks are taken in.
-    partitions: Vec<i64>,
-}
-
-impl EncodedBatch {
-    fn encode(batch: &IngestBatch) -> Result<Self, InvalidValue> {
-        let mut partitions = Vec::new();
-        let readings = batch
-            .readings
-            .iter()
-            .map(|(src, r)| {
-                partitions.push(i64::from(src.partition));
-                Ok((
-                    i64::from(src.partition),
-                    row::to_sql_u64("offset", src.offset)?,
-                    ReadingRow::encode(r)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, InvalidValue>>()?;
-        let dead_letters = batch
-            .dead_letters
-            .iter()
-            .map(|d| {
-                let p = i64::from(d.source.partition);
-                partitions.push(p);
-                Ok((p, row::to_sql_u64("offset", d.source.offset)?, d.clone()))
-            })
-            .collect::<Result<Vec<_>, InvalidValue>>()?;
-        let next_offsets = batch
-            .next_offsets
-            .iter()
-            .map(|(&p, &next)| {
-                partitions.push(i64::from(p));
-                Ok((i64::from(p), row::to_sql_u64("next offset", next)?))
-            })
-            .collect::<Result<Vec<_>, InvalidValue>>()?;
-        partitions.sort_unstable();
-        partitions.dedup();
-        Ok(Self {
-            group: batch.group.clone(),
-            topic: batch.topic.clone(),
-            readings,
-            dead_letters,
-            next_offsets,
-            partitions,
-        })
-    }
-}
 
 /// Writes `rows` into a binary `COPY` (the caller finishes it).
 async fn copy_rows<'r>(

@@ -7,7 +7,7 @@
 
 use sentio_core::{AnomalyKind, DeviceId, Reading, SensorKind};
 
-use crate::StoreError;
+use crate::{DeadLetter, IngestBatch, StoreError};
 
 /// A value the store refuses to write. It is the `source` of a [`StoreError::Query`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -91,6 +91,63 @@ pub(crate) fn decode_reading(
 pub(crate) fn decode_device(name: &str) -> Result<DeviceId, StoreError> {
     DeviceId::new(name)
         .map_err(|e| StoreError::Corrupt { detail: format!("stored device id {name:?}: {e}") })
+}
+
+/// A batch checked and converted to column values once, before the first attempt (and before it
+/// goes to a blocking pool). Partitions are `i64`, the SQL integer both backends store them as.
+pub(crate) struct EncodedBatch {
+    pub(crate) group: String,
+    pub(crate) topic: String,
+    pub(crate) readings: Vec<(i64, i64, ReadingRow)>,
+    pub(crate) dead_letters: Vec<(i64, i64, DeadLetter)>,
+    pub(crate) next_offsets: Vec<(i64, i64)>,
+    /// Every partition the batch touches, sorted: the order locks are taken in.
+    pub(crate) partitions: Vec<i64>,
+}
+
+impl EncodedBatch {
+    pub(crate) fn encode(batch: &IngestBatch) -> Result<Self, InvalidValue> {
+        let mut partitions = Vec::new();
+        let readings = batch
+            .readings
+            .iter()
+            .map(|(src, r)| {
+                partitions.push(i64::from(src.partition));
+                Ok((
+                    i64::from(src.partition),
+                    to_sql_u64("offset", src.offset)?,
+                    ReadingRow::encode(r)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        let dead_letters = batch
+            .dead_letters
+            .iter()
+            .map(|d| {
+                let p = i64::from(d.source.partition);
+                partitions.push(p);
+                Ok((p, to_sql_u64("offset", d.source.offset)?, d.clone()))
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        let next_offsets = batch
+            .next_offsets
+            .iter()
+            .map(|(&p, &next)| {
+                partitions.push(i64::from(p));
+                Ok((i64::from(p), to_sql_u64("next offset", next)?))
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        partitions.sort_unstable();
+        partitions.dedup();
+        Ok(Self {
+            group: batch.group.clone(),
+            topic: batch.topic.clone(),
+            readings,
+            dead_letters,
+            next_offsets,
+            partitions,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sentio_core::{DeviceId, Reading, SensorKind};
 
 use crate::migrations::{self, Script};
-use crate::row::{self, InvalidValue, ReadingRow};
+use crate::row::{self, EncodedBatch, InvalidValue, ReadingRow};
 use crate::{
     BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore, SourceOffset,
     StoreError, StoreStats,
@@ -238,57 +238,6 @@ fn migrate(conn: &mut Connection) -> Result<Vec<Migration>, StoreError> {
 
 // ---- writes -----------------------------------------------------------------------------------
 
-/// A batch checked and converted to columns before it goes to the blocking pool.
-struct EncodedBatch {
-    group: String,
-    topic: String,
-    readings: Vec<(u32, i64, ReadingRow)>,
-    dead_letters: Vec<(u32, i64, DeadLetter)>,
-    next_offsets: Vec<(u32, i64)>,
-    /// Every partition the batch touches.
-    partitions: Vec<u32>,
-}
-
-impl EncodedBatch {
-    fn encode(batch: &IngestBatch) -> Result<Self, InvalidValue> {
-        let mut partitions = Vec::new();
-        let readings = batch
-            .readings
-            .iter()
-            .map(|(src, r)| {
-                partitions.push(src.partition);
-                Ok((src.partition, row::to_sql_u64("offset", src.offset)?, ReadingRow::encode(r)?))
-            })
-            .collect::<Result<Vec<_>, InvalidValue>>()?;
-        let dead_letters = batch
-            .dead_letters
-            .iter()
-            .map(|d| {
-                partitions.push(d.source.partition);
-                Ok((d.source.partition, row::to_sql_u64("offset", d.source.offset)?, d.clone()))
-            })
-            .collect::<Result<Vec<_>, InvalidValue>>()?;
-        let next_offsets = batch
-            .next_offsets
-            .iter()
-            .map(|(&p, &next)| {
-                partitions.push(p);
-                Ok((p, row::to_sql_u64("next offset", next)?))
-            })
-            .collect::<Result<Vec<_>, InvalidValue>>()?;
-        partitions.sort_unstable();
-        partitions.dedup();
-        Ok(Self {
-            group: batch.group.clone(),
-            topic: batch.topic.clone(),
-            readings,
-            dead_letters,
-            next_offsets,
-            partitions,
-        })
-    }
-}
-
 fn insert_reading(
     stmt: &mut rusqlite::CachedStatement<'_>,
     r: &ReadingRow,
@@ -303,7 +252,7 @@ fn write_batch(conn: &mut Connection, batch: &EncodedBatch) -> Result<BatchOutco
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&q)?;
 
     // Where each partition stands now; `None` when the group never committed it.
-    let mut stored: BTreeMap<u32, Option<i64>> = BTreeMap::new();
+    let mut stored: BTreeMap<i64, Option<i64>> = BTreeMap::new();
     {
         let mut select = tx.prepare_cached(SELECT_OFFSET).map_err(&q)?;
         for &p in &batch.partitions {
@@ -314,7 +263,7 @@ fn write_batch(conn: &mut Connection, batch: &EncodedBatch) -> Result<BatchOutco
             stored.insert(p, next);
         }
     }
-    let from = |p: u32| stored.get(&p).copied().flatten().unwrap_or(0);
+    let from = |p: i64| stored.get(&p).copied().flatten().unwrap_or(0);
 
     let mut outcome = BatchOutcome::default();
     {

@@ -40,18 +40,24 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ReadingStore>
     Ok(store)
 }
 
-/// Opens the bus and creates Sentio's topics. The embedded bus starts each partition of the
-/// readings topic at the offset the store recorded, so offsets stay unique across runs and the
-/// store's offsets always equal its rows plus dead letters.
-pub async fn open_bus(config: &Config, store: &dyn ReadingStore) -> anyhow::Result<Arc<dyn Bus>> {
+/// Opens the bus and creates Sentio's topics. Given the store, the embedded bus starts each
+/// partition of the readings topic at the offset the store recorded for the ETL's group, so offsets
+/// stay unique across runs of the same process setup.
+pub async fn open_bus(
+    config: &Config,
+    store: Option<&dyn ReadingStore>,
+) -> anyhow::Result<Arc<dyn Bus>> {
     match config.bus.kind {
         BusKind::Memory => {
             let m = &config.bus.memory;
             let bus = MemoryBus::new(m.capacity);
-            let stored = store
-                .committed_offsets(&config.ingest.group, &config.topics.readings)
-                .await
-                .context("reading stored consumer offsets")?;
+            let stored = match store {
+                Some(store) => store
+                    .committed_offsets(&config.ingest.group, &config.topics.readings)
+                    .await
+                    .context("reading stored consumer offsets")?,
+                None => Default::default(),
+            };
             bus.create_topic_at(&config.topics.readings, m.partitions, &stored)?;
             bus.create_topic(&config.topics.dead_letters, m.partitions).await?;
             Ok(Arc::new(bus))

@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -110,18 +109,20 @@ async fn ingest_killed_at_random_points_neither_loses_nor_duplicates() {
     let expected = stack.expected(5, seconds);
     let store = stack.store().await;
 
+    // Kill points spread over the whole run: row counts drawn at random, in order; each ingest
+    // process is killed (SIGKILL) once the store has passed its point, wherever it is then.
     let mut rng = rand::rng();
-    for kill in 0..kills {
+    let total = expected.len() as u64;
+    let mut points: Vec<u64> =
+        (0..kills).map(|_| rand::Rng::random_range(&mut rng, 1..total)).collect();
+    points.sort_unstable();
+    for (kill, point) in points.into_iter().enumerate() {
         let mut child = stack.spawn_ingest();
-        let before = store.stats().await.unwrap().readings;
-        // Let it make some progress, then kill it at a random moment.
-        stack.wait_store(&store, "progress", |s| s.readings > before).await;
-        let pause = rand::Rng::random_range(&mut rng, 0..1500);
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+        stack.wait_store(&store, "the next kill point", |s| s.readings >= point).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let now = store.stats().await.unwrap();
-        eprintln!("kill {}/{kills}: {} rows stored", kill + 1, now.readings);
+        eprintln!("kill {}/{kills} at >= {point}: {} rows stored", kill + 1, now.readings);
     }
     let last = stack.spawn_ingest();
     stack.wait_store(&store, "every reading", |s| s.readings >= expected.len() as u64).await;

@@ -3,37 +3,20 @@
 //! independent validator (Python's `jsonschema`, from scripts/python-env.sh).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+
 use std::process::{Command, Stdio};
 
 use sentio_services::etl::dead_letter::DeadLetterV1;
 use sentio_store::{DeadLetter, SourceOffset};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("SENTIO_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/sentio/venv/bin/python")
-    });
-    assert!(
-        path.exists(),
-        "no Python with jsonschema at {}: run scripts/python-env.sh (or set SENTIO_PYTHON)",
-        path.display()
-    );
-    path
-}
 
 fn check(schema: &str, valid: &[String], invalid: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let (v, i) = (dir.path().join("valid.jsonl"), dir.path().join("invalid.jsonl"));
     std::fs::write(&v, valid.join("\n")).unwrap();
     std::fs::write(&i, invalid.join("\n")).unwrap();
-    let out = Command::new(python())
-        .arg(repo().join("scripts/check_schema.py"))
-        .arg(repo().join("docs/schema").join(schema))
+    let out = Command::new(sentio_it::python())
+        .arg(sentio_it::repo_root().join("scripts/check_schema.py"))
+        .arg(sentio_it::repo_root().join("docs/schema").join(schema))
         .args([&v, &i])
         .output()
         .unwrap();

@@ -49,7 +49,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
 
     // 1. The pipeline, end to end: from the first simulated reading to the last row committed.
     let store = wiring::open_store(&config).await?;
-    let bus = wiring::open_bus(&config, store.as_ref()).await?;
+    let bus = wiring::open_bus(&config, Some(store.as_ref())).await?;
     let started = Instant::now();
     let etl = wiring::etl(&config, &bus, &store);
     let etl_stats = etl.stats();

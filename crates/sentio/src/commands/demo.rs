@@ -35,7 +35,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     config.validate()?;
 
     let store = wiring::open_store(&config).await?;
-    let bus = wiring::open_bus(&config, store.as_ref()).await?;
+    let bus = wiring::open_bus(&config, Some(store.as_ref())).await?;
     let before = store.stats().await?;
     let archiver = wiring::archiver(&config).await?;
     let output = Output::Bus { bus: bus.clone(), topic: config.topics.readings.clone() };

@@ -30,7 +30,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
         );
     }
     let store = wiring::open_store(&config).await?;
-    let bus = wiring::open_bus(&config, store.as_ref()).await?;
+    let bus = wiring::open_bus(&config, Some(store.as_ref())).await?;
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
 

@@ -11,7 +11,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         say!("migration {:>4}  {}", m.version, m.name);
     }
     say!("store schema at version {}", applied.last().map_or(0, |m| m.version));
-    wiring::open_bus(&config, store.as_ref()).await?;
+    wiring::open_bus(&config, Some(store.as_ref())).await?;
     say!("topics ready: {}, {}", config.topics.readings, config.topics.dead_letters);
     Ok(())
 }

@@ -67,9 +67,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
                  pipeline in one process, or pipe: `sentio simulate --stdout | sentio ingest --stdin`"
             );
         }
-        let store = wiring::open_store(&config).await?;
+        // The simulator needs no store: it only produces.
         Output::Bus {
-            bus: wiring::open_bus(&config, store.as_ref()).await?,
+            bus: wiring::open_bus(&config, None).await?,
             topic: config.topics.readings.clone(),
         }
     };

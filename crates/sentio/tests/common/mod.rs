@@ -1,7 +1,7 @@
 //! Helpers shared by the tests that run the `sentio` binary against the real servers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,7 @@ pub const SENTIO: &str = env!("CARGO_BIN_EXE_sentio");
 pub const START_NS: i64 = 1_795_478_400_000_000_000;
 pub const START: &str = "2026-11-24T00:00:00Z";
 
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use sentio_it::repo_root as repo;
 
 /// A test's own topics, group, database and bucket on the real servers.
 pub struct Stack {
@@ -184,6 +182,25 @@ impl Stack {
 
     pub async fn store(&self) -> PostgresStore {
         PostgresStore::connect(&sentio_it::postgres(&self.dbname())).await.unwrap()
+    }
+}
+
+impl Drop for Stack {
+    /// Drops the test's database, so runs do not pile up databases on the shared server (topics and
+    /// bucket prefixes stay: the broker and the S3 server are the test's own, under ~/.cache).
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-h",
+                &sentio_it::setting("SENTIO_TEST_PG_HOST"),
+                "-p",
+                &sentio_it::setting("SENTIO_TEST_PG_PORT"),
+            ])
+            .args(["-U", &sentio_it::setting("SENTIO_TEST_PG_USER"), "-d", "postgres", "-qAtc"])
+            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.dbname()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
