@@ -339,7 +339,18 @@ impl Consumer for KafkaConsumer {
             list.add_partition_offset(&self.topic, *p as i32, Offset::Offset(*o as i64))
                 .map_err(backend("committing offsets"))?;
         }
-        self.blocking("committing offsets", move |c| c.commit(&list, CommitMode::Sync)).await
+        // A synchronous commit has no deadline of its own in librdkafka; a broker that stops
+        // answering must not stall the caller, whose store already holds the offsets.
+        let commit =
+            self.blocking("committing offsets", move |c| c.commit(&list, CommitMode::Sync));
+        match tokio::time::timeout(REQUEST_TIMEOUT, commit).await {
+            Ok(result) => result,
+            Err(_) => Err(BusError::Backend {
+                operation: "committing offsets",
+                transient: true,
+                source: format!("no answer within {REQUEST_TIMEOUT:?}").into(),
+            }),
+        }
     }
 
     async fn seek(&mut self, partition: u32, offset: u64) -> Result<(), BusError> {

@@ -56,7 +56,8 @@ enum Command {
     Migrate,
     /// Print the effective configuration (defaults, file, environment), secrets masked.
     Config(commands::config::Args),
-    /// Measure the embedded pipeline's throughput against its parts.
+    /// Measure throughput against peers: the embedded pipeline against its parts, or with --real
+    /// the ETL and producer on Kafka and PostgreSQL against raw COPY and bare librdkafka.
     Bench(commands::bench::Args),
 }
 

@@ -17,17 +17,43 @@ use crate::wiring;
 /// Runs the whole embedded pipeline (simulator → memory bus → ETL → SQLite, plus the .pickle
 /// archive) on a fresh temporary store, then the store's bulk insert and the message codec alone,
 /// and prints readings per second with the pipeline's ratio to each part.
+///
+/// With --real, measures the real stack instead (the configuration must name bus.kind = "kafka"
+/// and store.kind = "postgres"): the ETL into PostgreSQL against a raw binary COPY, and Sentio's
+/// Kafka producer path against a bare rdkafka producer and Python's confluent-kafka, on a scratch
+/// database and scratch topics.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Readings to push through the pipeline (rounded up to whole ticks of all devices).
+    /// Readings to push through the pipeline (rounded up to whole ticks of all devices); with
+    /// --real, through the store path.
     #[arg(long, default_value_t = 1_000_000)]
     readings: u64,
-    /// Keep the temporary store and archive (their path is printed).
+    /// Keep the temporary store and archive (their path is printed); with --real, the scratch
+    /// database and topics.
     #[arg(long)]
     keep: bool,
+    /// Measure the real stack (Kafka and PostgreSQL, as configured) instead of the embedded one.
+    #[arg(long)]
+    real: bool,
+    /// With --real: messages sent through the Kafka broker by each producer (rounded up to whole
+    /// ticks of all devices).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    kafka_messages: u64,
+    /// With --real: the Python with confluent-kafka that runs the independent producer.
+    #[arg(long, env = "SENTIO_PYTHON", default_value = "python3", value_name = "PATH")]
+    python: std::path::PathBuf,
 }
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
+    if args.real {
+        let options = super::bench_real::Options {
+            readings: args.readings,
+            kafka_messages: args.kafka_messages,
+            keep: args.keep,
+            python: args.python,
+        };
+        return super::bench_real::run(config, options).await;
+    }
     let dir = tempfile::Builder::new()
         .prefix("sentio-bench-")
         .tempdir()

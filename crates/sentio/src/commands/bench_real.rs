@@ -26,8 +26,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use sentio_bus::Bus;
 use sentio_bus::memory::MemoryBus;
 use sentio_config::{BusKind, Config, KafkaConfig, PostgresConfig, StoreKind};
-use sentio_core::time::NANOS_PER_SEC;
-use sentio_core::{AnomalyKind, Reading, encode_reading};
+use sentio_core::time::{NANOS_PER_SEC, now_ns};
+use sentio_core::{AnomalyKind, DecodeLimits, Reading, decode_reading, encode_reading};
 use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
 use sentio_store::ReadingStore;
@@ -49,6 +49,8 @@ const COPY_TYPES: [Type; 6] =
 
 /// How long an ETL may go without storing a row before the benchmark gives up on it.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
+/// How long to wait after the last consumer closed before deleting topics (see `delete_topics`).
+const FETCH_GRACE: Duration = Duration::from_secs(2);
 /// Messages the simulator's chunks and the memory bus pre-fill hand over per call.
 const PREFILL_CHUNK: usize = 4096;
 
@@ -65,8 +67,8 @@ struct Row {
     name: String,
     count: u64,
     time: Option<Duration>,
-    /// The letter of the row this one is compared with; `None` for a peer.
-    versus: Option<(char, Duration)>,
+    /// The row this one is compared with: its letter and its rate; `None` for a peer.
+    versus: Option<(char, f64)>,
     note: String,
 }
 
@@ -74,11 +76,11 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
     if config.bus.kind != BusKind::Kafka || config.store.kind != StoreKind::Postgres {
         bail!(
             "`sentio bench --real` measures the real stack: it needs bus.kind = \"kafka\" and \
-             store.kind = \"postgres\", but the configuration says bus.kind = {:?} and store.kind \
-             = {:?} (set e.g. SENTIO__BUS__KIND=kafka SENTIO__STORE__KIND=postgres, or run \
-             `sentio bench` without --real for the embedded pipeline)",
-            config.bus.kind,
-            config.store.kind
+             store.kind = \"postgres\", but the configuration says bus.kind = \"{}\" and \
+             store.kind = \"{}\" (set e.g. SENTIO__BUS__KIND=kafka SENTIO__STORE__KIND=postgres, \
+             or run `sentio bench` without --real for the embedded pipeline)",
+            format!("{:?}", config.bus.kind).to_lowercase(),
+            format!("{:?}", config.store.kind).to_lowercase()
         );
     }
     config.archive.enabled = false;
@@ -110,14 +112,18 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
     };
 
     let pg = &config.store.postgres;
-    let admin = connect_pg(pg, "postgres")
-        .await
-        .with_context(|| format!("connecting to PostgreSQL at {}:{} (store.postgres)", pg.host, pg.port))?;
+    let admin = connect_pg(pg, "postgres").await.with_context(|| {
+        format!("connecting to PostgreSQL at {}:{} (store.postgres)", pg.host, pg.port)
+    })?;
     let server = admin
-        .query_one("SELECT current_setting('server_version'), current_setting('synchronous_commit')", &[])
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('synchronous_commit')",
+            &[],
+        )
         .await
         .context("reading the server's settings")?;
     let (version, sync_commit): (String, String) = (server.try_get(0)?, server.try_get(1)?);
+    drop(admin);
     say!(
         "sentio bench --real: {} readings through the store path, {} messages through Kafka at {}; \
          {} devices x 4 sensors, batch {}, linger {:?}, {} cores",
@@ -145,9 +151,8 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
     if plan.keep {
         say!("kept database {} and topics {}", config.store.postgres.dbname, topics.join(", "));
     } else {
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&pg.dbname));
-        if let Err(e) = admin.batch_execute(&drop).await {
-            eprintln!("warning: could not drop the scratch database {}: {e}", pg.dbname);
+        if let Err(e) = drop_database(pg).await {
+            eprintln!("warning: could not drop the scratch database {}: {e:#}", pg.dbname);
         }
         if let Err(e) = delete_topics(&config.bus.kafka, &topics).await {
             eprintln!("warning: could not delete the scratch topics {}: {e:#}", topics.join(", "));
@@ -166,15 +171,7 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         let rate = row.count as f64 / time.as_secs_f64();
         let ratio = match row.versus {
             None => "peer".to_owned(),
-            Some((letter, peer)) => {
-                // Rates of different counts: compare per-message times.
-                let peer_count = rows
-                    .iter()
-                    .find(|r| r.name.starts_with(&format!("({letter})")))
-                    .map_or(row.count, |r| r.count);
-                let peer_rate = peer_count as f64 / peer.as_secs_f64();
-                format!("{:.2} × ({letter})", rate / peer_rate)
-            }
+            Some((letter, peer_rate)) => format!("{:.2} × ({letter})", rate / peer_rate),
         };
         say!(
             "| {} | {} | {:.2} s | {} | {ratio} |",
@@ -185,7 +182,7 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         );
     }
     for row in rows.iter().filter(|r| !r.note.is_empty()) {
-        say!("\n{}: {}", &row.name[..3], row.note);
+        say!("\n{}: {}", row.name.split(' ').next().unwrap_or_default(), row.note);
     }
     Ok(())
 }
@@ -212,7 +209,9 @@ async fn measure(
     let kafka_rows = &readings[..usize::try_from(plan.kafka_messages)?];
     let messages: Vec<(Bytes, Bytes)> = readings
         .iter()
-        .map(|r| (Bytes::copy_from_slice(r.device.as_str().as_bytes()), Bytes::from(encode_reading(r))))
+        .map(|r| {
+            (Bytes::copy_from_slice(r.device.as_str().as_bytes()), Bytes::from(encode_reading(r)))
+        })
         .collect();
     let store_messages = &messages[..store_rows.len()];
     let kafka_messages = &messages[..kafka_rows.len()];
@@ -229,6 +228,7 @@ async fn measure(
     let started = Instant::now();
     raw_copy(&db, store_rows, config.ingest.batch_size, &bar).await?;
     let raw = started.elapsed();
+    let raw_rate = plan.readings as f64 / raw.as_secs_f64();
     bar.finish();
     expect_rows(&db, plan.readings).await?;
     rows.push(Row {
@@ -269,22 +269,41 @@ async fn measure(
         ),
         count: plan.readings,
         time: Some(timing.last),
-        versus: Some(('a', raw)),
-        note: String::new(),
+        versus: Some(('a', raw_rate)),
+        note: {
+            let decode = decode_alone(config, store_messages)?;
+            format!(
+                "decoding the same messages alone (strict `decode_reading`, one core) takes \
+                 {:.2} s; (a) + that = {:.2} s, against (b)'s {:.2} s",
+                decode.as_secs_f64(),
+                (raw + decode).as_secs_f64(),
+                timing.last.as_secs_f64()
+            )
+        },
     });
     reset(&db).await?;
 
-    // (e) The producer peer: a bare FutureProducer, every message in flight at once.
+    // Every producer first sends one message to this topic and waits for it, so that connecting,
+    // getting a producer id and learning the leaders happen before its clock starts.
     let k = &config.bus.kafka;
+    let kafka =
+        sentio_bus::kafka::KafkaBus::connect(k).context("connecting to Kafka (bus.kafka)")?;
+    let warmup = format!("{}.warmup", plan.topic_prefix);
     let bare_topic = format!("{}.bare", plan.topic_prefix);
-    let kafka = sentio_bus::kafka::KafkaBus::connect(k).context("connecting to Kafka (bus.kafka)")?;
-    topics.push(bare_topic.clone());
-    kafka
-        .create_topic(&bare_topic, k.partitions)
-        .await
-        .with_context(|| format!("creating topic {bare_topic:?} on {}", k.brokers))?;
+    let python_topic = format!("{}.python", plan.topic_prefix);
+    for topic in [&warmup, &bare_topic, &python_topic] {
+        topics.push(topic.clone());
+        kafka
+            .create_topic(topic, k.partitions)
+            .await
+            .with_context(|| format!("creating topic {topic:?} on {} (bus.kafka)", k.brokers))?;
+    }
+    let (warmup_key, warmup_payload) = kafka_messages.first().cloned().unwrap_or_default();
+
+    // (e) The producer peer: a bare FutureProducer, every message in flight at once.
     let bar = progress("(e) bare rdkafka", plan.kafka_messages);
-    let bare = bare_produce(k, &bare_topic, kafka_messages, &bar).await?;
+    let bare = bare_produce(k, &warmup, &bare_topic, kafka_messages, &bar).await?;
+    let bare_rate = plan.kafka_messages as f64 / bare.as_secs_f64();
     bar.finish();
 
     // (d) Sentio's producer path: the simulator backfilling through KafkaBus.
@@ -297,6 +316,7 @@ async fn measure(
     let kafka_bus = wiring::open_bus(&sim_config, None).await?;
     let output = Output::Bus { bus: kafka_bus.clone(), topic: sim_config.topics.readings.clone() };
     let mut sim = Simulator::new(&sim_config.simulator, output, None)?;
+    kafka_bus.publish(&warmup, &warmup_key, warmup_payload).await.context("warming up")?;
     let sim_stats = sim.stats();
     let per_tick = u64::from(config.simulator.devices) * 4;
     let bar = progress("(d) simulator → Kafka", plan.kafka_messages);
@@ -314,15 +334,9 @@ async fn measure(
     }
 
     // (f) Python confluent-kafka, the same payloads and keys.
-    let python_topic = format!("{}.python", plan.topic_prefix);
-    topics.push(python_topic.clone());
-    kafka
-        .create_topic(&python_topic, k.partitions)
-        .await
-        .with_context(|| format!("creating topic {python_topic:?} on {}", k.brokers))?;
-    let bar = progress("(f) Python confluent-kafka", plan.kafka_messages);
+    let bar = ProgressBar::new_spinner().with_message("(f) Python confluent-kafka");
     bar.enable_steady_tick(Duration::from_millis(200));
-    let python = python_produce(k, &plan.python, &python_topic, kafka_messages).await;
+    let python = python_produce(k, &plan.python, &warmup, &python_topic, kafka_messages).await;
     bar.finish_and_clear();
     let (python_time, python_note) = match python {
         Ok(time) => (Some(time), String::new()),
@@ -340,26 +354,32 @@ async fn measure(
     let after_first = timing.last.saturating_sub(timing.first);
     let first_batch = timing.first_batch;
     rows.push(Row {
-        name: "(c) Sentio ETL: Kafka → PostgreSQL (the topic (d) filled, consumer group from scratch)"
-            .to_owned(),
+        name:
+            "(c) Sentio ETL: Kafka → PostgreSQL (the topic (d) filled, consumer group from scratch)"
+                .to_owned(),
         count: plan.kafka_messages,
         time: Some(timing.last),
-        versus: Some(('a', raw)),
-        note: format!(
-            "the first batch ({} rows) was committed {:.2} s after the ETL started (joining the \
-             group, first fetch); the rest went at {} rows/s",
-            thousands(first_batch as f64),
-            timing.first.as_secs_f64(),
-            thousands(
-                (plan.kafka_messages - first_batch) as f64 / after_first.as_secs_f64().max(1e-9)
+        versus: Some(('a', raw_rate)),
+        note: if first_batch < plan.kafka_messages {
+            format!(
+                "the first batch ({} rows) was committed {:.2} s after the ETL started (joining \
+                 the group, first fetch); the rest went at {} rows/s",
+                thousands(first_batch as f64),
+                timing.first.as_secs_f64(),
+                thousands(
+                    (plan.kafka_messages - first_batch) as f64
+                        / after_first.as_secs_f64().max(1e-9)
+                )
             )
-        ),
+        } else {
+            String::new()
+        },
     });
     rows.push(Row {
         name: "(d) Sentio simulator → `KafkaBus` → Kafka (backfill, end to end)".to_owned(),
         count: plan.kafka_messages,
         time: Some(simulated),
-        versus: Some(('e', bare)),
+        versus: Some(('e', bare_rate)),
         note: String::new(),
     });
     rows.push(Row {
@@ -374,10 +394,28 @@ async fn measure(
         name: "(f) Python confluent-kafka → Kafka (same payloads, keys and settings)".to_owned(),
         count: plan.kafka_messages,
         time: python_time,
-        versus: Some(('e', bare)),
+        versus: Some(('e', bare_rate)),
         note: python_note,
     });
     Ok(rows)
+}
+
+/// How long the ETL's decoding of `messages` takes alone, with the ETL's limits.
+fn decode_alone(config: &Config, messages: &[(Bytes, Bytes)]) -> anyhow::Result<Duration> {
+    let limits = DecodeLimits {
+        max_bytes: config.ingest.max_message_bytes,
+        max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
+        ..DecodeLimits::default()
+    };
+    let now = now_ns();
+    let started = Instant::now();
+    let mut checksum = 0.0;
+    for (_, payload) in messages {
+        checksum += decode_reading(payload, &limits, now)?.value;
+    }
+    let elapsed = started.elapsed();
+    std::hint::black_box(checksum);
+    Ok(elapsed)
 }
 
 /// The readings of both paths, as the simulator makes them (the Kafka path takes the first ones).
@@ -402,8 +440,10 @@ fn generate(config: &Config, plan: &Plan) -> anyhow::Result<Vec<Reading>> {
 
 fn progress(label: &str, total: u64) -> ProgressBar {
     ProgressBar::new(total).with_prefix(label.to_owned()).with_style(
-        ProgressStyle::with_template("{prefix:<28} {bar:30.cyan/blue} {pos:>9}/{len:9} {per_sec:>14}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{prefix:<28} {bar:30.cyan/blue} {pos:>9}/{len:9} {per_sec:>14}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     )
 }
 
@@ -444,7 +484,14 @@ async fn raw_copy(
             let injected = r.injected.map(AnomalyKind::as_str);
             writer
                 .as_mut()
-                .write(&[&r.device.as_str(), &r.sensor.as_str(), &r.ts_ns, &r.value, &seq, &injected])
+                .write(&[
+                    &r.device.as_str(),
+                    &r.sensor.as_str(),
+                    &r.ts_ns,
+                    &r.value,
+                    &seq,
+                    &injected,
+                ])
                 .await
                 .context("writing COPY rows")?;
         }
@@ -539,19 +586,13 @@ async fn etl_until(
     Ok(EtlTiming { first, first_batch, last })
 }
 
-/// The properties `KafkaBus` gives its producer, set here independently of `sentio-bus`: the peer
-/// is what a user would write with rdkafka alone.
-fn producer_properties(k: &KafkaConfig) -> ClientConfig {
+/// The connection properties `KafkaBus` gives its clients, set here independently of `sentio-bus`:
+/// the peer is what a user would write with rdkafka alone.
+fn client_properties(k: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
-        .set("client.id", format!("{}-bench-peer", k.client_id))
-        .set("security.protocol", k.security_protocol.as_str())
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", k.linger.as_millis().to_string())
-        .set("delivery.timeout.ms", k.delivery_timeout.as_millis().to_string())
-        .set("compression.type", "lz4");
+        .set("client.id", client_id)
+        .set("security.protocol", k.security_protocol.as_str());
     if k.security_protocol.uses_sasl() {
         c.set("sasl.mechanisms", &k.sasl_mechanism)
             .set("sasl.username", &k.sasl_username)
@@ -563,10 +604,24 @@ fn producer_properties(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// The producer properties of `KafkaBus::connect`: idempotent, acks=all, murmur2, lz4, linger.
+fn producer_properties(k: &KafkaConfig) -> ClientConfig {
+    let mut c = client_properties(k, &format!("{}-bench-peer", k.client_id));
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", k.linger.as_millis().to_string())
+        .set("delivery.timeout.ms", k.delivery_timeout.as_millis().to_string())
+        .set("compression.type", "lz4");
+    c
+}
+
 /// Sends every message with a bare `FutureProducer` and waits for every acknowledgement; the
-/// clock starts once the producer has the topic's metadata.
+/// clock starts once the producer has delivered one message to `warmup` and has the metadata of
+/// `topic`.
 async fn bare_produce(
     k: &KafkaConfig,
+    warmup: &str,
     topic: &str,
     messages: &[(Bytes, Bytes)],
     bar: &ProgressBar,
@@ -580,6 +635,11 @@ async fn bare_produce(
     })
     .await?
     .context("fetching the topic's metadata")?;
+    if let Some((key, payload)) = messages.first() {
+        let record = FutureRecord::to(warmup).key(&key[..]).payload(&payload[..]);
+        let delivery = producer.send_result(record).map_err(|(e, _)| e).context("warming up")?;
+        delivered(delivery.await)?;
+    }
 
     let started = Instant::now();
     let mut pending = VecDeque::with_capacity(messages.len());
@@ -609,7 +669,7 @@ async fn bare_produce(
     for delivery in pending {
         delivered(delivery.await)?;
         acknowledged += 1;
-        if acknowledged % 1024 == 0 {
+        if acknowledged.is_multiple_of(1024) {
             bar.set_position(acknowledged);
         }
     }
@@ -635,6 +695,7 @@ fn delivered(
 async fn python_produce(
     k: &KafkaConfig,
     python: &PathBuf,
+    warmup: &str,
     topic: &str,
     messages: &[(Bytes, Bytes)],
 ) -> anyhow::Result<Duration> {
@@ -656,6 +717,7 @@ async fn python_produce(
     let output = tokio::process::Command::new(python)
         .arg(&script)
         .arg(&k.brokers)
+        .arg(warmup)
         .arg(topic)
         .arg(&data)
         .arg(k.linger.as_millis().to_string())
@@ -665,7 +727,8 @@ async fn python_produce(
         .with_context(|| format!("running {} (set --python or SENTIO_PYTHON)", python.display()))?;
     if !output.status.success() {
         bail!(
-            "{} kafka_produce.py failed ({}): {}",
+            "{} kafka_produce.py failed ({}): {} (it needs confluent-kafka: scripts/python-env.sh \
+             installs it, then pass --python or SENTIO_PYTHON)",
             python.display(),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
@@ -681,14 +744,17 @@ async fn python_produce(
     Ok(Duration::try_from_secs_f64(seconds)?)
 }
 
-/// Deletes the scratch topics.
+/// Deletes the scratch topics, once no fetch on them can still be pending.
 async fn delete_topics(k: &KafkaConfig, topics: &[String]) -> anyhow::Result<()> {
     if topics.is_empty() {
         return Ok(());
     }
-    let mut c = producer_properties(k);
-    // An admin client needs none of the producer's properties, but they do no harm.
-    let admin: AdminClient<DefaultClientContext> = c.set("client.id", "sentio-bench-admin").create()?;
+    // Tansu 0.6.0's storage task panics (and the broker stops answering) when a topic is deleted
+    // while a fetch on it is still waiting for data; the ETL's consumer has closed, but the broker
+    // may hold its last fetch for up to fetch.wait.max.ms (500 ms by default).
+    tokio::time::sleep(FETCH_GRACE).await;
+    let admin: AdminClient<DefaultClientContext> =
+        client_properties(k, &format!("{}-bench-admin", k.client_id)).create()?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.delete_topics(&names, &options).await? {
@@ -698,6 +764,16 @@ async fn delete_topics(k: &KafkaConfig, topics: &[String]) -> anyhow::Result<()>
             bail!("deleting topic {name:?}: {code}");
         }
     }
+    Ok(())
+}
+
+/// Drops the scratch database on a fresh connection (the first one may be long gone after a run
+/// this long), closing whatever connections to it are left.
+async fn drop_database(pg: &PostgresConfig) -> anyhow::Result<()> {
+    let admin = connect_pg(pg, "postgres").await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&pg.dbname)))
+        .await?;
     Ok(())
 }
 

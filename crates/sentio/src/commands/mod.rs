@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+mod bench_real;
 pub mod config;
 pub mod demo;
 pub mod ingest;
