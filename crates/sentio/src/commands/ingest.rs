@@ -29,10 +29,11 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
              receive a reading. Run `sentio demo`, or pipe: `sentio simulate --stdout | sentio ingest --stdin`"
         );
     }
-    let store = wiring::open_store(&config).await?;
-    let bus = wiring::open_bus(&config, Some(store.as_ref())).await?;
+    // Signals first: a Ctrl-C while connecting still means a clean stop, not a kill.
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
+    let store = wiring::open_store(&config).await?;
+    let bus = wiring::open_bus(&config, Some(store.as_ref())).await?;
 
     let etl = wiring::etl(&config, &bus, &store);
     let stats = etl.stats();

@@ -21,12 +21,19 @@ pub struct Stack {
     pub name: String,
     pub env: Vec<(String, String)>,
     pub dir: tempfile::TempDir,
+    /// The log file of each ingest process, by pid.
+    logs: std::sync::Mutex<std::collections::HashMap<u32, PathBuf>>,
 }
 
 impl Stack {
     pub fn new(prefix: &str) -> Stack {
         let name = sentio_it::unique(prefix);
-        Stack { env: sentio_it::stack_env(&name), name, dir: tempfile::tempdir().unwrap() }
+        Stack {
+            env: sentio_it::stack_env(&name),
+            name,
+            dir: tempfile::tempdir().unwrap(),
+            logs: Default::default(),
+        }
     }
 
     pub fn var(&self, key: &str) -> String {
@@ -145,6 +152,14 @@ impl Stack {
 
     /// Stops an ingest process the way an operator would (SIGINT) and checks it exits cleanly.
     pub fn stop(&self, mut child: Child) {
+        // An operator stops a running service: wait until this one has started.
+        let log = self.logs.lock().unwrap().get(&child.id()).cloned().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("ingest started") {
+            assert!(child.try_wait().unwrap().is_none(), "ingest exited early\n{}", self.logs());
+            assert!(Instant::now() < deadline, "ingest never started\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(30);
