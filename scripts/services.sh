@@ -49,9 +49,12 @@ wait_until() { # description seconds command...
     done
 }
 
-start_kafka() {
+start_kafka() { # [keep]: reuse the broker's storage (restart tests); otherwise start empty
     if port_open "${KAFKA_PORT}"; then return; fi
     install_tool tansu 0.6.0 libsql tansu
+    # Tests use topics and groups of their own, so a fresh start loses nothing, and it keeps a
+    # broker whose storage an earlier crash left inconsistent from poisoning later runs.
+    if [[ "${1:-}" != keep ]]; then rm -rf "${RUN}/tansu"; fi
     mkdir -p "${RUN}/tansu"
     log "starting tansu on 127.0.0.1:${KAFKA_PORT}"
     # SQLite storage: Tansu 0.6.0's memory storage loses messages when a consumer resumes from a
@@ -129,7 +132,7 @@ case "${1:-}" in
         # on the same storage.
         stop tansu
         wait_until "tansu shutdown" 30 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/${KAFKA_PORT}) 2>/dev/null"
-        start_kafka
+        start_kafka keep
         ;;
     env)
         [[ -f "${ENV_FILE}" ]] || { log "no settings yet: run scripts/services.sh up"; exit 1; }

@@ -215,11 +215,6 @@ impl Bus for KafkaBus {
         }
     }
 
-    async fn publish(&self, topic: &str, key: &[u8], payload: Bytes) -> Result<Delivery, BusError> {
-        let mut d = self.publish_batch(topic, vec![(Bytes::copy_from_slice(key), payload)]).await?;
-        d.pop().ok_or(BusError::Closed)
-    }
-
     async fn publish_batch(
         &self,
         topic: &str,

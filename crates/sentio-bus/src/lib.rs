@@ -77,7 +77,11 @@ pub trait Bus: Send + Sync {
     async fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError>;
 
     /// Publishes one record and waits until the bus holds it.
-    async fn publish(&self, topic: &str, key: &[u8], payload: Bytes) -> Result<Delivery, BusError>;
+    async fn publish(&self, topic: &str, key: &[u8], payload: Bytes) -> Result<Delivery, BusError> {
+        let mut deliveries =
+            self.publish_batch(topic, vec![(Bytes::copy_from_slice(key), payload)]).await?;
+        deliveries.pop().ok_or(BusError::Closed)
+    }
 
     /// Publishes records (key, payload) and waits until the bus holds all of them. Records with the
     /// same key keep their order. Backends pipeline this; it is the fast path for producers.

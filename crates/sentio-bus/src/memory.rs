@@ -202,12 +202,6 @@ impl Bus for MemoryBus {
         self.create_topic_at(topic, partitions, &BTreeMap::new())
     }
 
-    async fn publish(&self, topic: &str, key: &[u8], payload: Bytes) -> Result<Delivery, BusError> {
-        let mut deliveries =
-            self.publish_batch(topic, vec![(Bytes::copy_from_slice(key), payload)]).await?;
-        deliveries.pop().ok_or(BusError::Closed)
-    }
-
     async fn publish_batch(
         &self,
         topic: &str,
