@@ -109,21 +109,24 @@ impl Stack {
     }
 
     /// Starts `sentio ingest`; its log goes to `ingest-<pid>.log` in the stack's directory, and is
-    /// printed by [`dump_logs`] when a test fails.
+    /// printed by [`Stack::logs`] when a test fails.
     pub fn spawn_ingest(&self) -> Child {
         let log = tempfile::Builder::new()
             .prefix("ingest-")
             .suffix(".log")
             .tempfile_in(self.dir.path())
             .unwrap();
-        let (file, _) = log.keep().unwrap();
-        self.sentio()
+        let (file, path) = log.keep().unwrap();
+        let child = self
+            .sentio()
             .arg("ingest")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
-            .unwrap()
+            .unwrap();
+        self.logs.lock().unwrap().insert(child.id(), path);
+        child
     }
 
     /// Waits until `done(stats)` holds for the store, with a deadline; returns the last stats. On
