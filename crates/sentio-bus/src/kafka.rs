@@ -21,7 +21,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use rdkafka::{Offset, TopicPartitionList};
 use sentio_config::KafkaConfig;
 
-use crate::{Bus, BusError, Consumer, Delivery, Record, validate_topic};
+use crate::{Bus, BusError, Consumer, Delivery, Record, same_partitions, validate_topic};
 
 /// How long metadata and admin requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -152,15 +152,7 @@ impl Bus for KafkaBus {
     async fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {
         validate_topic(topic)?;
         if let Some(existing) = self.partition_count(topic).await? {
-            return if existing == partitions {
-                Ok(())
-            } else {
-                Err(BusError::PartitionMismatch {
-                    topic: topic.into(),
-                    existing,
-                    requested: partitions,
-                })
-            };
+            return same_partitions(topic, existing, partitions);
         }
         let new = NewTopic::new(
             topic,
@@ -190,14 +182,7 @@ impl Bus for KafkaBus {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
             match self.partition_count(topic).await? {
-                Some(n) if n == partitions => return Ok(()),
-                Some(existing) => {
-                    return Err(BusError::PartitionMismatch {
-                        topic: topic.into(),
-                        existing,
-                        requested: partitions,
-                    });
-                }
+                Some(existing) => return same_partitions(topic, existing, partitions),
                 None if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

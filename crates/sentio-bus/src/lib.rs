@@ -130,3 +130,12 @@ pub(crate) fn validate_topic(topic: &str) -> Result<(), BusError> {
     }
     Ok(())
 }
+
+/// An existing topic is acceptable only with the partition count asked for.
+pub(crate) fn same_partitions(topic: &str, existing: u32, requested: u32) -> Result<(), BusError> {
+    if existing == requested {
+        Ok(())
+    } else {
+        Err(BusError::PartitionMismatch { topic: topic.into(), existing, requested })
+    }
+}

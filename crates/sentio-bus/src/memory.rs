@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::partition::partition_for;
-use crate::{Bus, BusError, Consumer, Delivery, Record, validate_topic};
+use crate::{Bus, BusError, Consumer, Delivery, Record, same_partitions, validate_topic};
 
 /// The in-process bus. Cheap to share behind an `Arc`.
 pub struct MemoryBus {
@@ -96,15 +96,7 @@ impl MemoryBus {
         let mut topics = lock(&self.topics);
         if let Some(existing) = topics.get(topic) {
             let existing = existing.partitions.len() as u32;
-            return if existing == partitions {
-                Ok(())
-            } else {
-                Err(BusError::PartitionMismatch {
-                    topic: topic.into(),
-                    existing,
-                    requested: partitions,
-                })
-            };
+            return same_partitions(topic, existing, partitions);
         }
         if partitions == 0 {
             return Err(BusError::InvalidTopic {

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sentio_config::PostgresConfig;
-use sentio_core::{DeviceId, Reading, SensorKind};
+use sentio_core::{DeviceId, Reading};
 use sentio_it::{postgres, unique};
+use sentio_store::contract::{everything, offset_reading, partition_batch};
 use sentio_store::postgres::PostgresStore;
-use sentio_store::{IngestBatch, RangeQuery, ReadingStore, SourceOffset, StoreError, contract};
+use sentio_store::{RangeQuery, ReadingStore, StoreError, contract};
 use tokio_postgres::NoTls;
 
 /// A database of its own for one test, dropped (with its connections) when the test ends.
@@ -100,40 +101,6 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-fn reading(device: &DeviceId, offset: u64) -> Reading {
-    Reading {
-        device: device.clone(),
-        sensor: SensorKind::ALL[(offset % 4) as usize],
-        ts_ns: 1_700_000_000_000_000_000 + offset as i64 * 250_000_000,
-        value: 20.0 + (offset % 100) as f64 * 0.125,
-        seq: offset,
-        injected: None,
-    }
-}
-
-/// The batch an ETL consumer would write for `offsets` of one partition of `sensor-data`.
-fn batch(
-    group: &str,
-    device: &DeviceId,
-    partition: u32,
-    offsets: std::ops::Range<u64>,
-) -> IngestBatch {
-    IngestBatch {
-        group: group.to_owned(),
-        topic: "sensor-data".to_owned(),
-        readings: offsets
-            .clone()
-            .map(|o| (SourceOffset { partition, offset: o }, reading(device, o)))
-            .collect(),
-        dead_letters: Vec::new(),
-        next_offsets: BTreeMap::from([(partition, offsets.end)]),
-    }
-}
-
-fn everything() -> RangeQuery {
-    RangeQuery { devices: Vec::new(), sensors: Vec::new(), from_ns: i64::MIN, to_ns: i64::MAX }
-}
-
 /// Every offset in `0..n` stored exactly once, and the group's offset at `n`.
 async fn assert_exactly_once(store: &PostgresStore, group: &str, n: u64) {
     let seqs: Vec<u64> =
@@ -166,7 +133,7 @@ async fn migrations_are_applied_once_across_connects() {
         let applied = store.migrate().await.unwrap();
         assert!(!applied.is_empty());
         assert_eq!(store.applied_migrations().await.unwrap(), applied);
-        store.write_batch(&batch("g", &device, 0, 0..100)).await.unwrap();
+        store.write_batch(&partition_batch("g", &device, 0, 0..100)).await.unwrap();
         (applied, store.stats().await.unwrap())
     };
     // A second process (a second pool) on the same, existing database.
@@ -174,7 +141,7 @@ async fn migrations_are_applied_once_across_connects() {
     assert!(store.migrate().await.unwrap().is_empty(), "migrations applied twice");
     assert_eq!(store.applied_migrations().await.unwrap(), applied);
     assert_eq!(store.stats().await.unwrap(), stats);
-    let out = store.write_batch(&batch("g", &device, 0, 50..150)).await.unwrap();
+    let out = store.write_batch(&partition_batch("g", &device, 0, 50..150)).await.unwrap();
     assert_eq!((out.readings_inserted, out.replayed_skipped), (50, 50));
 }
 
@@ -247,7 +214,7 @@ async fn a_database_name_that_needs_quoting_is_created_whole() {
     let name = format!("{} Odd \"Name\"; --", unique("sentio_it"));
     let db = TestDb::named(&name);
     let store = db.migrated_store().await;
-    store.insert_readings(&[reading(&DeviceId::new("q").unwrap(), 0)]).await.unwrap();
+    store.insert_readings(&[offset_reading(&DeviceId::new("q").unwrap(), 0)]).await.unwrap();
     let admin = admin(&db.config, "postgres").await;
     let found: i64 = admin
         .query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name])
@@ -275,7 +242,8 @@ async fn range_queries_order_device_names_by_bytes() {
     let in_db = default_order_is_bytewise(&db).await;
     assert!(!in_db, "the database should sort 'B-2' after 'a-3' by default");
     let names = ["b-1", "B-2", "a-3", "A-4", "_5", "a_6", "a-6", "z"];
-    let rows: Vec<Reading> = names.iter().map(|n| reading(&DeviceId::new(n).unwrap(), 0)).collect();
+    let rows: Vec<Reading> =
+        names.iter().map(|n| offset_reading(&DeviceId::new(n).unwrap(), 0)).collect();
     store.insert_readings(&rows).await.unwrap();
     let mut expected: Vec<&str> = names.to_vec();
     expected.sort_unstable();
@@ -317,7 +285,10 @@ async fn racing_writers_never_duplicate() {
             let (mut inserted, mut skipped, mut start) = (0, 0, 0);
             while start < N {
                 let end = (start + size).min(N);
-                let out = store.write_batch(&batch("race", &device, 0, start..end)).await.unwrap();
+                let out = store
+                    .write_batch(&partition_batch("race", &device, 0, start..end))
+                    .await
+                    .unwrap();
                 assert_eq!(out.readings_inserted + out.replayed_skipped, end - start);
                 inserted += out.readings_inserted;
                 skipped += out.replayed_skipped;
@@ -349,7 +320,7 @@ async fn other_partitions_are_not_blocked() {
     lock_partition(&tx, "g", 0).await;
     let out = tokio::time::timeout(
         Duration::from_secs(30),
-        store.write_batch(&batch("g", &device, 1, 0..10)),
+        store.write_batch(&partition_batch("g", &device, 1, 0..10)),
     )
     .await
     .expect("partition 1 waited for partition 0")
@@ -414,7 +385,7 @@ async fn a_connection_killed_mid_batch_is_retried_without_loss() {
     let db = TestDb::new("sentio_it_kill_mid_batch");
     let store = Arc::new(db.migrated_store().await);
     let device = DeviceId::new("kill-01").unwrap();
-    store.write_batch(&batch("g", &device, 0, 0..1_000)).await.unwrap();
+    store.write_batch(&partition_batch("g", &device, 0, 0..1_000)).await.unwrap();
 
     // One connection holds the lock; another watches and kills (pg_stat_activity is a snapshot
     // for the length of a transaction, so it must not be the lock holder's).
@@ -424,7 +395,9 @@ async fn a_connection_killed_mid_batch_is_retried_without_loss() {
     lock_partition(&admin_tx, "g", 0).await;
     let writer = {
         let (store, device) = (Arc::clone(&store), device.clone());
-        tokio::spawn(async move { store.write_batch(&batch("g", &device, 0, 1_000..2_000)).await })
+        tokio::spawn(async move {
+            store.write_batch(&partition_batch("g", &device, 0, 1_000..2_000)).await
+        })
     };
     // The batch's transaction is open and waits for the partition: kill its connection.
     let first = waiting_backend(&monitor, db.name(), None).await;
@@ -451,7 +424,7 @@ async fn without_retries_a_killed_connection_is_a_transient_error() {
         Arc::new(PostgresStore::connect(&config).await.unwrap().with_retry_for(Duration::ZERO));
     store.migrate().await.unwrap();
     let device = DeviceId::new("kill-02").unwrap();
-    store.write_batch(&batch("g", &device, 0, 0..500)).await.unwrap();
+    store.write_batch(&partition_batch("g", &device, 0, 0..500)).await.unwrap();
 
     // One connection holds the lock; another watches and kills (pg_stat_activity is a snapshot
     // for the length of a transaction, so it must not be the lock holder's).
@@ -461,7 +434,9 @@ async fn without_retries_a_killed_connection_is_a_transient_error() {
     lock_partition(&admin_tx, "g", 0).await;
     let writer = {
         let (store, device) = (Arc::clone(&store), device.clone());
-        tokio::spawn(async move { store.write_batch(&batch("g", &device, 0, 500..1_000)).await })
+        tokio::spawn(async move {
+            store.write_batch(&partition_batch("g", &device, 0, 500..1_000)).await
+        })
     };
     waiting_backend(&monitor, db.name(), None).await;
     assert!(terminate_store_connections(&monitor, db.name()).await >= 1);
@@ -474,7 +449,7 @@ async fn without_retries_a_killed_connection_is_a_transient_error() {
     // before it notices; that too is transient.
     let deadline = Instant::now() + Duration::from_secs(30);
     let out = loop {
-        match store.write_batch(&batch("g", &device, 0, 500..1_000)).await {
+        match store.write_batch(&partition_batch("g", &device, 0, 500..1_000)).await {
             Ok(out) => break out,
             Err(e) if e.is_transient() && Instant::now() < deadline => continue,
             Err(e) => panic!("the store did not recover: {}", chain(&e)),
@@ -499,7 +474,7 @@ async fn writes_survive_repeated_terminations() {
         tokio::spawn(async move {
             for b in 0..BATCHES {
                 let out = store
-                    .write_batch(&batch("g", &device, 0, b * SIZE..(b + 1) * SIZE))
+                    .write_batch(&partition_batch("g", &device, 0, b * SIZE..(b + 1) * SIZE))
                     .await
                     .unwrap_or_else(|e| panic!("batch {b} failed: {}", chain(&e)));
                 // A retry after a commit whose answer was lost skips instead of inserting.

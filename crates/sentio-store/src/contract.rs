@@ -578,3 +578,41 @@ pub async fn check_large_batch_round_trips(store: &dyn ReadingStore) {
         N
     );
 }
+
+// ---- builders for backend-specific tests ------------------------------------------------------
+
+/// Reading number `offset` of `device`: the four sensors in turn, four readings a second.
+pub fn offset_reading(device: &DeviceId, offset: u64) -> Reading {
+    Reading {
+        device: device.clone(),
+        sensor: SensorKind::ALL[(offset % 4) as usize],
+        ts_ns: 1_700_000_000_000_000_000 + offset as i64 * 250_000_000,
+        value: 20.0 + (offset % 100) as f64 * 0.125,
+        seq: offset,
+        injected: None,
+    }
+}
+
+/// The batch an ETL consumer would write for `offsets` of one partition of `sensor-data`.
+pub fn partition_batch(
+    group: &str,
+    device: &DeviceId,
+    partition: u32,
+    offsets: Range<u64>,
+) -> IngestBatch {
+    IngestBatch {
+        group: group.to_owned(),
+        topic: "sensor-data".to_owned(),
+        readings: offsets
+            .clone()
+            .map(|o| (SourceOffset { partition, offset: o }, offset_reading(device, o)))
+            .collect(),
+        dead_letters: Vec::new(),
+        next_offsets: BTreeMap::from([(partition, offsets.end)]),
+    }
+}
+
+/// Every reading of every device.
+pub fn everything() -> RangeQuery {
+    RangeQuery { devices: Vec::new(), sensors: Vec::new(), from_ns: i64::MIN, to_ns: i64::MAX }
+}

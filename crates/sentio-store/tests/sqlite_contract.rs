@@ -7,43 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sentio_core::{DeviceId, Reading, SensorKind};
+use sentio_core::DeviceId;
+use sentio_store::contract::{everything, partition_batch};
 use sentio_store::sqlite::SqliteStore;
-use sentio_store::{IngestBatch, RangeQuery, ReadingStore, SourceOffset, StoreError, contract};
-
-fn reading(device: &DeviceId, offset: u64) -> Reading {
-    Reading {
-        device: device.clone(),
-        sensor: SensorKind::ALL[(offset % 4) as usize],
-        ts_ns: 1_700_000_000_000_000_000 + offset as i64 * 250_000_000,
-        value: 20.0 + (offset % 100) as f64 * 0.125,
-        seq: offset,
-        injected: None,
-    }
-}
-
-/// The batch an ETL consumer would write for `offsets` of one partition.
-fn batch(
-    group: &str,
-    device: &DeviceId,
-    partition: u32,
-    offsets: std::ops::Range<u64>,
-) -> IngestBatch {
-    IngestBatch {
-        group: group.to_owned(),
-        topic: "sensor-data".to_owned(),
-        readings: offsets
-            .clone()
-            .map(|o| (SourceOffset { partition, offset: o }, reading(device, o)))
-            .collect(),
-        dead_letters: Vec::new(),
-        next_offsets: BTreeMap::from([(partition, offsets.end)]),
-    }
-}
-
-fn everything() -> RangeQuery {
-    RangeQuery { devices: Vec::new(), sensors: Vec::new(), from_ns: i64::MIN, to_ns: i64::MAX }
-}
+use sentio_store::{ReadingStore, StoreError, contract};
 
 #[tokio::test]
 async fn contract_on_a_file() {
@@ -70,7 +37,7 @@ async fn a_reopened_file_keeps_its_data_and_migrations() {
         let store = SqliteStore::open(&path).unwrap();
         let applied = store.migrate().await.unwrap();
         assert_eq!(store.applied_migrations().await.unwrap(), applied);
-        store.write_batch(&batch("g", &device, 0, 0..100)).await.unwrap();
+        store.write_batch(&partition_batch("g", &device, 0, 0..100)).await.unwrap();
         (applied, store.stats().await.unwrap(), store.query_range(&everything()).await.unwrap())
     };
     assert_eq!(rows.len(), 100);
@@ -85,7 +52,7 @@ async fn a_reopened_file_keeps_its_data_and_migrations() {
         BTreeMap::from([(0, 100)])
     );
     // And it resumes where it stopped.
-    let out = store.write_batch(&batch("g", &device, 0, 50..150)).await.unwrap();
+    let out = store.write_batch(&partition_batch("g", &device, 0, 50..150)).await.unwrap();
     assert_eq!((out.readings_inserted, out.replayed_skipped), (50, 50));
 }
 
@@ -151,7 +118,10 @@ async fn race(stores: Vec<SqliteStore>) {
             let (mut inserted, mut skipped, mut start) = (0, 0, 0);
             while start < N {
                 let end = (start + size).min(N);
-                let out = store.write_batch(&batch("race", &device, 0, start..end)).await.unwrap();
+                let out = store
+                    .write_batch(&partition_batch("race", &device, 0, start..end))
+                    .await
+                    .unwrap();
                 assert_eq!(out.readings_inserted + out.replayed_skipped, end - start);
                 inserted += out.readings_inserted;
                 skipped += out.replayed_skipped;
@@ -229,7 +199,7 @@ async fn time_write_batch_of_5000() {
         (0..50).map(|i| DeviceId::new(&format!("pump-{i:02}")).unwrap()).collect();
     let mut times = Vec::new();
     for round in 0..20u64 {
-        let mut b = batch("bench", &devices[0], 0, round * 5_000..(round + 1) * 5_000);
+        let mut b = partition_batch("bench", &devices[0], 0, round * 5_000..(round + 1) * 5_000);
         for (i, (_, r)) in b.readings.iter_mut().enumerate() {
             r.device = devices[i % devices.len()].clone();
         }
