@@ -3,6 +3,8 @@
 #   - a Kafka-protocol broker: Tansu 0.6.0 with SQLite storage, on 127.0.0.1:9092
 #   - an S3 server that checks SigV4 signatures: s3s-fs 0.14.1, on 127.0.0.1:9000
 #   - PostgreSQL: the machine's own server on 127.0.0.1:5432 (this script only checks it)
+#   - an MLflow tracking server (mlflow 3.17.2 from PyPI, venv by scripts/mlflow-env.sh), on
+#     127.0.0.1:5000, with SQLite metadata and proxied artifacts under ~/.cache/sentio/run/mlflow
 # Brokers and S3 servers are built once with `cargo install` into ~/.cache/sentio/tools.
 #
 #   scripts/services.sh up     install what is missing, start what is down, wait until healthy,
@@ -23,6 +25,7 @@ S3_SECRET_KEY="sentio-test-secret-key"
 PG_HOST=127.0.0.1
 PG_PORT=5432
 PG_USER=postgres
+MLFLOW_PORT=5000
 
 log() { echo "services: $*" >&2; }
 
@@ -83,6 +86,26 @@ start_s3() {
     wait_until s3s-fs 30 s3_ready
 }
 
+mlflow_ready() { [[ "$(curl -s -m 2 "http://127.0.0.1:${MLFLOW_PORT}/health")" == OK ]]; }
+
+start_mlflow() {
+    if mlflow_ready; then return; fi
+    local python
+    python="$("$(dirname "${BASH_SOURCE[0]}")/mlflow-env.sh" | tail -n 1)"
+    mkdir -p "${RUN}/mlflow/artifacts"
+    log "starting mlflow on 127.0.0.1:${MLFLOW_PORT}"
+    # Lean: one worker, no job runner. Artifacts go through the server (mlflow-artifacts:/ URIs),
+    # so clients need nothing but HTTP. Its own process group: `mlflow server` runs uvicorn as a
+    # child, and stopping the group stops both.
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid nohup "$(dirname "${python}")/mlflow" server \
+        --host 127.0.0.1 --port "${MLFLOW_PORT}" --workers 1 \
+        --backend-store-uri "sqlite:///${RUN}/mlflow/mlflow.db" \
+        --artifacts-destination "${RUN}/mlflow/artifacts" \
+        >"${RUN}/mlflow.log" 2>&1 &
+    echo $! >"${RUN}/mlflow.pid"
+    wait_until mlflow 120 mlflow_ready
+}
+
 check_postgres() {
     if ! psql -h "${PG_HOST}" -p "${PG_PORT}" -U "${PG_USER}" -d postgres -Atc 'select 1' >/dev/null 2>&1; then
         log "PostgreSQL does not answer on ${PG_HOST}:${PG_PORT} as ${PG_USER}; start it, e.g."
@@ -102,13 +125,28 @@ SENTIO_TEST_S3_ENDPOINT=http://127.0.0.1:${S3_PORT}
 SENTIO_TEST_S3_REGION=us-east-1
 SENTIO_TEST_S3_ACCESS_KEY=${S3_ACCESS_KEY}
 SENTIO_TEST_S3_SECRET_KEY=${S3_SECRET_KEY}
+SENTIO_TEST_MLFLOW_URI=http://127.0.0.1:${MLFLOW_PORT}
 ENV
 }
 
 stop() {
     local name=$1
     if [[ -f "${RUN}/${name}.pid" ]]; then
-        kill "$(cat "${RUN}/${name}.pid")" 2>/dev/null || true
+        local pid
+        pid=$(cat "${RUN}/${name}.pid")
+        kill "${pid}" 2>/dev/null || true
+        # Wait for it to exit (a later `up` must not find its port still open), then insist.
+        for _ in $(seq 100); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "${pid}" 2>/dev/null || true
+        rm -f "${RUN}/${name}.pid"
+        log "stopped ${name}"
+    fi
+}
+
+stop_group() { # a server started with setsid: stop its whole process group
+    local name=$1
+    if [[ -f "${RUN}/${name}.pid" ]]; then
+        kill -- "-$(cat "${RUN}/${name}.pid")" 2>/dev/null || true
         rm -f "${RUN}/${name}.pid"
         log "stopped ${name}"
     fi
@@ -120,12 +158,14 @@ case "${1:-}" in
         check_postgres
         start_kafka
         start_s3
+        start_mlflow
         write_env
         log "ready; settings in ${ENV_FILE}"
         ;;
     down)
         stop tansu
         stop s3s-fs
+        stop_group mlflow
         ;;
     restart-kafka)
         # For the broker-restart test: stop Tansu, wait until its port closes, start it again

@@ -29,7 +29,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection to a Kafka cluster: one shared idempotent producer and an admin client.
 pub struct KafkaBus {
     config: KafkaConfig,
-    producer: FutureProducer,
+    /// Replaced by a fresh one (a new producer id) when the broker fails records; see
+    /// `send_round`.
+    producer: std::sync::RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
 }
 
@@ -37,6 +39,18 @@ fn backend(operation: &'static str) -> impl Fn(KafkaError) -> BusError {
     move |e| {
         let transient = e.rdkafka_error_code().is_some_and(is_retriable);
         BusError::Backend { operation, transient, source: Box::new(e) }
+    }
+}
+
+/// Whether a record that failed delivery with `e` is worth sending again (see `send_round`).
+fn resendable(e: &BusError) -> bool {
+    match e {
+        BusError::Backend { transient: true, .. } => true,
+        BusError::Backend { source, .. } => source
+            .downcast_ref::<KafkaError>()
+            .and_then(KafkaError::rdkafka_error_code)
+            .is_some_and(|c| matches!(c, RDKafkaErrorCode::Unknown | RDKafkaErrorCode::MessageTimedOut)),
+        _ => false,
     }
 }
 
@@ -78,6 +92,19 @@ fn base_config(config: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// The idempotent producer every publish goes through.
+fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
+    base_config(config)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", millis(config.linger))
+        .set("delivery.timeout.ms", millis(config.delivery_timeout))
+        .set("compression.type", "lz4")
+        .create()
+        .map_err(backend("creating the Kafka producer"))
+}
+
 fn millis(d: Duration) -> String {
     d.as_millis().to_string()
 }
@@ -85,23 +112,33 @@ fn millis(d: Duration) -> String {
 impl KafkaBus {
     /// Creates the clients (librdkafka connects lazily; the first request reports a dead cluster).
     pub fn connect(config: &KafkaConfig) -> Result<KafkaBus, BusError> {
-        let producer: FutureProducer = base_config(config)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", millis(config.linger))
-            .set("delivery.timeout.ms", millis(config.delivery_timeout))
-            .set("compression.type", "lz4")
-            .create()
-            .map_err(backend("creating the Kafka producer"))?;
+        let producer = std::sync::RwLock::new(new_producer(config)?);
         let admin =
             base_config(config).create().map_err(backend("creating the Kafka admin client"))?;
         Ok(KafkaBus { config: config.clone(), producer, admin })
     }
 
+    /// The current producer (a cheap handle).
+    fn producer(&self) -> FutureProducer {
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the producer with a fresh one, which gets a new producer id from the broker.
+    fn renew_producer(&self) -> Result<(), BusError> {
+        let fresh = new_producer(&self.config)?;
+        match self.producer.write() {
+            Ok(mut p) => *p = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
     /// The partition count of `topic`, or `None` when the cluster does not know it.
     async fn partition_count(&self, topic: &str) -> Result<Option<u32>, BusError> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         let name = topic.to_owned();
         let metadata = tokio::task::spawn_blocking(move || {
             producer.client().fetch_metadata(Some(&name), REQUEST_TIMEOUT)
@@ -122,9 +159,74 @@ impl KafkaBus {
         }))
     }
 
-    fn enqueue(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<DeliveryFuture, BusError> {
+    fn enqueue(
+        producer: &FutureProducer,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<DeliveryFuture, BusError> {
         let record = FutureRecord::to(topic).key(key).payload(payload);
-        self.producer.send_result(record).map_err(|(e, _)| backend("queueing a record")(e))
+        producer.send_result(record).map_err(|(e, _)| backend("queueing a record")(e))
+    }
+
+    /// Sends `records[i]` for every `i` in `todo`, filling `out[i]` with its delivery. Returns the
+    /// records the broker failed with an error worth sending again, and the last such error.
+    ///
+    /// librdkafka already retries what it knows to be safe (connection loss, leader moves) inside
+    /// the idempotent session. What comes back here is what it gave up on: a broker that answers
+    /// `UNKNOWN_SERVER_ERROR` while it shuts down (Tansu does) or a delivery timeout. Such a record
+    /// is sent again as a new message, by a fresh producer (a new producer id): an idempotent
+    /// producer that lost records bumps its epoch, which Tansu 0.6 cannot handle (its storage
+    /// panics on the next batch). The only way that duplicates a record is a broker that stored it
+    /// and still answered an error.
+    async fn send_round(
+        &self,
+        topic: &str,
+        records: &[(Bytes, Bytes)],
+        todo: &[usize],
+        out: &mut [Option<Delivery>],
+    ) -> Result<Option<(Vec<usize>, BusError)>, BusError> {
+        let mut pending: std::collections::VecDeque<(usize, DeliveryFuture)> =
+            std::collections::VecDeque::with_capacity(todo.len());
+        let producer = self.producer();
+        let mut failed = Vec::new();
+        let mut last = None;
+        let mut settle = |i: usize, result, out: &mut [Option<Delivery>]| match delivered(
+            topic, result,
+        ) {
+            Ok(d) => {
+                out[i] = Some(d);
+                Ok(())
+            }
+            Err(e) if resendable(&e) => {
+                failed.push(i);
+                last = Some(e);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        for &i in todo {
+            let (key, payload) = &records[i];
+            loop {
+                match Self::enqueue(&producer, topic, key, payload) {
+                    Ok(future) => {
+                        pending.push_back((i, future));
+                        break;
+                    }
+                    // The local queue is full: wait for the oldest record in flight, then retry.
+                    Err(e) if e.is_transient() => match pending.pop_front() {
+                        Some((j, oldest)) => settle(j, oldest.await, out)?,
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    },
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        while let Some((i, future)) = pending.pop_front() {
+            settle(i, future.await, out)?;
+        }
+        failed.sort_unstable();
+        Ok(last.map(|e| (failed, e)))
     }
 }
 
@@ -208,31 +310,28 @@ impl Bus for KafkaBus {
         if self.partition_count(topic).await?.is_none() {
             return Err(BusError::UnknownTopic { topic: topic.into() });
         }
-        let mut pending = Vec::with_capacity(records.len());
-        let mut out = Vec::with_capacity(records.len());
-        for (key, payload) in &records {
-            loop {
-                match self.enqueue(topic, key, payload) {
-                    Ok(future) => {
-                        pending.push(future);
-                        break;
-                    }
-                    // The local queue is full: wait for the oldest record in flight, then retry.
-                    Err(e) if e.is_transient() && !pending.is_empty() => {
-                        let oldest = pending.remove(0);
-                        out.push(delivered(topic, oldest.await)?);
-                    }
-                    Err(e) if e.is_transient() => {
-                        tokio::time::sleep(Duration::from_millis(5)).await
-                    }
-                    Err(e) => return Err(e),
+        let mut out: Vec<Option<Delivery>> = vec![None; records.len()];
+        let mut todo: Vec<usize> = (0..records.len()).collect();
+        let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
+        loop {
+            let failed = self.send_round(topic, &records, &todo, &mut out).await?;
+            match failed {
+                None => break,
+                Some((indices, e)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(
+                        topic,
+                        records = indices.len(),
+                        error = %e,
+                        "the broker failed some records; sending them again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    self.renew_producer()?;
+                    todo = indices;
                 }
+                Some((_, e)) => return Err(e),
             }
         }
-        for future in pending {
-            out.push(delivered(topic, future.await)?);
-        }
-        Ok(out)
+        Ok(out.into_iter().flatten().collect())
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BusError> {

@@ -38,6 +38,8 @@ pub struct Config {
     pub simulator: SimulatorConfig,
     pub ingest: IngestConfig,
     pub demo: DemoConfig,
+    pub train: TrainConfig,
+    pub tracking: TrackingConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +103,9 @@ impl Config {
             "objects.s3.secret_access_key_file",
             &s.secret_access_key_file,
             &mut s.secret_access_key,
-        )
+        )?;
+        let m = &mut self.tracking.mlflow;
+        read_secret("tracking.mlflow.password_file", &m.password_file, &mut m.password)
     }
 
     /// Checks what the types cannot: ranges, names, consistency between keys.
@@ -113,7 +117,9 @@ impl Config {
         self.archive.validate()?;
         self.simulator.validate()?;
         self.ingest.validate()?;
-        self.demo.validate()
+        self.demo.validate()?;
+        self.train.validate()?;
+        self.tracking.validate()
     }
 
     /// The effective configuration as TOML, secrets masked.

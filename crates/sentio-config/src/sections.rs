@@ -642,3 +642,202 @@ fn check_duration(
     }
     Ok(())
 }
+
+fn check_range<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if !(value >= min && value <= max) {
+        return Err(invalid(key, &value, &format!("a number from {min} to {max}")));
+    }
+    Ok(())
+}
+
+/// How the anomaly threshold is calibrated on held-out normal windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdMethod {
+    /// A high percentile of the calibration scores.
+    Percentile,
+    /// Peaks over threshold: a generalized Pareto tail fitted above a high quantile.
+    Pot,
+}
+
+/// When `sentio train` moves the `champion` alias to the version it registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Promote {
+    /// Only when it beats the current champion on the same validation data (or there is none).
+    IfBetter,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
+    pub devices: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub cadence: Duration,
+    pub fill_limit: u32,
+    pub max_filled_fraction: f64,
+    pub window: usize,
+    pub stride: usize,
+    pub validation_fraction: f64,
+    pub calibration_fraction: f64,
+    pub max_train_windows: usize,
+    pub hidden: usize,
+    pub bottleneck: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub patience: usize,
+    pub seed: u64,
+    pub threads: usize,
+    pub threshold: ThresholdMethod,
+    pub percentile: f64,
+    pub pot_quantile: f64,
+    pub pot_risk: f64,
+    pub model_name: String,
+    pub promote: Promote,
+}
+
+impl TrainConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_duration(
+            "train.lookback",
+            self.lookback,
+            Duration::from_secs(60),
+            Duration::from_secs(3660 * 86_400),
+        )?;
+        for d in &self.devices {
+            if sentio_core::DeviceId::new(d).is_err() {
+                return Err(invalid(
+                    "train.devices",
+                    format!("{d:?}"),
+                    "device ids such as \"pump-01\" (letters, digits, '-', '_', '.')",
+                ));
+            }
+        }
+        check_duration(
+            "train.cadence",
+            self.cadence,
+            Duration::from_millis(1),
+            Duration::from_secs(86_400),
+        )?;
+        check_range("train.fill_limit", self.fill_limit, 0, 1_000)?;
+        check_range("train.max_filled_fraction", self.max_filled_fraction, 0.0, 1.0)?;
+        check_range("train.window", self.window, 2, 4_096)?;
+        check_range("train.stride", self.stride, 1, self.window)?;
+        check_range("train.validation_fraction", self.validation_fraction, 0.01, 0.5)?;
+        check_range("train.calibration_fraction", self.calibration_fraction, 0.01, 0.5)?;
+        if self.validation_fraction + self.calibration_fraction > 0.8 {
+            return Err(invalid(
+                "train.calibration_fraction",
+                self.calibration_fraction,
+                "validation_fraction + calibration_fraction at most 0.8 (training needs the rest)",
+            ));
+        }
+        check_range("train.hidden", self.hidden, 1, 4_096)?;
+        check_range("train.bottleneck", self.bottleneck, 0, 4_096)?;
+        check_range("train.epochs", self.epochs, 1, 100_000)?;
+        check_range("train.batch_size", self.batch_size, 1, 65_536)?;
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+            return Err(invalid("train.learning_rate", self.learning_rate, "a number in (0, 1]"));
+        }
+        check_range("train.patience", self.patience, 1, 100_000)?;
+        check_range("train.threads", self.threads, 0, 1_024)?;
+        if !(self.percentile > 50.0 && self.percentile < 100.0) {
+            return Err(invalid("train.percentile", self.percentile, "a percentile in (50, 100)"));
+        }
+        if !(self.pot_quantile > 0.5 && self.pot_quantile < 1.0) {
+            return Err(invalid("train.pot_quantile", self.pot_quantile, "a quantile in (0.5, 1)"));
+        }
+        if !(self.pot_risk > 0.0 && self.pot_risk < 1.0 - self.pot_quantile) {
+            return Err(invalid(
+                "train.pot_risk",
+                self.pot_risk,
+                "a probability in (0, 1 - pot_quantile), such as 0.0001",
+            ));
+        }
+        let name_ok = !self.model_name.is_empty()
+            && self.model_name.len() <= 256
+            && self.model_name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok {
+            return Err(invalid(
+                "train.model_name",
+                format!("{:?}", self.model_name),
+                "1 to 256 letters, digits, '-', '_' or '.'",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which experiment tracker and model registry `train` and `detect` use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackingKind {
+    Local,
+    Mlflow,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingConfig {
+    pub kind: TrackingKind,
+    pub experiment: String,
+    pub local: LocalTrackingConfig,
+    pub mlflow: MlflowConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTrackingConfig {
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlflowConfig {
+    pub uri: String,
+    pub username: String,
+    pub password: Secret,
+    pub password_file: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl TrackingConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.experiment.is_empty() {
+            return Err(invalid("tracking.experiment", "\"\"", "an experiment name such as sentio"));
+        }
+        if self.local.root.as_os_str().is_empty() {
+            return Err(invalid(
+                "tracking.local.root",
+                "\"\"",
+                "a directory path such as data/tracking",
+            ));
+        }
+        if self.kind == TrackingKind::Mlflow
+            && !(self.mlflow.uri.starts_with("http://") || self.mlflow.uri.starts_with("https://"))
+        {
+            return Err(invalid(
+                "tracking.mlflow.uri",
+                format!("{:?}", self.mlflow.uri),
+                "an http:// or https:// URL such as http://127.0.0.1:5000",
+            ));
+        }
+        check_duration(
+            "tracking.mlflow.timeout",
+            self.mlflow.timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(3_600),
+        )
+    }
+}

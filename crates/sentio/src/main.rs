@@ -54,6 +54,11 @@ enum Command {
     Ingest(commands::ingest::Args),
     /// Apply pending store migrations and create the topics.
     Migrate,
+    /// Train the LSTM autoencoder on stored history, calibrate its threshold, log the run and
+    /// register the model (tracking.kind: local directory or MLflow).
+    Train(commands::train::Args),
+    /// List, inspect and promote registered model versions.
+    Model(commands::model::Args),
     /// Print the effective configuration (defaults, file, environment), secrets masked.
     Config(commands::config::Args),
     /// Measure throughput against peers: the embedded pipeline against its parts, or with --real
@@ -79,6 +84,8 @@ fn main() -> ExitCode {
             Command::Simulate(args) => commands::simulate::run(load()?, args).await,
             Command::Ingest(args) => commands::ingest::run(load()?, args).await,
             Command::Migrate => commands::migrate::run(load()?).await,
+            Command::Train(args) => commands::train::run(load()?, args).await,
+            Command::Model(args) => commands::model::run(load()?, args).await,
             Command::Config(args) => commands::config::run(cli.config.as_deref(), args),
             Command::Bench(args) => commands::bench::run(load()?, args).await,
         }

@@ -7,12 +7,13 @@ use object_store::ObjectStore;
 use sentio_bus::Bus;
 use sentio_bus::kafka::KafkaBus;
 use sentio_bus::memory::MemoryBus;
-use sentio_config::{BusKind, Config, ObjectsKind, StoreKind};
+use sentio_config::{BusKind, Config, ObjectsKind, StoreKind, TrackingKind};
 use sentio_objects::Archiver;
 use sentio_services::etl::Etl;
 use sentio_store::ReadingStore;
 use sentio_store::postgres::PostgresStore;
 use sentio_store::sqlite::SqliteStore;
+use sentio_tracking::{LocalSettings, MlflowSettings, Tracking};
 
 /// Opens the store and applies pending migrations (every role starts with a current schema).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ReadingStore>> {
@@ -109,4 +110,28 @@ pub fn etl(config: &Config, bus: &Arc<dyn Bus>, store: &Arc<dyn ReadingStore>) -
         &config.topics.dead_letters,
         &config.ingest,
     )
+}
+
+/// The experiment tracker and model registry.
+pub fn open_tracking(config: &Config) -> anyhow::Result<Arc<dyn Tracking>> {
+    match config.tracking.kind {
+        TrackingKind::Local => {
+            let root = &config.tracking.local.root;
+            LocalSettings { root: root.clone() }.open().with_context(|| {
+                format!("opening the local tracking directory {} (tracking.local.root)", root.display())
+            })
+        }
+        TrackingKind::Mlflow => {
+            let m = &config.tracking.mlflow;
+            let mut settings = MlflowSettings::new(m.uri.clone());
+            settings.timeout = m.timeout;
+            if !m.username.is_empty() {
+                settings.username = Some(m.username.clone());
+                settings.password = Some(m.password.expose().to_owned());
+            }
+            settings
+                .connect()
+                .with_context(|| format!("connecting to MLflow at {} (tracking.mlflow.uri)", m.uri))
+        }
+    }
 }

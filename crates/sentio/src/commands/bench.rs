@@ -1,5 +1,6 @@
 //! `sentio bench`: the embedded pipeline's throughput, next to the parts it is built from, measured
-//! in the same run on the same machine so the ratios mean something.
+//! in the same run on the same machine so the ratios mean something. `sentio bench train` measures
+//! the model engine against PyTorch instead (bench_train.rs).
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::wiring;
 
+// A child of this module so that the command's files stay together (and commands/mod.rs does not
+// change); `super::bench_train` from here.
+#[path = "bench_train.rs"]
+mod bench_train;
+
+/// What `sentio bench` measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum What {
+    /// The embedded pipeline against its parts (or, with --real, the real stack).
+    #[default]
+    Pipeline,
+    /// The LSTM autoencoder engine's training and inference against PyTorch's, same model, data
+    /// shape and threads (needs the venv of scripts/torch-env.sh, or --python).
+    Train,
+}
+
 /// Runs the whole embedded pipeline (simulator → memory bus → ETL → SQLite, plus the .pickle
 /// archive) on a fresh temporary store, then the store's bulk insert and the message codec alone,
 /// and prints readings per second with the pipeline's ratio to each part.
@@ -22,8 +39,15 @@ use crate::wiring;
 /// and store.kind = "postgres"): the ETL into PostgreSQL against a raw binary COPY, and Sentio's
 /// Kafka producer path against a bare rdkafka producer and Python's confluent-kafka, on a scratch
 /// database and scratch topics.
+///
+/// `sentio bench train` measures the LSTM autoencoder engine's training and inference throughput
+/// against PyTorch's (scripts/bench_torch.py) for the same model, data shape and thread counts,
+/// interleaved over --rounds rounds, and prints the ratios.
 #[derive(clap::Args)]
 pub struct Args {
+    /// What to measure.
+    #[arg(value_enum, default_value_t = What::Pipeline)]
+    what: What,
     /// Readings to push through the pipeline (rounded up to whole ticks of all devices); with
     /// --real, through the store path.
     #[arg(long, default_value_t = 1_000_000)]
@@ -39,18 +63,42 @@ pub struct Args {
     /// ticks of all devices).
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     kafka_messages: u64,
-    /// With --real: the Python with confluent-kafka that runs the independent producer.
-    #[arg(long, env = "SENTIO_PYTHON", default_value = "python3", value_name = "PATH")]
-    python: std::path::PathBuf,
+    /// With --real: the Python with confluent-kafka that runs the independent producer
+    /// [default: python3]. With train: the Python with torch [default: the venv of
+    /// scripts/torch-env.sh, ~/.cache/sentio/torch-venv/bin/python].
+    #[arg(long, env = "SENTIO_PYTHON", value_name = "PATH")]
+    python: Option<std::path::PathBuf>,
+    /// With train: the thread counts to measure, each on both sides.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2], value_name = "N,..")]
+    threads: Vec<usize>,
+    /// With train: timed training steps (batches of 64 windows) and timed inference calls
+    /// (batches of 256) per measurement.
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// With train: rounds, Rust and PyTorch interleaved in each; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
+    if args.what == What::Train {
+        if args.real {
+            bail!("--real measures the pipeline; `sentio bench train` takes no --real");
+        }
+        let options = bench_train::Options {
+            threads: args.threads,
+            steps: args.steps,
+            rounds: args.rounds,
+            python: args.python,
+        };
+        return bench_train::run(options).await;
+    }
     if args.real {
         let options = super::bench_real::Options {
             readings: args.readings,
             kafka_messages: args.kafka_messages,
             keep: args.keep,
-            python: args.python,
+            python: args.python.unwrap_or_else(|| "python3".into()),
         };
         return super::bench_real::run(config, options).await;
     }

@@ -6,5 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod ingest;
 pub mod migrate;
+pub mod model;
 pub mod simulate;
+pub mod train;
 mod time_arg;

@@ -1,0 +1,296 @@
+//! One LSTM layer over a whole sequence: forward, and backpropagation through time (BPTT).
+//!
+//! Everything inside a layer is time-major, `[T, B, ·]`, so that one time step's rows are
+//! contiguous and a span of steps is one matrix. With `G = 4H` the fused gate width:
+//!
+//! ```text
+//! forward
+//!   A[T·B, G]  = X[T·B, in] · W_ihᵀ + (b_ih + b_hh)          one GEMM for all steps
+//!                (a repeated input — the decoder's — is projected once, [B, G], and copied)
+//!   for t:  A_t += h₍t−1₎ · W_hhᵀ                             [B, H]·[H, G], skipped at t = 0
+//!           cell step (cell.rs): A_t → gates_t, c_t, h_t      h₋₁ = c₋₁ = 0
+//!
+//! backward, given ∂L/∂h_t from above (every step, or the last step only)
+//!   for t = T−1 … 0:
+//!           dh = ∂L/∂h_t (above) + dA₍t+1₎ · W_hh              the recurrent path
+//!           cell step backward: gates_t → dA_t, dc carried to t−1
+//!   dW_hh += dA[1..T]ᵀ · h[0..T−1]                            one GEMM for all steps
+//!   db_ih = db_hh += Σ_rows dA
+//!   dW_ih += dA ᵀ · X                                         one GEMM for all steps
+//!           (repeated input: S = Σ_t dA_t, dW_ih += Sᵀ·x, ∂L/∂x = S · W_ih)
+//! ```
+//!
+//! Step `t`'s `h₍t−1₎` lives in slot `t` of an `[T+1, B, H]` buffer whose slot 0 is the zero
+//! initial state, so `h[0..T−1]` above is one contiguous matrix.
+
+use crate::activation::Activation;
+use crate::cell::{self, StepForward};
+use crate::gemm::{gemm, n, t};
+use crate::params::LstmParams;
+
+/// What a layer reads.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    /// A time-major sequence `[T, B, in]`.
+    Sequence(&'a [f32]),
+    /// `[B, in]`, the same at every step.
+    Repeated(&'a [f32]),
+}
+
+/// The gradient of the loss with respect to the layer's outputs `h_t`.
+#[derive(Clone, Copy)]
+pub(crate) enum OutputGrad<'a> {
+    /// `[T, B, H]`: every step's output is used.
+    All(&'a [f32]),
+    /// `[B, H]`: only the last step's output is used.
+    Last(&'a [f32]),
+}
+
+/// The forward pass's record (the tape) and the backward pass's scratch, reused across batches.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tape {
+    steps: usize,
+    batch: usize,
+    hidden: usize,
+    /// `[T, B, 4H]`: activated gates after forward, `dA` after backward.
+    gates: Vec<f32>,
+    /// `[T+1, B, H]`, slot 0 zero.
+    c: Vec<f32>,
+    /// `[T+1, B, H]`, slot 0 zero.
+    h: Vec<f32>,
+    /// `[T, B, H]`.
+    tanh_c: Vec<f32>,
+    /// `[B, H]` each: backward scratch.
+    dh: Vec<f32>,
+    dh_next: Vec<f32>,
+    dc: Vec<f32>,
+    /// `[B, 4H]`: the repeated input's projection forward, `Σ_t dA_t` backward.
+    repeated: Vec<f32>,
+    /// `[4H]`: the fused bias, then the bias gradient.
+    bias: Vec<f32>,
+}
+
+impl Tape {
+    fn shape(&mut self, steps: usize, batch: usize, hidden: usize, mode: Mode) {
+        self.steps = steps;
+        self.batch = batch;
+        self.hidden = hidden;
+        let bh = batch * hidden;
+        let kept = if mode == Mode::Train { steps } else { 1 };
+        self.gates.resize(kept * 4 * bh, 0.0);
+        self.c.resize((kept.max(1) + 1) * bh, 0.0);
+        self.h.resize((steps + 1) * bh, 0.0);
+        self.c[..bh].fill(0.0);
+        self.h[..bh].fill(0.0);
+        self.tanh_c.resize(kept * bh, 0.0);
+        self.dh.resize(bh, 0.0);
+        self.dh_next.resize(bh, 0.0);
+        self.dc.resize(bh, 0.0);
+        self.repeated.resize(4 * bh, 0.0);
+        self.bias.resize(4 * hidden, 0.0);
+    }
+
+    /// Every step's output `h_t`, `[T, B, H]`.
+    pub(crate) fn outputs(&self) -> &[f32] {
+        &self.h[self.batch * self.hidden..]
+    }
+
+    /// The last step's output `h₍T−1₎`, `[B, H]`.
+    pub(crate) fn last(&self) -> &[f32] {
+        &self.h[self.steps * self.batch * self.hidden..]
+    }
+}
+
+/// Whether a forward pass records what backward needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Keep every step's gates, cell state and `tanh(c)`: `[T, B, ·]`.
+    Train,
+    /// Keep only the outputs `h`; gates and cell state live in one-step buffers that stay in
+    /// cache, and each step's input projection is its own small GEMM.
+    Infer,
+}
+
+/// Runs the layer over `steps` steps of `batch` rows, recording what backward needs in `tape`
+/// (in [`Mode::Train`]).
+pub(crate) fn forward(
+    p: &LstmParams,
+    act: Activation,
+    input: Input<'_>,
+    steps: usize,
+    batch: usize,
+    tape: &mut Tape,
+    mode: Mode,
+) {
+    let (hid, inp) = (p.hidden, p.input);
+    let g4 = 4 * hid;
+    let bh = batch * hid;
+    tape.shape(steps, batch, hid, mode);
+    for ((b, x), y) in tape.bias.iter_mut().zip(&p.bias_ih).zip(&p.bias_hh) {
+        *b = x + y;
+    }
+    if let Input::Repeated(x) = input {
+        for row in tape.repeated.chunks_exact_mut(g4) {
+            row.copy_from_slice(&tape.bias);
+        }
+        gemm(batch, g4, inp, 1.0, n(x, inp), t(&p.weight_ih, inp), 1.0, &mut tape.repeated, g4);
+    }
+    // The input projection: for all steps at once when training, step by step otherwise.
+    let project =
+        |gates: &mut [f32], bias: &[f32], repeated: &[f32], first: usize, count: usize| match input
+        {
+            Input::Sequence(x) => {
+                for row in gates.chunks_exact_mut(g4) {
+                    row.copy_from_slice(bias);
+                }
+                let x = &x[first * batch * inp..(first + count) * batch * inp];
+                gemm(count * batch, g4, inp, 1.0, n(x, inp), t(&p.weight_ih, inp), 1.0, gates, g4);
+            }
+            Input::Repeated(_) => {
+                for step in gates.chunks_exact_mut(batch * g4) {
+                    step.copy_from_slice(repeated);
+                }
+            }
+        };
+    if mode == Mode::Train {
+        project(&mut tape.gates, &tape.bias, &tape.repeated, 0, steps);
+    }
+    for s in 0..steps {
+        let (gates, c_prev, c, tanh_c) = match mode {
+            Mode::Train => {
+                let (c_prev, c_next) = tape.c.split_at_mut((s + 1) * bh);
+                (
+                    &mut tape.gates[s * batch * g4..(s + 1) * batch * g4],
+                    &c_prev[s * bh..],
+                    &mut c_next[..bh],
+                    &mut tape.tanh_c[s * bh..(s + 1) * bh],
+                )
+            }
+            Mode::Infer => {
+                project(&mut tape.gates, &tape.bias, &tape.repeated, s, 1);
+                let (even, odd) = tape.c.split_at_mut(bh);
+                let (c_prev, c) = if s % 2 == 0 { (even, odd) } else { (odd, even) };
+                (&mut tape.gates[..], &c_prev[..], c, &mut tape.tanh_c[..])
+            }
+        };
+        let (h_prev, h_next) = tape.h.split_at_mut((s + 1) * bh);
+        let h_prev = &h_prev[s * bh..];
+        if s > 0 {
+            gemm(batch, g4, hid, 1.0, n(h_prev, hid), t(&p.weight_hh, hid), 1.0, gates, g4);
+        }
+        cell::forward(act, hid, StepForward { gates, c_prev, c, tanh_c, h: &mut h_next[..bh] });
+    }
+}
+
+/// Backpropagates through the steps `forward` recorded: adds the weight gradients into `grad`
+/// and, for a repeated input, writes `∂L/∂x` (`[B, in]`) into `d_input`. Consumes the tape's
+/// gates (they become `dA`).
+pub(crate) fn backward(
+    p: &LstmParams,
+    input: Input<'_>,
+    out_grad: OutputGrad<'_>,
+    tape: &mut Tape,
+    grad: &mut LstmParams,
+    d_input: Option<&mut [f32]>,
+) {
+    let (hid, inp) = (p.hidden, p.input);
+    let (steps, batch) = (tape.steps, tape.batch);
+    let g4 = 4 * hid;
+    let bh = batch * hid;
+    tape.dc.fill(0.0);
+    tape.dh_next.fill(0.0);
+    for s in (0..steps).rev() {
+        match out_grad {
+            OutputGrad::All(d) => {
+                let d = &d[s * bh..(s + 1) * bh];
+                for ((dh, a), b) in tape.dh.iter_mut().zip(d).zip(&tape.dh_next) {
+                    *dh = a + b;
+                }
+            }
+            OutputGrad::Last(d) if s + 1 == steps => {
+                for ((dh, a), b) in tape.dh.iter_mut().zip(d).zip(&tape.dh_next) {
+                    *dh = a + b;
+                }
+            }
+            OutputGrad::Last(_) => tape.dh.copy_from_slice(&tape.dh_next),
+        }
+        let d_gates = &mut tape.gates[s * batch * g4..(s + 1) * batch * g4];
+        cell::backward(
+            hid,
+            d_gates,
+            &tape.c[s * bh..(s + 1) * bh],
+            &tape.tanh_c[s * bh..(s + 1) * bh],
+            &tape.dh,
+            &mut tape.dc,
+        );
+        if s > 0 {
+            gemm(
+                batch,
+                hid,
+                g4,
+                1.0,
+                n(d_gates, g4),
+                n(&p.weight_hh, hid),
+                0.0,
+                &mut tape.dh_next,
+                hid,
+            );
+        }
+    }
+    let d_gates = &tape.gates[..steps * batch * g4];
+    if steps > 1 {
+        // dW_hh += Σ_{t≥1} dA_tᵀ · h₍t−1₎ (the t = 0 term is zero: h₋₁ = 0).
+        let rows = (steps - 1) * batch;
+        gemm(
+            g4,
+            hid,
+            rows,
+            1.0,
+            t(&d_gates[batch * g4..], g4),
+            n(&tape.h[bh..bh + rows * hid], hid),
+            1.0,
+            &mut grad.weight_hh,
+            hid,
+        );
+    }
+    match input {
+        Input::Sequence(x) => {
+            column_sums(d_gates, g4, &mut tape.bias);
+            gemm(
+                g4,
+                inp,
+                steps * batch,
+                1.0,
+                t(d_gates, g4),
+                n(x, inp),
+                1.0,
+                &mut grad.weight_ih,
+                inp,
+            );
+        }
+        Input::Repeated(x) => {
+            let sum = &mut tape.repeated;
+            sum.fill(0.0);
+            for step in d_gates.chunks_exact(batch * g4) {
+                sum.iter_mut().zip(step).for_each(|(a, b)| *a += b);
+            }
+            column_sums(sum, g4, &mut tape.bias);
+            gemm(g4, inp, batch, 1.0, t(sum, g4), n(x, inp), 1.0, &mut grad.weight_ih, inp);
+            if let Some(d_input) = d_input {
+                gemm(batch, inp, g4, 1.0, n(sum, g4), n(&p.weight_ih, inp), 0.0, d_input, inp);
+            }
+        }
+    }
+    for ((a, b), d) in grad.bias_ih.iter_mut().zip(grad.bias_hh.iter_mut()).zip(&tape.bias) {
+        *a += d;
+        *b += d;
+    }
+}
+
+/// `out[j] = Σ_r m[r, j]` for a row-major `m` of width `width`.
+pub(crate) fn column_sums(m: &[f32], width: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for row in m.chunks_exact(width) {
+        out.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    }
+}

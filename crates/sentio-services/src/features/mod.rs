@@ -1,0 +1,26 @@
+//! From stored readings to the model's input: frames, gaps, scaling, windows and splits.
+//!
+//! Training (`train`) and detection read readings the same way, so that a window means the same
+//! thing to both:
+//!
+//! 1. [`align`]: per device, readings land in fixed slots of `cadence` (slot `k` covers
+//!    `[k·cadence, (k+1)·cadence)` since the epoch, the latest reading of a sensor in a slot wins).
+//!    A sensor missing from a slot repeats its last observed value for at most `fill_limit` slots
+//!    (the cell is marked *filled*); past that the cell is a *hole*. A reading that arrives after
+//!    its slot was built (late) is not used to rebuild it: batch training sees every reading in
+//!    order, the live detector closes a slot once its allowed lateness has passed.
+//! 2. [`Scaler`]: per-sensor mean and standard deviation, fitted on observed (not filled), normal
+//!    (no ground-truth label) values of the training split only.
+//! 3. [`window`]: windows of `window` frames every `stride` frames; a window with a hole, or with
+//!    more than `max_filled_fraction` of its cells filled, is dropped; a window holding a labelled
+//!    frame (the simulator's ground truth) never trains, validates or calibrates.
+//! 4. [`Split`]: time-ordered: the oldest part of the range trains, then validation, then
+//!    calibration; a window that straddles a boundary is dropped, so no frame serves two splits.
+
+pub mod align;
+pub mod scaler;
+pub mod window;
+
+pub use align::{AlignSettings, Filler, Series, SeriesBuilder, align};
+pub use scaler::Scaler;
+pub use window::{Split, SplitPoints, WindowRef, WindowSettings, cut_windows};

@@ -1,0 +1,193 @@
+//! Training data: history from the store, aligned, split in time, standardized and windowed.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use sentio_config::TrainConfig;
+use sentio_core::DeviceId;
+use sentio_store::{RangeQuery, ReadingStore};
+use serde::{Deserialize, Serialize};
+
+use crate::features::window::{gather, thin};
+use crate::features::{Scaler, Series, SeriesBuilder, Split, SplitPoints, WindowRef, WindowSettings};
+
+/// The store is read in slices of this length, all devices at once, so memory holds one slice of
+/// readings plus the frames.
+const QUERY_SLICE_NS: i64 = 3_600 * 1_000_000_000;
+
+/// What went into the data set, for the run's parameters and the user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataReport {
+    pub from_ns: i64,
+    pub to_ns: i64,
+    pub devices: Vec<String>,
+    pub readings: u64,
+    pub frames: u64,
+    /// Windows with no hole and few enough filled cells.
+    pub usable_windows: u64,
+    /// Usable windows that hold a ground-truth label: never trained, validated or calibrated on.
+    pub labelled_windows: u64,
+    /// Usable windows that straddle a split boundary.
+    pub straddling_windows: u64,
+    pub train_windows: u64,
+    /// Training windows dropped by `train.max_train_windows`.
+    pub thinned_windows: u64,
+    pub validation_windows: u64,
+    pub calibration_windows: u64,
+    pub validation_from_ns: i64,
+    pub calibration_from_ns: i64,
+}
+
+/// Windows of one split, standardized: `len × window × 4` f32, row-major.
+#[derive(Debug, Clone, Default)]
+pub struct Windows {
+    pub data: Vec<f32>,
+    pub refs: Vec<WindowRef>,
+}
+
+impl Windows {
+    pub fn len(&self) -> usize {
+        self.refs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.refs.is_empty()
+    }
+}
+
+/// Everything training needs, prepared.
+pub struct Prepared {
+    pub series: Vec<Series>,
+    pub points: SplitPoints,
+    pub scaler: Scaler,
+    pub train: Windows,
+    pub validation: Windows,
+    pub calibration: Windows,
+    pub report: DataReport,
+}
+
+/// Reads `[from_ns, to_ns)` from the store (the devices of `config.devices`, or all) into one
+/// aligned series per device. `progress(done_ns, total_ns)` is called after each slice.
+pub async fn load_series(
+    store: &dyn ReadingStore,
+    config: &TrainConfig,
+    from_ns: i64,
+    to_ns: i64,
+    mut progress: impl FnMut(i64, i64, u64),
+) -> anyhow::Result<(Vec<Series>, u64)> {
+    let cadence_ns = i64::try_from(config.cadence.as_nanos()).unwrap_or(i64::MAX);
+    let devices: Vec<DeviceId> = config
+        .devices
+        .iter()
+        .map(|d| DeviceId::new(d).with_context(|| format!("train.devices: {d:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    let mut builders: BTreeMap<DeviceId, SeriesBuilder> = BTreeMap::new();
+    let mut readings = 0u64;
+    let mut at = from_ns;
+    while at < to_ns {
+        let end = at.saturating_add(QUERY_SLICE_NS).min(to_ns);
+        let query =
+            RangeQuery { devices: devices.clone(), sensors: vec![], from_ns: at, to_ns: end };
+        let rows = store.query_range(&query).await.context("reading history from the store")?;
+        readings += rows.len() as u64;
+        for r in &rows {
+            builders
+                .entry(r.device.clone())
+                .or_insert_with(|| SeriesBuilder::new(r.device.clone(), from_ns, to_ns, cadence_ns))
+                .push(r);
+        }
+        progress(end - from_ns, to_ns - from_ns, readings);
+        at = end;
+    }
+    let series = builders.into_values().map(|b| b.finish(config.fill_limit)).collect();
+    Ok((series, readings))
+}
+
+/// Splits, fits the scaler on the training part, cuts and standardizes the windows.
+pub fn prepare(
+    series: Vec<Series>,
+    readings: u64,
+    config: &TrainConfig,
+    from_ns: i64,
+    to_ns: i64,
+) -> anyhow::Result<Prepared> {
+    if series.is_empty() {
+        bail!(
+            "the store holds no readings between {} and {}: ingest some first \
+             (`sentio simulate --backfill` and `sentio ingest`, or `sentio demo`)",
+            sentio_core::time::format_rfc3339(from_ns),
+            sentio_core::time::format_rfc3339(to_ns)
+        );
+    }
+    let points =
+        SplitPoints::new(from_ns, to_ns, config.validation_fraction, config.calibration_fraction);
+    let scaler = Scaler::fit(series.iter().map(|s| (s, points.train_rows(s)))).context(
+        "the training part of the range holds fewer than two normal readings of some sensor; \
+         widen the range (--from/--to or train.lookback)",
+    )?;
+    let settings = WindowSettings {
+        window: config.window,
+        stride: config.stride,
+        max_filled_fraction: config.max_filled_fraction,
+    };
+    let usable = crate::features::cut_windows(&series, settings);
+    let mut report = DataReport {
+        from_ns,
+        to_ns,
+        devices: series.iter().map(|s| s.device.to_string()).collect(),
+        readings,
+        frames: series.iter().map(|s| s.len() as u64).sum(),
+        usable_windows: usable.len() as u64,
+        validation_from_ns: points.validation_ns,
+        calibration_from_ns: points.calibration_ns,
+        ..DataReport::default()
+    };
+    let mut parts: [Vec<WindowRef>; 3] = Default::default();
+    for w in usable {
+        if w.labelled {
+            report.labelled_windows += 1;
+            continue;
+        }
+        let s = &series[w.series];
+        let start = s.ts_ns(w.start);
+        let end = s.ts_ns(w.start + config.window);
+        match points.of(start, end) {
+            Some(Split::Train) => parts[0].push(w),
+            Some(Split::Validation) => parts[1].push(w),
+            Some(Split::Calibration) => parts[2].push(w),
+            None => report.straddling_windows += 1,
+        }
+    }
+    let [train, validation, calibration] = parts;
+    let kept = thin(&train, config.max_train_windows);
+    report.thinned_windows = (train.len() - kept.len()) as u64;
+    report.train_windows = kept.len() as u64;
+    report.validation_windows = validation.len() as u64;
+    report.calibration_windows = calibration.len() as u64;
+    let need = |n: usize, what: &str| -> anyhow::Result<()> {
+        if n == 0 {
+            bail!(
+                "no usable {what} windows ({} frames per window, {} usable windows in all, {} \
+                 with ground-truth labels): train on a longer range or a shorter train.window",
+                config.window,
+                report.usable_windows,
+                report.labelled_windows
+            );
+        }
+        Ok(())
+    };
+    need(kept.len(), "training")?;
+    need(validation.len(), "validation")?;
+    need(calibration.len(), "calibration")?;
+    let t = config.window;
+    let windows = |refs: Vec<WindowRef>| Windows { data: gather(&series, &refs, t, &scaler), refs };
+    Ok(Prepared {
+        train: windows(kept),
+        validation: windows(validation),
+        calibration: windows(calibration),
+        series,
+        points,
+        scaler,
+        report,
+    })
+}

@@ -1,0 +1,202 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Training end to end on the embedded backends: simulated history in SQLite, a trained,
+//! calibrated model registered in the local tracker, reproducible with a fixed seed, promoted
+//! only when it beats the champion.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use sentio_config::{Config, Promote};
+use sentio_core::time::NANOS_PER_SEC;
+use sentio_core::{DecodeLimits, decode_reading};
+use sentio_services::simulator::{Output, Simulator};
+use sentio_services::train::fit::Silent;
+use sentio_services::train::{CHAMPION, Progress, TrainRequest, train};
+use sentio_store::ReadingStore;
+use sentio_store::sqlite::SqliteStore;
+use sentio_tracking::{LocalTracking, RunId, Tracking};
+use tokio_util::sync::CancellationToken;
+
+/// 2026-11-24T00:00:00Z
+const START: i64 = 1_795_478_400 * NANOS_PER_SEC;
+const HOURS: i64 = 3;
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::defaults().unwrap();
+    c.simulator.devices = 3;
+    c.simulator.seed = 11;
+    c.simulator.anomalies.rate_per_hour = 2.0;
+    let t = &mut c.train;
+    t.window = 16;
+    t.stride = 8;
+    t.hidden = 12;
+    t.bottleneck = 4;
+    t.epochs = 3;
+    t.patience = 2;
+    t.batch_size = 32;
+    t.max_train_windows = 600;
+    t.threads = 2;
+    t.learning_rate = 0.005;
+    c
+}
+
+async fn history(store: &SqliteStore, config: &Config) {
+    let out = Shared::default();
+    let mut sim = Simulator::new(&config.simulator, Output::Lines(Box::new(out.clone())), None).unwrap();
+    sim.backfill(START, START + HOURS * 3_600 * NANOS_PER_SEC, &CancellationToken::new(), |_| {})
+        .await
+        .unwrap();
+    sim.finish().await.unwrap();
+    let bytes = out.0.lock().unwrap().clone();
+    let readings: Vec<_> = bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| decode_reading(l, &DecodeLimits::default(), sentio_core::time::now_ns()).unwrap())
+        .collect();
+    assert!(readings.iter().any(|r| r.injected.is_some()), "the history has injected anomalies");
+    store.insert_readings(&readings).await.unwrap();
+}
+
+fn request(config: &Config) -> TrainRequest {
+    TrainRequest {
+        config: config.train.clone(),
+        experiment: "test".into(),
+        from_ns: Some(START),
+        to_ns: Some(START + HOURS * 3_600 * NANOS_PER_SEC),
+    }
+}
+
+async fn weights(tracking: &dyn Tracking, name: &str, version: u64) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    tracking.download_model_version(name, version, dir.path()).await.unwrap();
+    std::fs::read(dir.path().join("weights.safetensors")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trains_registers_and_promotes_only_a_better_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.migrate().await.unwrap();
+    let config = config();
+    history(&store, &config).await;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+
+    let first = train(&store, tracking.clone(), request(&config), CancellationToken::new(), Box::new(Silent))
+        .await
+        .unwrap();
+    let report = &first.card.data;
+    assert_eq!(report.devices.len(), 3);
+    assert!(report.labelled_windows > 0, "labelled windows exist and were left out");
+    assert_eq!(report.train_windows, 600, "thinned to train.max_train_windows");
+    assert!(first.history.len() <= 3 && !first.history.is_empty());
+    assert!(first.card.calibration.threshold > first.card.calibration.score_mean);
+    assert_eq!(first.version, 1);
+    assert!(first.promotion.promote, "{:?}", first.promotion);
+
+    // The run carries params and one metric value per epoch.
+    let run = tracking.get_run(&first.run_id).await.unwrap();
+    assert_eq!(run.params["window"], "16");
+    assert_eq!(run.params["train_windows"], "600");
+    let history = tracking.metric_history(&first.run_id, "validation_loss").await.unwrap();
+    assert_eq!(history.len(), first.history.len());
+    assert_eq!(run.status.as_str(), "FINISHED");
+    let champion = tracking.get_alias(&config.train.model_name, CHAMPION).await.unwrap().unwrap();
+    assert_eq!(champion.version, 1);
+
+    // Same seed, data and threads: the same weights, which do not beat the champion.
+    let second = train(&store, tracking.clone(), request(&config), CancellationToken::new(), Box::new(Silent))
+        .await
+        .unwrap();
+    assert_eq!(second.version, 2);
+    assert_eq!(
+        weights(&*tracking, &config.train.model_name, 1).await,
+        weights(&*tracking, &config.train.model_name, 2).await,
+        "a fixed seed reproduces the model bit for bit"
+    );
+    assert!(!second.promotion.promote, "{:?}", second.promotion);
+    assert_eq!(second.promotion.champion_version, Some(1));
+    let loss = second.promotion.champion_loss.unwrap();
+    assert!((loss - second.promotion.new_loss).abs() < 1e-4 * loss.max(1e-9), "{loss} vs {}", second.promotion.new_loss);
+
+    // A longer training beats the 3-epoch champion and takes the alias.
+    let mut longer = config.clone();
+    longer.train.epochs = 12;
+    longer.train.patience = 12;
+    let third = train(&store, tracking.clone(), request(&longer), CancellationToken::new(), Box::new(Silent))
+        .await
+        .unwrap();
+    assert!(third.promotion.promote, "{:?}", third.promotion);
+    let champion = tracking.get_alias(&config.train.model_name, CHAMPION).await.unwrap().unwrap();
+    assert_eq!(champion.version, 3);
+
+    // --no-promote keeps the alias.
+    let mut never = config.clone();
+    never.train.promote = Promote::Never;
+    let fourth = train(&store, tracking.clone(), request(&never), CancellationToken::new(), Box::new(Silent))
+        .await
+        .unwrap();
+    assert!(!fourth.promotion.promote);
+    let _: RunId = fourth.run_id;
+    assert_eq!(tracking.get_alias(&config.train.model_name, CHAMPION).await.unwrap().unwrap().version, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_store_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.migrate().await.unwrap();
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    let mut request = request(&config());
+    request.from_ns = None;
+    request.to_ns = None;
+    let err = train(&store, tracking, request, CancellationToken::new(), Box::new(Silent))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("ingest readings first"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_keeps_the_best_model_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.migrate().await.unwrap();
+    let mut config = config();
+    config.train.epochs = 1000;
+    config.train.patience = 1000;
+    history(&store, &config).await;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+
+    /// Cancels once two epochs have finished.
+    struct CancelAfter(CancellationToken, usize);
+    impl sentio_services::train::fit::Observer for CancelAfter {
+        fn epoch_finished(&mut self, e: &sentio_services::train::fit::EpochReport) {
+            if e.epoch >= self.1 {
+                self.0.cancel();
+            }
+        }
+    }
+    impl Progress for CancelAfter {}
+    let stop = CancellationToken::new();
+    let outcome = train(&store, tracking.clone(), request(&config), stop.clone(), Box::new(CancelAfter(stop, 2)))
+        .await
+        .unwrap();
+    assert_eq!(outcome.card.training.stopped, "cancelled");
+    assert_eq!(outcome.history.len(), 2);
+    let run = tracking.get_run(&outcome.run_id).await.unwrap();
+    assert_eq!(run.status.as_str(), "KILLED");
+    assert_eq!(outcome.version, 1);
+}
