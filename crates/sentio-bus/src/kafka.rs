@@ -137,7 +137,7 @@ impl KafkaBus {
     }
 
     /// The partition count of `topic`, or `None` when the cluster does not know it.
-    async fn partition_count(&self, topic: &str) -> Result<Option<u32>, BusError> {
+    pub async fn partition_count(&self, topic: &str) -> Result<Option<u32>, BusError> {
         let producer = self.producer();
         let name = topic.to_owned();
         let metadata = tokio::task::spawn_blocking(move || {

@@ -100,3 +100,14 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks the whole command tree (unique argument names, valid defaults) only when a
+    /// command is built: this builds every subcommand, so a clash fails here, not at a user's.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -180,7 +180,7 @@ impl Etl {
                 consumer.seek(*p, offset).await.context("seeking to the stored offset")?;
             }
         }
-        tracing::debug!(partitions = ?now, "assignment changed");
+        tracing::info!(partitions = ?now, "assignment changed");
         *assigned = now;
         Ok(records)
     }

@@ -23,14 +23,15 @@ enum ModelCommand {
         /// Registered model name (default: train.model_name).
         #[arg(long)]
         name: Option<String>,
-        /// Version number or alias (default: champion).
-        #[arg(default_value = CHAMPION)]
-        version: String,
+        /// Version number or alias.
+        #[arg(default_value = CHAMPION, value_name = "VERSION|ALIAS")]
+        which: String,
     },
     /// Point an alias (default: champion) at a version. The detector follows `champion`.
     Promote {
         /// The version number to promote.
-        version: u64,
+        #[arg(value_name = "VERSION")]
+        number: u64,
         /// Registered model name (default: train.model_name).
         #[arg(long)]
         name: Option<String>,
@@ -66,7 +67,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
                 }
             }
         }
-        ModelCommand::Show { name, version } => {
+        ModelCommand::Show { name, which: version } => {
             let name = name.unwrap_or_else(|| config.train.model_name.clone());
             let v = match version.parse::<u64>() {
                 Ok(n) => tracking.get_model_version(&name, n).await?,
@@ -98,7 +99,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
             say!(
                 "  training    {} epochs ({}), best {} with validation loss {:.5}, seed {}",
                 t.epochs_run,
-                t.stopped,
+                super::train::stop_reason(&t.stopped),
                 t.best_epoch,
                 t.best_validation_loss,
                 t.seed
@@ -114,7 +115,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
                 );
             }
         }
-        ModelCommand::Promote { version, name, alias } => {
+        ModelCommand::Promote { number: version, name, alias } => {
             let name = name.unwrap_or_else(|| config.train.model_name.clone());
             tracking.get_model_version(&name, version).await.with_context(|| {
                 format!("model {name:?} has no version {version}; `sentio model list` shows them")

@@ -75,7 +75,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         "trained in {:.1}s: {} epochs ({}), best epoch {} with validation loss {:.5}, {:.0} windows/s on {} threads",
         s.seconds,
         s.epochs_run,
-        s.stopped,
+        stop_reason(&s.stopped),
         s.best_epoch,
         s.best_validation_loss,
         s.train_windows_per_s,
@@ -187,5 +187,15 @@ impl Progress for Bars {
 impl Drop for Bars {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// Why training ended, in words (the card stores the short form).
+pub(crate) fn stop_reason(stopped: &str) -> &str {
+    match stopped {
+        "epochs" => "all of train.epochs ran",
+        "early-stopping" => "stopped early: validation loss no longer improved",
+        "cancelled" => "cancelled; the best epoch is kept",
+        other => other,
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that run the `sentio` binary against the real servers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -177,6 +178,37 @@ impl Stack {
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The partitions `child` last logged as its assignment (`None` before its first one).
+    pub fn assignment(&self, child: &Child) -> Option<BTreeSet<u32>> {
+        let log = self.logs.lock().unwrap().get(&child.id()).cloned()?;
+        let text = std::fs::read_to_string(log).ok()?;
+        let line = text.lines().rev().find(|l| l.contains("assignment changed"))?;
+        let set = &line[line.rfind('{')? + 1..line.rfind('}')?];
+        Some(set.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+    }
+
+    /// Waits until `members` hold disjoint, non-empty assignments that cover all `partitions`:
+    /// the group has settled on one generation that every member took part in.
+    pub fn wait_balanced(&self, members: &[Child], partitions: u32) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let sets: Vec<_> = members.iter().map(|m| self.assignment(m)).collect();
+            let settled = sets.iter().all(|s| s.as_ref().is_some_and(|s| !s.is_empty()))
+                && sets.iter().flatten().map(BTreeSet::len).sum::<usize>() == partitions as usize
+                && sets.iter().flatten().flatten().collect::<BTreeSet<_>>().len()
+                    == partitions as usize;
+            if settled {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the group never settled: {sets:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
