@@ -49,7 +49,9 @@ fn resendable(e: &BusError) -> bool {
         BusError::Backend { source, .. } => source
             .downcast_ref::<KafkaError>()
             .and_then(KafkaError::rdkafka_error_code)
-            .is_some_and(|c| matches!(c, RDKafkaErrorCode::Unknown | RDKafkaErrorCode::MessageTimedOut)),
+            .is_some_and(|c| {
+                matches!(c, RDKafkaErrorCode::Unknown | RDKafkaErrorCode::MessageTimedOut)
+            }),
         _ => false,
     }
 }
@@ -191,20 +193,19 @@ impl KafkaBus {
         let producer = self.producer();
         let mut failed = Vec::new();
         let mut last = None;
-        let mut settle = |i: usize, result, out: &mut [Option<Delivery>]| match delivered(
-            topic, result,
-        ) {
-            Ok(d) => {
-                out[i] = Some(d);
-                Ok(())
-            }
-            Err(e) if resendable(&e) => {
-                failed.push(i);
-                last = Some(e);
-                Ok(())
-            }
-            Err(e) => Err(e),
-        };
+        let mut settle =
+            |i: usize, result, out: &mut [Option<Delivery>]| match delivered(topic, result) {
+                Ok(d) => {
+                    out[i] = Some(d);
+                    Ok(())
+                }
+                Err(e) if resendable(&e) => {
+                    failed.push(i);
+                    last = Some(e);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
         for &i in todo {
             let (key, payload) = &records[i];
             loop {

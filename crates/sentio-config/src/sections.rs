@@ -815,7 +815,11 @@ pub struct MlflowConfig {
 impl TrackingConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.experiment.is_empty() {
-            return Err(invalid("tracking.experiment", "\"\"", "an experiment name such as sentio"));
+            return Err(invalid(
+                "tracking.experiment",
+                "\"\"",
+                "an experiment name such as sentio",
+            ));
         }
         if self.local.root.as_os_str().is_empty() {
             return Err(invalid(

@@ -55,7 +55,8 @@ fn config() -> Config {
 
 async fn history(store: &SqliteStore, config: &Config) {
     let out = Shared::default();
-    let mut sim = Simulator::new(&config.simulator, Output::Lines(Box::new(out.clone())), None).unwrap();
+    let mut sim =
+        Simulator::new(&config.simulator, Output::Lines(Box::new(out.clone())), None).unwrap();
     sim.backfill(START, START + HOURS * 3_600 * NANOS_PER_SEC, &CancellationToken::new(), |_| {})
         .await
         .unwrap();
@@ -94,9 +95,15 @@ async fn trains_registers_and_promotes_only_a_better_model() {
     history(&store, &config).await;
     let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
 
-    let first = train(&store, tracking.clone(), request(&config), CancellationToken::new(), Box::new(Silent))
-        .await
-        .unwrap();
+    let first = train(
+        &store,
+        tracking.clone(),
+        request(&config),
+        CancellationToken::new(),
+        Box::new(Silent),
+    )
+    .await
+    .unwrap();
     let report = &first.card.data;
     assert_eq!(report.devices.len(), 3);
     assert!(report.labelled_windows > 0, "labelled windows exist and were left out");
@@ -117,9 +124,15 @@ async fn trains_registers_and_promotes_only_a_better_model() {
     assert_eq!(champion.version, 1);
 
     // Same seed, data and threads: the same weights, which do not beat the champion.
-    let second = train(&store, tracking.clone(), request(&config), CancellationToken::new(), Box::new(Silent))
-        .await
-        .unwrap();
+    let second = train(
+        &store,
+        tracking.clone(),
+        request(&config),
+        CancellationToken::new(),
+        Box::new(Silent),
+    )
+    .await
+    .unwrap();
     assert_eq!(second.version, 2);
     assert_eq!(
         weights(&*tracking, &config.train.model_name, 1).await,
@@ -129,15 +142,25 @@ async fn trains_registers_and_promotes_only_a_better_model() {
     assert!(!second.promotion.promote, "{:?}", second.promotion);
     assert_eq!(second.promotion.champion_version, Some(1));
     let loss = second.promotion.champion_loss.unwrap();
-    assert!((loss - second.promotion.new_loss).abs() < 1e-4 * loss.max(1e-9), "{loss} vs {}", second.promotion.new_loss);
+    assert!(
+        (loss - second.promotion.new_loss).abs() < 1e-4 * loss.max(1e-9),
+        "{loss} vs {}",
+        second.promotion.new_loss
+    );
 
     // A longer training beats the 3-epoch champion and takes the alias.
     let mut longer = config.clone();
     longer.train.epochs = 12;
     longer.train.patience = 12;
-    let third = train(&store, tracking.clone(), request(&longer), CancellationToken::new(), Box::new(Silent))
-        .await
-        .unwrap();
+    let third = train(
+        &store,
+        tracking.clone(),
+        request(&longer),
+        CancellationToken::new(),
+        Box::new(Silent),
+    )
+    .await
+    .unwrap();
     assert!(third.promotion.promote, "{:?}", third.promotion);
     let champion = tracking.get_alias(&config.train.model_name, CHAMPION).await.unwrap().unwrap();
     assert_eq!(champion.version, 3);
@@ -145,12 +168,21 @@ async fn trains_registers_and_promotes_only_a_better_model() {
     // --no-promote keeps the alias.
     let mut never = config.clone();
     never.train.promote = Promote::Never;
-    let fourth = train(&store, tracking.clone(), request(&never), CancellationToken::new(), Box::new(Silent))
-        .await
-        .unwrap();
+    let fourth = train(
+        &store,
+        tracking.clone(),
+        request(&never),
+        CancellationToken::new(),
+        Box::new(Silent),
+    )
+    .await
+    .unwrap();
     assert!(!fourth.promotion.promote);
     let _: RunId = fourth.run_id;
-    assert_eq!(tracking.get_alias(&config.train.model_name, CHAMPION).await.unwrap().unwrap().version, 3);
+    assert_eq!(
+        tracking.get_alias(&config.train.model_name, CHAMPION).await.unwrap().unwrap().version,
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,9 +223,15 @@ async fn cancelling_keeps_the_best_model_so_far() {
     }
     impl Progress for CancelAfter {}
     let stop = CancellationToken::new();
-    let outcome = train(&store, tracking.clone(), request(&config), stop.clone(), Box::new(CancelAfter(stop, 2)))
-        .await
-        .unwrap();
+    let outcome = train(
+        &store,
+        tracking.clone(),
+        request(&config),
+        stop.clone(),
+        Box::new(CancelAfter(stop, 2)),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome.card.training.stopped, "cancelled");
     assert_eq!(outcome.history.len(), 2);
     let run = tracking.get_run(&outcome.run_id).await.unwrap();

@@ -139,9 +139,12 @@ async fn runs_round_trip(t: &dyn Tracking, experiment: &ExperimentId) -> RunId {
     shuffled.swap(0, 4);
     shuffled.swap(1, 3);
     t.log_metrics(&run, &shuffled).await.unwrap();
-    t.log_metrics(&run, &[Metric::new("big", f64::INFINITY, 0, t0), Metric::new("neg", f64::NEG_INFINITY, 0, t0)])
-        .await
-        .unwrap();
+    t.log_metrics(
+        &run,
+        &[Metric::new("big", f64::INFINITY, 0, t0), Metric::new("neg", f64::NEG_INFINITY, 0, t0)],
+    )
+    .await
+    .unwrap();
     assert_same_values(&t.metric_history(&run, "loss").await.unwrap(), &loss);
     assert!(t.metric_history(&run, "never-logged").await.unwrap().is_empty());
 
@@ -187,7 +190,8 @@ async fn many_values_in_one_call(t: &dyn Tracking, experiment: &ExperimentId) {
     let params: Vec<(String, String)> =
         (0..150).map(|i| (format!("p{i:03}"), format!("value-{i}"))).collect();
     t.log_params(&run, &params).await.unwrap();
-    let tags: Vec<(String, String)> = (0..150).map(|i| (format!("t{i:03}"), "x".repeat(i))).collect();
+    let tags: Vec<(String, String)> =
+        (0..150).map(|i| (format!("t{i:03}"), "x".repeat(i))).collect();
     t.set_tags(&run, &tags).await.unwrap();
 
     let history = t.metric_history(&run, "batch/loss").await.unwrap();

@@ -137,6 +137,10 @@ pub trait Tracking: Send + Sync {
 
     /// Downloads every artifact of a model version into `local_dir` (its `MLmodel` lands at
     /// `local_dir/MLmodel`).
-    async fn download_model_version(&self, name: &str, version: u64, local_dir: &Path)
-    -> Result<()>;
+    async fn download_model_version(
+        &self,
+        name: &str,
+        version: u64,
+        local_dir: &Path,
+    ) -> Result<()>;
 }

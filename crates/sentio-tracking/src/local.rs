@@ -191,15 +191,21 @@ fn write_atomic(op: &'static str, path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_yaml<T: Serialize>(op: &'static str, path: &Path, value: &T) -> Result<()> {
-    let text = serde_yaml::to_string(value)
-        .map_err(|source| TrackingError::Yaml { op, path: path.to_owned(), source })?;
+    let text = serde_yaml::to_string(value).map_err(|source| TrackingError::Yaml {
+        op,
+        path: path.to_owned(),
+        source,
+    })?;
     write_atomic(op, path, text.as_bytes())
 }
 
 fn read_yaml<T: DeserializeOwned>(op: &'static str, path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(io(op, path))?;
-    serde_yaml::from_str(&text)
-        .map_err(|source| TrackingError::Yaml { op, path: path.to_owned(), source })
+    serde_yaml::from_str(&text).map_err(|source| TrackingError::Yaml {
+        op,
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The subfolders of `dir` (none when it does not exist).
@@ -223,7 +229,12 @@ fn subdirs(op: &'static str, dir: &Path) -> Result<Vec<PathBuf>> {
 /// Every file under `dir`, as (`/`-separated relative path, path), sorted; temporary files
 /// skipped. Nothing when `dir` does not exist.
 pub(crate) fn files_under(op: &'static str, dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    fn walk(op: &'static str, dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
+    fn walk(
+        op: &'static str,
+        dir: &Path,
+        prefix: &str,
+        out: &mut Vec<(String, PathBuf)>,
+    ) -> Result<()> {
         for entry in fs::read_dir(dir).map_err(io(op, dir))? {
             let entry = entry.map_err(io(op, dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -613,7 +624,13 @@ impl Store {
         Err(unsupported("expected an absolute path, file://, runs:/ or models:/<model_id>"))
     }
 
-    fn download(&self, op: &'static str, root: &ArtifactRoot, path: &str, to: &Path) -> Result<PathBuf> {
+    fn download(
+        &self,
+        op: &'static str,
+        root: &ArtifactRoot,
+        path: &str,
+        to: &Path,
+    ) -> Result<PathBuf> {
         validate::artifact_path(op, path)?;
         let from = join_rel(&self.resolve_root(op, root)?, path);
         if from.is_dir() {
@@ -719,7 +736,12 @@ impl Store {
         read_yaml(op, &path)
     }
 
-    fn get_model_version(&self, op: &'static str, name: &str, version: u64) -> Result<ModelVersion> {
+    fn get_model_version(
+        &self,
+        op: &'static str,
+        name: &str,
+        version: u64,
+    ) -> Result<ModelVersion> {
         let meta = self.version_meta(op, name, version)?;
         let aliases = self
             .aliases(op, &self.registered_dir(op, name)?)?
@@ -786,7 +808,13 @@ impl Store {
         }
     }
 
-    fn download_model_version(&self, op: &'static str, name: &str, version: u64, to: &Path) -> Result<()> {
+    fn download_model_version(
+        &self,
+        op: &'static str,
+        name: &str,
+        version: u64,
+        to: &Path,
+    ) -> Result<()> {
         let meta = self.version_meta(op, name, version)?;
         copy_tree(op, Path::new(&meta.storage_location), to)
     }
@@ -812,8 +840,10 @@ impl Tracking for LocalTracking {
         tags: &[(String, String)],
     ) -> Result<RunId> {
         let (experiment, run_name, tags) = (experiment.clone(), run_name.to_owned(), tags.to_vec());
-        self.blocking("create_run", move |s| s.create_run("create_run", &experiment, &run_name, &tags))
-            .await
+        self.blocking("create_run", move |s| {
+            s.create_run("create_run", &experiment, &run_name, &tags)
+        })
+        .await
     }
 
     async fn log_params(&self, run: &RunId, params: &[(String, String)]) -> Result<()> {

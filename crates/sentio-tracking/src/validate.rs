@@ -23,7 +23,8 @@ pub fn key(op: &'static str, what: &str, key: &str) -> Result<(), TrackingError>
     if !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ' ')) {
         return Err(invalid("only letters, digits, '_', '-', '.', '/' and spaces are allowed"));
     }
-    if key.starts_with('/') || key.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+    if key.starts_with('/')
+        || key.split('/').any(|part| part.is_empty() || part == "." || part == "..")
     {
         return Err(invalid("not a relative path of plain names"));
     }
@@ -51,7 +52,9 @@ pub fn model_name(op: &'static str, name: &str) -> Result<(), TrackingError> {
 pub fn alias(op: &'static str, alias: &str) -> Result<(), TrackingError> {
     let lower = alias.to_ascii_lowercase();
     let reserved = lower == "latest"
-        || (lower.len() > 1 && lower.starts_with('v') && lower[1..].chars().all(|c| c.is_ascii_digit()));
+        || (lower.len() > 1
+            && lower.starts_with('v')
+            && lower[1..].chars().all(|c| c.is_ascii_digit()));
     let bad = alias.is_empty()
         || alias.len() > 255
         || !alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -59,8 +62,7 @@ pub fn alias(op: &'static str, alias: &str) -> Result<(), TrackingError> {
         return Err(TrackingError::Invalid {
             op,
             what: format!("alias {alias:?}"),
-            reason: "letters, digits, '_' and '-' only, and not 'latest' or 'v<number>'"
-                .to_owned(),
+            reason: "letters, digits, '_' and '-' only, and not 'latest' or 'v<number>'".to_owned(),
         });
     }
     Ok(())

@@ -25,7 +25,10 @@ async fn the_layout_is_mlflows_file_store() {
     let run = tracking.create_run(&experiment, "r", &[("k".into(), "v".into())]).await.unwrap();
     tracking.log_params(&run, &[("lr".into(), "0.5".into())]).await.unwrap();
     tracking
-        .log_metrics(&run, &[Metric::new("loss", 0.25, 3, 1000), Metric::new("loss", f64::NAN, 4, 1001)])
+        .log_metrics(
+            &run,
+            &[Metric::new("loss", 0.25, 3, 1000), Metric::new("loss", f64::NAN, 4, 1001)],
+        )
         .await
         .unwrap();
     tracking.end_run(&run, RunStatus::Killed).await.unwrap();
@@ -51,7 +54,12 @@ async fn the_layout_is_mlflows_file_store() {
     assert!(root.join("models/detector/version-1/meta.yaml").is_file());
     assert_eq!(read(&root.join("models/detector/aliases/champion")), "1");
     assert!(
-        root.join("mlruns").join(experiment.as_str()).join("models").join(model.model_id.as_str()).join("meta.yaml").is_file()
+        root.join("mlruns")
+            .join(experiment.as_str())
+            .join("models")
+            .join(model.model_id.as_str())
+            .join("meta.yaml")
+            .is_file()
     );
 }
 

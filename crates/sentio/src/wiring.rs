@@ -118,7 +118,10 @@ pub fn open_tracking(config: &Config) -> anyhow::Result<Arc<dyn Tracking>> {
         TrackingKind::Local => {
             let root = &config.tracking.local.root;
             LocalSettings { root: root.clone() }.open().with_context(|| {
-                format!("opening the local tracking directory {} (tracking.local.root)", root.display())
+                format!(
+                    "opening the local tracking directory {} (tracking.local.root)",
+                    root.display()
+                )
             })
         }
         TrackingKind::Mlflow => {

@@ -49,10 +49,11 @@ fn run(mut cmd: Command) -> String {
 fn backfill(sentio: &dyn Fn() -> Command) {
     let mut simulate = sentio();
     simulate.args(["simulate", "--from", START, "--to", &to(), "--stdout", "--no-archive"]);
-    let lines = simulate.stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = simulate.stdout(Stdio::piped()).spawn().unwrap();
     let mut ingest = sentio();
-    ingest.args(["ingest", "--stdin"]).stdin(lines.stdout.unwrap());
+    ingest.args(["ingest", "--stdin"]).stdin(lines.stdout.take().unwrap());
     let out = run(ingest);
+    assert!(lines.wait().unwrap().success(), "sentio simulate failed");
     assert!(out.contains("0 dead letters"), "{out}");
 }
 
@@ -82,8 +83,12 @@ fn train_and_manage(sentio: &dyn Fn() -> Command, model: &str) -> u64 {
     assert!(!second.contains("champion -> version 2"), "{second}");
 
     let list = cmd(&["model", "list"]);
-    let ours: Vec<&str> =
-        list.lines().skip_while(|l| *l != model).skip(1).take_while(|l| l.starts_with(' ')).collect();
+    let ours: Vec<&str> = list
+        .lines()
+        .skip_while(|l| *l != model)
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .collect();
     assert_eq!(ours.len(), 2, "{list}");
     assert!(ours[0].contains("version   1") && ours[0].ends_with("@champion"), "{list}");
     assert!(!ours[1].contains('@'), "{list}");
@@ -124,7 +129,10 @@ fn train_and_model_commands_on_the_embedded_defaults() {
     assert_eq!(train_and_manage(&sentio, "sentio-lstm-ae"), 2);
     // The local registry keeps MLflow's file-store layout, with the alias moved to version 2.
     let models = dir.path().join("data/tracking/models/sentio-lstm-ae");
-    assert!(models.join("version-1/meta.yaml").is_file() && models.join("version-2/meta.yaml").is_file());
+    assert!(
+        models.join("version-1/meta.yaml").is_file()
+            && models.join("version-2/meta.yaml").is_file()
+    );
     assert_eq!(std::fs::read_to_string(models.join("aliases/champion")).unwrap().trim(), "2");
 }
 
@@ -152,6 +160,17 @@ async fn train_registers_in_mlflow_and_python_loads_the_champion() {
     assert_eq!(info.params["devices"].split(',').count(), 8, "{:?}", info.params);
     let history = tracking.metric_history(&run, "validation_loss").await.unwrap();
     assert_eq!(history.iter().map(|m| m.step).collect::<Vec<_>>(), [1, 2, 3]);
+
+    // The run page links the logged model (the run's outputs), as for a model logged from Python.
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{uri}/api/2.0/mlflow/runs/get?run_id={run}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl runs/get failed");
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outputs = &got["run"]["outputs"]["model_outputs"];
+    assert_eq!(outputs.as_array().map(Vec::len), Some(1), "{got}");
+    assert!(version.source.ends_with(outputs[0]["model_id"].as_str().unwrap()), "{got}");
 
     // Python loads the champion through MLflow and reconstructs like the Rust engine.
     let dir = tempfile::tempdir().unwrap();
@@ -182,7 +201,7 @@ async fn train_registers_in_mlflow_and_python_loads_the_champion() {
 fn reconstruction_cases(model_dir: &Path) -> serde_json::Value {
     let weights = model_dir.join("weights.safetensors");
     let spec = sentio_model::checkpoint::read_spec(&weights).unwrap().unwrap();
-    let engine = Autoencoder::load_safetensors(&weights, spec.clone()).unwrap();
+    let engine = Autoencoder::load_safetensors(&weights, spec).unwrap();
     let (batch, steps, features) = (12, spec.window, spec.features);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let windows: Vec<f32> =

@@ -92,11 +92,7 @@ pub fn cut_windows(all: &[Series], settings: WindowSettings) -> Vec<WindowRef> {
         while start + t <= n {
             let end = start + t;
             if holes[end] == holes[start] && filled[end] - filled[start] <= max_filled {
-                out.push(WindowRef {
-                    series: si,
-                    start,
-                    labelled: labels[end] > labels[start],
-                });
+                out.push(WindowRef { series: si, start, labelled: labels[end] > labels[start] });
             }
             start += settings.stride;
         }

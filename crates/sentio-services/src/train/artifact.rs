@@ -92,7 +92,12 @@ impl ModelCard {
 
 /// Writes the card, the ONNX graph and the MLflow metadata next to `weights.safetensors`, which
 /// the caller has already written into `dir`.
-pub fn write_artifact(dir: &Path, card: &ModelCard, onnx: &[u8], model_uuid: &str) -> anyhow::Result<()> {
+pub fn write_artifact(
+    dir: &Path,
+    card: &ModelCard,
+    onnx: &[u8],
+    model_uuid: &str,
+) -> anyhow::Result<()> {
     let write = |name: &str, bytes: &[u8]| {
         std::fs::write(dir.join(name), bytes)
             .with_context(|| format!("writing {}", dir.join(name).display()))

@@ -9,7 +9,9 @@ use sentio_store::{RangeQuery, ReadingStore};
 use serde::{Deserialize, Serialize};
 
 use crate::features::window::{gather, thin};
-use crate::features::{Scaler, Series, SeriesBuilder, Split, SplitPoints, WindowRef, WindowSettings};
+use crate::features::{
+    Scaler, Series, SeriesBuilder, Split, SplitPoints, WindowRef, WindowSettings,
+};
 
 /// The store is read in slices of this length, all devices at once, so memory holds one slice of
 /// readings plus the frames.

@@ -88,7 +88,8 @@ pub async fn train(
         ("sentio.version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
     ];
     let run = tracking.create_run(&experiment, &run_name, &tags).await?;
-    let result = train_in_run(&*tracking, &experiment, &run, prepared, &config, stop, progress).await;
+    let result =
+        train_in_run(&*tracking, &experiment, &run, prepared, &config, stop, progress).await;
     let status = match &result {
         Ok(o) if o.card.training.stopped == fit::Stopped::Cancelled.as_str() => RunStatus::Killed,
         Ok(_) => RunStatus::Finished,
@@ -265,22 +266,28 @@ async fn train_in_run(
     tracking.log_metrics(run, &final_metrics).await?;
 
     progress.stage("registering the model");
-    let logged = tracking.create_logged_model(experiment, artifact::ARTIFACT_PATH, Some(run)).await?;
+    let logged =
+        tracking.create_logged_model(experiment, artifact::ARTIFACT_PATH, Some(run)).await?;
     let uploaded = tracking.log_model_artifacts(&logged.model_id, dir.path()).await;
-    let status = if uploaded.is_ok() { LoggedModelStatus::Ready } else { LoggedModelStatus::UploadFailed };
+    let status =
+        if uploaded.is_ok() { LoggedModelStatus::Ready } else { LoggedModelStatus::UploadFailed };
     tracking.finalize_logged_model(&logged.model_id, status).await?;
     uploaded?;
     tracking.create_registered_model(&config.model_name).await?;
     let version = tracking
-        .create_model_version(&config.model_name, &logged.model_uri(), Some(run), Some(&logged.model_id))
+        .create_model_version(
+            &config.model_name,
+            &logged.model_uri(),
+            Some(run),
+            Some(&logged.model_id),
+        )
         .await?;
     tracking
         .set_tags(run, &[("sentio.model_version".to_owned(), version.version.to_string())])
         .await?;
 
     progress.stage("comparing with the champion");
-    let decision =
-        promote::decide(tracking, config, &prepared, &fitted, version.version).await?;
+    let decision = promote::decide(tracking, config, &prepared, &fitted, version.version).await?;
     if decision.promote {
         tracking.set_alias(&config.model_name, CHAMPION, version.version).await?;
     }

@@ -78,7 +78,11 @@ pub async fn decide(
 }
 
 /// The champion's mean squared error on this run's validation frames, in the new scaler's units.
-fn score_champion(dir: &std::path::Path, card: &ModelCard, prepared: &Prepared) -> anyhow::Result<Option<f64>> {
+fn score_champion(
+    dir: &std::path::Path,
+    card: &ModelCard,
+    prepared: &Prepared,
+) -> anyhow::Result<Option<f64>> {
     let ours = super::super::features::align::sensor_order();
     if card.features != 4 || card.sensors.iter().map(String::as_str).ne(ours.iter().copied()) {
         return Ok(None);

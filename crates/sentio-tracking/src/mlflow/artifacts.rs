@@ -49,10 +49,18 @@ impl MlflowTracking {
     }
 
     /// Uploads the files under `local_dir` to the folder `uri` (an `mlflow-artifacts:` URI).
-    pub(super) async fn upload_tree(&self, op: &'static str, uri: &str, local_dir: &Path) -> Result<()> {
+    pub(super) async fn upload_tree(
+        &self,
+        op: &'static str,
+        uri: &str,
+        local_dir: &Path,
+    ) -> Result<()> {
         let base = proxy_path(op, uri)?;
         if !local_dir.is_dir() {
-            return Err(TrackingError::NotFound { op, what: format!("folder {}", local_dir.display()) });
+            return Err(TrackingError::NotFound {
+                op,
+                what: format!("folder {}", local_dir.display()),
+            });
         }
         let dir = local_dir.to_owned();
         let files = tokio::task::spawn_blocking(move || crate::local::files_under(op, &dir))
@@ -62,11 +70,10 @@ impl MlflowTracking {
             .map(|(rel, path)| {
                 let remote = join(&base, &rel);
                 async move {
-                    let body = Bytes::from(
-                        tokio::fs::read(&path)
-                            .await
-                            .map_err(|source| TrackingError::Io { op, path: path.clone(), source })?,
-                    );
+                    let body =
+                        Bytes::from(tokio::fs::read(&path).await.map_err(|source| {
+                            TrackingError::Io { op, path: path.clone(), source }
+                        })?);
                     let url = self.artifact_url(&remote);
                     self.send(op, || self.http.put(url.clone()).body(body.clone())).await?;
                     Ok::<_, TrackingError>(())
@@ -130,9 +137,11 @@ impl MlflowTracking {
             self.fetch(op, &remote, &target).await?;
             return Ok(target);
         }
-        tokio::fs::create_dir_all(local_dir)
-            .await
-            .map_err(|source| TrackingError::Io { op, path: local_dir.to_owned(), source })?;
+        tokio::fs::create_dir_all(local_dir).await.map_err(|source| TrackingError::Io {
+            op,
+            path: local_dir.to_owned(),
+            source,
+        })?;
         futures::stream::iter(files)
             .map(|rel| {
                 let target = rel.split('/').fold(local_dir.to_owned(), |p, part| p.join(part));
@@ -183,13 +192,19 @@ mod tests {
 
     #[test]
     fn proxy_paths() {
-        assert_eq!(proxy_path("t", "mlflow-artifacts:/1/abc/artifacts").unwrap(), "1/abc/artifacts");
+        assert_eq!(
+            proxy_path("t", "mlflow-artifacts:/1/abc/artifacts").unwrap(),
+            "1/abc/artifacts"
+        );
         assert_eq!(
             proxy_path("t", "mlflow-artifacts://host:5000/1/models/m-1/artifacts").unwrap(),
             "1/models/m-1/artifacts"
         );
         assert!(proxy_path("t", "s3://bucket/x").is_err());
-        assert_eq!(join("mlflow-artifacts:/1/a/artifacts", "model/x"), "mlflow-artifacts:/1/a/artifacts/model/x");
+        assert_eq!(
+            join("mlflow-artifacts:/1/a/artifacts", "model/x"),
+            "mlflow-artifacts:/1/a/artifacts/model/x"
+        );
         assert_eq!(join("u/", ""), "u/");
     }
 }

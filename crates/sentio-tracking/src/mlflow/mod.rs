@@ -48,13 +48,12 @@ pub struct MlflowTracking {
 impl MlflowTracking {
     pub fn new(settings: &MlflowSettings) -> Result<Self> {
         let op = "connect";
-        let base = Url::parse(settings.uri.trim_end_matches('/')).map_err(|e| {
-            TrackingError::Invalid {
+        let base =
+            Url::parse(settings.uri.trim_end_matches('/')).map_err(|e| TrackingError::Invalid {
                 op,
                 what: format!("tracking.mlflow.uri {:?}", settings.uri),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(TrackingError::Invalid {
                 op,
@@ -121,11 +120,8 @@ impl MlflowTracking {
                     return Err(TrackingError::Client { op, source });
                 }
                 Err(source) => {
-                    let error = TrackingError::Unreachable {
-                        op,
-                        uri: self.base.to_string(),
-                        source,
-                    };
+                    let error =
+                        TrackingError::Unreachable { op, uri: self.base.to_string(), source };
                     if attempt >= self.max_retries {
                         return Err(error);
                     }
@@ -187,8 +183,7 @@ impl MlflowTracking {
     }
 
     async fn run(&self, op: &'static str, run: &RunId) -> Result<Run> {
-        let response: RunResponse =
-            self.get(op, "runs/get", &[("run_id", run.as_str())]).await?;
+        let response: RunResponse = self.get(op, "runs/get", &[("run_id", run.as_str())]).await?;
         Ok(response.run)
     }
 
@@ -209,7 +204,9 @@ impl MlflowTracking {
     async fn resolve_root(&self, op: &'static str, root: &ArtifactRoot) -> Result<String> {
         match root {
             ArtifactRoot::Run(run) => Ok(self.run(op, run).await?.info.artifact_uri),
-            ArtifactRoot::LoggedModel(model) => Ok(self.logged_model(op, model).await?.artifact_uri),
+            ArtifactRoot::LoggedModel(model) => {
+                Ok(self.logged_model(op, model).await?.artifact_uri)
+            }
             ArtifactRoot::Uri(uri) => {
                 if let Some(model) = uri.strip_prefix("models:/").filter(|m| m.starts_with("m-")) {
                     let model = LoggedModelId::new(model.trim_end_matches('/'));
@@ -275,18 +272,21 @@ impl Tracking for MlflowTracking {
         let op = "experiment";
         for _ in 0..2 {
             match self
-                .get::<GetExperimentResponse>(op, "experiments/get-by-name", &[(
-                    "experiment_name",
-                    name,
-                )])
+                .get::<GetExperimentResponse>(
+                    op,
+                    "experiments/get-by-name",
+                    &[("experiment_name", name)],
+                )
                 .await
             {
                 Ok(found) => {
                     let id = found.experiment.experiment_id;
                     if found.experiment.lifecycle_stage == "deleted" {
-                        self.post::<_, Empty>(op, "experiments/restore", &ExperimentRef {
-                            experiment_id: &id,
-                        })
+                        self.post::<_, Empty>(
+                            op,
+                            "experiments/restore",
+                            &ExperimentRef { experiment_id: &id },
+                        )
                         .await?;
                     }
                     return Ok(ExperimentId::new(id));
@@ -295,9 +295,11 @@ impl Tracking for MlflowTracking {
                 Err(e) => return Err(e),
             }
             match self
-                .post::<_, CreateExperimentResponse>(op, "experiments/create", &CreateExperiment {
-                    name,
-                })
+                .post::<_, CreateExperimentResponse>(
+                    op,
+                    "experiments/create",
+                    &CreateExperiment { name },
+                )
                 .await
             {
                 Ok(created) => return Ok(ExperimentId::new(created.experiment_id)),
@@ -306,7 +308,10 @@ impl Tracking for MlflowTracking {
                 Err(e) => return Err(e),
             }
         }
-        Err(TrackingError::NotFound { op, what: format!("experiment {name:?} (created, then gone)") })
+        Err(TrackingError::NotFound {
+            op,
+            what: format!("experiment {name:?} (created, then gone)"),
+        })
     }
 
     async fn create_run(
@@ -333,7 +338,8 @@ impl Tracking for MlflowTracking {
 
     async fn log_params(&self, run: &RunId, params: &[(String, String)]) -> Result<()> {
         for chunk in batch::pair_chunks(params, MAX_PARAMS) {
-            let body = LogBatch { run_id: run.as_str(), params: key_values(chunk), ..LogBatch::default() };
+            let body =
+                LogBatch { run_id: run.as_str(), params: key_values(chunk), ..LogBatch::default() };
             self.log_batch("log_params", body).await?;
         }
         Ok(())
@@ -353,7 +359,8 @@ impl Tracking for MlflowTracking {
 
     async fn set_tags(&self, run: &RunId, tags: &[(String, String)]) -> Result<()> {
         for chunk in batch::pair_chunks(tags, MAX_TAGS) {
-            let body = LogBatch { run_id: run.as_str(), tags: key_values(chunk), ..LogBatch::default() };
+            let body =
+                LogBatch { run_id: run.as_str(), tags: key_values(chunk), ..LogBatch::default() };
             self.log_batch("set_tags", body).await?;
         }
         Ok(())
@@ -461,7 +468,15 @@ impl Tracking for MlflowTracking {
         let body = FinalizeLoggedModel { model_id: model.as_str(), status };
         let response: LoggedModelResponse =
             self.call(op, Method::PATCH, &format!("logged-models/{model}"), &body).await?;
-        Ok(response.model.info.into())
+        let logged: LoggedModel = response.model.info.into();
+        if let (LoggedModelStatus::Ready, Some(run)) = (status, &logged.source_run_id) {
+            let outputs = LogOutputs {
+                run_id: run.as_str(),
+                models: [ModelOutput { model_id: model.as_str(), step: 0 }],
+            };
+            self.post::<_, Empty>(op, "runs/outputs", &outputs).await?;
+        }
+        Ok(logged)
     }
 
     async fn get_logged_model(&self, model: &LoggedModelId) -> Result<LoggedModel> {
@@ -500,7 +515,11 @@ impl Tracking for MlflowTracking {
     async fn get_model_version(&self, name: &str, version: u64) -> Result<ModelVersion> {
         let version = version.to_string();
         let response: ModelVersionResponse = self
-            .get("get_model_version", "model-versions/get", &[("name", name), ("version", &version)])
+            .get(
+                "get_model_version",
+                "model-versions/get",
+                &[("name", name), ("version", &version)],
+            )
             .await?;
         Ok(response.model_version.into())
     }
@@ -553,8 +572,11 @@ impl Tracking for MlflowTracking {
         // Search results carry no aliases: take them from the registered model.
         let aliases = self.registered_model(op, name).await?.aliases;
         for v in &mut out {
-            v.aliases =
-                aliases.iter().filter(|a| a.version == v.version).map(|a| a.alias.clone()).collect();
+            v.aliases = aliases
+                .iter()
+                .filter(|a| a.version == v.version)
+                .map(|a| a.alias.clone())
+                .collect();
             v.aliases.sort();
         }
         out.sort_by_key(|v| v.version);
@@ -574,9 +596,8 @@ impl Tracking for MlflowTracking {
         if !model.aliases.iter().any(|a| a.alias == alias) {
             return Ok(None);
         }
-        let response: ModelVersionResponse = self
-            .get(op, "registered-models/alias", &[("name", name), ("alias", alias)])
-            .await?;
+        let response: ModelVersionResponse =
+            self.get(op, "registered-models/alias", &[("name", name), ("alias", alias)]).await?;
         Ok(Some(response.model_version.into()))
     }
 
@@ -617,10 +638,7 @@ mod tests {
         assert_eq!(client.api("runs/get").as_str(), "http://h:5000/prefix/api/2.0/mlflow/runs/get");
         let plain = MlflowTracking::new(&MlflowSettings::new("http://h:5000")).unwrap();
         assert_eq!(plain.api("runs/get").as_str(), "http://h:5000/api/2.0/mlflow/runs/get");
-        assert_eq!(
-            plain.url(["a b", "c#d"]).as_str(),
-            "http://h:5000/a%20b/c%23d"
-        );
+        assert_eq!(plain.url(["a b", "c#d"]).as_str(), "http://h:5000/a%20b/c%23d");
         assert!(MlflowTracking::new(&MlflowSettings::new("file:///x")).is_err());
     }
 

@@ -223,6 +223,20 @@ pub(crate) struct CreateLoggedModel<'a> {
     pub source_run_id: Option<&'a str>,
 }
 
+/// `runs/outputs`: links a logged model to the run that produced it (the run page's "Logged
+/// models"), as MLflow's Python client does after `log_model`.
+#[derive(Debug, Serialize)]
+pub(crate) struct LogOutputs<'a> {
+    pub run_id: &'a str,
+    pub models: [ModelOutput<'a>; 1],
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ModelOutput<'a> {
+    pub model_id: &'a str,
+    pub step: i64,
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct FinalizeLoggedModel<'a> {
     pub model_id: &'a str,

@@ -8,5 +8,5 @@ pub mod ingest;
 pub mod migrate;
 pub mod model;
 pub mod simulate;
-pub mod train;
 mod time_arg;
+pub mod train;

@@ -72,7 +72,9 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
             let v = match version.parse::<u64>() {
                 Ok(n) => tracking.get_model_version(&name, n).await?,
                 Err(_) => tracking.get_alias(&name, &version).await?.with_context(|| {
-                    format!("model {name:?} has no alias {version:?}; `sentio model list` shows them")
+                    format!(
+                        "model {name:?} has no alias {version:?}; `sentio model list` shows them"
+                    )
                 })?,
             };
             let dir = tempfile::tempdir()?;
@@ -105,7 +107,12 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
                 t.seed
             );
             let c = &card.calibration;
-            say!("  threshold   {:.5} ({}, {} calibration windows)", c.threshold, c.method, c.windows);
+            say!(
+                "  threshold   {:.5} ({}, {} calibration windows)",
+                c.threshold,
+                c.method,
+                c.windows
+            );
             for (s, sensor) in card.sensors.iter().enumerate() {
                 say!(
                     "    {sensor:<12} error mean {:.5}  std {:.5}  threshold {:.5}",
