@@ -10,7 +10,9 @@ pub enum LogFormat {
 
 /// `quiet` lowers the default level for commands that draw progress bars.
 pub fn init(format: LogFormat, filter: Option<&str>, quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
+    // PostgreSQL's NOTICEs (e.g. "relation already exists, skipping" from idempotent
+    // migrations) come through tokio_postgres at INFO: noise for an operator, so WARN by default.
+    let default = if quiet { "warn" } else { "info,tokio_postgres=warn" };
     let filter = filter
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())

@@ -61,14 +61,16 @@ enum Command {
     Model(commands::model::Args),
     /// Print the effective configuration (defaults, file, environment), secrets masked.
     Config(commands::config::Args),
-    /// Measure throughput against peers: the embedded pipeline against its parts, or with --real
-    /// the ETL and producer on Kafka and PostgreSQL against raw COPY and bare librdkafka.
+    /// Measure throughput against peers: the embedded pipeline against its parts, with --real the
+    /// ETL and producer on Kafka and PostgreSQL against raw COPY and bare librdkafka, or `bench
+    /// train` the model engine against PyTorch.
     Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet_default = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    let quiet_default =
+        matches!(cli.command, Command::Demo(_) | Command::Bench(_) | Command::Train(_));
     logging::init(cli.log_format, cli.log.as_deref(), quiet_default);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

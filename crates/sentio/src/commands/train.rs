@@ -1,5 +1,6 @@
 //! `sentio train`: train, calibrate, register and (maybe) promote an LSTM autoencoder.
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -115,6 +116,8 @@ fn config_tracking(config: &Config) -> String {
 struct Bars {
     bar: ProgressBar,
     best: f64,
+    /// Without a terminal the bar is hidden, and so is what it prints: the lines go to stderr.
+    tty: bool,
 }
 
 impl Bars {
@@ -126,7 +129,15 @@ impl Bars {
         );
         bar.set_message("reading");
         bar.enable_steady_tick(Duration::from_millis(200));
-        Bars { bar, best: f64::INFINITY }
+        Bars { bar, best: f64::INFINITY, tty: std::io::stderr().is_terminal() }
+    }
+
+    fn line(&self, text: impl AsRef<str>) {
+        if self.tty {
+            self.bar.println(text);
+        } else {
+            eprintln!("{}", text.as_ref());
+        }
     }
 }
 
@@ -144,7 +155,7 @@ impl Observer for Bars {
 
     fn epoch_finished(&mut self, e: &EpochReport) {
         self.best = self.best.min(e.validation_loss);
-        self.bar.println(format!(
+        self.line(format!(
             "epoch {:>3}  train {:.5}  validation {:.5}{}  {:>6.0} windows/s  {:.1}s",
             e.epoch,
             e.train_loss,
@@ -164,7 +175,7 @@ impl Progress for Bars {
     }
 
     fn prepared(&mut self, r: &DataReport) {
-        self.bar.println(format!(
+        self.line(format!(
             "data {} .. {}: {} devices, {} readings, {} frames; windows: {} train, {} validation, {} calibration ({} with ground-truth labels left out)",
             format_rfc3339(r.from_ns),
             format_rfc3339(r.to_ns),
@@ -180,7 +191,7 @@ impl Progress for Bars {
 
     fn stage(&mut self, what: &str) {
         self.bar.finish_and_clear();
-        self.bar.println(what);
+        self.line(what);
     }
 }
 
