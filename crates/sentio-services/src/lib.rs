@@ -2,9 +2,11 @@
 //!
 //! - [`simulator`]: simulated devices publishing readings to the bus and raw batches to objects.
 //! - [`etl`]: the consumer that lands readings in the store, exactly once, with a dead-letter topic.
+//! - [`detect`]: a registered model scoring windows, and the alert life cycle.
 //! - [`features`]: readings to frames, gaps, scaling, windows and splits (training and detection).
 //! - [`shutdown`]: one cancellation token and task tracker for every role in a process.
 
+pub mod detect;
 pub mod etl;
 pub mod features;
 pub mod shutdown;

@@ -3,73 +3,19 @@
 //! calibrated model registered in the local tracker, reproducible with a fixed seed, promoted
 //! only when it beats the champion.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::sync::Arc;
+
+use common::{HOURS, START, config, history};
 use sentio_config::{Config, Promote};
 use sentio_core::time::NANOS_PER_SEC;
-use sentio_core::{DecodeLimits, decode_reading};
-use sentio_services::simulator::{Output, Simulator};
 use sentio_services::train::fit::Silent;
 use sentio_services::train::{CHAMPION, Progress, TrainRequest, train};
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
 use sentio_tracking::{LocalTracking, RunId, Tracking};
 use tokio_util::sync::CancellationToken;
-
-/// 2026-11-24T00:00:00Z
-const START: i64 = 1_795_478_400 * NANOS_PER_SEC;
-const HOURS: i64 = 3;
-
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn config() -> Config {
-    let mut c = Config::defaults().unwrap();
-    c.simulator.devices = 3;
-    c.simulator.seed = 11;
-    c.simulator.anomalies.rate_per_hour = 2.0;
-    let t = &mut c.train;
-    t.window = 16;
-    t.stride = 8;
-    t.hidden = 12;
-    t.bottleneck = 4;
-    t.epochs = 3;
-    t.patience = 2;
-    t.batch_size = 32;
-    t.max_train_windows = 600;
-    t.threads = 2;
-    t.learning_rate = 0.005;
-    c
-}
-
-async fn history(store: &SqliteStore, config: &Config) {
-    let out = Shared::default();
-    let mut sim =
-        Simulator::new(&config.simulator, Output::Lines(Box::new(out.clone())), None).unwrap();
-    sim.backfill(START, START + HOURS * 3_600 * NANOS_PER_SEC, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
-    sim.finish().await.unwrap();
-    let bytes = out.0.lock().unwrap().clone();
-    let readings: Vec<_> = bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| decode_reading(l, &DecodeLimits::default(), sentio_core::time::now_ns()).unwrap())
-        .collect();
-    assert!(readings.iter().any(|r| r.injected.is_some()), "the history has injected anomalies");
-    store.insert_readings(&readings).await.unwrap();
-}
 
 fn request(config: &Config) -> TrainRequest {
     TrainRequest {

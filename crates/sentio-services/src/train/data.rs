@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::features::window::{gather, thin};
 use crate::features::{
-    Scaler, Series, SeriesBuilder, Split, SplitPoints, WindowRef, WindowSettings,
+    AlignSettings, Scaler, Series, SeriesBuilder, Split, SplitPoints, WindowRef, WindowSettings,
 };
 
 /// The store is read in slices of this length, all devices at once, so memory holds one slice of
@@ -75,7 +75,7 @@ pub async fn load_series(
     config: &TrainConfig,
     from_ns: i64,
     to_ns: i64,
-    mut progress: impl FnMut(i64, i64, u64),
+    progress: impl FnMut(i64, i64, u64),
 ) -> anyhow::Result<(Vec<Series>, u64)> {
     let cadence_ns = i64::try_from(config.cadence.as_nanos()).unwrap_or(i64::MAX);
     let devices: Vec<DeviceId> = config
@@ -83,25 +83,41 @@ pub async fn load_series(
         .iter()
         .map(|d| DeviceId::new(d).with_context(|| format!("train.devices: {d:?}")))
         .collect::<anyhow::Result<_>>()?;
+    let align = AlignSettings { cadence_ns, fill_limit: config.fill_limit };
+    read_series(store, &devices, align, from_ns, to_ns, progress).await
+}
+
+/// Reads `[from_ns, to_ns)` of `devices` (all when empty) into one aligned series per device,
+/// slice by slice; `progress(done_ns, total_ns, readings)` is called after each slice.
+pub async fn read_series(
+    store: &dyn ReadingStore,
+    devices: &[DeviceId],
+    align: AlignSettings,
+    from_ns: i64,
+    to_ns: i64,
+    mut progress: impl FnMut(i64, i64, u64),
+) -> anyhow::Result<(Vec<Series>, u64)> {
     let mut builders: BTreeMap<DeviceId, SeriesBuilder> = BTreeMap::new();
     let mut readings = 0u64;
     let mut at = from_ns;
     while at < to_ns {
         let end = at.saturating_add(QUERY_SLICE_NS).min(to_ns);
         let query =
-            RangeQuery { devices: devices.clone(), sensors: vec![], from_ns: at, to_ns: end };
+            RangeQuery { devices: devices.to_vec(), sensors: vec![], from_ns: at, to_ns: end };
         let rows = store.query_range(&query).await.context("reading history from the store")?;
         readings += rows.len() as u64;
         for r in &rows {
             builders
                 .entry(r.device.clone())
-                .or_insert_with(|| SeriesBuilder::new(r.device.clone(), from_ns, to_ns, cadence_ns))
+                .or_insert_with(|| {
+                    SeriesBuilder::new(r.device.clone(), from_ns, to_ns, align.cadence_ns)
+                })
                 .push(r);
         }
         progress(end - from_ns, to_ns - from_ns, readings);
         at = end;
     }
-    let series = builders.into_values().map(|b| b.finish(config.fill_limit)).collect();
+    let series = builders.into_values().map(|b| b.finish(align.fill_limit)).collect();
     Ok((series, readings))
 }
 

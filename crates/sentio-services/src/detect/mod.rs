@@ -1,0 +1,196 @@
+//! Detection: a registered model scores windows of aligned frames, and per-device trackers turn
+//! the scores into alerts.
+//!
+//! - [`Scorer`]: a model version loaded from its artifact directory (weights and card), scoring
+//!   windows the way training calibrated them: the same frames, fill rules and scaler, the score
+//!   being the window's mean squared reconstruction error in standardized units.
+//! - [`alerts`]: the alert life cycle (open after a sustained excess, escalate, resolve after a
+//!   cooldown) and each sensor's share of the error, so an alert names the sensor that deviated.
+//! - [`replay`]: scores a stored time range and returns the alerts it raises, the code path the
+//!   evaluation uses.
+//!
+//! Not yet here (issue #5): the streaming `sentio detect` service over the bus, model swaps on an
+//! alias change, the `anomaly-alerts` topic and the `anomalies` table.
+
+pub mod alerts;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sentio_core::{Alert, DeviceId};
+use sentio_model::{Autoencoder, ModelSpec};
+use sentio_store::ReadingStore;
+use sentio_tracking::Tracking;
+
+pub use alerts::{AlertSettings, AlertTracker, ModelRef, ScoredWindow, shares, top_sensor};
+
+use crate::features::window::gather;
+use crate::features::{AlignSettings, Series, WindowSettings, cut_windows};
+use crate::train::artifact::ModelCard;
+use crate::train::data::read_series;
+use crate::train::fit;
+
+/// Weights file inside a model's artifact directory.
+const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// A model version ready to score windows.
+pub struct Scorer {
+    engine: Autoencoder,
+    card: ModelCard,
+    model: ModelRef,
+}
+
+impl Scorer {
+    /// Loads the model in `dir` (as `sentio train` wrote it) for scoring on `threads` threads.
+    pub fn load(dir: &Path, model: ModelRef, threads: usize) -> anyhow::Result<Scorer> {
+        let card = ModelCard::read(dir)?;
+        let spec = ModelSpec {
+            features: card.features,
+            hidden: card.hidden,
+            bottleneck: card.bottleneck,
+            window: card.window,
+        };
+        let weights = dir.join(WEIGHTS_FILE);
+        let engine = Autoencoder::load_safetensors(&weights, spec)
+            .with_context(|| format!("loading the weights {}", weights.display()))?
+            .with_threads(threads.max(1));
+        Ok(Scorer { engine, card, model })
+    }
+
+    /// Downloads version `alias_or_version` of `name` (an alias such as `champion`, or a number)
+    /// from the tracking backend into `cache` and loads it.
+    pub async fn resolve(
+        tracking: &dyn Tracking,
+        name: &str,
+        alias_or_version: &str,
+        cache: &Path,
+        threads: usize,
+    ) -> anyhow::Result<Scorer> {
+        let version = match alias_or_version.parse::<u64>() {
+            Ok(v) => v,
+            Err(_) => {
+                tracking
+                    .get_alias(name, alias_or_version)
+                    .await
+                    .with_context(|| format!("looking up {name}@{alias_or_version}"))?
+                    .with_context(|| {
+                        format!(
+                            "model {name:?} has no alias {alias_or_version:?}: train one with \
+                             `sentio train`, or promote a version with `sentio model promote`"
+                        )
+                    })?
+                    .version
+            }
+        };
+        let dir = cache.join(format!("{name}-{version}"));
+        if !dir.join(WEIGHTS_FILE).is_file() {
+            let partial = cache.join(format!(".{name}-{version}.partial"));
+            let _ = std::fs::remove_dir_all(&partial);
+            std::fs::create_dir_all(&partial)
+                .with_context(|| format!("creating {}", partial.display()))?;
+            tracking
+                .download_model_version(name, version, &partial)
+                .await
+                .with_context(|| format!("downloading {name} version {version}"))?;
+            std::fs::rename(&partial, &dir)
+                .with_context(|| format!("moving the model into {}", dir.display()))?;
+        }
+        let model = ModelRef { name: name.to_owned(), version: version.to_string() };
+        Scorer::load(&dir, model, threads)
+    }
+
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    pub fn model(&self) -> &ModelRef {
+        &self.model
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.card.calibration.threshold
+    }
+
+    /// How readings become frames for this model.
+    pub fn align(&self) -> AlignSettings {
+        AlignSettings { cadence_ns: self.card.cadence_ns, fill_limit: self.card.fill_limit }
+    }
+
+    /// Scores every usable window of `series` starting every `stride` frames (no hole, not too
+    /// filled, as in training; labelled windows too: detection must see them), in time order
+    /// per device. Each sensor's error is given relative to its mean on the calibration data.
+    pub fn score_series(
+        &self,
+        series: &[Series],
+        stride: usize,
+    ) -> anyhow::Result<BTreeMap<DeviceId, Vec<ScoredWindow>>> {
+        let t = self.card.window;
+        let settings = WindowSettings {
+            window: t,
+            stride: stride.max(1),
+            max_filled_fraction: self.card.max_filled_fraction,
+        };
+        let windows = cut_windows(series, settings);
+        let data = gather(series, &windows, t, &self.card.scaler);
+        let (scores, sensors) = fit::score(&self.engine, &data)?;
+        let normal = self.card.calibration.sensor_mean;
+        let mut out: BTreeMap<DeviceId, Vec<ScoredWindow>> = BTreeMap::new();
+        for ((w, score), raw) in windows.iter().zip(scores).zip(sensors) {
+            // Relative to each sensor's normal error, so that a sensor the model always
+            // reconstructs loosely (vibration) does not outvote the one that deviated.
+            let sensor_error: [f64; 4] =
+                std::array::from_fn(|i| raw[i] / normal[i].max(f64::MIN_POSITIVE));
+            let s = &series[w.series];
+            out.entry(s.device.clone()).or_default().push(ScoredWindow {
+                start_ns: s.ts_ns(w.start),
+                end_ns: s.ts_ns(w.start + t),
+                score,
+                sensor_error,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What a replay found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Every alert message, in event-time order per device.
+    pub alerts: Vec<Alert>,
+    /// Every scored window, per device.
+    pub scores: BTreeMap<DeviceId, Vec<ScoredWindow>>,
+    pub readings: u64,
+}
+
+/// Scores `[from_ns, to_ns)` of the store (the `devices`, or all when empty) with `scorer`,
+/// one window every `stride` frames, and runs the alert life cycle over the scores; alerts still
+/// open at the end are resolved.
+pub async fn replay(
+    store: &dyn ReadingStore,
+    scorer: Arc<Scorer>,
+    devices: &[DeviceId],
+    from_ns: i64,
+    to_ns: i64,
+    stride: usize,
+    settings: AlertSettings,
+) -> anyhow::Result<Replay> {
+    let (series, readings) =
+        read_series(store, devices, scorer.align(), from_ns, to_ns, |_, _, _| {}).await?;
+    let scoring = scorer.clone();
+    let scores = tokio::task::spawn_blocking(move || scoring.score_series(&series, stride))
+        .await
+        .context("the scoring thread failed")??;
+    let threshold = scorer.threshold();
+    let now = sentio_core::time::now_ns();
+    let mut alerts = Vec::new();
+    for (device, windows) in &scores {
+        let mut tracker = AlertTracker::new(device.clone(), settings);
+        for w in windows {
+            alerts.extend(tracker.observe(w, threshold, scorer.model(), now));
+        }
+        alerts.extend(tracker.resolve(threshold, scorer.model(), now));
+    }
+    Ok(Replay { alerts, scores, readings })
+}
