@@ -40,6 +40,7 @@ pub struct Config {
     pub demo: DemoConfig,
     pub train: TrainConfig,
     pub tracking: TrackingConfig,
+    pub detect: DetectConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +120,8 @@ impl Config {
         self.ingest.validate()?;
         self.demo.validate()?;
         self.train.validate()?;
-        self.tracking.validate()
+        self.tracking.validate()?;
+        self.detect.validate()
     }
 
     /// The effective configuration as TOML, secrets masked.

@@ -845,3 +845,49 @@ impl TrackingConfig {
         )
     }
 }
+
+/// How `sentio detect` scores windows and raises alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Registered model name; empty means train.model_name.
+    pub model_name: String,
+    /// The alias (or version number) of the model to load.
+    pub alias: String,
+    /// Frames between the starts of consecutive scored windows.
+    pub stride: usize,
+    #[serde(with = "humantime_serde")]
+    pub open_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    pub critical_factor: f64,
+    /// Scoring threads; 0 uses every core.
+    pub threads: usize,
+}
+
+impl DetectConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.alias.is_empty() {
+            return Err(invalid(
+                "detect.alias",
+                "\"\"",
+                "an alias such as champion, or a version number",
+            ));
+        }
+        check_range("detect.stride", self.stride, 1, 3_600)?;
+        check_duration(
+            "detect.open_after",
+            self.open_after,
+            Duration::ZERO,
+            Duration::from_secs(3_600),
+        )?;
+        check_duration(
+            "detect.cooldown",
+            self.cooldown,
+            Duration::ZERO,
+            Duration::from_secs(86_400),
+        )?;
+        check_range("detect.critical_factor", self.critical_factor, 1.0, 1_000.0)?;
+        check_range("detect.threads", self.threads, 0, 1_024)
+    }
+}

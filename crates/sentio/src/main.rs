@@ -57,6 +57,8 @@ enum Command {
     /// Train the LSTM autoencoder on stored history, calibrate its threshold, log the run and
     /// register the model (tracking.kind: local directory or MLflow).
     Train(commands::train::Args),
+    /// Score a stored time range with the promoted model and list the alerts it raises.
+    Detect(commands::detect::Args),
     /// List, inspect and promote registered model versions.
     Model(commands::model::Args),
     /// Print the effective configuration (defaults, file, environment), secrets masked.
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
             Command::Ingest(args) => commands::ingest::run(load()?, args).await,
             Command::Migrate => commands::migrate::run(load()?).await,
             Command::Train(args) => commands::train::run(load()?, args).await,
+            Command::Detect(args) => commands::detect::run(load()?, args).await,
             Command::Model(args) => commands::model::run(load()?, args).await,
             Command::Config(args) => commands::config::run(cli.config.as_deref(), args),
             Command::Bench(args) => commands::bench::run(load()?, args).await,

@@ -105,6 +105,20 @@ fn train_and_manage(sentio: &dyn Fn() -> Command, model: &str) -> u64 {
     let show = cmd(&["model", "show", "champion"]);
     assert!(show.contains(&format!("{model} version 2 (aliases: champion)")), "{show}");
 
+    // The champion replays the range and reports what it finds, as a table and as JSON lines.
+    let table = cmd(&["detect", "--from", START, "--to", &to()]);
+    assert!(table.contains(&format!("{model} version 2:")), "{table}");
+    assert!(table.contains("8 devices") && table.contains("windows scored"), "{table}");
+    let json = cmd(&["detect", "--from", START, "--to", &to(), "--model", "1", "--json"]);
+    for line in json.lines() {
+        let alert: sentio_core::Alert = serde_json::from_str(line).unwrap();
+        assert_eq!((alert.model_name.as_str(), alert.model_version.as_str()), (model, "1"));
+        assert!((alert.sensor_share.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{line}");
+    }
+    let opened = json.lines().filter(|l| l.contains("\"state\":\"opened\"")).count();
+    let resolved = json.lines().filter(|l| l.contains("\"state\":\"resolved\"")).count();
+    assert_eq!(opened, resolved, "every alert of a replay is resolved:\n{json}");
+
     // A version that does not exist is a clear error that says where to look.
     let mut missing = sentio();
     missing.args(["model", "promote", "9"]);

@@ -4,6 +4,7 @@ pub mod bench;
 mod bench_real;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod ingest;
 pub mod migrate;
 pub mod model;
