@@ -35,7 +35,36 @@ pub(crate) fn save(path: &Path, spec: &ModelSpec, params: &Params) -> Result<(),
         metadata.insert(SPEC_METADATA_KEY.to_owned(), json);
     }
     let file = safetensors::serialize(views, Some(metadata)).map_err(safetensors_error)?;
+    let file = canonical(file);
     std::fs::write(path, file).map_err(|source| ModelError::Io { path: path.to_owned(), source })
+}
+
+/// The same file with its JSON header's keys sorted. safetensors writes the metadata map in
+/// `HashMap` order, which differs from process to process, so equal weights could give different
+/// bytes; sorted, a seed reproduces the file bit for bit. Tensor offsets are relative to the end
+/// of the header, so only the header (padded with spaces to 8 bytes, as safetensors does) changes.
+fn canonical(file: Vec<u8>) -> Vec<u8> {
+    let Some(len) = file.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes) else {
+        return file;
+    };
+    let Some(end) = usize::try_from(len).ok().and_then(|l| l.checked_add(8)) else {
+        return file;
+    };
+    // serde_json's map is a BTreeMap (no `preserve_order`): re-serializing sorts every object.
+    let Some(header) = file
+        .get(8..end)
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
+        .and_then(|v| serde_json::to_vec(&v).ok())
+    else {
+        return file;
+    };
+    let mut header = header;
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + file.len() - end);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&file[end..]);
+    out
 }
 
 /// Reads the weights for `spec` from `path`.
@@ -84,4 +113,26 @@ pub fn read_spec(path: &Path) -> Result<Option<ModelSpec>, ModelError> {
         .as_ref()
         .and_then(|m| m.get(SPEC_METADATA_KEY))
         .and_then(|json| serde_json::from_str(json).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_header_is_written_with_sorted_keys() {
+        let spec = ModelSpec { features: 4, hidden: 3, bottleneck: 2, window: 5 };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        save(&path, &spec, &Params::zeros(&spec)).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(len % 8, 0);
+        let header = std::str::from_utf8(&bytes[8..8 + len]).unwrap();
+        let start = format!("{{\"__metadata__\":{{\"format\":\"pt\",\"{SPEC_METADATA_KEY}\"");
+        assert!(header.starts_with(&start), "{header}");
+        load(&path, &spec).unwrap();
+        assert_eq!(read_spec(&path).unwrap(), Some(spec));
+    }
 }
