@@ -6,6 +6,8 @@ use std::io::Write;
 
 use std::process::{Command, Stdio};
 
+use sentio_core::{Alert, AlertState, DeviceId, Severity};
+use sentio_services::detect::AlertV1;
 use sentio_services::etl::dead_letter::DeadLetterV1;
 use sentio_store::{DeadLetter, SourceOffset};
 
@@ -115,4 +117,45 @@ fn dead_letters_match_their_schema() {
             r#"{"v":1,"code":"gremlins","reason":"r","topic":"t","partition":0,"offset":0,"group":"g","key_base64":"","payload_base64":""}"#,
         ],
     );
+}
+
+#[test]
+fn alerts_match_their_schema() {
+    let alert = |state: AlertState, severity: Severity, detected_at_ns: i64| {
+        let a = Alert {
+            alert_id: "pump-07-3-1795478464000000000".into(),
+            device: DeviceId::new("pump-07").unwrap(),
+            state,
+            window_start_ns: 1_795_478_400_000_000_000,
+            window_end_ns: 1_795_478_464_000_000_000,
+            score: 0.42,
+            threshold: 0.008,
+            severity,
+            sensor_share: [0.05, 0.8, 0.1, 0.05],
+            model_name: "sentio-lstm-ae".into(),
+            model_version: "3".into(),
+            detected_at_ns,
+        };
+        String::from_utf8(AlertV1::from(&a).to_record().1.to_vec()).unwrap()
+    };
+    let valid = vec![
+        alert(AlertState::Opened, Severity::Warning, 1_795_478_465_000_000_000),
+        alert(AlertState::Updated, Severity::Critical, 1_795_478_470_123_456_789),
+        alert(AlertState::Resolved, Severity::Critical, 1_795_478_530_000_000_000),
+    ];
+    let good = &valid[0];
+    let broken = [
+        good.replace("\"v\":1", "\"v\":2"),
+        good.replace("\"opened\"", "\"escalated\""),
+        good.replace("\"warning\"", "\"info\""),
+        good.replace("\"vibration\"", "\"voltage\""),
+        good.replace("\"2026-11-24T00:00:00Z\"", "1795478400"),
+        good.replace("\"version\":\"3\"", "\"version\":3"),
+        good.replace(",{\"sensor\":\"humidity\",\"share\":0.05}", ""),
+    ];
+    for b in &broken {
+        assert_ne!(b, good, "a replacement did not apply: {good}");
+    }
+    let broken: Vec<&str> = broken.iter().map(String::as_str).collect();
+    check("alert.v1.json", &valid, &broken);
 }

@@ -111,9 +111,10 @@ fn train_and_manage(sentio: &dyn Fn() -> Command, model: &str) -> u64 {
     assert!(table.contains("8 devices") && table.contains("windows scored"), "{table}");
     let json = cmd(&["detect", "--from", START, "--to", &to(), "--model", "1", "--json"]);
     for line in json.lines() {
-        let alert: sentio_core::Alert = serde_json::from_str(line).unwrap();
-        assert_eq!((alert.model_name.as_str(), alert.model_version.as_str()), (model, "1"));
-        assert!((alert.sensor_share.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{line}");
+        let alert: sentio_services::detect::AlertV1 = serde_json::from_str(line).unwrap();
+        assert_eq!((alert.model.name.as_str(), alert.model.version.as_str()), (model, "1"));
+        assert!((alert.sensors.iter().map(|s| s.share).sum::<f64>() - 1.0).abs() < 1e-9, "{line}");
+        assert!(alert.sensors.windows(2).all(|w| w[0].share >= w[1].share), "{line}");
     }
     let opened = json.lines().filter(|l| l.contains("\"state\":\"opened\"")).count();
     let resolved = json.lines().filter(|l| l.contains("\"state\":\"resolved\"")).count();

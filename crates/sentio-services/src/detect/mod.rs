@@ -9,10 +9,13 @@
 //! - [`replay`]: scores a stored time range and returns the alerts it raises, the code path the
 //!   evaluation uses.
 //!
+//! - [`message`]: the alert message v1 (`AlertV1`) for `anomaly-alerts`.
+//!
 //! Not yet here (issue #5): the streaming `sentio detect` service over the bus, model swaps on an
-//! alias change, the `anomaly-alerts` topic and the `anomalies` table.
+//! alias change, publishing to `anomaly-alerts` and the `anomalies` table.
 
 pub mod alerts;
+pub mod message;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +28,7 @@ use sentio_store::ReadingStore;
 use sentio_tracking::Tracking;
 
 pub use alerts::{AlertSettings, AlertTracker, ModelRef, ScoredWindow, shares, top_sensor};
+pub use message::AlertV1;
 
 use crate::features::window::gather;
 use crate::features::{AlignSettings, Series, WindowSettings, cut_windows};

@@ -7,7 +7,7 @@ use anyhow::Context;
 use sentio_config::Config;
 use sentio_core::time::format_rfc3339;
 use sentio_core::{Alert, AlertState, DeviceId, SensorKind};
-use sentio_services::detect::{AlertSettings, Scorer, replay, top_sensor};
+use sentio_services::detect::{AlertSettings, AlertV1, Scorer, replay, top_sensor};
 
 use super::time_arg::parse_instant;
 use crate::wiring;
@@ -31,7 +31,8 @@ pub struct Args {
     /// The model version or alias to use (overrides detect.alias).
     #[arg(long, value_name = "VERSION|ALIAS")]
     model: Option<String>,
-    /// Print every alert message (opened, updated, resolved) as a JSON line instead of a table.
+    /// Print every alert message (opened, updated, resolved) as a JSON line instead of a table:
+    /// the alert message v1 of docs/messages.md.
     #[arg(long)]
     json: bool,
 }
@@ -70,7 +71,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
 
     if args.json {
         for alert in &found.alerts {
-            say!("{}", serde_json::to_string(alert)?);
+            say!("{}", serde_json::to_string(&AlertV1::from(alert))?);
         }
         return Ok(());
     }
