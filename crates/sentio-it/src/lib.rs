@@ -126,3 +126,14 @@ pub fn stack_env(name: &str) -> Vec<(String, String)> {
     ];
     vars.into_iter().map(|(k, v)| (format!("SENTIO__{k}"), v)).collect()
 }
+
+/// `{:#}`-style: the error and each of its causes, for failure messages and assertions.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}

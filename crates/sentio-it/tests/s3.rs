@@ -32,20 +32,9 @@ async fn open(config: &S3Config) -> Arc<dyn ObjectStore> {
         Ok(store) => store,
         Err(e) => panic!(
             "{}\nIs the S3 test server running? Start it with `scripts/services.sh up`.",
-            error_chain(&e)
+            sentio_it::error_chain(&e)
         ),
     }
-}
-
-/// `{:#}`-style: the error and each of its causes.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// Whether `bucket` exists, asked through the S3 API with the right credentials: listing a
@@ -122,7 +111,7 @@ async fn a_wrong_secret_key_is_refused_with_a_clear_error() {
         });
         assert!(matches!(err, ObjectsError::S3Status { status: 403, .. }), "{err:?}");
         assert!(!err.is_transient());
-        let text = error_chain(&err);
+        let text = sentio_it::error_chain(&err);
         for part in [good.bucket.as_str(), good.endpoint.as_str(), "HTTP 403", "secret_access_key"]
         {
             assert!(text.contains(part), "{part:?} missing from {text:?}");

@@ -8,16 +8,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{HOURS, START, config, history, simulate};
+use common::{HOURS, START, config, history, simulate, train_once};
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_core::{AlertState, AnomalyKind, DeviceId, Reading};
 use sentio_services::detect::{AlertSettings, Scorer, replay, top_sensor};
-use sentio_services::train::fit::Silent;
-use sentio_services::train::{CHAMPION, TrainRequest, train};
+use sentio_services::train::{CHAMPION, TrainRequest};
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
 use sentio_tracking::{LocalTracking, Tracking};
-use tokio_util::sync::CancellationToken;
 
 /// One injected fault: a device's run of labelled readings of one kind.
 #[derive(Debug)]
@@ -68,9 +66,7 @@ async fn a_trained_model_alerts_on_unseen_faults_and_names_their_sensor() {
         from_ns: Some(START),
         to_ns: Some(START + HOURS * 3_600 * NANOS_PER_SEC),
     };
-    train(&store, tracking.clone(), request, CancellationToken::new(), Box::new(Silent))
-        .await
-        .unwrap();
+    train_once(&store, &tracking, request).await.unwrap();
 
     // Another seed, many more faults: data the model never saw.
     let mut unseen = config.clone();

@@ -2,20 +2,22 @@
 //! The embedded pipeline end to end: simulator → memory bus → ETL → SQLite, plus the .pickle
 //! archive, with malformed messages mixed into the stream and an ETL crash in the middle.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{START, simulate_until};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use sentio_bus::Bus;
 use sentio_bus::contract::poll_n;
 use sentio_bus::memory::MemoryBus;
 use sentio_config::{Config, IngestConfig};
+use sentio_core::Reading;
 use sentio_core::time::NANOS_PER_SEC;
-use sentio_core::{DecodeLimits, Reading, decode_reading};
 use sentio_objects::{Archiver, RawBatch};
 use sentio_services::etl::Etl;
 use sentio_services::etl::dead_letter::DeadLetterV1;
@@ -26,8 +28,6 @@ use tokio_util::sync::CancellationToken;
 
 const READINGS: &str = "sensor-data";
 const DLQ: &str = "sensor-data.dlq";
-/// 2026-11-24T00:00:00Z
-const START: i64 = 1_795_478_400 * NANOS_PER_SEC;
 
 fn config() -> Config {
     let mut c = Config::load(None).unwrap();
@@ -36,36 +36,6 @@ fn config() -> Config {
     c.ingest.batch_size = 2000;
     c.ingest.batch_linger = Duration::from_millis(20);
     c
-}
-
-/// An in-memory `Write` the test can read back.
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The readings the simulator produces for the range, from a separate run written as lines.
-async fn expected_readings(config: &Config, to: i64) -> Vec<Reading> {
-    let out = Shared::default();
-    let mut sim =
-        Simulator::new(&config.simulator, Output::Lines(Box::new(out.clone())), None).unwrap();
-    sim.backfill(START, to, &CancellationToken::new(), |_| {}).await.unwrap();
-    sim.finish().await.unwrap();
-    let bytes = out.0.lock().unwrap().clone();
-    let limits = DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() };
-    bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| decode_reading(l, &limits, to).unwrap())
-        .collect()
 }
 
 /// Order-independent fingerprint of a multiset of readings: (count, wrapping sum of row hashes).
@@ -178,7 +148,7 @@ async fn seeded_run_stores_exactly_the_valid_readings_and_dead_letters_the_rest(
     stop.cancel();
     etl_task.await.unwrap().unwrap();
 
-    let expected = expected_readings(&config, to).await;
+    let expected = simulate_until(&config, to).await;
     assert_eq!(expected.len(), 102_400);
     assert!(expected.iter().any(|r| r.injected.is_some()), "the run injected no anomaly");
 
@@ -268,7 +238,7 @@ async fn an_etl_killed_mid_stream_resumes_without_loss_or_duplicates() {
     stop.cancel();
     task.await.unwrap().unwrap();
 
-    let expected = expected_readings(&config, to).await;
+    let expected = simulate_until(&config, to).await;
     let stored = store
         .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
         .await

@@ -7,10 +7,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{HOURS, START, config, history};
+use common::{HOURS, START, config, history, train_once};
 use sentio_config::{Config, Promote};
 use sentio_core::time::NANOS_PER_SEC;
-use sentio_services::train::fit::Silent;
 use sentio_services::train::{CHAMPION, Progress, TrainRequest, train};
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
@@ -41,15 +40,7 @@ async fn trains_registers_and_promotes_only_a_better_model() {
     history(&store, &config).await;
     let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
 
-    let first = train(
-        &store,
-        tracking.clone(),
-        request(&config),
-        CancellationToken::new(),
-        Box::new(Silent),
-    )
-    .await
-    .unwrap();
+    let first = train_once(&store, &tracking, request(&config)).await.unwrap();
     let report = &first.card.data;
     assert_eq!(report.devices.len(), 3);
     assert!(report.labelled_windows > 0, "labelled windows exist and were left out");
@@ -70,15 +61,7 @@ async fn trains_registers_and_promotes_only_a_better_model() {
     assert_eq!(champion.version, 1);
 
     // Same seed, data and threads: the same weights, which do not beat the champion.
-    let second = train(
-        &store,
-        tracking.clone(),
-        request(&config),
-        CancellationToken::new(),
-        Box::new(Silent),
-    )
-    .await
-    .unwrap();
+    let second = train_once(&store, &tracking, request(&config)).await.unwrap();
     assert_eq!(second.version, 2);
     assert_eq!(
         weights(&*tracking, &config.train.model_name, 1).await,
@@ -98,15 +81,7 @@ async fn trains_registers_and_promotes_only_a_better_model() {
     let mut longer = config.clone();
     longer.train.epochs = 12;
     longer.train.patience = 12;
-    let third = train(
-        &store,
-        tracking.clone(),
-        request(&longer),
-        CancellationToken::new(),
-        Box::new(Silent),
-    )
-    .await
-    .unwrap();
+    let third = train_once(&store, &tracking, request(&longer)).await.unwrap();
     assert!(third.promotion.promote, "{:?}", third.promotion);
     let champion = tracking.get_alias(&config.train.model_name, CHAMPION).await.unwrap().unwrap();
     assert_eq!(champion.version, 3);
@@ -114,15 +89,7 @@ async fn trains_registers_and_promotes_only_a_better_model() {
     // --no-promote keeps the alias.
     let mut never = config.clone();
     never.train.promote = Promote::Never;
-    let fourth = train(
-        &store,
-        tracking.clone(),
-        request(&never),
-        CancellationToken::new(),
-        Box::new(Silent),
-    )
-    .await
-    .unwrap();
+    let fourth = train_once(&store, &tracking, request(&never)).await.unwrap();
     assert!(!fourth.promotion.promote);
     let _: RunId = fourth.run_id;
     assert_eq!(
@@ -140,10 +107,7 @@ async fn an_empty_store_says_what_to_do() {
     let mut request = request(&config());
     request.from_ns = None;
     request.to_ns = None;
-    let err = train(&store, tracking, request, CancellationToken::new(), Box::new(Silent))
-        .await
-        .err()
-        .unwrap();
+    let err = train_once(&store, &tracking, request).await.err().unwrap();
     assert!(err.to_string().contains("ingest readings first"), "{err:#}");
 }
 

@@ -21,21 +21,10 @@ async fn connect() -> Arc<dyn Tracking> {
     if let Err(e) = tracking.list_registered_models().await {
         panic!(
             "{}\nIs the MLflow test server running? Start it with `scripts/services.sh up`.",
-            error_chain(&e)
+            sentio_it::error_chain(&e)
         );
     }
     tracking
-}
-
-/// `{:#}`-style: the error and each of its causes.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[tokio::test]
@@ -54,7 +43,7 @@ async fn an_unreachable_server_names_the_script_and_the_setting() {
     let err = tracking.experiment("unreachable").await.unwrap_err();
     assert!(matches!(err, TrackingError::Unreachable { op: "experiment", .. }), "{err:?}");
     assert!(err.is_transient());
-    let text = error_chain(&err);
+    let text = sentio_it::error_chain(&err);
     for part in ["scripts/services.sh up", "tracking.mlflow.uri", &port.to_string()] {
         assert!(text.contains(part), "{part:?} missing from {text:?}");
     }

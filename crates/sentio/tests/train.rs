@@ -60,17 +60,13 @@ fn backfill(sentio: &dyn Fn() -> Command) {
 /// Trains twice (the second not promoted), lists, shows and promotes: the whole CLI workflow.
 /// Returns the champion's version at the end.
 fn train_and_manage(sentio: &dyn Fn() -> Command, model: &str) -> u64 {
-    run({
-        let mut c = sentio();
-        c.arg("migrate");
-        c
-    });
-    backfill(sentio);
     let cmd = |args: &[&str]| {
         let mut c = sentio();
         c.args(args);
         run(c)
     };
+    cmd(&["migrate"]);
+    backfill(sentio);
     let train = ["train", "--from", START, "--to", &to()];
 
     let first = cmd(&train);

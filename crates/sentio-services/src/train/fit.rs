@@ -75,8 +75,13 @@ pub struct Fitted {
 
 /// The thread count `train.threads` means (0: every core).
 pub fn threads(config: &TrainConfig) -> usize {
-    if config.threads > 0 {
-        config.threads
+    threads_or_all(config.threads)
+}
+
+/// `threads`, or every core when it is 0 (the meaning of the `threads` settings).
+pub fn threads_or_all(threads: usize) -> usize {
+    if threads > 0 {
+        threads
     } else {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     }

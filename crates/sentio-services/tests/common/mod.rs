@@ -9,16 +9,20 @@ use sentio_config::Config;
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_core::{DecodeLimits, Reading, decode_reading};
 use sentio_services::simulator::{Output, Simulator};
+use sentio_services::train::fit::Silent;
+use sentio_services::train::{TrainOutcome, TrainRequest, train};
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
+use sentio_tracking::Tracking;
 use tokio_util::sync::CancellationToken;
 
 /// 2026-11-24T00:00:00Z
 pub const START: i64 = 1_795_478_400 * NANOS_PER_SEC;
 pub const HOURS: i64 = 3;
 
+/// An in-memory `Write` the test can read back.
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
+pub struct Shared(pub Arc<Mutex<Vec<u8>>>);
 
 impl Write for Shared {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -52,18 +56,23 @@ pub fn config() -> Config {
 
 /// The simulator's readings of `[START, START + hours)` with `config.simulator`.
 pub async fn simulate(config: &Config, hours: i64) -> Vec<Reading> {
+    simulate_until(config, START + hours * 3_600 * NANOS_PER_SEC).await
+}
+
+/// The simulator's readings of `[START, to)` with `config.simulator`, written as lines and
+/// decoded back, as a consumer would see them.
+pub async fn simulate_until(config: &Config, to: i64) -> Vec<Reading> {
     let out = Shared::default();
     let mut sim =
         Simulator::new(&config.simulator, Output::Lines(Box::new(out.clone())), None).unwrap();
-    sim.backfill(START, START + hours * 3_600 * NANOS_PER_SEC, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    sim.backfill(START, to, &CancellationToken::new(), |_| {}).await.unwrap();
     sim.finish().await.unwrap();
     let bytes = out.0.lock().unwrap().clone();
+    let limits = DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() };
     bytes
-        .split(|&b| b == b'\n')
+        .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
-        .map(|l| decode_reading(l, &DecodeLimits::default(), sentio_core::time::now_ns()).unwrap())
+        .map(|l| decode_reading(l, &limits, to).unwrap())
         .collect()
 }
 
@@ -72,4 +81,13 @@ pub async fn history(store: &SqliteStore, config: &Config) {
     let readings = simulate(config, HOURS).await;
     assert!(readings.iter().any(|r| r.injected.is_some()), "the history has injected anomalies");
     store.insert_readings(&readings).await.unwrap();
+}
+
+/// `train` with a fresh cancellation token and no progress output.
+pub async fn train_once(
+    store: &SqliteStore,
+    tracking: &Arc<dyn Tracking>,
+    request: TrainRequest,
+) -> anyhow::Result<TrainOutcome> {
+    train(store, tracking.clone(), request, CancellationToken::new(), Box::new(Silent)).await
 }

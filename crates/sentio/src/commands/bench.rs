@@ -15,11 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::wiring;
 
-// A child of this module so that the command's files stay together (and commands/mod.rs does not
-// change); `super::bench_train` from here.
-#[path = "bench_train.rs"]
-mod bench_train;
-
 /// What `sentio bench` measures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum What {
@@ -85,13 +80,13 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         if args.real {
             bail!("--real measures the pipeline; `sentio bench train` takes no --real");
         }
-        let options = bench_train::Options {
+        let options = super::bench_train::Options {
             threads: args.threads,
             steps: args.steps,
             rounds: args.rounds,
             python: args.python,
         };
-        return bench_train::run(options).await;
+        return super::bench_train::run(options).await;
     }
     if args.real {
         let options = super::bench_real::Options {

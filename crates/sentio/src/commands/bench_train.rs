@@ -113,26 +113,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
 
     say!("\ntorch {torch_version} ({}); median of {} round(s)", python.display(), options.rounds);
-    say!();
-    say!(
-        "| threads | Rust train windows/s | torch | ratio | Rust inference windows/s | torch | ratio |"
-    );
-    say!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (&threads, rounds) in options.threads.iter().zip(&measured) {
-        let column = |pick: fn(&(Rates, Rates)) -> Option<f64>| -> Vec<f64> {
-            rounds.iter().filter_map(pick).collect()
-        };
-        say!(
-            "| {threads} | {} | {} | {} | {} | {} | {} |",
-            cell(&column(|(r, _)| Some(r.train))),
-            cell(&column(|(_, t)| Some(t.train))),
-            ratio(&column(|(r, _)| Some(r.train)), &column(|(_, t)| Some(t.train))),
-            cell(&column(|(r, _)| Some(r.infer))),
-            cell(&column(|(_, t)| Some(t.infer))),
-            ratio(&column(|(r, _)| Some(r.infer)), &column(|(_, t)| Some(t.infer))),
-        );
-    }
-
+    table(&options.threads, &measured, "windows/s", |r| Some(r.train), |r| Some(r.infer));
     // Per CPU-second: steadier than wall-clock time on a busy machine, and at 1 thread the fair
     // comparison. Shown only where both sides could tell in every round.
     let complete = measured.iter().flatten().all(|(r, t)| {
@@ -142,28 +123,41 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             && t.infer_cpu.is_some()
     });
     if complete {
-        say!();
-        say!(
-            "| threads | Rust train windows/CPU-s | torch | ratio | Rust inference windows/CPU-s | torch | ratio |"
-        );
-        say!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-        for (&threads, rounds) in options.threads.iter().zip(&measured) {
-            let column = |pick: fn(&(Rates, Rates)) -> Option<f64>| -> Vec<f64> {
-                rounds.iter().filter_map(pick).collect()
-            };
-            say!(
-                "| {threads} | {} | {} | {} | {} | {} | {} |",
-                cell(&column(|(r, _)| r.train_cpu)),
-                cell(&column(|(_, t)| t.train_cpu)),
-                ratio(&column(|(r, _)| r.train_cpu), &column(|(_, t)| t.train_cpu)),
-                cell(&column(|(r, _)| r.infer_cpu)),
-                cell(&column(|(_, t)| t.infer_cpu)),
-                ratio(&column(|(r, _)| r.infer_cpu), &column(|(_, t)| t.infer_cpu)),
-            );
-        }
+        table(&options.threads, &measured, "windows/CPU-s", |r| r.train_cpu, |r| r.infer_cpu);
     }
     say!("\nratio = Rust / torch (above 1: the Rust engine is faster)");
     Ok(())
+}
+
+/// One Markdown table: per thread count, the median (and range) of Rust's and torch's training
+/// and inference rates as `train` and `infer` read them, and their ratios.
+fn table(
+    threads: &[usize],
+    measured: &[Vec<(Rates, Rates)>],
+    unit: &str,
+    train: fn(&Rates) -> Option<f64>,
+    infer: fn(&Rates) -> Option<f64>,
+) {
+    say!();
+    say!("| threads | Rust train {unit} | torch | ratio | Rust inference {unit} | torch | ratio |");
+    say!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (&threads, rounds) in threads.iter().zip(measured) {
+        let rust = |pick: fn(&Rates) -> Option<f64>| -> Vec<f64> {
+            rounds.iter().filter_map(|(r, _)| pick(r)).collect()
+        };
+        let torch = |pick: fn(&Rates) -> Option<f64>| -> Vec<f64> {
+            rounds.iter().filter_map(|(_, t)| pick(t)).collect()
+        };
+        say!(
+            "| {threads} | {} | {} | {} | {} | {} | {} |",
+            cell(&rust(train)),
+            cell(&torch(train)),
+            ratio(&rust(train), &torch(train)),
+            cell(&rust(infer)),
+            cell(&torch(infer)),
+            ratio(&rust(infer), &torch(infer)),
+        );
+    }
 }
 
 /// `--python` if given, else the venv of `scripts/torch-env.sh`; either must exist.

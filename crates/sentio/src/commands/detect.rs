@@ -53,11 +53,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let store = wiring::open_store(&config).await?;
     let tracking = wiring::open_tracking(&config)?;
     let cache = tempfile::tempdir().context("creating a temporary directory for the model")?;
-    let threads = if d.threads == 0 {
-        std::thread::available_parallelism().map_or(1, usize::from)
-    } else {
-        d.threads
-    };
+    let threads = sentio_services::train::fit::threads_or_all(d.threads);
     let scorer =
         Arc::new(Scorer::resolve(tracking.as_ref(), name, &d.alias, cache.path(), threads).await?);
     let settings = AlertSettings {

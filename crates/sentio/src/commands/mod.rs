@@ -2,6 +2,7 @@
 
 pub mod bench;
 mod bench_real;
+mod bench_train;
 pub mod config;
 pub mod demo;
 pub mod detect;
