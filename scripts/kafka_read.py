@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An independent Kafka client (confluent-kafka / librdkafka) for the integration tests: reads
 COUNT messages of TOPIC from the beginning, checks each one against a JSON Schema and that its key
-is the device id, and prints a summary. Usage: kafka_read.py BROKERS TOPIC COUNT SCHEMA"""
+is the device id, and prints a summary (and, with --print, every message as a JSON line first).
+Usage: kafka_read.py BROKERS TOPIC COUNT SCHEMA [--print]"""
 import json
 import sys
 import time
@@ -13,6 +14,7 @@ from confluent_kafka import Consumer
 
 def main():
     brokers, topic, count, schema_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    echo = "--print" in sys.argv[5:]
     with open(schema_path, encoding="utf-8") as f:
         validator = jsonschema.Draft202012Validator(json.load(f))
     consumer = Consumer({
@@ -39,10 +41,12 @@ def main():
                 if msg.key().decode() != body["device"]:
                     sys.exit(f"key {msg.key()!r} is not the device {body['device']!r}")
                 devices.add(body["device"])
+                if echo:
+                    print(json.dumps(body))
                 seen += 1
     finally:
         consumer.close()
-    print(f"ok: {seen} valid v1 readings from {len(devices)} devices")
+    print(f"ok: {seen} valid v1 messages from {len(devices)} devices")
 
 
 if __name__ == "__main__":

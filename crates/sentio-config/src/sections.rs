@@ -196,17 +196,26 @@ impl BusConfig {
 pub struct TopicsConfig {
     pub readings: String,
     pub dead_letters: String,
+    pub alerts: String,
 }
 
 impl TopicsConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         check_topic("topics.readings", &self.readings)?;
         check_topic("topics.dead_letters", &self.dead_letters)?;
+        check_topic("topics.alerts", &self.alerts)?;
         if self.readings == self.dead_letters {
             return Err(invalid(
                 "topics.dead_letters",
                 format!("{:?}", self.dead_letters),
                 "a topic name different from topics.readings",
+            ));
+        }
+        if self.alerts == self.readings || self.alerts == self.dead_letters {
+            return Err(invalid(
+                "topics.alerts",
+                format!("{:?}", self.alerts),
+                "a topic name different from topics.readings and topics.dead_letters",
             ));
         }
         Ok(())
@@ -863,6 +872,43 @@ pub struct DetectConfig {
     pub critical_factor: f64,
     /// Scoring threads; 0 uses every core.
     pub threads: usize,
+    /// Consumer group of the streaming detector on topics.readings.
+    pub group: String,
+    /// How long a device's frame waits for a missing reading before it is completed without it.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// How often the streaming detector checks whether the alias moved to another version.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Most windows scored in one batch.
+    pub batch_windows: usize,
+    /// Per-sensor weight of its error in the score (1 as calibrated; 0 ignores the sensor).
+    pub sensor_weights: SensorWeights,
+    /// Per-device factor on the threshold (above 1: fewer alerts for that device).
+    pub device_threshold_factor: std::collections::BTreeMap<String, f64>,
+}
+
+/// Weights of each sensor's reconstruction error in the detection score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorWeights {
+    pub temperature: f64,
+    pub vibration: f64,
+    pub pressure: f64,
+    pub humidity: f64,
+}
+
+impl SensorWeights {
+    /// In the order of the model's features (temperature, vibration, pressure, humidity).
+    pub fn as_array(&self) -> [f64; 4] {
+        [self.temperature, self.vibration, self.pressure, self.humidity]
+    }
+}
+
+impl Default for SensorWeights {
+    fn default() -> Self {
+        SensorWeights { temperature: 1.0, vibration: 1.0, pressure: 1.0, humidity: 1.0 }
+    }
 }
 
 impl DetectConfig {
@@ -888,6 +934,40 @@ impl DetectConfig {
             Duration::from_secs(86_400),
         )?;
         check_range("detect.critical_factor", self.critical_factor, 1.0, 1_000.0)?;
-        check_range("detect.threads", self.threads, 0, 1_024)
+        check_range("detect.threads", self.threads, 0, 1_024)?;
+        if self.group.trim().is_empty() {
+            return Err(invalid("detect.group", "\"\"", "a consumer group name"));
+        }
+        check_duration("detect.grace", self.grace, Duration::ZERO, Duration::from_secs(3_600))?;
+        check_duration(
+            "detect.poll_interval",
+            self.poll_interval,
+            Duration::from_millis(100),
+            Duration::from_secs(86_400),
+        )?;
+        check_range("detect.batch_windows", self.batch_windows, 1, 1_000_000)?;
+        let w = &self.sensor_weights;
+        check_range("detect.sensor_weights.temperature", w.temperature, 0.0, 100.0)?;
+        check_range("detect.sensor_weights.vibration", w.vibration, 0.0, 100.0)?;
+        check_range("detect.sensor_weights.pressure", w.pressure, 0.0, 100.0)?;
+        check_range("detect.sensor_weights.humidity", w.humidity, 0.0, 100.0)?;
+        if w.as_array().iter().all(|&x| x == 0.0) {
+            return Err(invalid(
+                "detect.sensor_weights",
+                "all 0",
+                "at least one sensor with a weight above 0",
+            ));
+        }
+        for (device, factor) in &self.device_threshold_factor {
+            if sentio_core::DeviceId::new(device).is_err() || !(*factor > 0.0 && *factor <= 1_000.0)
+            {
+                return Err(invalid(
+                    "detect.device_threshold_factor",
+                    format!("{device:?} = {factor}"),
+                    "a device id mapped to a number above 0 and at most 1000",
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -39,3 +39,52 @@ pub struct Alert {
     pub model_version: String,
     pub detected_at_ns: i64,
 }
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The inverse of [`Severity::as_str`].
+    pub fn parse(s: &str) -> Option<Severity> {
+        [Severity::Warning, Severity::Critical].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Opened => "opened",
+            AlertState::Updated => "updated",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    /// The inverse of [`AlertState::as_str`].
+    pub fn parse(s: &str) -> Option<AlertState> {
+        [AlertState::Opened, AlertState::Updated, AlertState::Resolved]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for s in [Severity::Warning, Severity::Critical] {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).ok(), Some(format!("\"{}\"", s.as_str())));
+        }
+        for s in [AlertState::Opened, AlertState::Updated, AlertState::Resolved] {
+            assert_eq!(AlertState::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).ok(), Some(format!("\"{}\"", s.as_str())));
+        }
+        assert_eq!(Severity::parse("fatal"), None);
+    }
+}

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use sentio_core::{AnomalyKind, DeviceId, Reading, SensorKind};
+use sentio_core::{Alert, AlertState, AnomalyKind, DeviceId, Reading, SensorKind, Severity};
 
 use crate::{
-    BatchOutcome, DeadLetter, IngestBatch, InvalidValue, RangeQuery, ReadingStore, SourceOffset,
-    StoreError,
+    AnomalyQuery, BatchOutcome, DeadLetter, IngestBatch, InvalidValue, RangeQuery, ReadingStore,
+    SourceOffset, StoreError,
 };
 
 /// Runs every check, in order. Panics, naming the check, on the first broken promise.
@@ -32,6 +32,7 @@ pub async fn check_store(store: &dyn ReadingStore) {
     check_insert_readings(store).await;
     check_stats_agree(store).await;
     check_large_batch_round_trips(store).await;
+    check_alerts_keep_their_latest_state(store).await;
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -615,4 +616,70 @@ pub fn partition_batch(
 /// Every reading of every device.
 pub fn everything() -> RangeQuery {
     RangeQuery { devices: Vec::new(), sensors: Vec::new(), from_ns: i64::MIN, to_ns: i64::MAX }
+}
+
+fn alert(id: &str, device: &str, state: AlertState, start_s: i64, end_s: i64, score: f64) -> Alert {
+    Alert {
+        alert_id: id.to_owned(),
+        device: dev(device),
+        state,
+        window_start_ns: start_s * 1_000_000_000,
+        window_end_ns: end_s * 1_000_000_000,
+        score,
+        threshold: 0.0081,
+        severity: if score > 0.03 { Severity::Critical } else { Severity::Warning },
+        sensor_share: [0.05, 0.8, 0.125, 0.025],
+        model_name: "sentio-lstm-ae".to_owned(),
+        model_version: "3".to_owned(),
+        detected_at_ns: end_s * 1_000_000_000 + 1,
+    }
+}
+
+/// `save_alerts` keeps each alert's latest state, never moving one back (a redelivered `opened`
+/// after `resolved` changes nothing); `anomalies` filters by device and window overlap, in
+/// window order; non-finite values are refused with nothing written.
+pub async fn check_alerts_keep_their_latest_state(store: &dyn ReadingStore) {
+    use AlertState::{Opened, Resolved, Updated};
+    let a_open = alert("a-1", "alert-a", Opened, 100, 110, 0.01);
+    let a_up = alert("a-1", "alert-a", Updated, 100, 120, 0.05);
+    let a_done = alert("a-1", "alert-a", Resolved, 100, 130, 0.05);
+    let b_open = alert("b-1", "alert-b", Opened, 50, 60, 0.02);
+    assert_eq!(store.save_alerts(&[a_open.clone(), b_open.clone()]).await.unwrap(), 2);
+    assert_eq!(store.save_alerts(&[a_up.clone(), a_done.clone()]).await.unwrap(), 2);
+    // Redelivered earlier states are ignored.
+    assert_eq!(store.save_alerts(&[a_open.clone(), a_up]).await.unwrap(), 0);
+    assert_eq!(store.save_alerts(&[]).await.unwrap(), 0);
+
+    let all = store.anomalies(&AnomalyQuery::all()).await.unwrap();
+    let ours: Vec<&Alert> =
+        all.iter().filter(|a| a.device.as_str().starts_with("alert-")).collect();
+    assert_eq!(ours, [&b_open, &a_done], "window order, latest state, every field round-trips");
+
+    let only_a = AnomalyQuery { device: Some(dev("alert-a")), ..AnomalyQuery::all() };
+    assert_eq!(store.anomalies(&only_a).await.unwrap(), [a_done.clone()]);
+    let overlap = |from_s: i64, to_s: i64| AnomalyQuery {
+        device: None,
+        from_ns: from_s * 1_000_000_000,
+        to_ns: to_s * 1_000_000_000,
+    };
+    let ids = |alerts: Vec<Alert>| -> Vec<String> {
+        alerts
+            .into_iter()
+            .filter(|a| a.device.as_str().starts_with("alert-"))
+            .map(|a| a.alert_id)
+            .collect()
+    };
+    assert_eq!(ids(store.anomalies(&overlap(61, 100)).await.unwrap()), Vec::<String>::new());
+    assert_eq!(ids(store.anomalies(&overlap(60, 101)).await.unwrap()), ["b-1", "a-1"]);
+    assert_eq!(ids(store.anomalies(&overlap(125, 200)).await.unwrap()), ["a-1"]);
+
+    let mut bad = alert("c-1", "alert-c", Opened, 1, 2, 0.01);
+    bad.sensor_share[2] = f64::NAN;
+    let good = alert("c-2", "alert-c", Opened, 1, 2, 0.01);
+    assert_rejected(store.save_alerts(&[good, bad]).await, "NaN share");
+    let mut bad = alert("c-3", "alert-c", Opened, 1, 2, 0.01);
+    bad.score = f64::INFINITY;
+    assert_rejected(store.save_alerts(&[bad]).await, "infinite score");
+    let c = AnomalyQuery { device: Some(dev("alert-c")), ..AnomalyQuery::all() };
+    assert!(store.anomalies(&c).await.unwrap().is_empty(), "nothing of a refused call is written");
 }

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use sentio_core::{DeviceId, Reading, SensorKind};
+use sentio_core::{Alert, DeviceId, Reading, SensorKind};
 
 /// Where a message came from on the bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,6 +65,22 @@ pub struct RangeQuery {
     pub from_ns: i64,
     /// Exclusive end.
     pub to_ns: i64,
+}
+
+/// Which stored anomalies to read: those whose window overlaps `[from_ns, to_ns)`, of one
+/// device or of all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyQuery {
+    pub device: Option<DeviceId>,
+    pub from_ns: i64,
+    pub to_ns: i64,
+}
+
+impl AnomalyQuery {
+    /// Every stored anomaly.
+    pub fn all() -> AnomalyQuery {
+        AnomalyQuery { device: None, from_ns: i64::MIN, to_ns: i64::MAX }
+    }
 }
 
 /// A migration known to the store.
@@ -180,6 +196,16 @@ pub trait ReadingStore: Send + Sync {
     async fn dead_letters(&self, topic: &str) -> Result<Vec<DeadLetter>, StoreError>;
 
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Saves alert messages in one transaction, in order: each becomes the row of its alert id,
+    /// unless that row is already at a later state (opened, then updated, then resolved), so a
+    /// redelivered or replayed message never moves an alert back. Returns the rows written.
+    /// Non-finite scores, thresholds or shares are refused like non-finite readings.
+    async fn save_alerts(&self, alerts: &[Alert]) -> Result<u64, StoreError>;
+
+    /// The stored anomalies (each alert's latest state) whose window overlaps the query's range,
+    /// ordered by window start, then id.
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Alert>, StoreError>;
 }
 
 #[cfg(feature = "testkit")]

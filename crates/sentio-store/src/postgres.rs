@@ -37,17 +37,17 @@ use deadpool_postgres::{
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use sentio_config::{PostgresConfig, SslMode};
-use sentio_core::{DeviceId, Reading, SensorKind};
+use sentio_core::{Alert, DeviceId, Reading, SensorKind};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use crate::migrations::{self, Script};
-use crate::row::{self, EncodedBatch, InvalidValue, ReadingRow};
+use crate::row::{self, AlertRow, AlertRowOwned, EncodedBatch, InvalidValue, ReadingRow};
 use crate::{
-    BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore, SourceOffset,
-    StoreError, StoreStats,
+    AnomalyQuery, BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore,
+    SourceOffset, StoreError, StoreStats,
 };
 
 const MIGRATIONS: &[Script] = migrations::POSTGRES;
@@ -697,6 +697,71 @@ async fn stats(pool: &Pool) -> Result<StoreStats, StoreError> {
     })
 }
 
+async fn save_alerts(pool: &Pool, rows: &[AlertRow]) -> Result<u64, StoreError> {
+    const OP: &str = "save_alerts";
+    let q = query_err(OP);
+    let mut client = get(pool, OP).await?;
+    let tx = client.transaction().await.map_err(&q)?;
+    let stmt = tx.prepare_cached(row::UPSERT_ANOMALY).await.map_err(&q)?;
+    let mut written = 0u64;
+    for a in rows {
+        written += tx
+            .execute(
+                &stmt,
+                &[
+                    &a.id,
+                    &a.device,
+                    &a.window_start_ns,
+                    &a.window_end_ns,
+                    &a.score,
+                    &a.threshold,
+                    &a.severity,
+                    &a.state,
+                    &a.sensor_share,
+                    &a.model_name,
+                    &a.model_version,
+                    &a.detected_at_ns,
+                ],
+            )
+            .await
+            .map_err(&q)?;
+    }
+    tx.commit().await.map_err(&q)?;
+    Ok(written)
+}
+
+async fn anomalies(pool: &Pool, query: &AnomalyQuery) -> Result<Vec<Alert>, StoreError> {
+    const OP: &str = "anomalies";
+    let q = query_err(OP);
+    let client = get(pool, OP).await?;
+    let sql = format!(
+        "SELECT {} FROM anomalies WHERE ($1::text IS NULL OR device = $1) \
+         AND window_end_ns >= $2 AND window_start_ns < $3 ORDER BY window_start_ns, id",
+        row::ANOMALY_COLUMNS
+    );
+    let stmt = client.prepare_cached(&sql).await.map_err(&q)?;
+    let device = query.device.as_ref().map(ToString::to_string);
+    let bad = row_err(OP);
+    let mut out = Vec::new();
+    for r in client.query(&stmt, &[&device, &query.from_ns, &query.to_ns]).await.map_err(&q)? {
+        out.push(row::decode_alert(AlertRowOwned {
+            id: r.try_get(0).map_err(&bad)?,
+            device: r.try_get(1).map_err(&bad)?,
+            window_start_ns: r.try_get(2).map_err(&bad)?,
+            window_end_ns: r.try_get(3).map_err(&bad)?,
+            score: r.try_get(4).map_err(&bad)?,
+            threshold: r.try_get(5).map_err(&bad)?,
+            severity: r.try_get(6).map_err(&bad)?,
+            state: r.try_get(7).map_err(&bad)?,
+            sensor_share: r.try_get(8).map_err(&bad)?,
+            model_name: r.try_get(9).map_err(&bad)?,
+            model_version: r.try_get(10).map_err(&bad)?,
+            detected_at_ns: r.try_get(11).map_err(&bad)?,
+        })?);
+    }
+    Ok(out)
+}
+
 #[async_trait::async_trait]
 impl ReadingStore for PostgresStore {
     async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
@@ -755,6 +820,23 @@ impl ReadingStore for PostgresStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.retry("stats", || Box::pin(stats(&self.pool))).await
+    }
+
+    async fn save_alerts(&self, alerts: &[Alert]) -> Result<u64, StoreError> {
+        let rows = alerts
+            .iter()
+            .map(AlertRow::encode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid("save_alerts"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Safe to retry: the upsert never moves a row back, so a replayed prefix changes nothing.
+        self.retry("save_alerts", || Box::pin(save_alerts(&self.pool, &rows))).await
+    }
+
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Alert>, StoreError> {
+        self.retry("anomalies", || Box::pin(anomalies(&self.pool, query))).await
     }
 }
 

@@ -5,7 +5,7 @@
 //! anything is written, never wrapped. Reading back, a value that does not decode (a negative
 //! sequence number, an unknown sensor name) is [`StoreError::Corrupt`].
 
-use sentio_core::{AnomalyKind, DeviceId, Reading, SensorKind};
+use sentio_core::{Alert, AlertState, AnomalyKind, DeviceId, Reading, SensorKind, Severity};
 
 use crate::{DeadLetter, IngestBatch, StoreError};
 
@@ -20,6 +20,8 @@ pub enum InvalidValue {
     TooLarge { field: &'static str, value: u64 },
     #[error("a reading's value must be finite, got {value}")]
     NotFinite { value: f64 },
+    #[error("an alert's {field} must be finite, got {value}")]
+    AlertNotFinite { field: &'static str, value: f64 },
 }
 
 /// Converts a `u64` to the `i64` a column holds, refusing what does not fit.
@@ -148,6 +150,126 @@ impl EncodedBatch {
             partitions,
         })
     }
+}
+
+/// The columns of the `anomalies` table, the same in every backend; `$n` placeholders, which
+/// SQLite binds by position as well.
+pub(crate) const UPSERT_ANOMALY: &str = "INSERT INTO anomalies (id, device, window_start_ns,
+        window_end_ns, score, threshold, severity, state, sensor_share, model_name, model_version,
+        detected_at_ns)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    ON CONFLICT (id) DO UPDATE SET device = excluded.device,
+        window_start_ns = excluded.window_start_ns, window_end_ns = excluded.window_end_ns,
+        score = excluded.score, threshold = excluded.threshold, severity = excluded.severity,
+        state = excluded.state, sensor_share = excluded.sensor_share,
+        model_name = excluded.model_name, model_version = excluded.model_version,
+        detected_at_ns = excluded.detected_at_ns
+    WHERE (CASE excluded.state WHEN 'opened' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)
+       >= (CASE anomalies.state WHEN 'opened' THEN 0 WHEN 'updated' THEN 1 ELSE 2 END)";
+
+/// The columns [`decode_alert`] reads, in order.
+pub(crate) const ANOMALY_COLUMNS: &str = "id, device, window_start_ns, window_end_ns, score, \
+    threshold, severity, state, sensor_share, model_name, model_version, detected_at_ns";
+
+/// An alert as the columns of its `anomalies` row.
+#[derive(Debug, Clone)]
+pub(crate) struct AlertRow {
+    pub id: String,
+    pub device: String,
+    pub window_start_ns: i64,
+    pub window_end_ns: i64,
+    pub score: f64,
+    pub threshold: f64,
+    pub severity: &'static str,
+    pub state: &'static str,
+    /// JSON object: sensor name -> share.
+    pub sensor_share: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub detected_at_ns: i64,
+}
+
+impl AlertRow {
+    pub fn encode(a: &Alert) -> Result<AlertRow, InvalidValue> {
+        let finite = |field, value: f64| {
+            if value.is_finite() {
+                Ok(value)
+            } else {
+                Err(InvalidValue::AlertNotFinite { field, value })
+            }
+        };
+        let mut share = serde_json::Map::new();
+        for (kind, &v) in SensorKind::ALL.iter().zip(&a.sensor_share) {
+            share.insert(
+                kind.as_str().to_owned(),
+                serde_json::Value::from(finite("sensor_share", v)?),
+            );
+        }
+        Ok(AlertRow {
+            id: a.alert_id.clone(),
+            device: a.device.to_string(),
+            window_start_ns: a.window_start_ns,
+            window_end_ns: a.window_end_ns,
+            score: finite("score", a.score)?,
+            threshold: finite("threshold", a.threshold)?,
+            severity: a.severity.as_str(),
+            state: a.state.as_str(),
+            sensor_share: serde_json::Value::Object(share).to_string(),
+            model_name: a.model_name.clone(),
+            model_version: a.model_version.clone(),
+            detected_at_ns: a.detected_at_ns,
+        })
+    }
+}
+
+/// Decodes a stored `anomalies` row (the columns of [`ANOMALY_COLUMNS`]).
+pub(crate) fn decode_alert(row: AlertRowOwned) -> Result<Alert, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt { detail };
+    let severity = Severity::parse(&row.severity).ok_or_else(|| {
+        corrupt(format!("anomaly {}: unknown severity {:?}", row.id, row.severity))
+    })?;
+    let state = AlertState::parse(&row.state)
+        .ok_or_else(|| corrupt(format!("anomaly {}: unknown state {:?}", row.id, row.state)))?;
+    let shares: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&row.sensor_share)
+            .map_err(|e| corrupt(format!("anomaly {}: sensor_share: {e}", row.id)))?;
+    let mut sensor_share = [0.0; 4];
+    for (slot, kind) in sensor_share.iter_mut().zip(SensorKind::ALL) {
+        *slot = shares.get(kind.as_str()).and_then(serde_json::Value::as_f64).ok_or_else(|| {
+            corrupt(format!("anomaly {}: sensor_share has no number for {}", row.id, kind.as_str()))
+        })?;
+    }
+    Ok(Alert {
+        device: decode_device(&row.device)?,
+        alert_id: row.id,
+        state,
+        window_start_ns: row.window_start_ns,
+        window_end_ns: row.window_end_ns,
+        score: row.score,
+        threshold: row.threshold,
+        severity,
+        sensor_share,
+        model_name: row.model_name,
+        model_version: row.model_version,
+        detected_at_ns: row.detected_at_ns,
+    })
+}
+
+/// A stored `anomalies` row as read, before decoding.
+#[derive(Debug, Clone)]
+pub(crate) struct AlertRowOwned {
+    pub id: String,
+    pub device: String,
+    pub window_start_ns: i64,
+    pub window_end_ns: i64,
+    pub score: f64,
+    pub threshold: f64,
+    pub severity: String,
+    pub state: String,
+    pub sensor_share: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub detected_at_ns: i64,
 }
 
 #[cfg(test)]

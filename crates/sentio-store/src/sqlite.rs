@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use sentio_core::{DeviceId, Reading, SensorKind};
+use sentio_core::{Alert, DeviceId, Reading, SensorKind};
 
 use crate::migrations::{self, Script};
-use crate::row::{self, EncodedBatch, InvalidValue, ReadingRow};
+use crate::row::{self, AlertRow, AlertRowOwned, EncodedBatch, InvalidValue, ReadingRow};
 use crate::{
-    BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore, SourceOffset,
-    StoreError, StoreStats,
+    AnomalyQuery, BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore,
+    SourceOffset, StoreError, StoreStats,
 };
 
 /// How long a statement waits for another writer before failing with "database is busy".
@@ -490,6 +490,70 @@ fn stats(conn: &mut Connection) -> Result<StoreStats, StoreError> {
     })
 }
 
+fn save_alerts(conn: &mut Connection, rows: &[AlertRow]) -> Result<u64, StoreError> {
+    const OP: &str = "save_alerts";
+    let tx =
+        conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(query_err(OP))?;
+    let mut written = 0u64;
+    {
+        let mut stmt = tx.prepare_cached(row::UPSERT_ANOMALY).map_err(query_err(OP))?;
+        for a in rows {
+            written += stmt
+                .execute(params![
+                    a.id,
+                    a.device,
+                    a.window_start_ns,
+                    a.window_end_ns,
+                    a.score,
+                    a.threshold,
+                    a.severity,
+                    a.state,
+                    a.sensor_share,
+                    a.model_name,
+                    a.model_version,
+                    a.detected_at_ns
+                ])
+                .map_err(query_err(OP))? as u64;
+        }
+    }
+    tx.commit().map_err(query_err(OP))?;
+    Ok(written)
+}
+
+fn anomalies(conn: &mut Connection, query: &AnomalyQuery) -> Result<Vec<Alert>, StoreError> {
+    const OP: &str = "anomalies";
+    let sql = format!(
+        "SELECT {} FROM anomalies WHERE (?1 IS NULL OR device = ?1) AND window_end_ns >= ?2 \
+         AND window_start_ns < ?3 ORDER BY window_start_ns, id",
+        row::ANOMALY_COLUMNS
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(query_err(OP))?;
+    let device = query.device.as_ref().map(ToString::to_string);
+    let rows = stmt
+        .query_map(params![device, query.from_ns, query.to_ns], |r| {
+            Ok(AlertRowOwned {
+                id: r.get(0)?,
+                device: r.get(1)?,
+                window_start_ns: r.get(2)?,
+                window_end_ns: r.get(3)?,
+                score: r.get(4)?,
+                threshold: r.get(5)?,
+                severity: r.get(6)?,
+                state: r.get(7)?,
+                sensor_share: r.get(8)?,
+                model_name: r.get(9)?,
+                model_version: r.get(10)?,
+                detected_at_ns: r.get(11)?,
+            })
+        })
+        .map_err(query_err(OP))?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(row::decode_alert(r.map_err(row_err(OP))?)?);
+    }
+    Ok(out)
+}
+
 #[async_trait::async_trait]
 impl ReadingStore for SqliteStore {
     async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
@@ -546,6 +610,23 @@ impl ReadingStore for SqliteStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         blocking(&self.reader, stats).await
+    }
+
+    async fn save_alerts(&self, alerts: &[Alert]) -> Result<u64, StoreError> {
+        let rows = alerts
+            .iter()
+            .map(AlertRow::encode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid("save_alerts"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        blocking(&self.writer, move |c| save_alerts(c, &rows)).await
+    }
+
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Alert>, StoreError> {
+        let query = query.clone();
+        blocking(&self.reader, move |c| anomalies(c, &query)).await
     }
 }
 

@@ -10,6 +10,14 @@ macro_rules! say {
     }};
 }
 
+/// Writes one line to stderr (status lines that must not mix with stdout's data).
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod commands;
 mod logging;
 mod wiring;

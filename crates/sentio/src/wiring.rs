@@ -8,7 +8,10 @@ use sentio_bus::Bus;
 use sentio_bus::kafka::KafkaBus;
 use sentio_bus::memory::MemoryBus;
 use sentio_config::{BusKind, Config, ObjectsKind, StoreKind, TrackingKind};
+use sentio_core::{DecodeLimits, DeviceId};
 use sentio_objects::Archiver;
+use sentio_services::detect::AlertSettings;
+use sentio_services::detect::service::{Follow, StreamSettings};
 use sentio_services::etl::Etl;
 use sentio_store::ReadingStore;
 use sentio_store::postgres::PostgresStore;
@@ -61,12 +64,15 @@ pub async fn open_bus(
             };
             bus.create_topic_at(&config.topics.readings, m.partitions, &stored)?;
             bus.create_topic(&config.topics.dead_letters, m.partitions).await?;
+            bus.create_topic(&config.topics.alerts, m.partitions).await?;
             Ok(Arc::new(bus))
         }
         BusKind::Kafka => {
             let k = &config.bus.kafka;
             let bus = KafkaBus::connect(k).context("connecting to Kafka (bus.kafka)")?;
-            for topic in [&config.topics.readings, &config.topics.dead_letters] {
+            for topic in
+                [&config.topics.readings, &config.topics.dead_letters, &config.topics.alerts]
+            {
                 bus.create_topic(topic, k.partitions).await.with_context(|| {
                     format!("creating topic {topic:?} on {} (bus.kafka.brokers)", k.brokers)
                 })?;
@@ -137,4 +143,63 @@ pub fn open_tracking(config: &Config) -> anyhow::Result<Arc<dyn Tracking>> {
                 .with_context(|| format!("connecting to MLflow at {} (tracking.mlflow.uri)", m.uri))
         }
     }
+}
+
+/// The registered model detection uses: detect.model_name, or train.model_name when empty.
+pub fn detect_model_name(config: &Config) -> &str {
+    let d = &config.detect;
+    if d.model_name.is_empty() { &config.train.model_name } else { &d.model_name }
+}
+
+/// How scores become alerts, from `[detect]`.
+pub fn alert_settings(config: &Config) -> AlertSettings {
+    let d = &config.detect;
+    AlertSettings {
+        open_after: d.open_after,
+        cooldown: d.cooldown,
+        critical_factor: d.critical_factor,
+    }
+}
+
+/// The streaming detector's settings; `follow` (the tracking backend and a directory for
+/// downloaded versions) makes it follow `detect.alias` when the alias is not a version number.
+pub fn stream_settings(
+    config: &Config,
+    follow: Option<(Arc<dyn Tracking>, std::path::PathBuf)>,
+) -> anyhow::Result<StreamSettings> {
+    let d = &config.detect;
+    let device_threshold_factor = d
+        .device_threshold_factor
+        .iter()
+        .map(|(k, v)| {
+            let id = DeviceId::new(k)
+                .with_context(|| format!("detect.device_threshold_factor {k:?}"))?;
+            Ok((id, *v))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let follows_alias = d.alias.parse::<u64>().is_err();
+    Ok(StreamSettings {
+        readings_topic: config.topics.readings.clone(),
+        alerts_topic: config.topics.alerts.clone(),
+        group: d.group.clone(),
+        grace: d.grace,
+        stride: d.stride,
+        batch_windows: d.batch_windows,
+        alerts: alert_settings(config),
+        sensor_weights: d.sensor_weights.as_array(),
+        device_threshold_factor,
+        limits: DecodeLimits {
+            max_bytes: config.ingest.max_message_bytes,
+            max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
+            ..DecodeLimits::default()
+        },
+        follow: follow.filter(|_| follows_alias).map(|(tracking, cache)| Follow {
+            tracking,
+            name: detect_model_name(config).to_owned(),
+            alias: d.alias.clone(),
+            cache,
+            threads: sentio_services::train::fit::threads_or_all(d.threads),
+            interval: d.poll_interval,
+        }),
+    })
 }

@@ -11,11 +11,17 @@
 //!
 //! - [`message`]: the alert message v1 (`AlertV1`) for `anomaly-alerts`.
 //!
-//! Not yet here (issue #5): the streaming `sentio detect` service over the bus, model swaps on an
-//! alias change, publishing to `anomaly-alerts` and the `anomalies` table.
+//! - [`frames`]: live readings to frames and windows per device, in event time, with a grace
+//!   period for late readings (the same windows as the batch path).
+//! - [`service`]: the streaming detector on the bus: batched scoring across devices, alerts to
+//!   `anomaly-alerts` and the `anomalies` table, model swaps when the alias moves.
+//! - [`latency`]: the detection-latency histogram.
 
 pub mod alerts;
+pub mod frames;
+pub mod latency;
 pub mod message;
+pub mod service;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -120,6 +126,57 @@ impl Scorer {
     /// How readings become frames for this model.
     pub fn align(&self) -> AlignSettings {
         AlignSettings { cadence_ns: self.card.cadence_ns, fill_limit: self.card.fill_limit }
+    }
+
+    /// Scores live windows (`card.window` frames of raw values each), as [`Scorer::score_series`]
+    /// does; `weights` scale each sensor's error in the score (all 1: the calibrated score).
+    /// Returns each window's score and per-sensor error relative to its normal level.
+    pub fn score_windows(
+        &self,
+        windows: &[frames::ReadyWindow],
+        weights: [f64; 4],
+    ) -> anyhow::Result<Vec<(f64, [f64; 4])>> {
+        let t = self.card.window;
+        let mut data = Vec::with_capacity(windows.len() * t * 4);
+        for w in windows {
+            anyhow::ensure!(
+                w.values.len() == t,
+                "a window of {} frames for a model of {t}",
+                w.values.len()
+            );
+            for frame in &w.values {
+                data.extend_from_slice(&self.card.scaler.transform(frame));
+            }
+        }
+        let (scores, sensors) = fit::score(&self.engine, &data)?;
+        let normal = self.card.calibration.sensor_mean;
+        let weighted = weights != [1.0; 4];
+        Ok(scores
+            .into_iter()
+            .zip(sensors)
+            .map(|(score, raw)| {
+                let score = if weighted {
+                    raw.iter().zip(weights).map(|(e, w)| e * w).sum::<f64>() / 4.0
+                } else {
+                    score
+                };
+                let relative =
+                    std::array::from_fn(|i| weights[i] * raw[i] / normal[i].max(f64::MIN_POSITIVE));
+                (score, relative)
+            })
+            .collect())
+    }
+
+    /// How live readings become this model's frames and windows.
+    pub fn frame_settings(&self, grace_ns: i64, stride: usize) -> frames::FrameSettings {
+        frames::FrameSettings {
+            cadence_ns: self.card.cadence_ns,
+            fill_limit: self.card.fill_limit,
+            grace_ns,
+            window: self.card.window,
+            stride: stride.max(1),
+            max_filled_fraction: self.card.max_filled_fraction,
+        }
     }
 
     /// Scores every usable window of `series` starting every `stride` frames (no hole, not too

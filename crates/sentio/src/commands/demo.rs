@@ -1,4 +1,5 @@
-//! `sentio demo`: every role of this issue in one process, on the embedded backends.
+//! `sentio demo`: every role in one process, on the embedded backends: simulate, ingest, archive,
+//! train, detect.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,20 +9,37 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sentio_config::Config;
 use sentio_core::time::{NANOS_PER_SEC, format_rfc3339, now_ns};
+use sentio_core::{Alert, AlertState, SensorKind};
+use sentio_services::detect::service::{DetectEvent, DetectStats, Detector};
+use sentio_services::detect::{Scorer, replay, top_sensor};
 use sentio_services::etl::EtlStats;
 use sentio_services::shutdown::Shutdown;
 use sentio_services::simulator::{Output, SimStats, Simulator};
+use sentio_services::train::TrainRequest;
 use sentio_store::ReadingStore;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::time_arg::parse_duration;
 use crate::wiring;
 
-/// Backfills simulated history (with a progress bar), then streams live readings through the
-/// embedded bus into SQLite and the raw .pickle archive, with a live summary line. Ctrl-C drains
-/// the bus, writes the last batch and archive slices, and exits within a few seconds.
+/// Backfills simulated history (with a progress bar) through the embedded bus into SQLite and the
+/// raw .pickle archive; trains the LSTM autoencoder on it unless a champion model exists (and
+/// promotes it); replays the backfill through the detector; then streams live readings, scoring
+/// them as they come and raising alerts, with a live summary line. Ctrl-C drains the bus, writes
+/// the last batch and archive slices, and exits within a few seconds.
 #[derive(clap::Args)]
 pub struct Args {
+    /// Only simulate, ingest and archive: no training, no detection.
+    #[arg(long)]
+    no_detect: bool,
+    /// Train a new model even when a champion exists (it is promoted only if better).
+    #[arg(long)]
+    retrain: bool,
+    /// Simulated time per real second in the live phase (overrides simulator.speedup), e.g. 60
+    /// to see an hour of plant life per minute.
+    #[arg(long)]
+    speedup: Option<f64>,
     /// History to simulate before going live (overrides demo.backfill), e.g. 2h; 0s skips it.
     #[arg(long, value_parser = parse_duration)]
     backfill: Option<Duration>,
@@ -32,6 +50,7 @@ pub struct Args {
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     config.demo.backfill = args.backfill.unwrap_or(config.demo.backfill);
+    config.simulator.speedup = args.speedup.unwrap_or(config.simulator.speedup);
     config.validate()?;
 
     let store = wiring::open_store(&config).await?;
@@ -95,12 +114,29 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         now
     };
 
+    let detect_stop = CancellationToken::new();
+    let detection = if args.no_detect || stop.is_cancelled() {
+        None
+    } else {
+        wait_stored(&sim_stats, &etl_stats, &stop).await;
+        let d = start_detection(&config, &args, &bus, &store, (from, next), &detect_stop, &stop)
+            .await?;
+        d.map(|(run, stats, events)| (shutdown.spawn("detect", run), stats, events))
+    };
+    let (detect_task, detect_stats, events) = match detection {
+        Some((task, stats, events)) => (Some(task), Some(stats), Some(events)),
+        None => (None, None, None),
+    };
+
     let live = ProgressBar::new_spinner();
     live.enable_steady_tick(Duration::from_millis(250));
     let ticker = {
         let (live, sim_stats, etl_stats, stop) =
             (live.clone(), sim_stats.clone(), etl_stats.clone(), stop.clone());
-        tokio::spawn(async move { live_summary(live, sim_stats, etl_stats, stop).await })
+        let detect_stats = detect_stats.clone();
+        tokio::spawn(async move {
+            live_summary(live, sim_stats, etl_stats, detect_stats, events, stop).await
+        })
     };
     if !stop.is_cancelled() {
         if live.is_hidden() {
@@ -119,6 +155,10 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     simulator.finish().await?;
     etl_stop.cancel();
     etl_task.await.context("the ingest task panicked")??;
+    detect_stop.cancel();
+    if let Some(task) = detect_task {
+        task.await.context("the detect task panicked")??;
+    }
     shutdown.wait(Duration::from_secs(2)).await;
 
     let after = store.stats().await?;
@@ -138,10 +178,127 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         if consistent { " (consistent)" } else { "" },
         after.readings,
     );
+    if let Some(stats) = &detect_stats {
+        say!("detect: {}", super::detect::summary(stats, 0.0));
+    }
     if !consistent {
         bail!("the store's rows and offsets disagree; please report this with the store file");
     }
     Ok(())
+}
+
+/// Waits (briefly) until the ETL has stored what the backfill published, so training sees it.
+async fn wait_stored(sim: &SimStats, etl: &EtlStats, stop: &CancellationToken) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !stop.is_cancelled() {
+        let s = etl.snapshot();
+        if s.rows_stored + s.dead_letters >= sim.published.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+type DetectRun = futures::future::BoxFuture<'static, anyhow::Result<()>>;
+
+/// Makes sure a champion exists (training one on the stored history when there is none, or when
+/// --retrain), replays `backfill` through it (alerts saved), and starts the streaming detector.
+/// `None` when Ctrl-C came first.
+async fn start_detection(
+    config: &Config,
+    args: &Args,
+    bus: &Arc<dyn sentio_bus::Bus>,
+    store: &Arc<dyn ReadingStore>,
+    backfill: (i64, i64),
+    detect_stop: &CancellationToken,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<(DetectRun, Arc<DetectStats>, UnboundedReceiver<DetectEvent>)>> {
+    let tracking = wiring::open_tracking(config)?;
+    let name = wiring::detect_model_name(config).to_owned();
+    let champion = tracking
+        .get_alias(&name, &config.detect.alias)
+        .await
+        .with_context(|| format!("looking up {name}@{}", config.detect.alias))?;
+    if champion.is_none() || args.retrain {
+        say!(
+            "{}: training {name} on the stored history",
+            if champion.is_none() { "no champion model yet" } else { "--retrain" }
+        );
+        let request = TrainRequest {
+            config: config.train.clone(),
+            experiment: config.tracking.experiment.clone(),
+            from_ns: None,
+            to_ns: None,
+        };
+        let outcome = super::train::train_and_report(
+            config,
+            store.as_ref(),
+            tracking.clone(),
+            request,
+            stop.clone(),
+        )
+        .await?;
+        if stop.is_cancelled() {
+            return Ok(None);
+        }
+        if champion.is_none() && !outcome.promotion.promote {
+            bail!(
+                "the trained model was not promoted (train.promote = {:?}); promote it with \
+                 `sentio model promote {}` and run the demo again",
+                config.train.promote,
+                outcome.version
+            );
+        }
+    }
+    let models = config.tracking.local.root.join(".detect-cache");
+    let threads = sentio_services::train::fit::threads_or_all(config.detect.threads);
+    let scorer = Arc::new(
+        Scorer::resolve(tracking.as_ref(), &name, &config.detect.alias, &models, threads).await?,
+    );
+    let (from, to) = backfill;
+    if to > from {
+        let found = replay(
+            store.as_ref(),
+            scorer.clone(),
+            &[],
+            from,
+            to,
+            config.detect.stride,
+            wiring::alert_settings(config),
+        )
+        .await?;
+        store.save_alerts(&found.alerts).await.context("saving the backfill's alerts")?;
+        let resolved: Vec<&Alert> =
+            found.alerts.iter().filter(|a| a.state == AlertState::Resolved).collect();
+        say!(
+            "detect: {} v{} (threshold {:.5}) found {} alerts in the backfill{}",
+            scorer.model().name,
+            scorer.model().version,
+            scorer.threshold(),
+            resolved.len(),
+            top_sensors(&resolved)
+        );
+    }
+    let settings = wiring::stream_settings(config, Some((tracking, models)))?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let detector = Detector::new(bus.clone(), store.clone(), settings).with_observer(tx);
+    let stats = detector.stats();
+    Ok(Some((Box::pin(detector.run(scorer, detect_stop.clone())), stats, rx)))
+}
+
+/// ": 5 temperature, 3 vibration" — alerts per top sensor.
+fn top_sensors(alerts: &[&Alert]) -> String {
+    let mut per = [0usize; 4];
+    for a in alerts {
+        per[top_sensor(&a.sensor_share)] += 1;
+    }
+    let parts: Vec<String> = SensorKind::ALL
+        .iter()
+        .zip(per)
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {}", k.as_str()))
+        .collect();
+    if parts.is_empty() { String::new() } else { format!(" (top sensor: {})", parts.join(", ")) }
 }
 
 /// Where the backfill starts: `demo.backfill` before now, or just after the newest stored reading
@@ -164,6 +321,8 @@ async fn live_summary(
     bar: ProgressBar,
     sim: Arc<SimStats>,
     etl: Arc<EtlStats>,
+    detect: Option<Arc<DetectStats>>,
+    mut events: Option<UnboundedReceiver<DetectEvent>>,
     stop: CancellationToken,
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -173,17 +332,52 @@ async fn live_summary(
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
         }
+        while let Some(event) = events.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            if let DetectEvent::Alert(a) = event
+                && a.state != AlertState::Updated
+            {
+                let line = alert_line(&a);
+                if bar.is_hidden() {
+                    say!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
+        }
+        let detected = detect.as_ref().map_or(String::new(), |d| {
+            format!(
+                " | {} windows scored, {} alerts open",
+                d.windows_scored.load(Ordering::Relaxed),
+                d.alerts_open.load(Ordering::Relaxed)
+            )
+        });
         let rows = etl.rows_stored.load(Ordering::Relaxed);
         let rate = (rows - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
         last = (Instant::now(), rows);
         bar.set_message(format!(
-            "{rate:>6.0} readings/s | {rows} rows stored | {} pickles | {} dead letters | {} injected | sim time {}",
+            "{rate:>6.0} readings/s | {rows} rows stored | {} pickles | {} dead letters | {} injected{detected} | sim time {}",
             sim.pickles_written.load(Ordering::Relaxed),
             etl.dead_letters.load(Ordering::Relaxed),
             sim.injected.load(Ordering::Relaxed),
             format_rfc3339(sim.sim_time_ns.load(Ordering::Relaxed)),
         ));
     }
+}
+
+/// "alert opened pump-03: critical, 4.2x threshold, vibration 91% (sim time ...)".
+fn alert_line(a: &Alert) -> String {
+    let top = top_sensor(&a.sensor_share);
+    format!(
+        "alert {} {}: {}, {:.1}x threshold, {} {:.0}% ({} .. {})",
+        a.state.as_str(),
+        a.device,
+        a.severity.as_str(),
+        a.score / a.threshold,
+        SensorKind::ALL[top].as_str(),
+        a.sensor_share[top] * 100.0,
+        format_rfc3339(a.window_start_ns),
+        format_rfc3339(a.window_end_ns),
+    )
 }
 
 fn summary(sim: &SimStats, etl: &EtlStats, elapsed: Duration) -> String {

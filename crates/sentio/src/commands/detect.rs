@@ -1,30 +1,43 @@
-//! `sentio detect --from --to`: score a stored time range with the promoted model and list the
-//! alerts it raises (a replay; the streaming detector on the bus is issue #5's next step).
+//! `sentio detect`: the streaming detector on the bus, or, with `--from --to`, a replay of a stored
+//! time range through the same scorer and alert rules.
 
 use std::sync::Arc;
 
-use anyhow::Context;
-use sentio_config::Config;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sentio_config::{BusKind, Config};
 use sentio_core::time::format_rfc3339;
 use sentio_core::{Alert, AlertState, DeviceId, SensorKind};
-use sentio_services::detect::{AlertSettings, AlertV1, Scorer, replay, top_sensor};
+use sentio_services::detect::service::{DetectStats, Detector};
+use sentio_services::detect::{AlertV1, Scorer, replay, top_sensor};
+use sentio_services::shutdown::Shutdown;
 
 use super::time_arg::parse_instant;
 use crate::wiring;
 
-/// Scores the stored readings of a time range with a registered model (detect.alias of
-/// detect.model_name, default: the champion of train.model_name), windows aligned exactly as in
-/// training, and lists the alerts: when each opened and ended, its peak score against the
-/// model's threshold, its severity, and which sensors deviated (share of the error, relative to
-/// each sensor's normal level), the top one first.
+/// Scores sensor readings with a registered model (detect.alias of detect.model_name, default:
+/// the champion of train.model_name) and raises alerts: an alert opens when the score stays above
+/// the model's threshold for detect.open_after, and names the sensors that deviated (share of the
+/// error, relative to each sensor's normal level), the top one first.
+///
+/// Without --from/--to, it streams: it consumes topics.readings in the consumer group
+/// detect.group (bus.kind = "kafka"; on the embedded bus, `sentio demo` runs it), assembles each
+/// device's frames in event time, scores the windows in batches, publishes alert messages to
+/// topics.alerts and saves them in the anomalies table, and switches to a newly promoted version
+/// within detect.poll_interval. Ctrl-C stops it.
+///
+/// With --from/--to, it replays the stored readings of that range (windows aligned exactly as in
+/// training), lists the alerts and writes them like the stream does (unless --dry-run).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Start of the range: RFC 3339, a date, or `now`.
-    #[arg(long, value_parser = parse_instant)]
-    from: i64,
+    /// Start of a stored range to replay: RFC 3339, a date, or `now`.
+    #[arg(long, value_parser = parse_instant, requires = "to")]
+    from: Option<i64>,
     /// End (exclusive) of the range.
-    #[arg(long, value_parser = parse_instant)]
-    to: i64,
+    #[arg(long, value_parser = parse_instant, requires = "from")]
+    to: Option<i64>,
     /// Only these devices (repeat the flag; default: every device in the range).
     #[arg(long = "device", value_name = "DEVICE")]
     devices: Vec<String>,
@@ -33,37 +46,118 @@ pub struct Args {
     model: Option<String>,
     /// Print every alert message (opened, updated, resolved) as a JSON line instead of a table:
     /// the alert message v1 of docs/messages.md.
-    #[arg(long)]
+    #[arg(long, requires = "from")]
     json: bool,
+    /// With --from/--to: only list the alerts; do not publish them or save them.
+    #[arg(long, requires = "from")]
+    dry_run: bool,
 }
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
-    if let Some(model) = args.model {
-        config.detect.alias = model;
+    if let Some(model) = &args.model {
+        config.detect.alias = model.clone();
     }
     config.validate()?;
-    anyhow::ensure!(args.from < args.to, "--from must be before --to");
+    match (args.from, args.to) {
+        (Some(from), Some(to)) => replay_range(config, args, from, to).await,
+        _ => stream(config).await,
+    }
+}
+
+/// The streaming detector, until Ctrl-C.
+async fn stream(config: Config) -> anyhow::Result<()> {
+    if config.bus.kind == BusKind::Memory {
+        bail!(
+            "bus.kind = \"memory\" lives inside one process, so `sentio detect` alone would never \
+             receive a reading. Run `sentio demo` (simulator, ingest and detector in one process), \
+             replay stored readings with `sentio detect --from ... --to ...`, or use bus.kind = \"kafka\""
+        );
+    }
+    let shutdown = Shutdown::new();
+    shutdown.cancel_on_signals();
+    let store = wiring::open_store(&config).await?;
+    let bus = wiring::open_bus(&config, None).await?;
+    let tracking = wiring::open_tracking(&config)?;
+    let cache = tempfile::tempdir().context("creating a temporary directory for models")?;
+    let name = wiring::detect_model_name(&config);
+    let threads = sentio_services::train::fit::threads_or_all(config.detect.threads);
+    let scorer = Arc::new(
+        Scorer::resolve(tracking.as_ref(), name, &config.detect.alias, cache.path(), threads)
+            .await?,
+    );
+    let settings =
+        wiring::stream_settings(&config, Some((tracking.clone(), cache.path().to_owned())))?;
+    let detector = Detector::new(bus, store, settings);
+    let stats = detector.stats();
+    let task = shutdown.spawn("detect", detector.run(scorer, shutdown.token()));
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    let mut last = 0u64;
+    let stop = shutdown.token();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                let scored = stats.windows_scored.load(Ordering::Relaxed);
+                say_err!("{}", summary(&stats, (scored - last) as f64 / 10.0));
+                last = scored;
+            }
+        }
+    }
+    task.await.context("the detect task panicked")??;
+    say_err!("{}", summary(&stats, 0.0));
+    shutdown.wait(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// One line: model, windows scored (per second), latency, alerts.
+pub fn summary(stats: &DetectStats, windows_per_s: f64) -> String {
+    let ms = |d: Option<Duration>| {
+        d.map_or("-".to_owned(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3))
+    };
+    let model = stats.model().map_or("-".to_owned(), |m| format!("{} v{}", m.name, m.version));
+    format!(
+        "{model}: {} windows scored ({windows_per_s:.0}/s), latency p50 {} p99 {}, {} alerts open, \
+         {} alert messages, {} late readings, {} undecodable",
+        stats.windows_scored.load(Ordering::Relaxed),
+        ms(stats.latency.quantile(0.5)),
+        ms(stats.latency.quantile(0.99)),
+        stats.alerts_open.load(Ordering::Relaxed),
+        stats.alerts_published.load(Ordering::Relaxed),
+        stats.late.load(Ordering::Relaxed),
+        stats.undecodable.load(Ordering::Relaxed),
+    )
+}
+
+/// Replays a stored range.
+async fn replay_range(config: Config, args: Args, from: i64, to: i64) -> anyhow::Result<()> {
+    anyhow::ensure!(from < to, "--from must be before --to");
     let devices: Vec<DeviceId> = args
         .devices
         .iter()
         .map(|d| DeviceId::new(d).with_context(|| format!("--device {d:?}")))
         .collect::<anyhow::Result<_>>()?;
     let d = &config.detect;
-    let name = if d.model_name.is_empty() { &config.train.model_name } else { &d.model_name };
+    let name = wiring::detect_model_name(&config);
     let store = wiring::open_store(&config).await?;
     let tracking = wiring::open_tracking(&config)?;
     let cache = tempfile::tempdir().context("creating a temporary directory for the model")?;
     let threads = sentio_services::train::fit::threads_or_all(d.threads);
     let scorer =
         Arc::new(Scorer::resolve(tracking.as_ref(), name, &d.alias, cache.path(), threads).await?);
-    let settings = AlertSettings {
-        open_after: d.open_after,
-        cooldown: d.cooldown,
-        critical_factor: d.critical_factor,
-    };
+    let settings = wiring::alert_settings(&config);
     let found =
-        replay(store.as_ref(), scorer.clone(), &devices, args.from, args.to, d.stride, settings)
-            .await?;
+        replay(store.as_ref(), scorer.clone(), &devices, from, to, d.stride, settings).await?;
+    if !args.dry_run && !found.alerts.is_empty() {
+        store.save_alerts(&found.alerts).await.context("saving the alerts")?;
+        if config.bus.kind == BusKind::Kafka {
+            let bus = wiring::open_bus(&config, None).await?;
+            let records = found.alerts.iter().map(|a| AlertV1::from(a).to_record()).collect();
+            bus.publish_batch(&config.topics.alerts, records)
+                .await
+                .with_context(|| format!("publishing the alerts to {:?}", config.topics.alerts))?;
+        }
+    }
 
     if args.json {
         for alert in &found.alerts {

@@ -1,6 +1,7 @@
 //! `sentio train`: train, calibrate, register and (maybe) promote an LSTM autoencoder.
 
 use std::io::IsTerminal as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -9,7 +10,10 @@ use sentio_core::time::format_rfc3339;
 use sentio_services::shutdown::Shutdown;
 use sentio_services::train::data::DataReport;
 use sentio_services::train::fit::{EpochReport, Observer};
-use sentio_services::train::{Progress, TrainRequest, train};
+use sentio_services::train::{Progress, TrainOutcome, TrainRequest, train};
+use sentio_store::ReadingStore;
+use sentio_tracking::Tracking;
+use tokio_util::sync::CancellationToken;
 
 use super::time_arg::parse_instant;
 use crate::wiring;
@@ -67,8 +71,20 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         from_ns: args.from,
         to_ns: args.to,
     };
-    let outcome =
-        train(store.as_ref(), tracking, request, shutdown.token(), Box::new(Bars::new())).await?;
+    train_and_report(&config, store.as_ref(), tracking, request, shutdown.token()).await?;
+    Ok(())
+}
+
+/// Trains with progress bars and prints what came of it: epochs, threshold, registered version,
+/// promotion.
+pub(crate) async fn train_and_report(
+    config: &Config,
+    store: &dyn ReadingStore,
+    tracking: Arc<dyn Tracking>,
+    request: TrainRequest,
+    stop: CancellationToken,
+) -> anyhow::Result<TrainOutcome> {
+    let outcome = train(store, tracking, request, stop, Box::new(Bars::new())).await?;
 
     let c = &outcome.card.calibration;
     let s = &outcome.card.training;
@@ -94,7 +110,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         outcome.model_name,
         outcome.version,
         outcome.run_id,
-        config_tracking(&config)
+        config_tracking(config)
     );
     let p = &outcome.promotion;
     if p.promote {
@@ -102,7 +118,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     } else {
         say!("champion stays at version {}: {}", p.champion_version.unwrap_or(0), p.reason);
     }
-    Ok(())
+    Ok(outcome)
 }
 
 fn config_tracking(config: &Config) -> String {

@@ -1,0 +1,332 @@
+//! Live readings to frames and windows, per device, in event time: the streaming counterpart of
+//! `features::align` and `features::window::cut_windows`, giving the same frames and windows for
+//! the same readings (tested against them).
+//!
+//! A frame (one slot of the model's cadence) is complete as soon as all four sensors have a
+//! reading in it. One still missing a sensor waits until the device's newest reading is
+//! `grace` past the end of its slot, and is then completed without it: filled from the sensor's
+//! last value within the fill limit, as in training, or left with a hole (no window covering it is
+//! scored). Frames are released strictly in slot order. A reading for a slot already released is
+//! *late*: it is counted and not scored (the store still has it, so a replay sees it).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use sentio_core::Reading;
+
+use crate::features::align::{Filler, slot_of};
+
+/// How readings become frames and windows (from the model card and `[detect]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameSettings {
+    pub cadence_ns: i64,
+    pub fill_limit: u32,
+    /// Event time a frame missing a sensor waits for it.
+    pub grace_ns: i64,
+    /// Frames per window.
+    pub window: usize,
+    /// Frames between the starts of consecutive scored windows.
+    pub stride: usize,
+    /// Windows with more than this share of filled cells are not scored.
+    pub max_filled_fraction: f64,
+}
+
+/// One slot's readings so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    cells: [Option<f64>; 4],
+    /// Event time of the newest reading in the slot.
+    newest_ns: i64,
+}
+
+/// A released frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Frame {
+    slot: i64,
+    values: [f64; 4],
+    filled: u8,
+    newest_ns: i64,
+}
+
+/// A window ready to score: raw values, `[window][4]` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadyWindow {
+    pub start_ns: i64,
+    /// End of the window (exclusive), as in `ScoredWindow::end_ns`.
+    pub end_ns: i64,
+    /// Event time of the newest reading in the window (detection latency counts from it).
+    pub newest_ns: i64,
+    pub values: Vec<[f64; 4]>,
+}
+
+/// What [`DeviceFrames::push`] did with a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Accepted,
+    /// Its slot was already released.
+    Late,
+}
+
+/// One device's frames in progress and its window of recent frames.
+#[derive(Debug, Clone)]
+pub struct DeviceFrames {
+    settings: FrameSettings,
+    /// The next slot to release; `None` before the first reading.
+    next_slot: Option<i64>,
+    pending: BTreeMap<i64, Slot>,
+    newest_ns: i64,
+    filler: Filler,
+    recent: VecDeque<Frame>,
+    /// Frames released since the window was last full and due, for the stride.
+    since_window: usize,
+}
+
+impl DeviceFrames {
+    pub fn new(settings: FrameSettings) -> DeviceFrames {
+        DeviceFrames {
+            settings,
+            next_slot: None,
+            pending: BTreeMap::new(),
+            newest_ns: i64::MIN,
+            filler: Filler::default(),
+            recent: VecDeque::with_capacity(settings.window + 1),
+            since_window: 0,
+        }
+    }
+
+    /// Takes one reading (any order within the grace period).
+    pub fn push(&mut self, r: &Reading) -> Pushed {
+        let slot = slot_of(r.ts_ns, self.settings.cadence_ns);
+        if self.next_slot.is_some_and(|next| slot < next) {
+            return Pushed::Late;
+        }
+        let cell = self.pending.entry(slot).or_default();
+        cell.cells[r.sensor.index()] = Some(r.value);
+        cell.newest_ns = cell.newest_ns.max(r.ts_ns);
+        self.newest_ns = self.newest_ns.max(r.ts_ns);
+        Pushed::Accepted
+    }
+
+    /// Releases every frame that is complete or past its grace period, in slot order, and
+    /// appends the windows they complete to `out`.
+    pub fn release(&mut self, out: &mut Vec<ReadyWindow>) {
+        let s = self.settings;
+        loop {
+            let next = match self.next_slot {
+                Some(next) => next,
+                None => match self.pending.keys().next() {
+                    Some(&first) => first,
+                    None => return,
+                },
+            };
+            let complete =
+                self.pending.get(&next).is_some_and(|slot| slot.cells.iter().all(Option::is_some));
+            let slot_end = (next + 1).saturating_mul(s.cadence_ns);
+            let expired = slot_end.saturating_add(s.grace_ns) <= self.newest_ns;
+            if !complete && !expired {
+                return;
+            }
+            // A long silence: no window can span it, so jump ahead rather than releasing every
+            // empty slot in between; not past a slot that may still get readings in its grace.
+            if !self.pending.contains_key(&next)
+                && let Some(&first) = self.pending.keys().next()
+            {
+                let open = slot_of(self.newest_ns.saturating_sub(s.grace_ns), s.cadence_ns);
+                let target = first.min(open).max(next);
+                if target - next > s.window as i64 + i64::from(s.fill_limit) {
+                    self.recent.clear();
+                    self.since_window = 0;
+                    self.filler = Filler::default();
+                    self.next_slot = Some(target);
+                    continue;
+                }
+            }
+            let slot = self.pending.remove(&next).unwrap_or_default();
+            let (values, filled) = self.filler.fill(slot.cells, s.fill_limit);
+            self.next_slot = Some(next + 1);
+            self.recent.push_back(Frame { slot: next, values, filled, newest_ns: slot.newest_ns });
+            if self.recent.len() > s.window {
+                self.recent.pop_front();
+            }
+            self.since_window += 1;
+            if self.recent.len() == s.window {
+                // Windows start every `stride` frames, the first one when the window first fills.
+                if self.since_window >= s.window
+                    && (self.since_window - s.window).is_multiple_of(s.stride)
+                {
+                    if let Some(w) = self.window() {
+                        out.push(w);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The current window, unless it has a hole or too many filled cells.
+    fn window(&self) -> Option<ReadyWindow> {
+        let s = self.settings;
+        let max_filled = (s.max_filled_fraction * (s.window * 4) as f64).floor() as usize;
+        let mut filled = 0usize;
+        for f in &self.recent {
+            if f.values.iter().any(|v| v.is_nan()) {
+                return None;
+            }
+            filled += f.filled.count_ones() as usize;
+        }
+        if filled > max_filled {
+            return None;
+        }
+        let first = self.recent.front()?;
+        let last = self.recent.back()?;
+        Some(ReadyWindow {
+            start_ns: first.slot.saturating_mul(s.cadence_ns),
+            end_ns: (last.slot + 1).saturating_mul(s.cadence_ns),
+            newest_ns: self.recent.iter().map(|f| f.newest_ns).max().unwrap_or(i64::MIN),
+            values: self.recent.iter().map(|f| f.values).collect(),
+        })
+    }
+
+    /// Slots waiting for readings.
+    pub fn pending_slots(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use sentio_core::{DeviceId, SensorKind};
+
+    use super::*;
+    use crate::features::{AlignSettings, WindowSettings, align, cut_windows};
+
+    const S: i64 = 1_000_000_000;
+
+    fn settings(window: usize, stride: usize) -> FrameSettings {
+        FrameSettings {
+            cadence_ns: S,
+            fill_limit: 2,
+            grace_ns: 2 * S,
+            window,
+            stride,
+            max_filled_fraction: 0.1,
+        }
+    }
+
+    fn reading(sensor: SensorKind, ts_ns: i64, value: f64) -> Reading {
+        Reading {
+            device: DeviceId::new("d").unwrap(),
+            sensor,
+            ts_ns,
+            value,
+            seq: 0,
+            injected: None,
+        }
+    }
+
+    /// `n` seconds of readings, with some missing and some out of order (within the grace).
+    fn stream(n: i64) -> Vec<Reading> {
+        let mut out = Vec::new();
+        for t in 0..n {
+            for s in SensorKind::ALL {
+                // A sensor silent for a slot now and then, and a longer outage that leaves holes.
+                if (t % 13 == 5 && s == SensorKind::Pressure)
+                    || (40..45).contains(&t) && s.index() == 3
+                {
+                    continue;
+                }
+                out.push(reading(
+                    s,
+                    t * S + 10 * s.index() as i64,
+                    (t * 4 + s.index() as i64) as f64,
+                ));
+            }
+        }
+        // Swap neighbours: arrival order differs from event order by one slot at most.
+        for i in (0..out.len() - 8).step_by(11) {
+            out.swap(i, i + 5);
+        }
+        out
+    }
+
+    fn run(readings: &[Reading], settings: FrameSettings) -> (Vec<ReadyWindow>, usize) {
+        let mut frames = DeviceFrames::new(settings);
+        let mut out = Vec::new();
+        let mut late = 0;
+        for r in readings {
+            if frames.push(r) == Pushed::Late {
+                late += 1;
+            }
+            frames.release(&mut out);
+        }
+        (out, late)
+    }
+
+    #[test]
+    fn gives_the_windows_of_the_batch_path() {
+        let readings = stream(120);
+        for stride in [1, 3] {
+            let (live, late) = run(&readings, settings(16, stride));
+            assert_eq!(late, 0);
+            let align_settings = AlignSettings { cadence_ns: S, fill_limit: 2 };
+            let series = align(DeviceId::new("d").unwrap(), &readings, 0, 120 * S, align_settings);
+            let wanted = cut_windows(
+                std::slice::from_ref(&series),
+                WindowSettings { window: 16, stride, max_filled_fraction: 0.1 },
+            );
+            assert!(wanted.len() > 20, "{}", wanted.len());
+            // The batch path sees the last slots too; live, the newest may still wait.
+            assert!(
+                live.len() <= wanted.len() && live.len() + 2 >= wanted.len(),
+                "stride {stride}"
+            );
+            for (l, w) in live.iter().zip(&wanted) {
+                assert_eq!(l.start_ns, series.ts_ns(w.start));
+                assert_eq!(l.end_ns, series.ts_ns(w.start + 16));
+                assert_eq!(l.values, series.values[w.start..w.start + 16].to_vec());
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_waits_for_a_missing_sensor_only_for_the_grace_period() {
+        let mut frames = DeviceFrames::new(settings(1, 1));
+        let mut out = Vec::new();
+        for s in [SensorKind::Temperature, SensorKind::Vibration, SensorKind::Pressure] {
+            frames.push(&reading(s, 0, 1.0));
+        }
+        frames.release(&mut out);
+        assert!(out.is_empty(), "humidity may still come");
+        frames.push(&reading(SensorKind::Temperature, 2 * S + 5, 1.0));
+        frames.release(&mut out);
+        assert!(out.is_empty(), "1 s past the slot, within the 2 s grace");
+        frames.push(&reading(SensorKind::Humidity, 3 * S, 1.0));
+        frames.release(&mut out);
+        // Slot 0 expired with a hole (nothing to fill from): no window; slot 1 and 2 too.
+        assert!(out.is_empty());
+        assert_eq!(frames.push(&reading(SensorKind::Humidity, 10, 1.0)), Pushed::Late);
+        // Slots 1 and 2 expire (holes: no window); slot 3 has humidity only and may still fill.
+        frames.push(&reading(SensorKind::Temperature, 5 * S, 1.0));
+        frames.release(&mut out);
+        assert!(out.is_empty());
+        for s in [SensorKind::Temperature, SensorKind::Vibration, SensorKind::Pressure] {
+            frames.push(&reading(s, 3 * S + 1, 2.0));
+        }
+        frames.release(&mut out);
+        assert_eq!(out.len(), 1, "a complete frame is released at once");
+        assert_eq!(out[0].start_ns, 3 * S);
+        assert_eq!(out[0].newest_ns, 3 * S + 1);
+    }
+
+    #[test]
+    fn a_long_silence_restarts_the_window() {
+        let mut readings = stream(30);
+        readings.extend(stream(30).into_iter().map(|mut r| {
+            r.ts_ns += 3_600 * S;
+            r
+        }));
+        let (live, late) = run(&readings, settings(8, 1));
+        assert_eq!(late, 0);
+        assert!(live.iter().all(|w| w.end_ns - w.start_ns == 8 * S), "no window spans the gap");
+        assert!(live.iter().any(|w| w.start_ns >= 3_600 * S));
+    }
+}

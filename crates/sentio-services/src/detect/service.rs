@@ -1,0 +1,501 @@
+//! The streaming detector: consumes `sensor-data` in a consumer group, assembles each device's
+//! frames in event time ([`super::frames`]), scores the windows that complete in batches across
+//! devices, and turns the scores into alerts, published to `anomaly-alerts` (keyed by device) and
+//! saved in the `anomalies` table.
+//!
+//! The model follows its alias: a watcher polls the tracking backend every `poll_interval`, loads
+//! a newly promoted version in the background and hands it over; the swap happens between two
+//! scoring batches, so every window is scored exactly once, by the old model or by the new one.
+//! A new version with another cadence, window length or fill rule restarts the devices' windows
+//! (their frames mean something else); the same architecture keeps them.
+//!
+//! Offsets are committed on the bus after each batch's alerts are out. Frames still waiting and
+//! the last window of each device live in memory only: after a restart a device's first window
+//! is scored one window span after its first reading, and an alert open at the stop stays open in
+//! the table (its tracker is gone); a new excess opens a new one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use sentio_bus::{Bus, Consumer, Record};
+use sentio_core::time::now_ns;
+use sentio_core::{Alert, DecodeLimits, DeviceId, decode_reading};
+use sentio_store::ReadingStore;
+use sentio_tracking::Tracking;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::frames::{DeviceFrames, FrameSettings, Pushed, ReadyWindow};
+use super::latency::Histogram;
+use super::{AlertSettings, AlertTracker, AlertV1, ModelRef, ScoredWindow, Scorer};
+
+/// Records per poll.
+const POLL_MAX: usize = 4_096;
+/// How long one poll waits for records.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Retries of a failed alert publish or save before the detector gives up.
+const SINK_RETRIES: u32 = 8;
+
+/// How the streaming detector runs (from `[topics]`, `[detect]` and `[ingest]`).
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub readings_topic: String,
+    pub alerts_topic: String,
+    pub group: String,
+    pub grace: Duration,
+    pub stride: usize,
+    pub batch_windows: usize,
+    pub alerts: AlertSettings,
+    /// Weight of each sensor's error in the score.
+    pub sensor_weights: [f64; 4],
+    /// Per-device factor on the model's threshold.
+    pub device_threshold_factor: BTreeMap<DeviceId, f64>,
+    pub limits: DecodeLimits,
+    /// The alias to follow; `None` keeps the first model.
+    pub follow: Option<Follow>,
+}
+
+/// Following a model alias.
+#[derive(Clone)]
+pub struct Follow {
+    pub tracking: Arc<dyn Tracking>,
+    pub name: String,
+    pub alias: String,
+    pub cache: std::path::PathBuf,
+    pub threads: usize,
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for Follow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follow")
+            .field("name", &self.name)
+            .field("alias", &self.alias)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Running totals, shared with whoever displays them.
+#[derive(Debug, Default)]
+pub struct DetectStats {
+    pub records: AtomicU64,
+    pub readings: AtomicU64,
+    /// Records that are not valid readings (the ETL dead-letters them; the detector skips them).
+    pub undecodable: AtomicU64,
+    /// Readings for a frame already scored (later than the grace period).
+    pub late: AtomicU64,
+    pub windows_scored: AtomicU64,
+    pub batches: AtomicU64,
+    pub alerts_published: AtomicU64,
+    pub alerts_open: AtomicU64,
+    pub model_swaps: AtomicU64,
+    /// Event time of the newest reading of a scored window to the moment its score was known
+    /// (and, for a window that raised an alert message, the message was published and saved).
+    pub latency: Histogram,
+    /// Like `latency`, for the windows that raised an alert message only.
+    pub alert_latency: Histogram,
+    model: Mutex<Option<ModelRef>>,
+}
+
+impl DetectStats {
+    /// The model version in use.
+    pub fn model(&self) -> Option<ModelRef> {
+        self.model.lock().ok().and_then(|m| m.clone())
+    }
+
+    fn set_model(&self, model: &ModelRef) {
+        if let Ok(mut m) = self.model.lock() {
+            *m = Some(model.clone());
+        }
+    }
+}
+
+/// What the detector reports to an observer (a dashboard, the demo, a test).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetectEvent {
+    /// A window was scored.
+    Scored { device: DeviceId, window: ScoredWindow, threshold: f64, model: ModelRef },
+    /// An alert message was published and saved.
+    Alert(Alert),
+}
+
+/// Sees every scored window and alert message.
+pub type Observer = tokio::sync::mpsc::UnboundedSender<DetectEvent>;
+
+struct DeviceState {
+    frames: DeviceFrames,
+    tracker: AlertTracker,
+}
+
+/// The streaming detector.
+pub struct Detector {
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn ReadingStore>,
+    settings: StreamSettings,
+    stats: Arc<DetectStats>,
+    observer: Option<Observer>,
+}
+
+impl Detector {
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn ReadingStore>, settings: StreamSettings) -> Self {
+        Detector { bus, store, settings, stats: Arc::default(), observer: None }
+    }
+
+    pub fn stats(&self) -> Arc<DetectStats> {
+        self.stats.clone()
+    }
+
+    /// Reports every scored window and alert message to `observer`.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Scores with `scorer` (and its successors, when following an alias) until `stop` fires.
+    pub async fn run(self, scorer: Arc<Scorer>, stop: CancellationToken) -> anyhow::Result<()> {
+        let s = &self.settings;
+        let mut consumer =
+            self.bus.subscribe(&s.readings_topic, &s.group).await.with_context(|| {
+                format!("joining group {:?} on topic {:?}", s.group, s.readings_topic)
+            })?;
+        let (tx, mut models) = watch::channel(scorer.clone());
+        let watcher = s.follow.clone().map(|follow| {
+            let stop = stop.clone();
+            let current = scorer.model().version.clone();
+            tokio::spawn(watch_alias(follow, current, tx, stop))
+        });
+        let mut engine = Engine::new(scorer, &self.settings, self.stats.clone());
+        tracing::info!(
+            topic = %s.readings_topic,
+            group = %s.group,
+            model = %engine.scorer.model().name,
+            version = %engine.scorer.model().version,
+            threshold = engine.scorer.threshold(),
+            "detect started"
+        );
+        let result = self.consume(consumer.as_mut(), &mut engine, &mut models, &stop).await;
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        let open = engine.devices.values().filter(|d| d.tracker.is_open()).count();
+        tracing::info!(open_alerts = open, stats = ?self.stats.windows_scored, "detect stopped");
+        result
+    }
+
+    async fn consume(
+        &self,
+        consumer: &mut dyn Consumer,
+        engine: &mut Engine,
+        models: &mut watch::Receiver<Arc<Scorer>>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        loop {
+            let records = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                polled = consumer.poll(POLL_MAX, POLL_WAIT) => polled.context("polling the bus")?,
+            };
+            if models.has_changed().unwrap_or(false) {
+                let next = models.borrow_and_update().clone();
+                engine.swap(next);
+            }
+            if records.is_empty() {
+                continue;
+            }
+            let next_offsets = next_offsets(&records);
+            let ready = engine.take(&records, &self.settings.limits);
+            for chunk in ready.chunks(self.settings.batch_windows.max(1)) {
+                let alerts = engine.score(chunk.to_vec(), self.observer.as_ref()).await?;
+                if !alerts.is_empty() {
+                    self.publish(&alerts).await?;
+                    let now = now_ns();
+                    for (_, newest_ns) in &alerts {
+                        self.stats.alert_latency.record(latency(*newest_ns, now));
+                    }
+                }
+            }
+            if let Err(e) = consumer.commit(&next_offsets).await {
+                tracing::warn!(error = %e, "committing the detector's offsets failed");
+            }
+        }
+    }
+
+    /// Publishes alert messages to the alerts topic and saves them in the store, retrying
+    /// transient failures.
+    async fn publish(&self, alerts: &[(Alert, i64)]) -> anyhow::Result<()> {
+        let records: Vec<(Bytes, Bytes)> =
+            alerts.iter().map(|(a, _)| AlertV1::from(a).to_record()).collect();
+        let only: Vec<Alert> = alerts.iter().map(|(a, _)| a.clone()).collect();
+        let topic = &self.settings.alerts_topic;
+        retry("publishing alerts", || async {
+            self.bus.publish_batch(topic, records.clone()).await.map(|_| ()).map_err(|e| {
+                let transient = e.is_transient();
+                (anyhow::Error::new(e).context(format!("publishing to {topic:?}")), transient)
+            })
+        })
+        .await?;
+        retry("saving alerts", || async {
+            self.store.save_alerts(&only).await.map(|_| ()).map_err(|e| {
+                let transient = e.is_transient();
+                (anyhow::Error::new(e).context("saving to the anomalies table"), transient)
+            })
+        })
+        .await?;
+        self.stats.alerts_published.fetch_add(alerts.len() as u64, Ordering::Relaxed);
+        for (a, _) in alerts {
+            if let Some(tx) = &self.observer {
+                let _ = tx.send(DetectEvent::Alert(a.clone()));
+            }
+            tracing::info!(
+                alert = %a.alert_id,
+                state = a.state.as_str(),
+                severity = a.severity.as_str(),
+                score = a.score,
+                "alert"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Retries `attempt` with backoff while its error is transient.
+async fn retry<F, Fut>(what: &str, attempt: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), (anyhow::Error, bool)>>,
+{
+    let mut delay = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err((e, true)) if tries < SINK_RETRIES => {
+                tracing::warn!(error = %format!("{e:#}"), tries, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Per partition, the offset after the last record.
+fn next_offsets(records: &[Record]) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        let next = out.entry(r.partition).or_insert(0);
+        *next = (*next).max(r.offset + 1);
+    }
+    out
+}
+
+fn latency(event_ns: i64, now_ns: i64) -> Duration {
+    Duration::from_nanos(u64::try_from(now_ns.saturating_sub(event_ns)).unwrap_or(0))
+}
+
+/// The detector's state without I/O: devices' frames and alert trackers, and the model.
+struct Engine {
+    scorer: Arc<Scorer>,
+    frame_settings: FrameSettings,
+    devices: HashMap<DeviceId, DeviceState>,
+    alerts: AlertSettings,
+    weights: [f64; 4],
+    factors: BTreeMap<DeviceId, f64>,
+    grace_ns: i64,
+    stride: usize,
+    stats: Arc<DetectStats>,
+}
+
+impl Engine {
+    fn new(scorer: Arc<Scorer>, s: &StreamSettings, stats: Arc<DetectStats>) -> Engine {
+        let grace_ns = i64::try_from(s.grace.as_nanos()).unwrap_or(i64::MAX);
+        stats.set_model(scorer.model());
+        Engine {
+            frame_settings: scorer.frame_settings(grace_ns, s.stride),
+            scorer,
+            devices: HashMap::new(),
+            alerts: s.alerts,
+            weights: s.sensor_weights,
+            factors: s.device_threshold_factor.clone(),
+            grace_ns,
+            stride: s.stride,
+            stats,
+        }
+    }
+
+    /// Takes over with another model version, between two batches.
+    fn swap(&mut self, next: Arc<Scorer>) {
+        if next.model() == self.scorer.model() {
+            return;
+        }
+        let frames = next.frame_settings(self.grace_ns, self.stride);
+        if frames != self.frame_settings {
+            tracing::warn!(
+                version = %next.model().version,
+                "the new model frames readings differently; every device's window restarts"
+            );
+            for d in self.devices.values_mut() {
+                d.frames = DeviceFrames::new(frames);
+            }
+            self.frame_settings = frames;
+        }
+        tracing::info!(
+            from = %self.scorer.model().version,
+            to = %next.model().version,
+            threshold = next.threshold(),
+            "model swapped"
+        );
+        self.stats.set_model(next.model());
+        self.stats.model_swaps.fetch_add(1, Ordering::Relaxed);
+        self.scorer = next;
+    }
+
+    /// Decodes `records`, assembles frames and returns the windows they complete, in arrival
+    /// order per device.
+    fn take(&mut self, records: &[Record], limits: &DecodeLimits) -> Vec<(DeviceId, ReadyWindow)> {
+        let now = now_ns();
+        let stats = &self.stats;
+        stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        let mut touched: BTreeSet<DeviceId> = BTreeSet::new();
+        for record in records {
+            let reading = match decode_reading(&record.payload, limits, now) {
+                Ok(r) => r,
+                Err(_) => {
+                    stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            stats.readings.fetch_add(1, Ordering::Relaxed);
+            let settings = (self.frame_settings, self.alerts);
+            let device =
+                self.devices.entry(reading.device.clone()).or_insert_with(|| DeviceState {
+                    frames: DeviceFrames::new(settings.0),
+                    tracker: AlertTracker::new(reading.device.clone(), settings.1),
+                });
+            if device.frames.push(&reading) == Pushed::Late {
+                stats.late.fetch_add(1, Ordering::Relaxed);
+            }
+            if !touched.contains(&reading.device) {
+                touched.insert(reading.device);
+            }
+        }
+        let mut ready = Vec::new();
+        let mut windows = Vec::new();
+        for id in touched {
+            if let Some(d) = self.devices.get_mut(&id) {
+                d.frames.release(&mut windows);
+                ready.extend(windows.drain(..).map(|w| (id.clone(), w)));
+            }
+        }
+        ready
+    }
+
+    /// Scores one batch and runs the alert trackers; returns the alert messages with the event
+    /// time of the newest reading of the window that raised each.
+    async fn score(
+        &mut self,
+        batch: Vec<(DeviceId, ReadyWindow)>,
+        observer: Option<&Observer>,
+    ) -> anyhow::Result<Vec<(Alert, i64)>> {
+        let scorer = self.scorer.clone();
+        let weights = self.weights;
+        let (batch, scored) = tokio::task::spawn_blocking(move || {
+            let windows: Vec<ReadyWindow> = batch.iter().map(|(_, w)| w.clone()).collect();
+            let scored = scorer.score_windows(&windows, weights);
+            (batch, scored)
+        })
+        .await
+        .context("the scoring thread failed")?;
+        let scored = scored?;
+        let now = now_ns();
+        let model = self.scorer.model().clone();
+        let base = self.scorer.threshold();
+        let mut out = Vec::new();
+        for ((device, w), (score, sensor_error)) in batch.iter().zip(scored) {
+            let window =
+                ScoredWindow { start_ns: w.start_ns, end_ns: w.end_ns, score, sensor_error };
+            let threshold = base * self.factors.get(device).copied().unwrap_or(1.0);
+            self.stats.latency.record(latency(w.newest_ns, now));
+            if let Some(tx) = observer {
+                let _ = tx.send(DetectEvent::Scored {
+                    device: device.clone(),
+                    window,
+                    threshold,
+                    model: model.clone(),
+                });
+            }
+            if let Some(d) = self.devices.get_mut(device) {
+                let was_open = d.tracker.is_open();
+                let messages = d.tracker.observe(&window, threshold, &model, now);
+                match (was_open, d.tracker.is_open()) {
+                    (false, true) => self.stats.alerts_open.fetch_add(1, Ordering::Relaxed),
+                    (true, false) => self.stats.alerts_open.fetch_sub(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+                out.extend(messages.into_iter().map(|a| (a, w.newest_ns)));
+            }
+        }
+        self.stats.windows_scored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
+/// Polls where the alias points and sends each newly promoted version, loaded, to the detector.
+/// Failures (the tracking server down, a download cut off) are logged and retried next time.
+async fn watch_alias(
+    follow: Follow,
+    mut current: String,
+    tx: watch::Sender<Arc<Scorer>>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(follow.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let version = match follow.tracking.get_alias(&follow.name, &follow.alias).await {
+            Ok(Some(v)) => v.version.to_string(),
+            Ok(None) => {
+                tracing::warn!(name = %follow.name, alias = %follow.alias, "the alias is not set; keeping the current model");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "polling the model alias failed; keeping the current model");
+                continue;
+            }
+        };
+        if version == current {
+            continue;
+        }
+        match Scorer::resolve(
+            follow.tracking.as_ref(),
+            &follow.name,
+            &version,
+            &follow.cache,
+            follow.threads,
+        )
+        .await
+        {
+            Ok(scorer) => {
+                tracing::info!(name = %follow.name, alias = %follow.alias, version = %version, "new model version loaded");
+                current = version;
+                if tx.send(Arc::new(scorer)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), version = %version, "loading the new model version failed; keeping the current one");
+            }
+        }
+    }
+}

@@ -1,0 +1,328 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The streaming detector on the embedded bus: it scores the same windows as a replay of the same
+//! readings, publishes every alert message to the alerts topic and saves each alert's latest
+//! state in the store, and swaps to a newly promoted model without skipping or re-scoring a
+//! window.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{HOURS, START, config, history, simulate_until, train_once};
+use sentio_bus::Bus;
+use sentio_bus::memory::MemoryBus;
+use sentio_config::Config;
+use sentio_core::time::NANOS_PER_SEC;
+use sentio_core::{Alert, AlertState, DecodeLimits, DeviceId, Reading, encode_reading};
+use sentio_services::detect::service::{
+    DetectEvent, DetectStats, Detector, Follow, StreamSettings,
+};
+use sentio_services::detect::{AlertSettings, AlertV1, Scorer, replay};
+use sentio_services::train::{CHAMPION, TrainRequest};
+use sentio_store::sqlite::SqliteStore;
+use sentio_store::{AnomalyQuery, ReadingStore};
+use sentio_tracking::{LocalTracking, Tracking};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+const READINGS: &str = "sensor-data";
+const ALERTS: &str = "anomaly-alerts";
+const MINUTES: i64 = 90;
+
+/// A store, a tracking directory and a model trained on `HOURS` of seed 11 (version 1, champion).
+struct Setup {
+    dir: tempfile::TempDir,
+    config: Config,
+    tracking: Arc<dyn Tracking>,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config();
+    let store = SqliteStore::open(&dir.path().join("train.db")).unwrap();
+    store.migrate().await.unwrap();
+    history(&store, &config).await;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    train_once(&store, &tracking, request(&config, config.train.seed)).await.unwrap();
+    Setup { dir, config, tracking }
+}
+
+fn request(config: &Config, seed: u64) -> TrainRequest {
+    let mut train = config.train.clone();
+    train.seed = seed;
+    TrainRequest {
+        config: train,
+        experiment: "stream".into(),
+        from_ns: Some(START),
+        to_ns: Some(START + HOURS * 3_600 * NANOS_PER_SEC),
+    }
+}
+
+/// `MINUTES` of seed 12 with many faults: data the model never saw.
+async fn unseen(config: &Config) -> Vec<Reading> {
+    let mut c = config.clone();
+    c.simulator.seed = 12;
+    c.simulator.anomalies.rate_per_hour = 8.0;
+    simulate_until(&c, START + MINUTES * 60 * NANOS_PER_SEC).await
+}
+
+fn settings(follow: Option<Follow>) -> StreamSettings {
+    StreamSettings {
+        readings_topic: READINGS.into(),
+        alerts_topic: ALERTS.into(),
+        group: "detect".into(),
+        grace: Duration::from_secs(2),
+        stride: 1,
+        batch_windows: 256,
+        alerts: AlertSettings::default(),
+        sensor_weights: [1.0; 4],
+        device_threshold_factor: BTreeMap::new(),
+        limits: DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() },
+        follow,
+    }
+}
+
+async fn bus() -> Arc<MemoryBus> {
+    let bus = Arc::new(MemoryBus::new(1 << 20));
+    bus.create_topic(READINGS, 4).await.unwrap();
+    bus.create_topic(ALERTS, 4).await.unwrap();
+    bus
+}
+
+async fn publish(bus: &MemoryBus, readings: &[Reading]) {
+    let records: Vec<(Bytes, Bytes)> = readings
+        .iter()
+        .map(|r| (Bytes::from(r.device.to_string()), Bytes::from(encode_reading(r))))
+        .collect();
+    for chunk in records.chunks(4096) {
+        bus.publish_batch(READINGS, chunk.to_vec()).await.unwrap();
+    }
+}
+
+/// Waits until the detector has taken `n` readings and scored what they complete.
+async fn wait_for(stats: &DetectStats, n: u64) {
+    for _ in 0..600 {
+        if stats.readings.load(Ordering::Relaxed) >= n {
+            // The batch that took the last readings is scored before the next poll.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the detector took {} of {n} readings", stats.readings.load(Ordering::Relaxed));
+}
+
+/// Scored windows per device: (end, score, model version), in scoring order.
+type Scores = BTreeMap<DeviceId, Vec<(i64, f64, String)>>;
+
+fn drain(events: &mut UnboundedReceiver<DetectEvent>) -> (Scores, Vec<Alert>) {
+    let mut scores = Scores::new();
+    let mut alerts = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        match e {
+            DetectEvent::Scored { device, window, model, .. } => {
+                scores.entry(device).or_default().push((
+                    window.end_ns,
+                    window.score,
+                    model.version,
+                ));
+            }
+            DetectEvent::Alert(a) => alerts.push(a),
+        }
+    }
+    (scores, alerts)
+}
+
+/// The replay's windows of the same readings, per device: (end, score).
+async fn replayed(
+    dir: &std::path::Path,
+    scorer: Arc<Scorer>,
+    readings: &[Reading],
+) -> (BTreeMap<DeviceId, Vec<(i64, f64)>>, Vec<Alert>) {
+    let store =
+        SqliteStore::open(&dir.join(format!("replay-{}.db", scorer.model().version))).unwrap();
+    store.migrate().await.unwrap();
+    store.insert_readings(readings).await.unwrap();
+    let end = START + MINUTES * 60 * NANOS_PER_SEC;
+    let found = replay(&store, scorer, &[], START, end, 1, AlertSettings::default()).await.unwrap();
+    let scores = found
+        .scores
+        .into_iter()
+        .map(|(d, ws)| (d, ws.into_iter().map(|w| (w.end_ns, w.score)).collect()))
+        .collect();
+    (scores, found.alerts)
+}
+
+/// Every streamed window is the replay's window with the same end, in order and each once; the
+/// replay may have up to two more at the end per device (their frames still wait for a later
+/// reading in the stream).
+fn assert_same_windows(
+    streamed: &Scores,
+    replayed: &BTreeMap<DeviceId, Vec<(i64, f64)>>,
+    score_of: impl Fn(&str, usize, &DeviceId) -> f64,
+) {
+    assert_eq!(streamed.keys().collect::<Vec<_>>(), replayed.keys().collect::<Vec<_>>());
+    for (device, live) in streamed {
+        let batch = &replayed[device];
+        assert!(
+            live.len() <= batch.len() && live.len() + 2 >= batch.len(),
+            "{device}: {} windows streamed, {} replayed",
+            live.len(),
+            batch.len()
+        );
+        for (i, ((end, score, version), (want_end, _))) in live.iter().zip(batch).enumerate() {
+            assert_eq!(end, want_end, "{device}: window {i}");
+            let want = score_of(version, i, device);
+            assert!(
+                (score - want).abs() <= 1e-9 * want.abs().max(1e-12),
+                "{device} window {i} (v{version}): streamed {score}, replayed {want}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_scores_the_replays_windows_and_publishes_and_saves_its_alerts() {
+    let s = setup().await;
+    let readings = unseen(&s.config).await;
+    let models = s.dir.path().join("models");
+    let scorer = Arc::new(
+        Scorer::resolve(s.tracking.as_ref(), &s.config.train.model_name, CHAMPION, &models, 2)
+            .await
+            .unwrap(),
+    );
+    let bus = bus().await;
+    let store = Arc::new(SqliteStore::open(&s.dir.path().join("live.db")).unwrap());
+    store.migrate().await.unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let detector = Detector::new(bus.clone(), store.clone(), settings(None)).with_observer(tx);
+    let stats = detector.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(detector.run(scorer.clone(), stop.clone()));
+    publish(&bus, &readings).await;
+    wait_for(&stats, readings.len() as u64).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    let (streamed, alerts) = drain(&mut events);
+    let (batch, replay_alerts) = replayed(s.dir.path(), scorer, &readings).await;
+    assert_same_windows(&streamed, &batch, |_, i, device| batch[device][i].1);
+    assert_eq!(stats.late.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.undecodable.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.model_swaps.load(Ordering::Relaxed), 0);
+    assert!(stats.latency.count() > 0);
+
+    // The same alerts as the replay, except that the replay resolves what is open at its end.
+    assert!(alerts.len() >= 10, "{} alert messages", alerts.len());
+    let key = |a: &Alert| (a.alert_id.clone(), a.state, a.window_end_ns, a.score.to_bits());
+    let replay_keys: Vec<_> = replay_alerts.iter().map(key).collect();
+    for a in &alerts {
+        assert!(replay_keys.contains(&key(a)), "not in the replay: {a:?}");
+    }
+    let open_at_end = replay_alerts.len() - alerts.len();
+    assert!(open_at_end <= 3, "{open_at_end} alert messages of the replay missing");
+
+    // Every message is on the alerts topic, keyed by device, as alert v1.
+    let mut consumer = bus.subscribe(ALERTS, "check").await.unwrap();
+    let mut on_topic = Vec::new();
+    while on_topic.len() < alerts.len() {
+        let records = consumer.poll(1024, Duration::from_secs(2)).await.unwrap();
+        assert!(!records.is_empty(), "{} of {} on the topic", on_topic.len(), alerts.len());
+        for r in records {
+            let m: AlertV1 = serde_json::from_slice(&r.payload).unwrap();
+            assert_eq!(&r.key[..], m.device.as_bytes());
+            on_topic.push(m);
+        }
+    }
+    let mut want: Vec<AlertV1> = alerts.iter().map(AlertV1::from).collect();
+    let order = |m: &AlertV1| (m.alert_id.clone(), m.state as u8, m.detected_at.clone());
+    want.sort_by_key(order);
+    on_topic.sort_by_key(order);
+    assert_eq!(on_topic, want);
+
+    // The table holds each alert's latest state.
+    let stored = store.anomalies(&AnomalyQuery::all()).await.unwrap();
+    let mut latest: BTreeMap<String, &Alert> = BTreeMap::new();
+    for a in &alerts {
+        latest.insert(a.alert_id.clone(), a);
+    }
+    assert_eq!(stored.len(), latest.len());
+    for a in &stored {
+        assert_eq!(a, latest[&a.alert_id]);
+    }
+    assert!(stored.iter().any(|a| a.state == AlertState::Resolved));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_a_new_version_swaps_the_model_between_batches_with_no_window_lost_or_repeated() {
+    let s = setup().await;
+    // Version 2: another seed, so its scores differ from version 1's.
+    let train_store = SqliteStore::open(&s.dir.path().join("train.db")).unwrap();
+    let mut second = request(&s.config, 99);
+    second.config.promote = sentio_config::Promote::Never;
+    let v2 = train_once(&train_store, &s.tracking, second).await.unwrap();
+    assert_eq!(v2.version, 2);
+    let name = s.config.train.model_name.clone();
+    assert_eq!(s.tracking.get_alias(&name, CHAMPION).await.unwrap().unwrap().version, 1);
+
+    let readings = unseen(&s.config).await;
+    let half = readings.len() / 2;
+    let models = s.dir.path().join("models");
+    let v1 =
+        Arc::new(Scorer::resolve(s.tracking.as_ref(), &name, CHAMPION, &models, 2).await.unwrap());
+    let follow = Follow {
+        tracking: s.tracking.clone(),
+        name: name.clone(),
+        alias: CHAMPION.into(),
+        cache: models.clone(),
+        threads: 2,
+        interval: Duration::from_millis(200),
+    };
+    let bus = bus().await;
+    let store = Arc::new(SqliteStore::open(&s.dir.path().join("live.db")).unwrap());
+    store.migrate().await.unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let detector =
+        Detector::new(bus.clone(), store.clone(), settings(Some(follow))).with_observer(tx);
+    let stats = detector.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(detector.run(v1.clone(), stop.clone()));
+
+    publish(&bus, &readings[..half]).await;
+    wait_for(&stats, half as u64).await;
+    let (before, _) = drain(&mut events);
+    s.tracking.set_alias(&name, CHAMPION, 2).await.unwrap();
+    for _ in 0..300 {
+        if stats.model_swaps.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stats.model_swaps.load(Ordering::Relaxed), 1, "the detector took version 2");
+    assert_eq!(stats.model().unwrap().version, "2");
+    publish(&bus, &readings[half..]).await;
+    wait_for(&stats, readings.len() as u64).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let (after, _) = drain(&mut events);
+
+    assert!(before.values().flatten().all(|w| w.1.is_finite() && w.2 == "1"));
+    assert!(after.values().flatten().all(|w| w.2 == "2"), "only version 2 after the swap");
+    let mut streamed = before.clone();
+    for (device, ws) in after {
+        streamed.entry(device).or_default().extend(ws);
+    }
+    let v2 = Arc::new(Scorer::resolve(s.tracking.as_ref(), &name, "2", &models, 2).await.unwrap());
+    let (by_v1, _) = replayed(s.dir.path(), v1, &readings).await;
+    let (by_v2, _) = replayed(s.dir.path(), v2, &readings).await;
+    // Each window once, in order, scored by the model in use when it completed.
+    assert_same_windows(&streamed, &by_v1, |version, i, device| {
+        if version == "1" { by_v1[device][i].1 } else { by_v2[device][i].1 }
+    });
+    assert!(before.values().map(Vec::len).sum::<usize>() > 1_000);
+    assert!(streamed.values().map(Vec::len).sum::<usize>() > 2 * 1_000);
+}
