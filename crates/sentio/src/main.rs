@@ -59,6 +59,9 @@ enum Command {
     Train(commands::train::Args),
     /// Score a stored time range with the promoted model and list the alerts it raises.
     Detect(commands::detect::Args),
+    /// Measure detection quality on labelled data: CSV benchmarks such as SKAB (--csv), or a
+    /// stored range of simulated data against its ground truth (--from/--to).
+    Evaluate(commands::evaluate::Args),
     /// List, inspect and promote registered model versions.
     Model(commands::model::Args),
     /// Print the effective configuration (defaults, file, environment), secrets masked.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(load()?).await,
             Command::Train(args) => commands::train::run(load()?, args).await,
             Command::Detect(args) => commands::detect::run(load()?, args).await,
+            Command::Evaluate(args) => commands::evaluate::run(load()?, args).await,
             Command::Model(args) => commands::model::run(load()?, args).await,
             Command::Config(args) => commands::config::run(cli.config.as_deref(), args),
             Command::Bench(args) => commands::bench::run(load()?, args).await,
