@@ -170,8 +170,8 @@ pub fn parse_table(path: &Path, text: &str, label_column: &str) -> Result<Table,
                 }
                 Role::Label => {
                     let v = match field.parse::<f64>() {
-                        Ok(v) if v == 0.0 => false,
-                        Ok(v) if v == 1.0 => true,
+                        Ok(0.0) => false,
+                        Ok(1.0) => true,
                         _ => return Err(cell_err(i, "a label (0 or 1)")),
                     };
                     if let Some(labels) = &mut table.labels {

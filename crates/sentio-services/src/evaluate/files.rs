@@ -321,7 +321,7 @@ impl Trained {
         let f = table.features.len();
         let t = s.window;
         anyhow::ensure!(
-            rows >= t + 1,
+            rows > t,
             "{}: {rows} training rows are too few for windows of {t}",
             table.path.display()
         );
