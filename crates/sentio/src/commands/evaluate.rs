@@ -17,81 +17,75 @@ use sentio_services::evaluate::{
 use super::time_arg::parse_instant;
 use crate::wiring;
 
-/// Measures detection quality against labels: point-wise precision, recall and F1, SKAB's false
-/// and missed alarm rates (FAR, MAR), event recall and precision, and detection delay.
-///
-/// With --csv, each labelled file (SKAB's `;`-separated files, or `,`-separated ones with a
-/// timestamp column and a 0/1 label column) trains its own LSTM autoencoder on its first
-/// --train-rows rows (SKAB's protocol; or one model on --train-file), standardized with that
-/// part's statistics only; the threshold is --quantile of the training part's point scores times
-/// --factor; the rest of the file is scored and compared with its labels. The counts are pooled
-/// over the files, as SKAB does. The defaults are the settings measured in docs/quality.md.
-///
-/// With --from/--to, a registered model (as for `sentio detect`) replays a stored range and its
-/// alerts are compared with the anomaly kinds the simulator stored with each reading, in all and
-/// per anomaly kind.
+/// The flags of `sentio evaluate`; its help text is the doc comment of `Command::Evaluate`.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["csv", "from"])))]
 pub struct Args {
     /// Labelled CSV files, or directories whose *.csv files are all labelled (repeatable).
-    #[arg(long, value_name = "FILE|DIR", num_args = 1.., conflicts_with_all = ["from", "to", "devices", "model"])]
+    #[arg(help_heading = "CSV files", long, value_name = "FILE|DIR", num_args = 1.., conflicts_with_all = ["from", "to", "devices", "model"])]
     csv: Vec<PathBuf>,
     /// An anomaly-free file to train one model on (same columns, no label needed); the labelled
     /// files are then evaluated whole.
-    #[arg(long, value_name = "FILE", requires = "csv")]
+    #[arg(help_heading = "CSV files", long, value_name = "FILE", requires = "csv")]
     train_file: Option<PathBuf>,
     /// Name of the 0/1 label column.
-    #[arg(long, value_name = "NAME", default_value = "anomaly", requires = "csv")]
+    #[arg(
+        help_heading = "CSV files",
+        long,
+        value_name = "NAME",
+        default_value = "anomaly",
+        requires = "csv"
+    )]
     label_column: String,
     /// Leading rows of each file that train the model (ignored with --train-file).
-    #[arg(long, value_name = "N", default_value_t = FileSettings::default().train_rows)]
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().train_rows)]
     train_rows: usize,
     /// Rows per window.
-    #[arg(long, value_name = "N", default_value_t = FileSettings::default().window)]
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().window)]
     window: usize,
     /// LSTM width.
-    #[arg(long, value_name = "N", default_value_t = FileSettings::default().hidden)]
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().hidden)]
     hidden: usize,
     /// Training passes over the training windows.
-    #[arg(long, value_name = "N", default_value_t = FileSettings::default().epochs)]
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().epochs)]
     epochs: usize,
     /// How a point's score comes from the windows: `window-end` (the window ending at the point,
     /// causal) or `covering` (every window covering it; looks ahead).
-    #[arg(long, value_enum, default_value_t = PointScoreArg::from(FileSettings::default().point_score))]
+    #[arg(help_heading = "CSV files", long, value_enum, default_value_t = PointScoreArg::from(FileSettings::default().point_score))]
     point_score: PointScoreArg,
     /// Trailing moving average of the point scores, in points (1: none).
-    #[arg(long, value_name = "N", default_value_t = FileSettings::default().smooth)]
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().smooth)]
     smooth: usize,
     /// Quantile (0..1) of the training part's point scores the threshold starts from.
-    #[arg(long, value_name = "Q", default_value_t = FileSettings::default().quantile)]
+    #[arg(help_heading = "CSV files", long, value_name = "Q", default_value_t = FileSettings::default().quantile)]
     quantile: f64,
     /// The threshold is this factor times the quantile.
-    #[arg(long, value_name = "X", default_value_t = FileSettings::default().factor)]
+    #[arg(help_heading = "CSV files", long, value_name = "X", default_value_t = FileSettings::default().factor)]
     factor: f64,
     /// Join detections separated by at most this many normal points (0: none).
-    #[arg(long, value_name = "N", default_value_t = FileSettings::default().merge_gap)]
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().merge_gap)]
     merge_gap: usize,
     /// Drift tracking: scores are taken relative to an exponential average (this many points)
     /// of the scores of points predicted normal, so slow drift does not alarm (0: off).
-    #[arg(long, value_name = "N", default_value_t = FileSettings::default().drift)]
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().drift)]
     drift: usize,
     /// Seed of the model's initialization and of the batch order.
-    #[arg(long, value_name = "N", default_value_t = FileSettings::default().seed)]
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().seed)]
     seed: u64,
     /// Files evaluated at once (0: every core).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = 0)]
     threads: usize,
     /// Start of the stored range to replay: RFC 3339, a date, or `now`.
-    #[arg(long, value_parser = parse_instant, requires = "to")]
+    #[arg(help_heading = "Stored range", long, value_parser = parse_instant, requires = "to")]
     from: Option<i64>,
     /// End (exclusive) of the stored range.
-    #[arg(long, value_parser = parse_instant, requires = "from")]
+    #[arg(help_heading = "Stored range", long, value_parser = parse_instant, requires = "from")]
     to: Option<i64>,
     /// Only these devices (repeat the flag; default: every device in the range).
-    #[arg(long = "device", value_name = "DEVICE")]
+    #[arg(help_heading = "Stored range", long = "device", value_name = "DEVICE")]
     devices: Vec<String>,
     /// The model version or alias to replay with (overrides detect.alias).
-    #[arg(long, value_name = "VERSION|ALIAS")]
+    #[arg(help_heading = "Stored range", long, value_name = "VERSION|ALIAS")]
     model: Option<String>,
     /// Print the whole result as one JSON document instead of tables.
     #[arg(long)]
