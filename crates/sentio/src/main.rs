@@ -67,6 +67,25 @@ enum Command {
     Train(commands::train::Args),
     /// Score a stored time range with the promoted model and list the alerts it raises.
     Detect(commands::detect::Args),
+    /// Measure detection quality on labelled data: CSV benchmarks such as SKAB (--csv), or a
+    /// stored range of simulated data against its ground truth (--from/--to).
+    ///
+    /// Reports point-wise precision, recall and F1, SKAB's false and missed alarm rates (FAR =
+    /// FP/(FP+TN), MAR = FN/(FN+TP)), event recall and precision, and detection delay; over
+    /// several files the counts are pooled (summed, then the ratios), as SKAB does.
+    ///
+    /// With --csv, each labelled file (SKAB's `;`-separated files, or `,`-separated ones with a
+    /// timestamp column and a 0/1 label column) trains its own LSTM autoencoder on its first
+    /// --train-rows rows (SKAB's protocol), or one model on --train-file, standardized with the
+    /// training part's statistics only. A point's score is the reconstruction error of the window
+    /// ending at it, smoothed; the threshold is the --quantile of the training part's scores times
+    /// --factor; the rows after the training part are compared with their labels. The defaults
+    /// are the settings measured in docs/quality.md.
+    ///
+    /// With --from/--to, a registered model (as for `sentio detect`, the detect.* settings)
+    /// replays a stored range; its alerts are compared with the anomaly kinds the simulator
+    /// stored with each reading, in all and per anomaly kind.
+    Evaluate(commands::evaluate::Args),
     /// List, inspect and promote registered model versions.
     Model(commands::model::Args),
     /// Print the effective configuration (defaults, file, environment), secrets masked.
@@ -98,6 +117,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(load()?).await,
             Command::Train(args) => commands::train::run(load()?, args).await,
             Command::Detect(args) => commands::detect::run(load()?, args).await,
+            Command::Evaluate(args) => commands::evaluate::run(load()?, args).await,
             Command::Model(args) => commands::model::run(load()?, args).await,
             Command::Config(args) => commands::config::run(cli.config.as_deref(), args),
             Command::Bench(args) => commands::bench::run(load()?, args).await,

@@ -123,6 +123,50 @@ fn migrate_reports_the_schema_version() {
     assert!(text.contains("topics ready: sensor-data, sensor-data.dlq"), "{text}");
 }
 
+/// A SKAB file from the shared data folder next to the workspace (GPL-3.0 evaluation data: read in
+/// place, never copied into the project).
+fn skab_file(name: &str) -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/skab-dev/valve1")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "SKAB data missing: expected {} (the SKAB development subset in ../shared/data/skab-dev)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn evaluate_csv_reports_metrics_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = skab_file("0.csv");
+    let out =
+        run(sentio(dir.path()).args(["evaluate", "--json", "--epochs", "5", "--csv"]).arg(&file));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(v["settings"]["epochs"], 5);
+    assert_eq!(files[0]["train_rows"], 400);
+    let p = &v["pooled"];
+    let counted: u64 = ["tp", "fp", "tn", "fn"].iter().map(|k| p[k].as_u64().unwrap()).sum();
+    assert_eq!(counted, files[0]["test_rows"].as_u64().unwrap());
+    assert_eq!(counted, 1147 - 400, "the rows after the 400 training rows");
+    for key in ["f1", "precision", "recall", "event_recall"] {
+        let x = p[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{key} = {x}");
+    }
+    assert!((0.0..=100.0).contains(&p["far_pct"].as_f64().unwrap()));
+
+    // A malformed file is named with its line and column.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "datetime;a;anomaly\n2020-03-09 10:14:33;x;0\n").unwrap();
+    let out = sentio(dir.path()).args(["evaluate", "--csv"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv: line 2, column \"a\""), "{err}");
+}
+
 /// Reads the child's stdout lines until one contains `needle` (with a deadline).
 fn wait_for_line(child: &mut Child, needle: &str, seen: &mut Vec<String>) {
     let stdout = child.stdout.as_mut().unwrap();

@@ -6,6 +6,7 @@ mod bench_train;
 pub mod config;
 pub mod demo;
 pub mod detect;
+pub mod evaluate;
 pub mod ingest;
 pub mod migrate;
 pub mod model;
