@@ -656,7 +656,7 @@ pub async fn check_alerts_keep_their_latest_state(store: &dyn ReadingStore) {
     assert_eq!(ours, [&b_open, &a_done], "window order, latest state, every field round-trips");
 
     let only_a = AnomalyQuery { device: Some(dev("alert-a")), ..AnomalyQuery::all() };
-    assert_eq!(store.anomalies(&only_a).await.unwrap(), [a_done.clone()]);
+    assert_eq!(store.anomalies(&only_a).await.unwrap(), std::slice::from_ref(&a_done));
     let overlap = |from_s: i64, to_s: i64| AnomalyQuery {
         device: None,
         from_ns: from_s * 1_000_000_000,

@@ -190,6 +190,14 @@ fn demo_backfills_goes_live_and_drains_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = sentio(dir.path())
         .args(["demo", "--backfill", "30m"])
+        // A small model: the test is about the workflow (train, replay, detect live, drain).
+        .envs([
+            ("SENTIO__TRAIN__WINDOW", "16"),
+            ("SENTIO__TRAIN__HIDDEN", "16"),
+            ("SENTIO__TRAIN__BOTTLENECK", "4"),
+            ("SENTIO__TRAIN__EPOCHS", "4"),
+            ("SENTIO__TRAIN__THREADS", "2"),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -206,6 +214,9 @@ fn demo_backfills_goes_live_and_drains_cleanly_on_ctrl_c() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("(consistent)"), "{stdout}");
     assert!(stdout.contains("backfill done: 57600 readings"), "{stdout}");
+    assert!(stdout.contains("champion -> version 1"), "{stdout}");
+    assert!(stdout.contains("found") && stdout.contains("alerts in the backfill"), "{stdout}");
+    assert!(stdout.contains("detect: sentio-lstm-ae v1:"), "{stdout}");
     // A hang guard, not a benchmark: the requirement is 5 s; the measured drain is in the output.
     assert!(drain < Duration::from_secs(30), "Ctrl-C took {drain:?}");
     eprintln!("demo exited {drain:?} after SIGINT");

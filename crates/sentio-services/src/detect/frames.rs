@@ -148,15 +148,13 @@ impl DeviceFrames {
                 self.recent.pop_front();
             }
             self.since_window += 1;
-            if self.recent.len() == s.window {
-                // Windows start every `stride` frames, the first one when the window first fills.
-                if self.since_window >= s.window
-                    && (self.since_window - s.window).is_multiple_of(s.stride)
-                {
-                    if let Some(w) = self.window() {
-                        out.push(w);
-                    }
-                }
+            // Windows start every `stride` frames, the first one when the window first fills.
+            if self.recent.len() == s.window
+                && self.since_window >= s.window
+                && (self.since_window - s.window).is_multiple_of(s.stride)
+                && let Some(w) = self.window()
+            {
+                out.push(w);
             }
         }
     }

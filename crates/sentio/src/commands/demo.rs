@@ -119,9 +119,18 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         None
     } else {
         wait_stored(&sim_stats, &etl_stats, &stop).await;
-        let d = start_detection(&config, &args, &bus, &store, (from, next), &detect_stop, &stop)
-            .await?;
-        d.map(|(run, stats, events)| (shutdown.spawn("detect", run), stats, events))
+        match start_detection(&config, &args, &bus, &store, (from, next), &detect_stop, &stop).await
+        {
+            Ok(d) => d.map(|(run, stats, events)| (shutdown.spawn("detect", run), stats, events)),
+            // The pipeline still runs; say why there is no detection and what to do.
+            Err(e) => {
+                say!(
+                    "detection is off: {e:#}\n  (the default model needs about 30 minutes of \
+                     history: run with a longer --backfill, or train with `sentio train`)"
+                );
+                None
+            }
+        }
     };
     let (detect_task, detect_stats, events) = match detection {
         Some((task, stats, events)) => (Some(task), Some(stats), Some(events)),
@@ -201,8 +210,8 @@ async fn wait_stored(sim: &SimStats, etl: &EtlStats, stop: &CancellationToken) {
 
 type DetectRun = futures::future::BoxFuture<'static, anyhow::Result<()>>;
 
-/// Makes sure a champion exists (training one on the stored history when there is none, or when
-/// --retrain), replays `backfill` through it (alerts saved), and starts the streaming detector.
+/// Makes sure a champion exists (training one on the last `demo.backfill` of history when there
+/// is none, or when --retrain), replays `backfill` through it (alerts saved), and starts the streaming detector.
 /// `None` when Ctrl-C came first.
 async fn start_detection(
     config: &Config,
@@ -215,10 +224,15 @@ async fn start_detection(
 ) -> anyhow::Result<Option<(DetectRun, Arc<DetectStats>, UnboundedReceiver<DetectEvent>)>> {
     let tracking = wiring::open_tracking(config)?;
     let name = wiring::detect_model_name(config).to_owned();
-    let champion = tracking
-        .get_alias(&name, &config.detect.alias)
-        .await
-        .with_context(|| format!("looking up {name}@{}", config.detect.alias))?;
+    let champion = match tracking.get_alias(&name, &config.detect.alias).await {
+        Ok(found) => found,
+        // No such registered model yet: the first run.
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("looking up {name}@{}", config.detect.alias));
+        }
+    };
     if champion.is_none() || args.retrain {
         say!(
             "{}: training {name} on the stored history",
@@ -227,8 +241,10 @@ async fn start_detection(
         let request = TrainRequest {
             config: config.train.clone(),
             experiment: config.tracking.experiment.clone(),
-            from_ns: None,
-            to_ns: None,
+            // The demo's history: what the backfill covers (also when a resumed run backfilled
+            // only the part since the previous one).
+            from_ns: Some(backfill.1 - i64::try_from(config.demo.backfill.as_nanos()).unwrap_or(0)),
+            to_ns: Some(backfill.1),
         };
         let outcome = super::train::train_and_report(
             config,
