@@ -8,14 +8,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{HOURS, START, config, history, simulate, train_once};
+use common::{HOURS, START, simulate, trained_model};
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_core::{AlertState, AnomalyKind, DeviceId, Reading};
 use sentio_services::detect::{AlertSettings, Scorer, replay, top_sensor};
-use sentio_services::train::{CHAMPION, TrainRequest};
+use sentio_services::train::CHAMPION;
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
-use sentio_tracking::{LocalTracking, Tracking};
 
 /// One injected fault: a device's run of labelled readings of one kind.
 #[derive(Debug)]
@@ -52,21 +51,7 @@ fn events(readings: &[Reading], gap_ns: i64) -> Vec<Event> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trained_model_alerts_on_unseen_faults_and_names_their_sensor() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config();
-    config.train.epochs = 12;
-    config.train.patience = 12;
-    config.train.max_train_windows = 0;
-    let store = SqliteStore::open(&dir.path().join("train.db")).unwrap();
-    store.migrate().await.unwrap();
-    history(&store, &config).await;
-    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
-    let request = TrainRequest {
-        config: config.train.clone(),
-        experiment: "detect".into(),
-        from_ns: Some(START),
-        to_ns: Some(START + HOURS * 3_600 * NANOS_PER_SEC),
-    };
-    train_once(&store, &tracking, request).await.unwrap();
+    let (config, tracking) = trained_model(dir.path(), "detect").await;
 
     // Another seed, many more faults: data the model never saw.
     let mut unseen = config.clone();

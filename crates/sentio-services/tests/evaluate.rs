@@ -8,16 +8,15 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::{HOURS, START, config, history, simulate, train_once};
+use common::{HOURS, START, simulate, trained_model};
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_services::detect::{AlertSettings, Scorer};
 use sentio_services::evaluate::csv::read_table;
 use sentio_services::evaluate::{FileSettings, Tally, evaluate, evaluate_files, evaluate_store};
 use sentio_services::features::align::slot_of;
-use sentio_services::train::{CHAMPION, TrainRequest};
+use sentio_services::train::CHAMPION;
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
-use sentio_tracking::{LocalTracking, Tracking};
 
 /// SKAB's development subset, next to the workspace (`../shared/data/skab-dev`). GPL-3.0
 /// evaluation data: read in place, never copied here.
@@ -92,22 +91,8 @@ fn the_csv_path_beats_trivial_predictors_on_skab_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_path_scores_alerts_against_the_simulators_ground_truth() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config();
-    config.train.epochs = 12;
-    config.train.patience = 12;
-    config.train.max_train_windows = 0;
-    let store = SqliteStore::open(&dir.path().join("train.db")).unwrap();
-    store.migrate().await.unwrap();
-    history(&store, &config).await;
-    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    let (config, tracking) = trained_model(dir.path(), "evaluate").await;
     let end = START + HOURS * 3_600 * NANOS_PER_SEC;
-    let request = TrainRequest {
-        config: config.train.clone(),
-        experiment: "evaluate".into(),
-        from_ns: Some(START),
-        to_ns: Some(end),
-    };
-    train_once(&store, &tracking, request).await.unwrap();
 
     // Unseen data: another seed, many more faults.
     let mut unseen = config.clone();

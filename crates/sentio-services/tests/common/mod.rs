@@ -91,3 +91,25 @@ pub async fn train_once(
 ) -> anyhow::Result<TrainOutcome> {
     train(store, tracking.clone(), request, CancellationToken::new(), Box::new(Silent)).await
 }
+
+/// A model trained on all of [`HOURS`] of seed-11 history (12 epochs, no window cap), registered
+/// and promoted in a local tracking directory under `dir`; returns its configuration and tracking.
+pub async fn trained_model(dir: &std::path::Path, experiment: &str) -> (Config, Arc<dyn Tracking>) {
+    let mut config = config();
+    config.train.epochs = 12;
+    config.train.patience = 12;
+    config.train.max_train_windows = 0;
+    let store = SqliteStore::open(&dir.join("train.db")).unwrap();
+    store.migrate().await.unwrap();
+    history(&store, &config).await;
+    let tracking: Arc<dyn Tracking> =
+        Arc::new(sentio_tracking::LocalTracking::open(&dir.join("t")).unwrap());
+    let request = TrainRequest {
+        config: config.train.clone(),
+        experiment: experiment.into(),
+        from_ns: Some(START),
+        to_ns: Some(START + HOURS * 3_600 * NANOS_PER_SEC),
+    };
+    train_once(&store, &tracking, request).await.unwrap();
+    (config, tracking)
+}

@@ -13,6 +13,7 @@ use sentio_core::{Alert, AlertState, DeviceId, SensorKind};
 use sentio_services::detect::service::{DetectStats, Detector};
 use sentio_services::detect::{AlertV1, Scorer, replay, top_sensor};
 use sentio_services::shutdown::Shutdown;
+use sentio_store::ReadingStore;
 
 use super::time_arg::parse_instant;
 use crate::wiring;
@@ -129,22 +130,40 @@ pub fn summary(stats: &DetectStats, windows_per_s: f64) -> String {
     )
 }
 
-/// Replays a stored range.
-async fn replay_range(config: Config, args: Args, from: i64, to: i64) -> anyhow::Result<()> {
-    anyhow::ensure!(from < to, "--from must be before --to");
-    let devices: Vec<DeviceId> = args
-        .devices
+/// What replaying stored readings needs: the devices asked for, the store, and the model
+/// (detect.alias of detect.model_name), downloaded into a directory that lives as long as this.
+pub(crate) struct ReplaySetup {
+    pub devices: Vec<DeviceId>,
+    pub store: Arc<dyn ReadingStore>,
+    pub scorer: Arc<Scorer>,
+    pub _cache: tempfile::TempDir,
+}
+
+pub(crate) async fn replay_setup(
+    config: &Config,
+    devices: &[String],
+) -> anyhow::Result<ReplaySetup> {
+    let devices = devices
         .iter()
         .map(|d| DeviceId::new(d).with_context(|| format!("--device {d:?}")))
         .collect::<anyhow::Result<_>>()?;
     let d = &config.detect;
-    let name = wiring::detect_model_name(&config);
-    let store = wiring::open_store(&config).await?;
-    let tracking = wiring::open_tracking(&config)?;
+    let name = wiring::detect_model_name(config);
+    let store = wiring::open_store(config).await?;
+    let tracking = wiring::open_tracking(config)?;
     let cache = tempfile::tempdir().context("creating a temporary directory for the model")?;
     let threads = sentio_services::train::fit::threads_or_all(d.threads);
     let scorer =
         Arc::new(Scorer::resolve(tracking.as_ref(), name, &d.alias, cache.path(), threads).await?);
+    Ok(ReplaySetup { devices, store, scorer, _cache: cache })
+}
+
+/// Replays a stored range.
+async fn replay_range(config: Config, args: Args, from: i64, to: i64) -> anyhow::Result<()> {
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let ReplaySetup { devices, store, scorer, _cache } =
+        replay_setup(&config, &args.devices).await?;
+    let d = &config.detect;
     let settings = wiring::alert_settings(&config);
     let found =
         replay(store.as_ref(), scorer.clone(), &devices, from, to, d.stride, settings).await?;

@@ -2,18 +2,16 @@
 //! simulator's ground truth in the store.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use sentio_config::Config;
-use sentio_core::DeviceId;
 use sentio_core::time::format_rfc3339;
-use sentio_services::detect::{AlertSettings, Scorer};
 use sentio_services::evaluate::{
     CsvEvaluation, FileSettings, PointScore, Scores, StoreEvaluation, evaluate_files,
     evaluate_store, list_inputs,
 };
 
+use super::detect::{ReplaySetup, replay_setup};
 use super::time_arg::parse_instant;
 use crate::wiring;
 
@@ -259,24 +257,10 @@ async fn run_store(mut config: Config, args: &Args, from: i64, to: i64) -> anyho
     }
     config.validate()?;
     anyhow::ensure!(from < to, "--from must be before --to");
-    let devices: Vec<DeviceId> = args
-        .devices
-        .iter()
-        .map(|d| DeviceId::new(d).with_context(|| format!("--device {d:?}")))
-        .collect::<anyhow::Result<_>>()?;
+    let ReplaySetup { devices, store, scorer, _cache } =
+        replay_setup(&config, &args.devices).await?;
     let d = &config.detect;
-    let name = if d.model_name.is_empty() { &config.train.model_name } else { &d.model_name };
-    let store = wiring::open_store(&config).await?;
-    let tracking = wiring::open_tracking(&config)?;
-    let cache = tempfile::tempdir().context("creating a temporary directory for the model")?;
-    let threads = sentio_services::train::fit::threads_or_all(d.threads);
-    let scorer =
-        Arc::new(Scorer::resolve(tracking.as_ref(), name, &d.alias, cache.path(), threads).await?);
-    let settings = AlertSettings {
-        open_after: d.open_after,
-        cooldown: d.cooldown,
-        critical_factor: d.critical_factor,
-    };
+    let settings = wiring::alert_settings(&config);
     let result =
         evaluate_store(store.as_ref(), scorer, &devices, from, to, d.stride, settings).await?;
     if args.json {
