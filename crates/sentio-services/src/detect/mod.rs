@@ -18,6 +18,7 @@
 //! - [`latency`]: the detection-latency histogram.
 
 pub mod alerts;
+pub mod flat;
 pub mod frames;
 pub mod latency;
 pub mod message;
@@ -50,6 +51,7 @@ pub struct Scorer {
     engine: Autoencoder,
     card: ModelCard,
     model: ModelRef,
+    flat: flat::FlatCheck,
 }
 
 impl Scorer {
@@ -66,7 +68,9 @@ impl Scorer {
         let engine = Autoencoder::load_safetensors(&weights, spec)
             .with_context(|| format!("loading the weights {}", weights.display()))?
             .with_threads(threads.max(1));
-        Ok(Scorer { engine, card, model })
+        let flat =
+            flat::FlatCheck::new(card.calibration.longest_flat_run, card.window, card.fill_limit);
+        Ok(Scorer { engine, card, model, flat })
     }
 
     /// Downloads version `alias_or_version` of `name` (an alias such as `champion`, or a number)
@@ -151,10 +155,13 @@ impl Scorer {
         let (scores, sensors) = fit::score(&self.engine, &data)?;
         let normal = self.card.calibration.sensor_mean;
         let weighted = weights != [1.0; 4];
+        let flat = self.flat.weighted(weights);
+        let threshold = self.threshold();
         Ok(scores
             .into_iter()
             .zip(sensors)
-            .map(|(score, raw)| {
+            .zip(windows)
+            .map(|((score, raw), w)| {
                 let score = if weighted {
                     raw.iter().zip(weights).map(|(e, w)| e * w).sum::<f64>() / 4.0
                 } else {
@@ -162,7 +169,7 @@ impl Scorer {
                 };
                 let relative =
                     std::array::from_fn(|i| weights[i] * raw[i] / normal[i].max(f64::MIN_POSITIVE));
-                (score, relative)
+                flat.apply(&w.values, threshold, score, relative)
             })
             .collect())
     }
@@ -198,12 +205,15 @@ impl Scorer {
         let (scores, sensors) = fit::score(&self.engine, &data)?;
         let normal = self.card.calibration.sensor_mean;
         let mut out: BTreeMap<DeviceId, Vec<ScoredWindow>> = BTreeMap::new();
+        let threshold = self.threshold();
         for ((w, score), raw) in windows.iter().zip(scores).zip(sensors) {
             // Relative to each sensor's normal error, so that a sensor the model always
             // reconstructs loosely (vibration) does not outvote the one that deviated.
             let sensor_error: [f64; 4] =
                 std::array::from_fn(|i| raw[i] / normal[i].max(f64::MIN_POSITIVE));
             let s = &series[w.series];
+            let frames = &s.values[w.start..w.start + t];
+            let (score, sensor_error) = self.flat.apply(frames, threshold, score, sensor_error);
             out.entry(s.device.clone()).or_default().push(ScoredWindow {
                 start_ns: s.ts_ns(w.start),
                 end_ns: s.ts_ns(w.start + t),

@@ -10,14 +10,15 @@
 //!   by one model window (the windows that still hold the fault's last frame). A fault is caught
 //!   when a true alert overlaps it; its delay is the time from its first frame to the opening of
 //!   the first such alert (0 when the alert was already open). Per anomaly kind: faults, caught,
-//!   recall and mean delay.
+//!   recall, mean delay, and how many of the caught faults' first alerts named the kind's sensor
+//!   as the top contributor. False alerts are counted by the sensor they named.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use sentio_core::time::NANOS_PER_SEC;
-use sentio_core::{AlertState, AnomalyKind, DeviceId};
+use sentio_core::{AlertState, AnomalyKind, DeviceId, SensorKind};
 use sentio_store::{RangeQuery, ReadingStore};
 use serde::Serialize;
 
@@ -36,6 +37,8 @@ pub struct KindReport {
     pub detected: u64,
     pub recall: f64,
     pub delay_mean_s: Option<f64>,
+    /// Caught faults whose first alert names the kind's sensor as the top contributor.
+    pub top_sensor_right: u64,
 }
 
 /// Alerts against faults.
@@ -51,6 +54,8 @@ pub struct AlertReport {
     pub delay_mean_s: Option<f64>,
     pub delay_median_s: Option<f64>,
     pub delay_max_s: Option<f64>,
+    /// Alerts over no fault, by the sensor they named as the top contributor.
+    pub false_by_sensor: BTreeMap<String, u64>,
 }
 
 /// What the store path found.
@@ -85,6 +90,8 @@ struct Life {
     opened_ns: i64,
     start_ns: i64,
     end_ns: i64,
+    /// The sensor the alert named first (at its peak).
+    top: SensorKind,
 }
 
 /// Replays `[from_ns, to_ns)` of `devices` (all when empty) through `scorer` with the alert
@@ -139,27 +146,33 @@ pub async fn evaluate_store(
         l.device == f.device && l.start_ns <= f.to_ns + span && l.end_ns >= f.from_ns
     };
     let true_alerts = lives.iter().filter(|l| faults.iter().any(|f| overlaps(l, f))).count();
+    let mut false_by_sensor: BTreeMap<String, u64> = BTreeMap::new();
+    for l in lives.iter().filter(|l| !faults.iter().any(|f| overlaps(l, f))) {
+        *false_by_sensor.entry(l.top.as_str().to_owned()).or_default() += 1;
+    }
     let mut delays = Vec::new();
-    let mut per_kind: BTreeMap<AnomalyKind, (u64, u64, Vec<f64>)> = BTreeMap::new();
+    let mut per_kind: BTreeMap<AnomalyKind, (u64, u64, Vec<f64>, u64)> = BTreeMap::new();
     for f in &faults {
         let entry = per_kind.entry(f.kind).or_default();
         entry.0 += 1;
-        let first = lives.iter().filter(|l| overlaps(l, f)).map(|l| l.opened_ns).min();
-        if let Some(opened) = first {
-            let delay = (opened - f.from_ns).max(0) as f64 / NANOS_PER_SEC as f64;
+        let first = lives.iter().filter(|l| overlaps(l, f)).min_by_key(|l| l.opened_ns);
+        if let Some(first) = first {
+            let delay = (first.opened_ns - f.from_ns).max(0) as f64 / NANOS_PER_SEC as f64;
             entry.1 += 1;
             entry.2.push(delay);
+            entry.3 += u64::from(first.top == f.kind.sensor());
             delays.push(delay);
         }
     }
     let kinds = per_kind
         .into_iter()
-        .map(|(kind, (events, detected, d))| KindReport {
+        .map(|(kind, (events, detected, d, right))| KindReport {
             kind,
             events,
             detected,
             recall: ratio(detected, events),
             delay_mean_s: mean(&d),
+            top_sensor_right: right,
         })
         .collect();
     delays.sort_by(f64::total_cmp);
@@ -177,6 +190,7 @@ pub async fn evaluate_store(
             if n % 2 == 1 { delays[n / 2] } else { (delays[n / 2 - 1] + delays[n / 2]) / 2.0 }
         }),
         delay_max_s: delays.last().copied(),
+        false_by_sensor,
     };
     Ok(StoreEvaluation {
         model_name: scorer.model().name.clone(),
@@ -251,6 +265,7 @@ fn lives(alerts: &[sentio_core::Alert]) -> anyhow::Result<Vec<Life>> {
                     opened_ns,
                     start_ns: a.window_start_ns,
                     end_ns: a.window_end_ns,
+                    top: SensorKind::ALL[crate::detect::top_sensor(&a.sensor_share)],
                 });
             }
         }

@@ -45,6 +45,10 @@ pub struct Calibration {
     pub sensor_threshold: [f64; 4],
     /// GPD fit when POT was used: initial threshold u, σ, ξ.
     pub pot: Option<PotFit>,
+    /// Per sensor, the longest run of identical consecutive values in the normal windows (the
+    /// stuck-sensor check's yardstick, `detect::flat`); absent in models trained before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_flat_run: Option<[u32; 4]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -144,6 +148,7 @@ pub fn calibrate(
         sensor_std,
         sensor_threshold,
         pot: fit,
+        longest_flat_run: None,
     }
 }
 

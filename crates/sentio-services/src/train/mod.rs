@@ -213,7 +213,7 @@ async fn train_in_run(
 
     progress.stage("calibrating the threshold");
     let (scores, sensors) = fit::score(&fitted.model, &prepared.calibration.data)?;
-    let calibration = calibrate::calibrate(
+    let mut calibration = calibrate::calibrate(
         &scores,
         &sensors,
         config.threshold,
@@ -221,6 +221,7 @@ async fn train_in_run(
         config.pot_quantile,
         config.pot_risk,
     );
+    calibration.longest_flat_run = Some(longest_normal_runs(&prepared, config.window));
     let last = fitted.history.last();
     let card = ModelCard {
         format: artifact::CARD_FORMAT.to_owned(),
@@ -299,6 +300,19 @@ async fn train_in_run(
         card,
         history: fitted.history,
     })
+}
+
+/// Each sensor's longest run of identical consecutive values in the windows training used (all
+/// free of ground-truth labels).
+fn longest_normal_runs(prepared: &data::Prepared, window: usize) -> [u32; 4] {
+    let parts = [&prepared.train, &prepared.validation, &prepared.calibration];
+    let mut longest = [0u32; 4];
+    for w in parts.iter().flat_map(|p| &p.refs) {
+        let frames = &prepared.series[w.series].values[w.start..w.start + window];
+        let runs = crate::detect::flat::longest_runs(frames);
+        longest = std::array::from_fn(|s| longest[s].max(runs[s]));
+    }
+    longest
 }
 
 fn mean_rate(history: &[EpochReport]) -> f64 {

@@ -307,22 +307,29 @@ fn print_store(r: &StoreEvaluation) {
         opt(a.delay_median_s),
         opt(a.delay_max_s)
     );
+    if !a.false_by_sensor.is_empty() {
+        let named: Vec<String> =
+            a.false_by_sensor.iter().map(|(sensor, n)| format!("{sensor} {n}")).collect();
+        say!("false alerts by the sensor they named first: {}", named.join(", "));
+    }
     say!(
-        "{:<20} {:>7} {:>7} {:>7} {:>13}",
+        "{:<20} {:>7} {:>7} {:>7} {:>13} {:>11}",
         "anomaly kind",
         "faults",
         "caught",
         "recall",
-        "mean delay s"
+        "mean delay s",
+        "top sensor"
     );
     for k in &r.kinds {
         say!(
-            "{:<20} {:>7} {:>7} {:>7.3} {:>13}",
+            "{:<20} {:>7} {:>7} {:>7.3} {:>13} {:>11}",
             k.kind.as_str(),
             k.events,
             k.detected,
             k.recall,
-            opt(k.delay_mean_s)
+            opt(k.delay_mean_s),
+            format!("{}/{}", k.top_sensor_right, k.detected)
         );
     }
 }
