@@ -326,3 +326,48 @@ async fn promoting_a_new_version_swaps_the_model_between_batches_with_no_window_
     assert!(before.values().map(Vec::len).sum::<usize>() > 1_000);
     assert!(streamed.values().map(Vec::len).sum::<usize>() > 2 * 1_000);
 }
+
+/// Primed with the readings of a replayed first part, the stream scores from the first live
+/// frame on: exactly the replay's windows that end after that part, none of the part's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_fills_the_window_so_the_stream_goes_on_where_the_replay_stopped() {
+    let s = setup().await;
+    let readings = unseen(&s.config).await;
+    let models = s.dir.path().join("models");
+    let scorer = Arc::new(
+        Scorer::resolve(s.tracking.as_ref(), &s.config.train.model_name, CHAMPION, &models, 2)
+            .await
+            .unwrap(),
+    );
+    let split = START + 30 * 60 * NANOS_PER_SEC;
+    let (before, live): (Vec<Reading>, Vec<Reading>) =
+        readings.iter().cloned().partition(|r| r.ts_ns < split);
+    let bus = bus().await;
+    let store = Arc::new(SqliteStore::open(&s.dir.path().join("live.db")).unwrap());
+    store.migrate().await.unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let detector = Detector::new(bus.clone(), store.clone(), settings(None))
+        .with_observer(tx)
+        .with_history(before);
+    let stats = detector.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(detector.run(scorer.clone(), stop.clone()));
+    publish(&bus, &live).await;
+    wait_for(&stats, live.len() as u64).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    let (streamed, _) = drain(&mut events);
+    let (batch, _) = replayed(s.dir.path(), scorer, &readings).await;
+    // The first frame after the split completes the window ending one cadence after it.
+    let after: BTreeMap<DeviceId, Vec<(i64, f64)>> = batch
+        .into_iter()
+        .map(|(d, ws)| (d, ws.into_iter().filter(|(end, _)| *end > split).collect()))
+        .collect();
+    for (device, ws) in &after {
+        assert_eq!(ws[0].0, split + NANOS_PER_SEC, "{device}: the replay's first live window");
+        assert_eq!(streamed[device][0].0, ws[0].0, "{device}: the stream's first window");
+    }
+    assert_same_windows(&streamed, &after, |_, i, device| after[device][i].1);
+    assert_eq!(stats.late.load(Ordering::Relaxed), 0);
+}

@@ -23,7 +23,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use sentio_bus::{Bus, Consumer, Record};
 use sentio_core::time::now_ns;
-use sentio_core::{Alert, DecodeLimits, DeviceId, decode_reading};
+use sentio_core::{Alert, DecodeLimits, DeviceId, Reading, decode_reading};
 use sentio_store::ReadingStore;
 use sentio_tracking::Tracking;
 use tokio::sync::watch;
@@ -139,11 +139,20 @@ pub struct Detector {
     settings: StreamSettings,
     stats: Arc<DetectStats>,
     observer: Option<Observer>,
+    history: Vec<Reading>,
 }
 
 impl Detector {
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn ReadingStore>, settings: StreamSettings) -> Self {
-        Detector { bus, store, settings, stats: Arc::default(), observer: None }
+        Detector { bus, store, settings, stats: Arc::default(), observer: None, history: vec![] }
+    }
+
+    /// Readings from just before the stream starts (already scored, e.g. by a replay): they fill
+    /// each device's window before the first live reading, so the first live frame completes a
+    /// window instead of starting an empty one. Their own windows are not scored again.
+    pub fn with_history(mut self, readings: Vec<Reading>) -> Self {
+        self.history = readings;
+        self
     }
 
     pub fn stats(&self) -> Arc<DetectStats> {
@@ -170,6 +179,7 @@ impl Detector {
             tokio::spawn(watch_alias(follow, current, tx, stop))
         });
         let mut engine = Engine::new(scorer, &self.settings, self.stats.clone());
+        engine.prime(&self.history);
         tracing::info!(
             topic = %s.readings_topic,
             group = %s.group,
@@ -356,11 +366,33 @@ impl Engine {
         self.scorer = next;
     }
 
+    /// Builds frames from readings that were already scored, dropping the windows they complete.
+    fn prime(&mut self, history: &[Reading]) {
+        let mut order: Vec<&Reading> = history.iter().collect();
+        order.sort_by_key(|r| r.ts_ns);
+        let mut dropped = Vec::new();
+        for reading in order {
+            self.device(&reading.device).frames.push(reading);
+        }
+        for d in self.devices.values_mut() {
+            d.frames.release(&mut dropped);
+            dropped.clear();
+        }
+    }
+
+    fn device(&mut self, id: &DeviceId) -> &mut DeviceState {
+        let (frames, alerts) = (self.frame_settings, self.alerts);
+        self.devices.entry(id.clone()).or_insert_with(|| DeviceState {
+            frames: DeviceFrames::new(frames),
+            tracker: AlertTracker::new(id.clone(), alerts),
+        })
+    }
+
     /// Decodes `records`, assembles frames and returns the windows they complete, in arrival
     /// order per device.
     fn take(&mut self, records: &[Record], limits: &DecodeLimits) -> Vec<(DeviceId, ReadyWindow)> {
         let now = now_ns();
-        let stats = &self.stats;
+        let stats = self.stats.clone();
         stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
         let mut touched: BTreeSet<DeviceId> = BTreeSet::new();
         for record in records {
@@ -372,13 +404,7 @@ impl Engine {
                 }
             };
             stats.readings.fetch_add(1, Ordering::Relaxed);
-            let settings = (self.frame_settings, self.alerts);
-            let device =
-                self.devices.entry(reading.device.clone()).or_insert_with(|| DeviceState {
-                    frames: DeviceFrames::new(settings.0),
-                    tracker: AlertTracker::new(reading.device.clone(), settings.1),
-                });
-            if device.frames.push(&reading) == Pushed::Late {
+            if self.device(&reading.device).frames.push(&reading) == Pushed::Late {
                 stats.late.fetch_add(1, Ordering::Relaxed);
             }
             if !touched.contains(&reading.device) {
