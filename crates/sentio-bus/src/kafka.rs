@@ -4,7 +4,7 @@
 //! The producer is idempotent (acks=all, ordered retries) and uses Kafka's murmur2 partitioner, so a
 //! device lands on the same partition as with the Java client and the embedded bus. Consumers join
 //! a group with auto-commit off: offsets move only when [`Consumer::commit`] is called, after the
-//! caller has made the records durable.
+//! caller has made the records durable; rebalances are cooperative (see `subscribe`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +25,10 @@ use crate::{Bus, BusError, Consumer, Delivery, Record, same_partitions, validate
 
 /// How long metadata and admin requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a seek waits for librdkafka to start fetching a newly assigned partition: well inside
+/// `max.poll.interval`, since the caller does not poll meanwhile.
+const SEEK_WAIT: Duration = Duration::from_secs(10);
 
 /// A connection to a Kafka cluster: one shared idempotent producer and an admin client.
 pub struct KafkaBus {
@@ -348,6 +352,12 @@ impl Bus for KafkaBus {
             .set("session.timeout.ms", millis(self.config.session_timeout))
             .set("heartbeat.interval.ms", millis(self.config.heartbeat_interval))
             .set("max.poll.interval.ms", millis(self.config.max_poll_interval))
+            // Cooperative rebalancing moves only the partitions that change owner, and a member's
+            // join metadata carries what it owns and its generation, so every rejoin tells the
+            // coordinator something new. Tansu 0.6 relies on that: it starts a new generation only
+            // for a changed member, so with an eager assignor (range, roundrobin) a member whose
+            // death a heartbeat revealed keeps its partitions, unread, for good.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .create()
             .map_err(backend("creating a Kafka consumer"))?;
         consumer.subscribe(&[topic]).map_err(backend("subscribing"))?;
@@ -434,20 +444,34 @@ impl Consumer for KafkaConsumer {
     }
 
     async fn seek(&mut self, partition: u32, offset: u64) -> Result<(), BusError> {
-        if !self.assignment().contains(&partition) {
-            return Err(BusError::NotAssigned { topic: self.topic.clone(), partition });
-        }
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&self.topic, partition as i32, Offset::Offset(offset as i64))
-            .map_err(backend("seeking"))?;
-        let result =
-            self.blocking("seeking", move |c| c.seek_partitions(list, REQUEST_TIMEOUT)).await?;
-        for element in result.elements() {
-            if let Err(e) = element.error() {
-                return Err(backend("seeking")(e));
+        // A partition shows up in the assignment before librdkafka starts fetching it (it first
+        // asks the coordinator for the committed offset), and a seek in between fails with
+        // ERR__STATE; so does one on a partition being revoked (ERR__PREV_IN_PROGRESS). Wait for
+        // the fetcher while the partition stays assigned.
+        let deadline = tokio::time::Instant::now() + SEEK_WAIT;
+        loop {
+            if !self.assignment().contains(&partition) {
+                return Err(BusError::NotAssigned { topic: self.topic.clone(), partition });
+            }
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(&self.topic, partition as i32, Offset::Offset(offset as i64))
+                .map_err(backend("seeking"))?;
+            let result =
+                self.blocking("seeking", move |c| c.seek_partitions(list, REQUEST_TIMEOUT)).await?;
+            let error = result.elements().into_iter().find_map(|e| e.error().err());
+            match error {
+                None => return Ok(()),
+                Some(e)
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PreviousInProgress)
+                    ) && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Some(e) => return Err(backend("seeking")(e)),
             }
         }
-        Ok(())
     }
 
     fn assignment(&self) -> Vec<u32> {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use sentio_bus::{Bus, Consumer, Record};
+use sentio_bus::{Bus, BusError, Consumer, Record};
 use sentio_config::IngestConfig;
 use sentio_core::DecodeLimits;
 use sentio_core::time::now_ns;
@@ -164,7 +164,7 @@ impl Etl {
         assigned: &mut BTreeSet<u32>,
         mut records: Vec<Record>,
     ) -> anyhow::Result<Vec<Record>> {
-        let now: BTreeSet<u32> = consumer.assignment().into_iter().collect();
+        let mut now: BTreeSet<u32> = consumer.assignment().into_iter().collect();
         if now == *assigned {
             return Ok(records);
         }
@@ -173,11 +173,21 @@ impl Etl {
             .committed_offsets(&self.config.group, &self.topic)
             .await
             .context("reading the stored consumer offsets")?;
-        for p in now.difference(assigned) {
-            let Some(offset) = stored.get(p).copied() else { continue };
-            records.retain(|r| r.partition != *p || r.offset >= offset);
-            if !records.iter().any(|r| r.partition == *p) {
-                consumer.seek(*p, offset).await.context("seeking to the stored offset")?;
+        let added: Vec<u32> = now.difference(assigned).copied().collect();
+        for p in added {
+            let Some(offset) = stored.get(&p).copied() else { continue };
+            records.retain(|r| r.partition != p || r.offset >= offset);
+            if records.iter().any(|r| r.partition == p) {
+                continue;
+            }
+            match consumer.seek(p, offset).await {
+                Ok(()) => {}
+                // Revoked again since the assignment was read (a rebalance in between): not ours
+                // now; if it comes back, the next poll sees it as new and seeks then.
+                Err(BusError::NotAssigned { .. }) => {
+                    now.remove(&p);
+                }
+                Err(e) => return Err(e).context("seeking to the stored offset"),
             }
         }
         tracing::info!(partitions = ?now, "assignment changed");
