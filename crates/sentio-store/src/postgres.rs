@@ -84,8 +84,9 @@ const LOCK_PARTITIONS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1 
     FROM unnest($3::bigint[]) AS p";
 const SELECT_BATCH_OFFSETS: &str = "SELECT partition, next_offset FROM consumer_offsets
     WHERE group_id = $1 AND topic = $2 AND partition = ANY($3)";
-const UPSERT_OFFSET: &str = "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-    VALUES ($1, $2, $3, $4)
+// Every partition of a batch in one statement (one round trip instead of one per partition).
+const UPSERT_OFFSETS: &str = "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+    SELECT $1, $2, p, o FROM unnest($3::bigint[], $4::bigint[]) AS t(p, o)
     ON CONFLICT (group_id, topic, partition) DO UPDATE
     SET next_offset = excluded.next_offset, updated_at = now()
     WHERE consumer_offsets.next_offset < excluded.next_offset";
@@ -461,14 +462,16 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
     // Held until commit: a concurrent writer of one of these partitions waits here, then reads
     // the offsets this batch committed.
     let lock = tx.prepare_cached(LOCK_PARTITIONS).await.map_err(&q)?;
-    tx.execute(&lock, &[&batch.group, &batch.topic, &batch.partitions]).await.map_err(&q)?;
-
-    // Where each partition stands now; absent when the group never committed it.
+    // Where each partition stands now; absent when the group never committed it. Sent right
+    // behind the lock (the connection runs them in order, so the read happens under the lock),
+    // saving a round trip.
     let select = tx.prepare_cached(SELECT_BATCH_OFFSETS).await.map_err(&q)?;
+    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&batch.group, &batch.topic, &batch.partitions];
+    let (_, rows) = tokio::try_join!(tx.execute(&lock, &key), tx.query(&select, &key))
+        .map_err(&q)?;
     let mut stored: BTreeMap<i64, i64> = BTreeMap::new();
-    for r in
-        tx.query(&select, &[&batch.group, &batch.topic, &batch.partitions]).await.map_err(&q)?
-    {
+    for r in rows {
         stored.insert(r.try_get(0).map_err(row_err(OP))?, r.try_get(1).map_err(row_err(OP))?);
     }
     let from = |p: i64| stored.get(&p).copied().unwrap_or(0);
@@ -521,13 +524,16 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
         }
     }
 
-    let upsert = tx.prepare_cached(UPSERT_OFFSET).await.map_err(&q)?;
-    for &(p, next) in &batch.next_offsets {
-        // Never backwards, and no write when nothing moves.
-        if stored.get(&p).is_some_and(|&current| current >= next) {
-            continue;
-        }
-        tx.execute(&upsert, &[&batch.group, &batch.topic, &p, &next]).await.map_err(&q)?;
+    // Never backwards, and no write when nothing moves.
+    let (moved, next): (Vec<i64>, Vec<i64>) = batch
+        .next_offsets
+        .iter()
+        .filter(|&&(p, next)| !stored.get(&p).is_some_and(|&current| current >= next))
+        .copied()
+        .unzip();
+    if !moved.is_empty() {
+        let upsert = tx.prepare_cached(UPSERT_OFFSETS).await.map_err(&q)?;
+        tx.execute(&upsert, &[&batch.group, &batch.topic, &moved, &next]).await.map_err(&q)?;
     }
     // A commit whose answer is lost may have happened: retrying is still safe, since the retry
     // finds the offsets advanced and skips the rows.
