@@ -85,7 +85,8 @@ const LOCK_PARTITIONS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1 
 const SELECT_BATCH_OFFSETS: &str = "SELECT partition, next_offset FROM consumer_offsets
     WHERE group_id = $1 AND topic = $2 AND partition = ANY($3)";
 // Every partition of a batch in one statement (one round trip instead of one per partition).
-const UPSERT_OFFSETS: &str = "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+const UPSERT_OFFSETS: &str =
+    "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
     SELECT $1, $2, p, o FROM unnest($3::bigint[], $4::bigint[]) AS t(p, o)
     ON CONFLICT (group_id, topic, partition) DO UPDATE
     SET next_offset = excluded.next_offset, updated_at = now()
@@ -468,8 +469,8 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
     let select = tx.prepare_cached(SELECT_BATCH_OFFSETS).await.map_err(&q)?;
     let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
         [&batch.group, &batch.topic, &batch.partitions];
-    let (_, rows) = tokio::try_join!(tx.execute(&lock, &key), tx.query(&select, &key))
-        .map_err(&q)?;
+    let (_, rows) =
+        tokio::try_join!(tx.execute(&lock, &key), tx.query(&select, &key)).map_err(&q)?;
     let mut stored: BTreeMap<i64, i64> = BTreeMap::new();
     for r in rows {
         stored.insert(r.try_get(0).map_err(row_err(OP))?, r.try_get(1).map_err(row_err(OP))?);
