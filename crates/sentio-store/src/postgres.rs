@@ -529,7 +529,7 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
     let (moved, next): (Vec<i64>, Vec<i64>) = batch
         .next_offsets
         .iter()
-        .filter(|&&(p, next)| !stored.get(&p).is_some_and(|&current| current >= next))
+        .filter(|&&(p, next)| stored.get(&p).is_none_or(|&current| current < next))
         .copied()
         .unzip();
     if !moved.is_empty() {
