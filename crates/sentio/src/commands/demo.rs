@@ -147,6 +147,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             live_summary(live, sim_stats, etl_stats, detect_stats, events, stop).await
         })
     };
+    let live_started = Instant::now();
     if !stop.is_cancelled() {
         if live.is_hidden() {
             say!("live: streaming in real time; Ctrl-C stops");
@@ -188,7 +189,10 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         after.readings,
     );
     if let Some(stats) = &detect_stats {
-        say!("detect: {}", super::detect::summary(stats, 0.0));
+        let rate = stats.windows_scored.load(Ordering::Relaxed) as f64
+            / live_started.elapsed().as_secs_f64();
+        let real_time = config.simulator.speedup <= 1.0;
+        say!("detect: {}", super::detect::summary(stats, rate, real_time));
     }
     if !consistent {
         bail!("the store's rows and offsets disagree; please report this with the store file");
