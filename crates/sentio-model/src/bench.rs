@@ -110,7 +110,7 @@ pub fn bench(config: &BenchConfig) -> Result<BenchResult, ModelError> {
 
 /// The process's user + system CPU time from `/proc/self/stat` (all threads, 10 ms ticks:
 /// Linux's `USER_HZ` is 100), or `None` elsewhere.
-fn cpu_seconds() -> Option<f64> {
+pub fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesized command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];

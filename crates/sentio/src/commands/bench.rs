@@ -1,6 +1,8 @@
 //! `sentio bench`: the embedded pipeline's throughput, next to the parts it is built from, measured
 //! in the same run on the same machine so the ratios mean something. `sentio bench train` measures
-//! the model engine against PyTorch instead (bench_train.rs).
+//! the model engine against PyTorch instead (bench_train.rs), and `sentio bench detect` the
+//! detection path against PyTorch's inference and the streaming detector's latency
+//! (bench_detect.rs).
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,7 @@ use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
 use tokio_util::sync::CancellationToken;
 
+use super::time_arg::parse_duration;
 use crate::wiring;
 
 /// What `sentio bench` measures.
@@ -24,6 +27,9 @@ pub enum What {
     /// The LSTM autoencoder engine's training and inference against PyTorch's, same model, data
     /// shape and threads (needs the venv of scripts/torch-env.sh, or --python).
     Train,
+    /// Detection: windows scored per second against PyTorch's inference of the same model, and
+    /// the streaming detector's end-to-end latency at --rate readings/s (needs the torch venv).
+    Detect,
 }
 
 /// Runs the whole embedded pipeline (simulator → memory bus → ETL → SQLite, plus the .pickle
@@ -38,6 +44,10 @@ pub enum What {
 /// `sentio bench train` measures the LSTM autoencoder engine's training and inference throughput
 /// against PyTorch's (scripts/bench_torch.py) for the same model, data shape and thread counts,
 /// interleaved over --rounds rounds, and prints the ratios.
+///
+/// `sentio bench detect` measures the detection path's windows per second against PyTorch's
+/// inference of the same weights on the same windows, and the streaming detector's end-to-end
+/// latency on the embedded bus at --rate readings/s (bench_detect.rs).
 #[derive(clap::Args)]
 pub struct Args {
     /// What to measure.
@@ -59,34 +69,61 @@ pub struct Args {
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     kafka_messages: u64,
     /// With --real: the Python with confluent-kafka that runs the independent producer
-    /// [default: python3]. With train: the Python with torch [default: the venv of
+    /// [default: python3]. With train and detect: the Python with torch [default: the venv of
     /// scripts/torch-env.sh, ~/.cache/sentio/torch-venv/bin/python].
     #[arg(long, env = "SENTIO_PYTHON", value_name = "PATH")]
     python: Option<std::path::PathBuf>,
-    /// With train: the thread counts to measure, each on both sides.
+    /// With train and detect: the thread counts to measure, each on both sides.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2], value_name = "N,..")]
     threads: Vec<usize>,
     /// With train: timed training steps (batches of 64 windows) and timed inference calls
-    /// (batches of 256) per measurement.
-    #[arg(long, default_value_t = 30)]
-    steps: usize,
-    /// With train: rounds, Rust and PyTorch interleaved in each; the median is reported.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    /// (batches of 256) per measurement [default: 30]. With detect: timed scoring calls (batches
+    /// of detect.batch_windows) per measurement [default: 16].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// With train and detect: rounds, Rust and PyTorch interleaved in each; the median is
+    /// reported [default: 3 for train, 5 for detect].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// With detect: readings per second the simulator publishes in the latency run.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u32,
+    /// With detect: simulated devices (4 sensors each) in the latency run; with --rate it sets
+    /// the cadence of the simulator and of the model (devices x 4 / rate seconds).
+    #[arg(long, default_value_t = 500)]
+    devices: u32,
+    /// With detect: how long the latency run is measured, after a warm-up of one window span
+    /// plus 2 s.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    duration: Duration,
 }
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
+    if args.what != What::Pipeline && args.real {
+        bail!(
+            "--real measures the pipeline; `sentio bench train` and `bench detect` take no --real"
+        );
+    }
     if args.what == What::Train {
-        if args.real {
-            bail!("--real measures the pipeline; `sentio bench train` takes no --real");
-        }
         let options = super::bench_train::Options {
             threads: args.threads,
-            steps: args.steps,
-            rounds: args.rounds,
+            steps: args.steps.unwrap_or(30),
+            rounds: args.rounds.unwrap_or(3),
             python: args.python,
         };
         return super::bench_train::run(options).await;
+    }
+    if args.what == What::Detect {
+        let options = super::bench_detect::Options {
+            threads: args.threads,
+            steps: args.steps.unwrap_or(16),
+            rounds: args.rounds.unwrap_or(5),
+            python: args.python,
+            rate: args.rate,
+            devices: args.devices,
+            duration: args.duration,
+        };
+        return super::bench_detect::run(config, options).await;
     }
     if args.real {
         let options = super::bench_real::Options {
@@ -212,4 +249,51 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         say!("kept {}", kept.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn bench_detect_arguments_parse() {
+        let cli = Cli::try_parse_from(["bench", "detect"]).unwrap();
+        let a = cli.args;
+        assert_eq!(a.what, What::Detect);
+        assert_eq!((a.rate, a.devices, a.duration), (20_000, 500, Duration::from_secs(30)));
+        assert_eq!((a.steps, a.rounds, a.threads), (None, None, vec![1, 2]));
+
+        let cli = Cli::try_parse_from([
+            "bench",
+            "detect",
+            "--rate",
+            "8000",
+            "--devices",
+            "200",
+            "--duration",
+            "1m",
+            "--threads",
+            "2",
+            "--rounds",
+            "3",
+            "--steps",
+            "5",
+            "--python",
+            "/usr/bin/python3",
+        ])
+        .unwrap();
+        let a = cli.args;
+        assert_eq!((a.rate, a.devices, a.duration), (8_000, 200, Duration::from_secs(60)));
+        assert_eq!((a.steps, a.rounds, a.threads), (Some(5), Some(3), vec![2]));
+        assert!(Cli::try_parse_from(["bench", "detect", "--duration", "soon"]).is_err());
+    }
 }

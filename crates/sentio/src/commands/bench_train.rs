@@ -161,7 +161,7 @@ fn table(
 }
 
 /// `--python` if given, else the venv of `scripts/torch-env.sh`; either must exist.
-fn resolve_python(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(super) fn resolve_python(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let python = match given {
         Some(p) => p,
         None => match std::env::home_dir() {
@@ -189,9 +189,31 @@ async fn run_torch(
     threads: usize,
     steps: usize,
 ) -> anyhow::Result<(Rates, String)> {
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .args(["--threads", &threads.to_string(), "--steps", &steps.to_string()])
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(script).args(["--threads", &threads.to_string(), "--steps", &steps.to_string()]);
+    let (json, line) = torch_json(cmd, python).await?;
+    let rate = |key: &str| json.get(key).and_then(serde_json::Value::as_f64);
+    let (Some(train), Some(infer)) = (rate("train_windows_per_s"), rate("infer_windows_per_s"))
+    else {
+        bail!("the PyTorch benchmark's output lacks the windows/s rates: {line}");
+    };
+    let version = json.get("torch_version").and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+    let rates = Rates {
+        train,
+        infer,
+        train_cpu: rate("train_windows_per_cpu_s"),
+        infer_cpu: rate("infer_windows_per_cpu_s"),
+    };
+    Ok((rates, version))
+}
+
+/// Runs a PyTorch benchmark script and reads the JSON line it prints last (and the line itself,
+/// for error messages); a failure names the Python and how to get torch.
+pub(super) async fn torch_json(
+    mut cmd: tokio::process::Command,
+    python: &Path,
+) -> anyhow::Result<(serde_json::Value, String)> {
+    let out = cmd
         .kill_on_drop(true)
         .output()
         .await
@@ -211,19 +233,7 @@ async fn run_torch(
     let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
     let json: serde_json::Value = serde_json::from_str(line)
         .with_context(|| format!("reading the PyTorch benchmark's output {stdout:?}"))?;
-    let rate = |key: &str| json.get(key).and_then(serde_json::Value::as_f64);
-    let (Some(train), Some(infer)) = (rate("train_windows_per_s"), rate("infer_windows_per_s"))
-    else {
-        bail!("the PyTorch benchmark's output lacks the windows/s rates: {line}");
-    };
-    let version = json.get("torch_version").and_then(|v| v.as_str()).unwrap_or("?").to_owned();
-    let rates = Rates {
-        train,
-        infer,
-        train_cpu: rate("train_windows_per_cpu_s"),
-        infer_cpu: rate("infer_windows_per_cpu_s"),
-    };
-    Ok((rates, version))
+    Ok((json, line.to_owned()))
 }
 
 fn median(values: &[f64]) -> Option<f64> {
@@ -238,7 +248,7 @@ fn median(values: &[f64]) -> Option<f64> {
 }
 
 /// The median, with the range in brackets when there is more than one value.
-fn cell(values: &[f64]) -> String {
+pub(super) fn cell(values: &[f64]) -> String {
     let Some(m) = median(values) else { return "–".to_owned() };
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -250,7 +260,7 @@ fn cell(values: &[f64]) -> String {
 }
 
 /// The ratio of the medians.
-fn ratio(rust: &[f64], torch: &[f64]) -> String {
+pub(super) fn ratio(rust: &[f64], torch: &[f64]) -> String {
     match median(rust).zip(median(torch)) {
         Some((r, t)) if t > 0.0 => format!("{:.2}×", r / t),
         _ => "–".to_owned(),
@@ -258,7 +268,7 @@ fn ratio(rust: &[f64], torch: &[f64]) -> String {
 }
 
 /// `12345.6` → `"12,346"`.
-fn thousands(x: f64) -> String {
+pub(super) fn thousands(x: f64) -> String {
     let digits = format!("{:.0}", x.abs());
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

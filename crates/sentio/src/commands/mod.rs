@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+mod bench_detect;
 mod bench_real;
 mod bench_train;
 pub mod config;
