@@ -327,10 +327,20 @@ async fn promoting_a_new_version_swaps_the_model_between_batches_with_no_window_
     assert!(streamed.values().map(Vec::len).sum::<usize>() > 2 * 1_000);
 }
 
-/// Primed with the readings of a replayed first part, the stream scores from the first live
+/// Primed with the readings of an already scored first part (handed over, as the demo does after
+/// its replay, or found in the store, as after a restart), the stream scores from the first live
 /// frame on: exactly the replay's windows that end after that part, none of the part's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_fills_the_window_so_the_stream_goes_on_where_the_replay_stopped() {
+    goes_on_where_the_history_stops(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_detector_reads_the_window_before_its_first_reading_from_the_store() {
+    goes_on_where_the_history_stops(true).await;
+}
+
+async fn goes_on_where_the_history_stops(from_store: bool) {
     let s = setup().await;
     let readings = unseen(&s.config).await;
     let models = s.dir.path().join("models");
@@ -346,9 +356,12 @@ async fn history_fills_the_window_so_the_stream_goes_on_where_the_replay_stopped
     let store = Arc::new(SqliteStore::open(&s.dir.path().join("live.db")).unwrap());
     store.migrate().await.unwrap();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let detector = Detector::new(bus.clone(), store.clone(), settings(None))
-        .with_observer(tx)
-        .with_history(before);
+    let mut detector = Detector::new(bus.clone(), store.clone(), settings(None)).with_observer(tx);
+    if from_store {
+        store.insert_readings(&before).await.unwrap();
+    } else {
+        detector = detector.with_history(before);
+    }
     let stats = detector.stats();
     let stop = CancellationToken::new();
     let task = tokio::spawn(detector.run(scorer.clone(), stop.clone()));

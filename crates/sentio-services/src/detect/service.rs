@@ -24,7 +24,7 @@ use bytes::Bytes;
 use sentio_bus::{Bus, Consumer, Record};
 use sentio_core::time::now_ns;
 use sentio_core::{Alert, DecodeLimits, DeviceId, Reading, decode_reading};
-use sentio_store::ReadingStore;
+use sentio_store::{RangeQuery, ReadingStore};
 use sentio_tracking::Tracking;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -218,7 +218,9 @@ impl Detector {
                 continue;
             }
             let next_offsets = next_offsets(&records);
-            let ready = engine.take(&records, &self.settings.limits);
+            let readings = engine.decode(&records, &self.settings.limits);
+            self.prime_new_devices(engine, &readings).await;
+            let ready = engine.take(readings);
             for chunk in ready.chunks(self.settings.batch_windows.max(1)) {
                 let alerts = engine.score(chunk.to_vec(), self.observer.as_ref()).await?;
                 if !alerts.is_empty() {
@@ -233,6 +235,41 @@ impl Detector {
                 tracing::warn!(error = %e, "committing the detector's offsets failed");
             }
         }
+    }
+
+    /// Gives each device seen for the first time the window of stored readings just before its
+    /// first one here, so that a restarted detector (resuming from its committed offsets) scores
+    /// from its first frame on instead of a window span later. Readings before that were scored
+    /// before the restart. A store that cannot answer only costs the head start.
+    async fn prime_new_devices(&self, engine: &mut Engine, readings: &[Reading]) {
+        let mut first: BTreeMap<DeviceId, i64> = BTreeMap::new();
+        for r in readings.iter().filter(|r| !engine.devices.contains_key(&r.device)) {
+            let ts = first.entry(r.device.clone()).or_insert(r.ts_ns);
+            *ts = (*ts).min(r.ts_ns);
+        }
+        let (Some(from), Some(to)) = (first.values().min(), first.values().max()) else {
+            return;
+        };
+        let card = engine.scorer.card();
+        let span = card.cadence_ns.saturating_mul(card.window as i64 + 1);
+        let query = RangeQuery {
+            devices: first.keys().cloned().collect(),
+            sensors: vec![],
+            from_ns: from.saturating_sub(span),
+            to_ns: *to,
+        };
+        let stored = match self.store.query_range(&query).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the devices' recent history failed; their windows start empty");
+                vec![]
+            }
+        };
+        let history: Vec<Reading> = stored
+            .into_iter()
+            .filter(|r| first.get(&r.device).is_some_and(|&t| r.ts_ns < t && r.ts_ns >= t - span))
+            .collect();
+        engine.prime(&history);
     }
 
     /// Publishes alert messages to the alerts topic and saves them in the store, retrying
@@ -371,12 +408,16 @@ impl Engine {
         let mut order: Vec<&Reading> = history.iter().collect();
         order.sort_by_key(|r| r.ts_ns);
         let mut dropped = Vec::new();
+        let mut primed = BTreeSet::new();
         for reading in order {
             self.device(&reading.device).frames.push(reading);
+            primed.insert(&reading.device);
         }
-        for d in self.devices.values_mut() {
-            d.frames.release(&mut dropped);
-            dropped.clear();
+        for id in primed {
+            if let Some(d) = self.devices.get_mut(id) {
+                d.frames.release(&mut dropped);
+                dropped.clear();
+            }
         }
     }
 
@@ -388,22 +429,24 @@ impl Engine {
         })
     }
 
-    /// Decodes `records`, assembles frames and returns the windows they complete, in arrival
-    /// order per device.
-    fn take(&mut self, records: &[Record], limits: &DecodeLimits) -> Vec<(DeviceId, ReadyWindow)> {
+    /// Decodes `records`, counting what cannot be decoded.
+    fn decode(&self, records: &[Record], limits: &DecodeLimits) -> Vec<Reading> {
         let now = now_ns();
-        let stats = self.stats.clone();
+        let stats = &self.stats;
         stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        let readings: Vec<Reading> =
+            records.iter().filter_map(|r| decode_reading(&r.payload, limits, now).ok()).collect();
+        stats.undecodable.fetch_add((records.len() - readings.len()) as u64, Ordering::Relaxed);
+        stats.readings.fetch_add(readings.len() as u64, Ordering::Relaxed);
+        readings
+    }
+
+    /// Assembles frames from `readings` and returns the windows they complete, in arrival order
+    /// per device.
+    fn take(&mut self, readings: Vec<Reading>) -> Vec<(DeviceId, ReadyWindow)> {
+        let stats = self.stats.clone();
         let mut touched: BTreeSet<DeviceId> = BTreeSet::new();
-        for record in records {
-            let reading = match decode_reading(&record.payload, limits, now) {
-                Ok(r) => r,
-                Err(_) => {
-                    stats.undecodable.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-            };
-            stats.readings.fetch_add(1, Ordering::Relaxed);
+        for reading in readings {
             if self.device(&reading.device).frames.push(&reading) == Pushed::Late {
                 stats.late.fetch_add(1, Ordering::Relaxed);
             }
