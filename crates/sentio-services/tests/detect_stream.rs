@@ -51,6 +51,39 @@ async fn setup() -> Setup {
     Setup { dir, config, tracking }
 }
 
+impl Setup {
+    /// `version` (a number or an alias) of the trained model, loaded for scoring.
+    async fn scorer(&self, version: &str) -> Arc<Scorer> {
+        let name = &self.config.train.model_name;
+        let models = self.dir.path().join("models");
+        Arc::new(Scorer::resolve(self.tracking.as_ref(), name, version, &models, 2).await.unwrap())
+    }
+
+    /// The detector's own (empty, migrated) store.
+    async fn live_store(&self) -> Arc<SqliteStore> {
+        let store = Arc::new(SqliteStore::open(&self.dir.path().join("live.db")).unwrap());
+        store.migrate().await.unwrap();
+        store
+    }
+}
+
+/// Runs `detector` with `scorer` until it has taken every one of `readings`, published on `bus`.
+async fn stream(
+    detector: Detector,
+    scorer: Arc<Scorer>,
+    bus: &MemoryBus,
+    readings: &[Reading],
+) -> Arc<DetectStats> {
+    let stats = detector.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(detector.run(scorer, stop.clone()));
+    publish(bus, readings).await;
+    wait_for(&stats, readings.len() as u64).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    stats
+}
+
 fn request(config: &Config, seed: u64) -> TrainRequest {
     let mut train = config.train.clone();
     train.seed = seed;
@@ -189,24 +222,12 @@ fn assert_same_windows(
 async fn the_stream_scores_the_replays_windows_and_publishes_and_saves_its_alerts() {
     let s = setup().await;
     let readings = unseen(&s.config).await;
-    let models = s.dir.path().join("models");
-    let scorer = Arc::new(
-        Scorer::resolve(s.tracking.as_ref(), &s.config.train.model_name, CHAMPION, &models, 2)
-            .await
-            .unwrap(),
-    );
+    let scorer = s.scorer(CHAMPION).await;
     let bus = bus().await;
-    let store = Arc::new(SqliteStore::open(&s.dir.path().join("live.db")).unwrap());
-    store.migrate().await.unwrap();
+    let store = s.live_store().await;
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let detector = Detector::new(bus.clone(), store.clone(), settings(None)).with_observer(tx);
-    let stats = detector.stats();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(detector.run(scorer.clone(), stop.clone()));
-    publish(&bus, &readings).await;
-    wait_for(&stats, readings.len() as u64).await;
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    let stats = stream(detector, scorer.clone(), &bus, &readings).await;
 
     let (streamed, alerts) = drain(&mut events);
     let (batch, replay_alerts) = replayed(s.dir.path(), scorer, &readings).await;
@@ -272,8 +293,7 @@ async fn promoting_a_new_version_swaps_the_model_between_batches_with_no_window_
     let readings = unseen(&s.config).await;
     let half = readings.len() / 2;
     let models = s.dir.path().join("models");
-    let v1 =
-        Arc::new(Scorer::resolve(s.tracking.as_ref(), &name, CHAMPION, &models, 2).await.unwrap());
+    let v1 = s.scorer(CHAMPION).await;
     let follow = Follow {
         tracking: s.tracking.clone(),
         name: name.clone(),
@@ -283,8 +303,7 @@ async fn promoting_a_new_version_swaps_the_model_between_batches_with_no_window_
         interval: Duration::from_millis(200),
     };
     let bus = bus().await;
-    let store = Arc::new(SqliteStore::open(&s.dir.path().join("live.db")).unwrap());
-    store.migrate().await.unwrap();
+    let store = s.live_store().await;
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let detector =
         Detector::new(bus.clone(), store.clone(), settings(Some(follow))).with_observer(tx);
@@ -316,7 +335,7 @@ async fn promoting_a_new_version_swaps_the_model_between_batches_with_no_window_
     for (device, ws) in after {
         streamed.entry(device).or_default().extend(ws);
     }
-    let v2 = Arc::new(Scorer::resolve(s.tracking.as_ref(), &name, "2", &models, 2).await.unwrap());
+    let v2 = s.scorer("2").await;
     let (by_v1, _) = replayed(s.dir.path(), v1, &readings).await;
     let (by_v2, _) = replayed(s.dir.path(), v2, &readings).await;
     // Each window once, in order, scored by the model in use when it completed.
@@ -327,48 +346,23 @@ async fn promoting_a_new_version_swaps_the_model_between_batches_with_no_window_
     assert!(streamed.values().map(Vec::len).sum::<usize>() > 2 * 1_000);
 }
 
-/// Primed with the readings of an already scored first part (handed over, as the demo does after
-/// its replay, or found in the store, as after a restart), the stream scores from the first live
-/// frame on: exactly the replay's windows that end after that part, none of the part's own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_fills_the_window_so_the_stream_goes_on_where_the_replay_stopped() {
-    goes_on_where_the_history_stops(false).await;
-}
-
+/// With the readings of an already scored first part in the store (as after a restart, or after
+/// the demo's replay), the stream scores from the first live frame on: exactly the replay's
+/// windows that end after that part, none of the part's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_detector_reads_the_window_before_its_first_reading_from_the_store() {
-    goes_on_where_the_history_stops(true).await;
-}
-
-async fn goes_on_where_the_history_stops(from_store: bool) {
     let s = setup().await;
     let readings = unseen(&s.config).await;
-    let models = s.dir.path().join("models");
-    let scorer = Arc::new(
-        Scorer::resolve(s.tracking.as_ref(), &s.config.train.model_name, CHAMPION, &models, 2)
-            .await
-            .unwrap(),
-    );
+    let scorer = s.scorer(CHAMPION).await;
     let split = START + 30 * 60 * NANOS_PER_SEC;
     let (before, live): (Vec<Reading>, Vec<Reading>) =
         readings.iter().cloned().partition(|r| r.ts_ns < split);
     let bus = bus().await;
-    let store = Arc::new(SqliteStore::open(&s.dir.path().join("live.db")).unwrap());
-    store.migrate().await.unwrap();
+    let store = s.live_store().await;
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let mut detector = Detector::new(bus.clone(), store.clone(), settings(None)).with_observer(tx);
-    if from_store {
-        store.insert_readings(&before).await.unwrap();
-    } else {
-        detector = detector.with_history(before);
-    }
-    let stats = detector.stats();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(detector.run(scorer.clone(), stop.clone()));
-    publish(&bus, &live).await;
-    wait_for(&stats, live.len() as u64).await;
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    store.insert_readings(&before).await.unwrap();
+    let detector = Detector::new(bus.clone(), store.clone(), settings(None)).with_observer(tx);
+    let stats = stream(detector, scorer.clone(), &bus, &live).await;
 
     let (streamed, _) = drain(&mut events);
     let (batch, _) = replayed(s.dir.path(), scorer, &readings).await;

@@ -139,20 +139,11 @@ pub struct Detector {
     settings: StreamSettings,
     stats: Arc<DetectStats>,
     observer: Option<Observer>,
-    history: Vec<Reading>,
 }
 
 impl Detector {
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn ReadingStore>, settings: StreamSettings) -> Self {
-        Detector { bus, store, settings, stats: Arc::default(), observer: None, history: vec![] }
-    }
-
-    /// Readings from just before the stream starts (already scored, e.g. by a replay): they fill
-    /// each device's window before the first live reading, so the first live frame completes a
-    /// window instead of starting an empty one. Their own windows are not scored again.
-    pub fn with_history(mut self, readings: Vec<Reading>) -> Self {
-        self.history = readings;
-        self
+        Detector { bus, store, settings, stats: Arc::default(), observer: None }
     }
 
     pub fn stats(&self) -> Arc<DetectStats> {
@@ -179,7 +170,6 @@ impl Detector {
             tokio::spawn(watch_alias(follow, current, tx, stop))
         });
         let mut engine = Engine::new(scorer, &self.settings, self.stats.clone());
-        engine.prime(&self.history);
         tracing::info!(
             topic = %s.readings_topic,
             group = %s.group,
@@ -238,9 +228,10 @@ impl Detector {
     }
 
     /// Gives each device seen for the first time the window of stored readings just before its
-    /// first one here, so that a restarted detector (resuming from its committed offsets) scores
-    /// from its first frame on instead of a window span later. Readings before that were scored
-    /// before the restart. A store that cannot answer only costs the head start.
+    /// first one here, so that a restarted detector (resuming from its committed offsets), or one
+    /// started after a replay (the demo), scores from its first frame on instead of a window span
+    /// later. Readings before that were scored already. A store that cannot answer only costs the
+    /// head start.
     async fn prime_new_devices(&self, engine: &mut Engine, readings: &[Reading]) {
         let mut first: BTreeMap<DeviceId, i64> = BTreeMap::new();
         for r in readings.iter().filter(|r| !engine.devices.contains_key(&r.device)) {

@@ -16,7 +16,7 @@ use sentio_services::etl::EtlStats;
 use sentio_services::shutdown::Shutdown;
 use sentio_services::simulator::{Output, SimStats, Simulator};
 use sentio_services::train::TrainRequest;
-use sentio_store::{RangeQuery, ReadingStore};
+use sentio_store::ReadingStore;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -301,13 +301,9 @@ async fn start_detection(
     }
     let settings = wiring::stream_settings(config, Some((tracking, models)))?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    // The window leading up to the live stream, so that live scoring starts with full windows
-    // where the replay stopped instead of a window span later.
-    let span = scorer.card().cadence_ns.saturating_mul(scorer.card().window as i64 + 1);
-    let lead = RangeQuery { devices: vec![], sensors: vec![], from_ns: to - span, to_ns: to };
-    let history = store.query_range(&lead).await.context("reading the last window of history")?;
-    let detector =
-        Detector::new(bus.clone(), store.clone(), settings).with_observer(tx).with_history(history);
+    // Each device's window starts from the stored readings just before its first live one (the
+    // detector reads them), so live scoring goes on where the replay stopped.
+    let detector = Detector::new(bus.clone(), store.clone(), settings).with_observer(tx);
     let stats = detector.stats();
     Ok(Some((Box::pin(detector.run(scorer, detect_stop.clone())), stats, rx)))
 }
