@@ -3,7 +3,8 @@
 # the unit, property, contract and pipeline tests, the pandas check of the .pickle archive, and the
 # integration tests against real servers (a Kafka-protocol broker, PostgreSQL, an S3 server), which
 # scripts/services.sh installs (once) and starts. The long crash loop runs here in its short form;
-# scripts/crash-test.sh runs it in full. The build cache lives in ~/.cache/sentio/target (override
+# scripts/crash-test.sh runs it in full. Last, the dashboard is driven through every page in
+# chromium (scripts/browser-test.sh). The build cache lives in ~/.cache/sentio/target (override
 # with CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +31,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test" >&2
 cargo test --workspace --locked
+
+echo "== vendored front-end library matches npm" >&2
+scripts/ui-vendor.sh --check
+
+echo "== dashboard in a real browser" >&2
+scripts/browser-test.sh

@@ -25,6 +25,7 @@ pub async fn check_bus(bus: &dyn Bus, prefix: &str) {
     check_group_resume_and_independence(bus, &format!("{prefix}-resume")).await;
     check_shared_group(bus, &format!("{prefix}-shared")).await;
     check_seek(bus, &format!("{prefix}-seek")).await;
+    check_end_offsets(bus, &format!("{prefix}-ends")).await;
 }
 
 /// Polls until `n` records arrived (fails after the deadline).
@@ -248,4 +249,41 @@ pub async fn check_seek(bus: &dyn Bus, topic: &str) {
     let again = poll_n(c.as_mut(), 6).await;
     assert_eq!(again, first[4..].to_vec(), "seek did not rewind to offset 4");
     assert!(matches!(c.seek(7, 0).await, Err(BusError::NotAssigned { partition: 7, .. })));
+}
+
+pub async fn check_end_offsets(bus: &dyn Bus, topic: &str) {
+    bus.create_topic(topic, 3).await.unwrap();
+    assert_eq!(
+        bus.end_offsets(topic).await.unwrap(),
+        BTreeMap::from([(0, 0), (1, 0), (2, 0)]),
+        "a fresh topic does not end at offset 0 on every partition"
+    );
+
+    // Each partition ends after the records that landed on it, as the deliveries report them.
+    let records = keyed(topic, 12, 5);
+    let deliveries = bus.publish_batch(topic, records.clone()).await.unwrap();
+    let mut landed: BTreeMap<u32, u64> = (0..3).map(|p| (p, 0)).collect();
+    for d in &deliveries {
+        *landed.entry(d.partition).or_default() += 1;
+    }
+    assert!(landed.values().filter(|n| **n > 0).count() > 1, "12 keys all on one partition");
+    let ends = bus.end_offsets(topic).await.unwrap();
+    assert_eq!(ends.values().sum::<u64>(), records.len() as u64, "end offsets {ends:?}");
+    assert_eq!(ends, landed, "end offsets differ from the records published per partition");
+
+    // A consumer reading everything stops exactly at the end offsets: its lag is zero.
+    let mut c = bus.subscribe(topic, &format!("{topic}-g")).await.unwrap();
+    let got = poll_n(c.as_mut(), records.len()).await;
+    let read = next_offsets(&got);
+    for (p, end) in &ends {
+        assert_eq!(read.get(p).copied().unwrap_or(0), *end, "partition {p} read up to another end");
+    }
+
+    let missing = format!("{topic}-missing");
+    match bus.end_offsets(&missing).await {
+        Err(e @ BusError::UnknownTopic { .. }) => {
+            assert!(e.to_string().contains(&missing), "the error does not name the topic: {e}");
+        }
+        other => panic!("end offsets of a topic that does not exist: {other:?}"),
+    }
 }

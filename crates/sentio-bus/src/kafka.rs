@@ -363,6 +363,52 @@ impl Bus for KafkaBus {
         consumer.subscribe(&[topic]).map_err(backend("subscribing"))?;
         Ok(Box::new(KafkaConsumer { topic: topic.to_owned(), consumer: Arc::new(consumer) }))
     }
+
+    async fn end_offsets(&self, topic: &str) -> Result<BTreeMap<u32, u64>, BusError> {
+        let Some(partitions) = self.partition_count(topic).await? else {
+            return Err(BusError::UnknownTopic { topic: topic.into() });
+        };
+        // librdkafka's watermark query blocks (one ListOffsets round trip per partition): run it
+        // off the async threads, on the producer's client (a cheap handle, so no connection per
+        // call), with one deadline for the whole topic.
+        let producer = self.producer();
+        let name = topic.to_owned();
+        let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+        let ends = tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|p| {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    let partition = i32::try_from(p).unwrap_or(i32::MAX);
+                    let (_low, high) =
+                        producer.client().fetch_watermarks(&name, partition, left)?;
+                    Ok((p, high))
+                })
+                .collect::<Result<Vec<(u32, i64)>, KafkaError>>()
+        })
+        .await
+        .map_err(|e| BusError::Backend {
+            operation: "fetching end offsets",
+            transient: false,
+            source: Box::new(e),
+        })?
+        .map_err(|e| match e.rdkafka_error_code() {
+            // Deleted between the metadata and the offsets request.
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                BusError::UnknownTopic { topic: topic.into() }
+            }
+            _ => backend("fetching end offsets")(e),
+        })?;
+        ends.into_iter()
+            .map(|(p, high)| match u64::try_from(high) {
+                Ok(end) => Ok((p, end)),
+                Err(_) => Err(BusError::Backend {
+                    operation: "fetching end offsets",
+                    transient: true,
+                    source: format!("the broker gave no end offset for {topic:?}/{p}").into(),
+                }),
+            })
+            .collect()
+    }
 }
 
 /// A member of a Kafka consumer group. Dropping it leaves the group.

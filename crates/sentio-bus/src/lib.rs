@@ -94,6 +94,12 @@ pub trait Bus: Send + Sync {
     /// Joins consumer group `group` on `topic`. The group's members share the partitions; a new
     /// group starts from the earliest record still held.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BusError>;
+
+    /// The offset the next message published to each partition of `topic` will get (the high
+    /// watermark), per partition. A topic that does not exist is an error naming it.
+    ///
+    /// A group's lag on a partition is this minus the offset it committed there.
+    async fn end_offsets(&self, topic: &str) -> Result<BTreeMap<u32, u64>, BusError>;
 }
 
 /// One member of a consumer group.

@@ -241,6 +241,13 @@ impl Bus for MemoryBus {
             cursor: 0,
         }))
     }
+
+    async fn end_offsets(&self, topic: &str) -> Result<BTreeMap<u32, u64>, BusError> {
+        // Trimming moves a log's base, never its end: the end offset counts every record ever
+        // appended (from the topic's start offset), held or not.
+        let topic = self.topic(topic)?;
+        Ok((0u32..).zip(&topic.partitions).map(|(p, log)| (p, lock(log).next_offset())).collect())
+    }
 }
 
 /// A member of a consumer group on the embedded bus. Dropping it leaves the group.

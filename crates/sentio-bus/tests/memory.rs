@@ -73,6 +73,8 @@ async fn a_topic_nobody_reads_keeps_only_its_newest_records() {
     bus.create_topic("dlq", 1).await.unwrap();
     bus.publish_batch("dlq", (0..100).map(msg).collect()).await.unwrap();
     assert_eq!(bus.held("dlq").unwrap(), 16);
+    // Dropping old records does not move the end: lag counts every record published.
+    assert_eq!(bus.end_offsets("dlq").await.unwrap(), BTreeMap::from([(0, 100)]));
     let mut late = bus.subscribe("dlq", "late").await.unwrap();
     let got = poll_n(late.as_mut(), 16).await;
     assert_eq!(got.first().map(|r| r.offset), Some(84));
@@ -89,6 +91,11 @@ async fn offsets_continue_from_the_given_start() {
             assert_eq!(first, if p == 0 { 500 } else { 7 });
         }
     }
+    let landed = |p: u32| d.iter().filter(|d| d.partition == p).count() as u64;
+    assert_eq!(
+        bus.end_offsets("t").await.unwrap(),
+        BTreeMap::from([(0, 500 + landed(0)), (1, 7 + landed(1))])
+    );
 }
 
 #[tokio::test]

@@ -41,6 +41,7 @@ pub struct Config {
     pub train: TrainConfig,
     pub tracking: TrackingConfig,
     pub detect: DetectConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +107,9 @@ impl Config {
             &mut s.secret_access_key,
         )?;
         let m = &mut self.tracking.mlflow;
-        read_secret("tracking.mlflow.password_file", &m.password_file, &mut m.password)
+        read_secret("tracking.mlflow.password_file", &m.password_file, &mut m.password)?;
+        let w = &mut self.web;
+        read_secret("web.token_file", &w.token_file, &mut w.token)
     }
 
     /// Checks what the types cannot: ranges, names, consistency between keys.
@@ -121,7 +124,8 @@ impl Config {
         self.demo.validate()?;
         self.train.validate()?;
         self.tracking.validate()?;
-        self.detect.validate()
+        self.detect.validate()?;
+        self.web.validate()
     }
 
     /// The effective configuration as TOML, secrets masked.

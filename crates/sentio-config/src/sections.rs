@@ -632,6 +632,48 @@ impl DemoConfig {
     }
 }
 
+/// `sentio serve` (and the dashboard `sentio demo` starts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address and port to listen on.
+    pub bind: String,
+    /// When set, every request needs `Authorization: Bearer <token>` (or the cookie the login
+    /// link sets).
+    pub token: Secret,
+    pub token_file: PathBuf,
+    /// How much history a page shows when it opens.
+    #[serde(with = "humantime_serde")]
+    pub history: Duration,
+    /// The longest time range one request may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_range: Duration,
+}
+
+impl WebConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_addr()?;
+        check_duration("web.history", self.history, Duration::from_secs(60), self.max_range)?;
+        check_duration(
+            "web.max_range",
+            self.max_range,
+            Duration::from_secs(60),
+            Duration::from_secs(366 * 86_400),
+        )
+    }
+
+    /// `bind` as a socket address.
+    pub fn socket_addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        self.bind.parse().map_err(|_| {
+            invalid(
+                "web.bind",
+                format!("{:?}", self.bind),
+                "an IP address and port such as 127.0.0.1:8080 (0.0.0.0:8080 listens on every interface)",
+            )
+        })
+    }
+}
+
 fn check_duration(
     key: &'static str,
     value: Duration,
@@ -886,6 +928,8 @@ pub struct DetectConfig {
     pub sensor_weights: SensorWeights,
     /// Per-device factor on the threshold (above 1: fewer alerts for that device).
     pub device_threshold_factor: std::collections::BTreeMap<String, f64>,
+    /// Save every scored window's score in the store's `anomaly_scores` (the dashboard's chart).
+    pub save_scores: bool,
 }
 
 /// Weights of each sensor's reconstruction error in the detection score.

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sentio_config::PostgresConfig;
-use sentio_core::{DeviceId, Reading};
+use sentio_core::{DeviceId, Reading, SensorKind};
 use sentio_it::{postgres, unique};
 use sentio_store::contract::{everything, offset_reading, partition_batch};
 use sentio_store::postgres::PostgresStore;
-use sentio_store::{RangeQuery, ReadingStore, StoreError, contract};
+use sentio_store::{RangeQuery, ReadingStore, ScorePoint, StoreError, contract};
 use tokio_postgres::NoTls;
 
 /// A database of its own for one test, dropped (with its connections) when the test ends.
@@ -253,6 +253,68 @@ async fn range_queries_order_device_names_by_bytes() {
         RangeQuery { devices: rows.iter().map(|r| r.device.clone()).collect(), ..everything() };
     let listed = store.query_range(&query).await.unwrap();
     assert_eq!(listed, all);
+}
+
+/// The reads a dashboard polls probe `sensor_readings_device_ts` and the primary key of
+/// `anomaly_scores` (a loose index scan over the devices, then per device a time range) and scan
+/// no table, on a table large enough, and analyzed, for the planner to choose by cost.
+#[tokio::test]
+async fn dashboard_reads_probe_the_indexes_and_scan_no_table() {
+    let db = TestDb::new("sentio_it_explain");
+    let store = db.migrated_store().await;
+    const DEVICES: usize = 20;
+    const PER_DEVICE: u64 = 4_000;
+    let devices: Vec<DeviceId> =
+        (0..DEVICES).map(|i| DeviceId::new(&format!("pump-{i:02}")).unwrap()).collect();
+    let rows: Vec<Reading> =
+        devices.iter().flat_map(|d| (0..PER_DEVICE).map(|o| offset_reading(d, o))).collect();
+    store.insert_readings(&rows).await.unwrap();
+    let points: Vec<ScorePoint> = rows
+        .iter()
+        .filter(|r| r.sensor == SensorKind::Humidity)
+        .map(|r| ScorePoint {
+            device: r.device.clone(),
+            ts_ns: r.ts_ns,
+            score: r.value / 100.0,
+            threshold: 0.4,
+            top_sensor: SensorKind::Pressure,
+            model_version: "1".to_owned(),
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(store.save_scores(&points).await.unwrap(), points.len() as u64);
+    eprintln!("save_scores of {} points: {:?}", points.len(), started.elapsed());
+    admin(&db.config, db.name()).await.batch_execute("ANALYZE").await.unwrap();
+
+    // The last 100 readings of each device.
+    let since = offset_reading(&devices[0], PER_DEVICE - 100).ts_ns;
+    let latest = store.latest_readings(since).await.unwrap();
+    assert_eq!(latest.len(), DEVICES * 4);
+    assert!(latest.iter().all(|r| r.seq >= PER_DEVICE - 4), "the newest of each sensor");
+    assert_eq!(store.devices().await.unwrap(), devices);
+
+    for (read, plan) in store.explain_reads(since, devices[3].as_str()).await.unwrap() {
+        let text = plan.join("\n");
+        eprintln!("{read}:\n{text}\n");
+        assert!(!text.contains("Seq Scan"), "{read} scans a table:\n{text}");
+        let index = if read.starts_with("scores") {
+            "anomaly_scores_pkey"
+        } else {
+            "sensor_readings_device_ts"
+        };
+        assert!(text.contains(&format!("Scan using {index}")), "{read}:\n{text}");
+        if read != "scores: one device" {
+            // The loose index scan: one probe past the previous device, once per device.
+            assert!(text.contains("Index Cond: (device > d"), "{read}:\n{text}");
+            assert!(text.contains(&format!("loops={DEVICES})")), "{read}:\n{text}");
+        }
+        if read == "latest_readings" {
+            // Per device and sensor, the newest entries of the device's range, read backwards.
+            let probe = "Index Scan Backward using sensor_readings_device_ts on sensor_readings x";
+            assert!(text.contains(probe), "{read}:\n{text}");
+            assert!(text.contains(&format!("loops={})", DEVICES * 4)), "{read}:\n{text}");
+        }
+    }
 }
 
 /// Whether the database's default collation sorts 'B-2' before 'a-3' (byte order does).

@@ -1,8 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The streaming detector on the embedded bus: it scores the same windows as a replay of the same
 //! readings, publishes every alert message to the alerts topic and saves each alert's latest
-//! state in the store, and swaps to a newly promoted model without skipping or re-scoring a
-//! window.
+//! state in the store, saves every window's score (unless told not to), and swaps to a newly
+//! promoted model without skipping or re-scoring a window.
 
 mod common;
 
@@ -17,14 +17,17 @@ use sentio_bus::Bus;
 use sentio_bus::memory::MemoryBus;
 use sentio_config::Config;
 use sentio_core::time::NANOS_PER_SEC;
-use sentio_core::{Alert, AlertState, DecodeLimits, DeviceId, Reading, encode_reading};
+use sentio_core::{Alert, AlertState, DecodeLimits, DeviceId, Reading, SensorKind, encode_reading};
 use sentio_services::detect::service::{
     DetectEvent, DetectStats, Detector, Follow, StreamSettings,
 };
-use sentio_services::detect::{AlertSettings, AlertV1, Scorer, replay};
+use sentio_services::detect::{
+    AlertSettings, AlertV1, SCORES_PER_CALL, Scorer, replay, save_replay_scores, score_point,
+    shares, top_sensor,
+};
 use sentio_services::train::{CHAMPION, TrainRequest};
 use sentio_store::sqlite::SqliteStore;
-use sentio_store::{AnomalyQuery, ReadingStore};
+use sentio_store::{AnomalyQuery, ReadingStore, ScorePoint, ScoreQuery};
 use sentio_tracking::{LocalTracking, Tracking};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
@@ -116,6 +119,7 @@ fn settings(follow: Option<Follow>) -> StreamSettings {
         device_threshold_factor: BTreeMap::new(),
         limits: DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() },
         follow,
+        save_scores: true,
     }
 }
 
@@ -153,11 +157,28 @@ async fn wait_for(stats: &DetectStats, n: u64) {
 type Scores = BTreeMap<DeviceId, Vec<(i64, f64, String)>>;
 
 fn drain(events: &mut UnboundedReceiver<DetectEvent>) -> (Scores, Vec<Alert>) {
+    let (scores, alerts, _) = drain_points(events);
+    (scores, alerts)
+}
+
+/// Like [`drain`], with the score point each scored window should be stored as.
+fn drain_points(
+    events: &mut UnboundedReceiver<DetectEvent>,
+) -> (Scores, Vec<Alert>, Vec<ScorePoint>) {
     let mut scores = Scores::new();
     let mut alerts = Vec::new();
+    let mut points = Vec::new();
     while let Ok(e) = events.try_recv() {
         match e {
-            DetectEvent::Scored { device, window, model, .. } => {
+            DetectEvent::Scored { device, window, model, threshold } => {
+                points.push(ScorePoint {
+                    device: device.clone(),
+                    ts_ns: window.end_ns,
+                    score: window.score,
+                    threshold,
+                    top_sensor: SensorKind::ALL[top_sensor(&shares(&window.sensor_error))],
+                    model_version: model.version.clone(),
+                });
                 scores.entry(device).or_default().push((
                     window.end_ns,
                     window.score,
@@ -167,7 +188,7 @@ fn drain(events: &mut UnboundedReceiver<DetectEvent>) -> (Scores, Vec<Alert>) {
             DetectEvent::Alert(a) => alerts.push(a),
         }
     }
-    (scores, alerts)
+    (scores, alerts, points)
 }
 
 /// The replay's windows of the same readings, per device: (end, score).
@@ -229,7 +250,18 @@ async fn the_stream_scores_the_replays_windows_and_publishes_and_saves_its_alert
     let detector = Detector::new(bus.clone(), store.clone(), settings(None)).with_observer(tx);
     let stats = stream(detector, scorer.clone(), &bus, &readings).await;
 
-    let (streamed, alerts) = drain(&mut events);
+    let (streamed, alerts, points) = drain_points(&mut events);
+    // Every scored window is in anomaly_scores: its end, score, threshold, top sensor, version.
+    let windows = stats.windows_scored.load(Ordering::Relaxed);
+    assert_eq!(points.len() as u64, windows);
+    assert_eq!(stats.scores_saved.load(Ordering::Relaxed), windows);
+    let mut expected = points;
+    expected.sort_by(|a, b| (a.device.as_str(), a.ts_ns).cmp(&(b.device.as_str(), b.ts_ns)));
+    assert_eq!(store.scores(&ScoreQuery::all()).await.unwrap(), expected);
+    assert!(expected.iter().all(|p| p.model_version == "1" && p.threshold == scorer.threshold()));
+    assert!(expected.iter().any(|p| p.top_sensor != expected[0].top_sensor), "top sensors vary");
+    assert!(expected.iter().any(|p| p.score > p.threshold), "some windows above the threshold");
+
     let (batch, replay_alerts) = replayed(s.dir.path(), scorer, &readings).await;
     assert_same_windows(&streamed, &batch, |_, i, device| batch[device][i].1);
     assert_eq!(stats.late.load(Ordering::Relaxed), 0);
@@ -377,4 +409,53 @@ async fn a_restarted_detector_reads_the_window_before_its_first_reading_from_the
     }
     assert_same_windows(&streamed, &after, |_, i, device| after[device][i].1);
     assert_eq!(stats.late.load(Ordering::Relaxed), 0);
+}
+
+/// With `save_scores = false` the stream saves no score; a replay's scores are saved (in calls of
+/// `SCORES_PER_CALL`) and overwrite what is stored for the same windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_are_saved_only_when_asked_and_a_replay_saves_its_own() {
+    let s = setup().await;
+    let readings = unseen(&s.config).await;
+    let scorer = s.scorer(CHAMPION).await;
+    let bus = bus().await;
+    let store = s.live_store().await;
+    let quiet = StreamSettings { save_scores: false, ..settings(None) };
+    let detector = Detector::new(bus.clone(), store.clone(), quiet);
+    let stats = stream(detector, scorer.clone(), &bus, &readings).await;
+    assert!(stats.windows_scored.load(Ordering::Relaxed) > 1_000);
+    assert_eq!(stats.scores_saved.load(Ordering::Relaxed), 0);
+    assert!(store.scores(&ScoreQuery::all()).await.unwrap().is_empty());
+
+    // A stale row for a window the replay scores: the replay overwrites it.
+    store.insert_readings(&readings).await.unwrap();
+    let end = START + MINUTES * 60 * NANOS_PER_SEC;
+    let found =
+        replay(store.as_ref(), scorer.clone(), &[], START, end, 1, AlertSettings::default())
+            .await
+            .unwrap();
+    let (device, first) = found.scores.iter().next().map(|(d, w)| (d.clone(), w[0])).unwrap();
+    let stale = ScorePoint {
+        device: device.clone(),
+        ts_ns: first.end_ns,
+        score: 1e6,
+        threshold: 1.0,
+        top_sensor: SensorKind::Humidity,
+        model_version: "0".into(),
+    };
+    store.save_scores(&[stale]).await.unwrap();
+
+    let windows: usize = found.scores.values().map(Vec::len).sum();
+    assert!(windows > SCORES_PER_CALL, "{windows} windows: more than one call");
+    let saved = save_replay_scores(store.as_ref(), &found.scores, &scorer).await.unwrap();
+    assert_eq!(saved, windows as u64);
+    let expected: Vec<ScorePoint> = found
+        .scores
+        .iter()
+        .flat_map(|(d, ws)| ws.iter().map(move |w| (d, w)))
+        .map(|(d, w)| score_point(d, w, scorer.threshold(), scorer.model()).unwrap())
+        .collect();
+    assert_eq!(store.scores(&ScoreQuery::all()).await.unwrap(), expected);
+    assert_eq!(expected[0].ts_ns, first.end_ns);
+    assert_eq!(expected[0].model_version, "1");
 }

@@ -13,12 +13,13 @@ use sentio_core::{Alert, AlertState, AnomalyKind, DeviceId, Reading, SensorKind,
 
 use crate::{
     AnomalyQuery, BatchOutcome, DeadLetter, IngestBatch, InvalidValue, RangeQuery, ReadingStore,
-    SourceOffset, StoreError,
+    ScorePoint, ScoreQuery, SourceOffset, StoreError,
 };
 
 /// Runs every check, in order. Panics, naming the check, on the first broken promise.
 pub async fn check_store(store: &dyn ReadingStore) {
     check_migrate_is_idempotent(store).await;
+    check_an_empty_store_reads_empty(store).await;
     check_write_batch_stores_rows_and_offsets(store).await;
     check_replay_inserts_nothing(store).await;
     check_overlapping_batch_inserts_only_the_new_part(store).await;
@@ -33,6 +34,14 @@ pub async fn check_store(store: &dyn ReadingStore) {
     check_stats_agree(store).await;
     check_large_batch_round_trips(store).await;
     check_alerts_keep_their_latest_state(store).await;
+    check_scores_round_trip_in_order(store).await;
+    check_scores_filter_by_device_and_half_open_range(store).await;
+    check_scores_upsert_overwrites(store).await;
+    check_non_finite_scores_are_refused_whole(store).await;
+    // Last: these read every device the checks above wrote.
+    check_latest_readings_newest_per_device_and_sensor(store).await;
+    check_latest_readings_agree_with_the_readings(store).await;
+    check_devices_are_sorted_and_distinct(store).await;
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -143,6 +152,15 @@ pub async fn check_migrate_is_idempotent(store: &dyn ReadingStore) {
     }
     assert!(store.migrate().await.unwrap().is_empty());
     assert_eq!(store.applied_migrations().await.unwrap(), applied);
+}
+
+/// On a fresh store, before any other check writes, every read answers empty.
+pub async fn check_an_empty_store_reads_empty(store: &dyn ReadingStore) {
+    assert_eq!(store.scores(&ScoreQuery::all()).await.unwrap(), Vec::new(), "scores");
+    assert_eq!(store.latest_readings(i64::MIN).await.unwrap(), Vec::new(), "latest_readings");
+    assert_eq!(store.devices().await.unwrap(), Vec::<DeviceId>::new(), "devices");
+    assert_eq!(store.save_scores(&[]).await.unwrap(), 0);
+    assert_eq!(store.scores(&ScoreQuery::all()).await.unwrap(), Vec::new());
 }
 
 /// A batch's rows and its offsets are stored together.
@@ -682,4 +700,256 @@ pub async fn check_alerts_keep_their_latest_state(store: &dyn ReadingStore) {
     assert_rejected(store.save_alerts(&[bad]).await, "infinite score");
     let c = AnomalyQuery { device: Some(dev("alert-c")), ..AnomalyQuery::all() };
     assert!(store.anomalies(&c).await.unwrap().is_empty(), "nothing of a refused call is written");
+}
+
+// ---- anomaly scores ---------------------------------------------------------------------------
+
+fn score(device: &str, ts_ns: i64, value: f64, top: SensorKind, version: &str) -> ScorePoint {
+    ScorePoint {
+        device: dev(device),
+        ts_ns,
+        score: value,
+        threshold: 0.0081,
+        top_sensor: top,
+        model_version: version.to_owned(),
+    }
+}
+
+/// The order `scores` promises: device (bytes), then ts_ns.
+fn sorted_scores(mut points: Vec<ScorePoint>) -> Vec<ScorePoint> {
+    points.sort_by(|a, b| (a.device.as_str(), a.ts_ns).cmp(&(b.device.as_str(), b.ts_ns)));
+    points
+}
+
+/// The stored scores of the devices whose name starts with `prefix`.
+async fn scores_of(store: &dyn ReadingStore, prefix: &str, query: ScoreQuery) -> Vec<ScorePoint> {
+    let all = store.scores(&query).await.unwrap();
+    all.into_iter().filter(|p| p.device.as_str().starts_with(prefix)).collect()
+}
+
+/// Every field comes back (values bit for bit), ordered by device name in byte order ("B" before
+/// "a"), then by window end, whatever the order of the call.
+pub async fn check_scores_round_trip_in_order(store: &dyn ReadingStore) {
+    use SensorKind::{Humidity, Pressure, Temperature, Vibration};
+    let points = vec![
+        score("scores-b", 30, 0.5, Vibration, "3"),
+        score("scores-a", 20, 1.0 / 3.0, Temperature, "3"),
+        score("scores-B", 10, 0.1 + 0.2, Pressure, "3"),
+        score("scores-a", -5, f64::MIN_POSITIVE, Humidity, "2"),
+        score("scores-a", 10, 5e-324, Vibration, "2"),
+        score("scores-b", i64::MIN, f64::MAX, Temperature, "10"),
+        ScorePoint { threshold: 1e300, ..score("scores-b", 1, 7.0, Pressure, "") },
+    ];
+    assert_eq!(store.save_scores(&points).await.unwrap(), points.len() as u64);
+    let back = scores_of(store, "scores-", ScoreQuery::all()).await;
+    let expected = sorted_scores(points);
+    assert_eq!(back, expected);
+    assert_eq!(back.first().map(|p| p.device.as_str()), Some("scores-B"), "byte order");
+    for (got, want) in back.iter().zip(&expected) {
+        assert_eq!(got.score.to_bits(), want.score.to_bits(), "{got:?} != {want:?} bit for bit");
+        assert_eq!(got.threshold.to_bits(), want.threshold.to_bits());
+    }
+    // The whole answer is in order too, other checks' devices included.
+    let all = store.scores(&ScoreQuery::all()).await.unwrap();
+    assert_eq!(all, sorted_scores(all.clone()));
+    // Scores are not readings: these devices have none.
+    let devices = store.devices().await.unwrap();
+    assert!(!devices.iter().any(|d| d.as_str().starts_with("scores-")), "{devices:?}");
+}
+
+/// One device or all; `from_ns` inclusive, `to_ns` exclusive.
+pub async fn check_scores_filter_by_device_and_half_open_range(store: &dyn ReadingStore) {
+    let points: Vec<ScorePoint> = (0..10)
+        .flat_map(|i| {
+            ["window-x", "window-y"]
+                .map(|d| score(d, 1_000 + i * 100, i as f64, SensorKind::ALL[i as usize % 4], "1"))
+        })
+        .collect();
+    assert_eq!(store.save_scores(&points).await.unwrap(), 20);
+    let query = |device: Option<&str>, from_ns: i64, to_ns: i64| ScoreQuery {
+        device: device.map(dev),
+        from_ns,
+        to_ns,
+    };
+    let expect = |f: &dyn Fn(&ScorePoint) -> bool| {
+        sorted_scores(points.iter().filter(|p| f(p)).cloned().collect())
+    };
+
+    let x = store.scores(&query(Some("window-x"), i64::MIN, i64::MAX)).await.unwrap();
+    assert_eq!(x, expect(&|p| p.device.as_str() == "window-x"));
+
+    // [1200, 1500): 1200, 1300, 1400 of both devices; not 1500.
+    let both = scores_of(store, "window-", query(None, 1_200, 1_500)).await;
+    assert_eq!(both, expect(&|p| (1_200..1_500).contains(&p.ts_ns)));
+    assert_eq!(both.len(), 6);
+    let y = store.scores(&query(Some("window-y"), 1_200, 1_500)).await.unwrap();
+    assert_eq!(
+        y,
+        expect(&|p| p.device.as_str() == "window-y" && (1_200..1_500).contains(&p.ts_ns))
+    );
+    assert_eq!(y.first().map(|p| p.ts_ns), Some(1_200), "from is inclusive");
+    assert_eq!(y.last().map(|p| p.ts_ns), Some(1_400), "to is exclusive");
+    // Between two points, empty and reversed ranges.
+    assert!(store.scores(&query(Some("window-x"), 1_201, 1_300)).await.unwrap().is_empty());
+    assert!(store.scores(&query(Some("window-x"), 1_200, 1_200)).await.unwrap().is_empty());
+    assert!(store.scores(&query(None, 1_500, 1_200)).await.unwrap().is_empty());
+    assert!(
+        store.scores(&query(Some("window-none"), i64::MIN, i64::MAX)).await.unwrap().is_empty()
+    );
+}
+
+/// A window saved again replaces its row, every field; within one call the last point wins.
+pub async fn check_scores_upsert_overwrites(store: &dyn ReadingStore) {
+    let first = vec![
+        score("upsert-a", 100, 0.25, SensorKind::Temperature, "1"),
+        score("upsert-a", 200, 0.5, SensorKind::Temperature, "1"),
+    ];
+    assert_eq!(store.save_scores(&first).await.unwrap(), 2);
+    let mut again = score("upsert-a", 200, 4.0, SensorKind::Humidity, "2");
+    again.threshold = 0.02;
+    assert_eq!(store.save_scores(std::slice::from_ref(&again)).await.unwrap(), 1);
+    let all = || ScoreQuery { device: Some(dev("upsert-a")), ..ScoreQuery::all() };
+    assert_eq!(store.scores(&all()).await.unwrap(), [first[0].clone(), again.clone()]);
+
+    // The same key twice in one call (a replay overlapping the stream): one row, the last point.
+    let twice = [
+        score("upsert-a", 100, 9.0, SensorKind::Pressure, "3"),
+        score("upsert-a", 300, 1.0, SensorKind::Pressure, "3"),
+        score("upsert-a", 100, 8.0, SensorKind::Vibration, "4"),
+    ];
+    assert_eq!(store.save_scores(&twice).await.unwrap(), 2, "rows written, one per key");
+    assert_eq!(
+        store.scores(&all()).await.unwrap(),
+        [twice[2].clone(), again, twice[1].clone()],
+        "the last point of a key wins"
+    );
+}
+
+/// A NaN or infinite score or threshold refuses the whole call: nothing written, nothing
+/// overwritten.
+pub async fn check_non_finite_scores_are_refused_whole(store: &dyn ReadingStore) {
+    let kept = score("finite-a", 100, 0.5, SensorKind::Vibration, "1");
+    store.save_scores(std::slice::from_ref(&kept)).await.unwrap();
+    for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let overwrite = score("finite-a", 100, 0.75, SensorKind::Pressure, "2");
+        let new = score("finite-a", 200, 0.75, SensorKind::Pressure, "2");
+        let bad_score = score("finite-b", 300, v, SensorKind::Pressure, "2");
+        let res = store.save_scores(&[overwrite.clone(), new.clone(), bad_score]).await;
+        assert_rejected(res, "non-finite score");
+        let bad_threshold = ScorePoint { threshold: v, ..new.clone() };
+        assert_rejected(store.save_scores(&[overwrite, bad_threshold]).await, "threshold");
+    }
+    assert_eq!(scores_of(store, "finite-", ScoreQuery::all()).await, [kept]);
+}
+
+// ---- the newest readings and the device list ---------------------------------------------------
+
+/// The newest reading of each (device, sensor) since a time: the newest by timestamp, then by
+/// sequence number; `since_ns` inclusive; a device or sensor with nothing since then absent;
+/// ordered by device (bytes), then sensor in `SensorKind::ALL` order.
+pub async fn check_latest_readings_newest_per_device_and_sensor(store: &dyn ReadingStore) {
+    use SensorKind::{Humidity, Pressure, Temperature, Vibration};
+    let since = 5_000_000;
+    let newest_a_temp = reading("latest-a", Temperature, since + 10, 5, 21.0);
+    let newest_a_vib = reading("latest-a", Vibration, since + 5, 2, 0.5);
+    let at_since = reading("latest-c", Humidity, since, 9, 55.0);
+    let newest_upper = reading("latest-B", Pressure, since + 1, 0, 3.0);
+    let rows = vec![
+        reading("latest-a", Temperature, since + 10, 3, 20.5), // same time, smaller seq
+        newest_a_vib.clone(),
+        reading("latest-a", Temperature, since, 1, 20.0),
+        newest_a_temp.clone(),
+        reading("latest-a", Pressure, since - 100, 1, 2.0), // older: no pressure for latest-a
+        reading("latest-a", Vibration, since + 1, 1, 0.4),
+        // Every reading of latest-b is older than `since`: the device is absent.
+        reading("latest-b", Temperature, since - 1, 1, 19.0),
+        reading("latest-b", Vibration, since - 2, 1, 0.3),
+        reading("latest-b", Pressure, since - 3, 1, 2.5),
+        reading("latest-b", Humidity, since - 4, 1, 45.0),
+        at_since.clone(),
+        reading("latest-c", Temperature, since - 1, 8, 18.0),
+        newest_upper.clone(),
+    ];
+    // Through both write paths.
+    store.insert_readings(&rows[..6]).await.unwrap();
+    let pairs: Vec<(SourceOffset, Reading)> = rows[6..]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (SourceOffset { partition: 0, offset: i as u64 }, r.clone()))
+        .collect();
+    let n = pairs.len() as u64;
+    store.write_batch(&batch("latest-group", "latest-topic", pairs, &[(0, n)])).await.unwrap();
+
+    let ours = |all: Vec<Reading>| -> Vec<Reading> {
+        all.into_iter().filter(|r| r.device.as_str().starts_with("latest-")).collect()
+    };
+    let got = ours(store.latest_readings(since).await.unwrap());
+    assert_eq!(got, [newest_upper, newest_a_temp.clone(), newest_a_vib.clone(), at_since.clone()]);
+
+    // From the beginning: latest-b and the older sensors come in.
+    let got = ours(store.latest_readings(i64::MIN).await.unwrap());
+    let b = |sensor: SensorKind| {
+        rows.iter().find(|r| r.device.as_str() == "latest-b" && r.sensor == sensor).unwrap().clone()
+    };
+    let expected = vec![
+        rows[12].clone(),
+        newest_a_temp.clone(),
+        newest_a_vib,
+        rows[4].clone(),
+        b(Temperature),
+        b(Vibration),
+        b(Pressure),
+        b(Humidity),
+        rows[11].clone(),
+        at_since,
+    ];
+    assert_eq!(got, expected);
+
+    // Past the newest reading: nothing of ours.
+    assert!(ours(store.latest_readings(since + 11).await.unwrap()).is_empty());
+    let late = ours(store.latest_readings(since + 10).await.unwrap());
+    assert_eq!(late, [newest_a_temp], "since is inclusive");
+}
+
+/// Over every device the checks wrote: `latest_readings` holds, per (device, sensor), the last
+/// reading in `query_range` order (newest timestamp, then largest sequence number), in order.
+pub async fn check_latest_readings_agree_with_the_readings(store: &dyn ReadingStore) {
+    let latest = store.latest_readings(i64::MIN).await.unwrap();
+    let key = |r: &Reading| (r.device.as_str().to_owned(), r.sensor.index());
+    let keys: Vec<_> = latest.iter().map(key).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "ordered by device, then sensor, each once");
+
+    // `query_range` cannot reach a reading stamped i64::MAX: leave those (device, sensor) out.
+    let unreachable: Vec<_> = latest.iter().filter(|r| r.ts_ns == i64::MAX).map(key).collect();
+    let mut newest: BTreeMap<(String, usize), Reading> = BTreeMap::new();
+    for r in store.query_range(&everything()).await.unwrap() {
+        newest.insert(key(&r), r);
+    }
+    let expected: Vec<Reading> =
+        newest.into_iter().filter(|(k, _)| !unreachable.contains(k)).map(|(_, r)| r).collect();
+    let got: Vec<Reading> = latest.into_iter().filter(|r| r.ts_ns != i64::MAX).collect();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
+}
+
+/// `devices` lists each device that has readings once, in byte order; devices with only scores
+/// or alerts are not in it.
+pub async fn check_devices_are_sorted_and_distinct(store: &dyn ReadingStore) {
+    let devices = store.devices().await.unwrap();
+    let names: Vec<&str> = devices.iter().map(DeviceId::as_str).collect();
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted and distinct: {names:?}");
+    let mut with_readings: Vec<&str> = Vec::new();
+    let latest = store.latest_readings(i64::MIN).await.unwrap();
+    for r in &latest {
+        if with_readings.last() != Some(&r.device.as_str()) {
+            with_readings.push(r.device.as_str());
+        }
+    }
+    assert_eq!(names, with_readings);
+    for d in ["latest-B", "latest-a", "latest-b", "latest-c", "large-a", "extreme-top"] {
+        assert!(names.contains(&d), "{d} missing from {names:?}");
+    }
+    for d in ["scores-a", "upsert-a", "alert-a"] {
+        assert!(!names.contains(&d), "{d} has no readings but is listed");
+    }
 }

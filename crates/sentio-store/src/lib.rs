@@ -7,6 +7,10 @@
 //! - `contract` (feature `testkit`): the suite every backend must pass, written once.
 //! - `row`: how domain values map to columns and back, shared by backends ([`InvalidValue`]).
 //!
+//! Besides readings, the store keeps what the detector finds: alerts (`anomalies`, one row per
+//! alert) and the score of every scored window (`anomaly_scores`, [`ScorePoint`]), which the
+//! dashboard charts next to the newest readings ([`ReadingStore::latest_readings`]).
+//!
 //! Exactly-once ingestion rests on [`ReadingStore::write_batch`]: the rows of a batch and the
 //! consumer offsets that cover them commit in one transaction, and rows from offsets the store has
 //! already passed are skipped inside that same transaction. A crash at any point therefore neither
@@ -80,6 +84,37 @@ impl AnomalyQuery {
     /// Every stored anomaly.
     pub fn all() -> AnomalyQuery {
         AnomalyQuery { device: None, from_ns: i64::MIN, to_ns: i64::MAX }
+    }
+}
+
+/// One scored window of one device, as the dashboard charts it: a row of `anomaly_scores`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorePoint {
+    pub device: DeviceId,
+    /// End of the scored window (exclusive), nanoseconds since the epoch.
+    pub ts_ns: i64,
+    pub score: f64,
+    /// The threshold the score was compared with (the model's, times the device's factor).
+    pub threshold: f64,
+    /// The sensor with the largest share of the window's error.
+    pub top_sensor: SensorKind,
+    pub model_version: String,
+}
+
+/// Which stored scores to read: those of one device or of all with `from_ns <= ts_ns < to_ns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreQuery {
+    pub device: Option<DeviceId>,
+    /// Inclusive start, nanoseconds since the epoch.
+    pub from_ns: i64,
+    /// Exclusive end.
+    pub to_ns: i64,
+}
+
+impl ScoreQuery {
+    /// Every stored score (but one at `ts_ns = i64::MAX`, which no half-open range reaches).
+    pub fn all() -> ScoreQuery {
+        ScoreQuery { device: None, from_ns: i64::MIN, to_ns: i64::MAX }
     }
 }
 
@@ -206,6 +241,34 @@ pub trait ReadingStore: Send + Sync {
     /// The stored anomalies (each alert's latest state) whose window overlaps the query's range,
     /// ordered by window start, then id.
     async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Alert>, StoreError>;
+
+    /// Saves scored windows in one transaction: each becomes the row of its (device, ts_ns),
+    /// replacing what is there (a window scored again, by a replay or another model version,
+    /// overwrites its row; of several points with the same key in one call, the last wins).
+    /// Returns the rows written, one per distinct (device, ts_ns).
+    ///
+    /// A non-finite score or threshold is refused with [`StoreError::Query`] whose source is an
+    /// [`InvalidValue`]; nothing of a refused call is written.
+    async fn save_scores(&self, points: &[ScorePoint]) -> Result<u64, StoreError>;
+
+    /// The stored scores in the query's range, ordered by device (byte order of the names), then
+    /// `ts_ns`.
+    async fn scores(&self, query: &ScoreQuery) -> Result<Vec<ScorePoint>, StoreError>;
+
+    /// The newest reading of each (device, sensor) among the readings stamped at or after
+    /// `since_ns`, ordered by device (byte order of the names), then sensor in
+    /// [`SensorKind::ALL`] order. A device or sensor with no reading since then is absent. Of
+    /// readings with the same newest timestamp, the one with the largest sequence number wins.
+    ///
+    /// Served by the `(device, ts_ns)` index: one probe per device, then per device and sensor
+    /// a backward walk of the device's entries since `since_ns` that stops at the sensor's
+    /// newest (a few entries, as the sensors interleave; the whole range only for a sensor the
+    /// device has not reported since then). Never a scan of the table.
+    async fn latest_readings(&self, since_ns: i64) -> Result<Vec<Reading>, StoreError>;
+
+    /// The distinct devices that have readings, in byte order of their names (one index probe
+    /// per device).
+    async fn devices(&self) -> Result<Vec<DeviceId>, StoreError>;
 }
 
 #[cfg(feature = "testkit")]

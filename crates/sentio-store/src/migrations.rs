@@ -24,15 +24,24 @@ impl Script {
 }
 
 /// The SQLite migrations, in order.
-pub const SQLITE: &[Script] =
-    &[Script { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+pub const SQLITE: &[Script] = &[
+    Script { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
+    Script {
+        version: 2,
+        name: "scores",
+        sql: include_str!("../migrations/sqlite/0002_scores.sql"),
+    },
+];
 
 /// The PostgreSQL migrations, in order: the same versions and names as [`SQLITE`].
-pub const POSTGRES: &[Script] = &[Script {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+pub const POSTGRES: &[Script] = &[
+    Script { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
+    Script {
+        version: 2,
+        name: "scores",
+        sql: include_str!("../migrations/postgres/0002_scores.sql"),
+    },
+];
 
 /// The newest version in `known` (0 when empty).
 pub fn latest(known: &[Script]) -> u32 {

@@ -10,7 +10,10 @@
 //!   (An advisory lock rather than `SELECT … FOR UPDATE` on the offsets rows: a partition seen for
 //!   the first time has no row to lock, and a placeholder row would show in `committed_offsets`.)
 //! - One index, `(device, ts_ns)`, serves every read: a range per device, and by a loose index scan
-//!   (one probe per device) the list of devices and the newest timestamp.
+//!   (one probe per device) the list of devices, the newest timestamp and the newest reading of
+//!   each (device, sensor).
+//! - Anomaly scores go in with one `INSERT … SELECT FROM unnest(…)` per call (the points as six
+//!   arrays), an upsert on the primary key `(device, ts_ns)`.
 //! - Migrations run one transaction each under `pg_advisory_xact_lock`, so processes starting
 //!   together apply each script once.
 //!
@@ -44,10 +47,10 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use crate::migrations::{self, Script};
-use crate::row::{self, AlertRow, AlertRowOwned, EncodedBatch, InvalidValue, ReadingRow};
+use crate::row::{self, AlertRow, AlertRowOwned, EncodedBatch, InvalidValue, ReadingRow, ScoreRow};
 use crate::{
     AnomalyQuery, BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore,
-    SourceOffset, StoreError, StoreStats,
+    ScorePoint, ScoreQuery, SourceOffset, StoreError, StoreStats,
 };
 
 const MIGRATIONS: &[Script] = migrations::POSTGRES;
@@ -105,24 +108,66 @@ const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq,
     WHERE device = $1 AND ts_ns >= $2 AND ts_ns < $3 AND sensor = ANY($4)
     ORDER BY ts_ns, sensor, seq";
 
-/// The distinct devices in byte order, by a loose index scan of `sensor_readings_device_ts`: one
-/// index probe per device instead of a scan of every row.
-macro_rules! with_devices {
-    ($select:literal) => {
+/// `devices`: the distinct devices of `$table`, by a loose scan of the index that leads with
+/// `device` (`sensor_readings_device_ts`, the primary key of `anomaly_scores`): one index probe
+/// per device instead of a scan of every row. In the column's collation: byte order for
+/// `sensor_readings`.
+macro_rules! with_devices_of {
+    ($table:literal, $select:literal) => {
         concat!(
             "WITH RECURSIVE devices AS (
-                (SELECT device FROM sensor_readings ORDER BY device LIMIT 1)
+                (SELECT device FROM ",
+            $table,
+            " ORDER BY device LIMIT 1)
                 UNION ALL
-                SELECT (SELECT s.device FROM sensor_readings s
-                        WHERE s.device > d.device ORDER BY s.device LIMIT 1)
+                SELECT (SELECT s.device FROM ",
+            $table,
+            " s WHERE s.device > d.device ORDER BY s.device LIMIT 1)
                 FROM devices d WHERE d.device IS NOT NULL
             ) ",
             $select
         )
     };
 }
+macro_rules! with_devices {
+    ($select:literal) => {
+        with_devices_of!("sensor_readings", $select)
+    };
+}
 const SELECT_DEVICES: &str =
     with_devices!("SELECT device FROM devices WHERE device IS NOT NULL ORDER BY device");
+// Per device and sensor, the newest reading since $1: a backward scan of the device's index range
+// that stops at the first entry of that sensor (the sensors interleave, so a few entries). The
+// sensors are bound ($2, in SensorKind::ALL order) rather than spelled out here.
+const SELECT_LATEST: &str = with_devices!(
+    "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected
+    FROM devices d
+    CROSS JOIN unnest($2::text[]) WITH ORDINALITY AS k(sensor, ord)
+    CROSS JOIN LATERAL (
+        SELECT x.device, x.sensor, x.ts_ns, x.value, x.seq, x.injected
+        FROM sensor_readings x
+        WHERE x.device = d.device AND x.sensor = k.sensor AND x.ts_ns >= $1
+        ORDER BY x.ts_ns DESC, x.seq DESC LIMIT 1
+    ) r
+    WHERE d.device IS NOT NULL
+    ORDER BY d.device, k.ord"
+);
+// Every point of a call in one statement (one round trip, one transaction); the points are
+// deduplicated on (device, ts_ns) first, since one INSERT cannot update a row twice.
+const UPSERT_SCORES: &str =
+    "INSERT INTO anomaly_scores (device, ts_ns, score, threshold, top_sensor, model_version)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::float8[], $5::text[],
+        $6::text[])
+    ON CONFLICT (device, ts_ns) DO UPDATE SET score = excluded.score,
+        threshold = excluded.threshold, top_sensor = excluded.top_sensor,
+        model_version = excluded.model_version";
+// `anomaly_scores.device` has the database's collation: the names are sorted in Rust.
+const SELECT_SCORE_DEVICES: &str =
+    with_devices_of!("anomaly_scores", "SELECT device FROM devices WHERE device IS NOT NULL");
+// One device's range of the primary key (device, ts_ns), already in order.
+const SELECT_SCORES_ONE_DEVICE: &str =
+    "SELECT device, ts_ns, score, threshold, top_sensor, model_version
+    FROM anomaly_scores WHERE device = $1 AND ts_ns >= $2 AND ts_ns < $3 ORDER BY ts_ns";
 // One statement, one snapshot. The newest timestamp is the largest of each device's newest, one
 // index probe each. Offsets are summed in Rust: SQL's sum of BIGINTs is NUMERIC.
 const SELECT_STATS: &str = with_devices!(
@@ -372,6 +417,18 @@ fn pool_source(e: PoolError) -> Box<dyn std::error::Error + Send + Sync> {
         PoolError::Backend(e) => Box::new(e),
         e => Box::new(e),
     }
+}
+
+/// A read-only transaction at one snapshot, as one SQLite read transaction gives.
+async fn snapshot(
+    client: &mut Object,
+) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
 }
 
 async fn get(pool: &Pool, operation: &'static str) -> Result<Object, StoreError> {
@@ -628,13 +685,7 @@ async fn query_range(pool: &Pool, query: &RangeQuery) -> Result<Vec<Reading>, St
     };
     let mut client = get(pool, OP).await?;
     // One snapshot for every statement below, as one SQLite read transaction would give.
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(&q)?;
+    let tx = snapshot(&mut client).await.map_err(&q)?;
     // One index range scan per device, in byte order of the names, gives the promised order.
     // Every device: listed by the index too, rather than sorting a scan of the whole table.
     let devices: Vec<String> = if query.devices.is_empty() {
@@ -769,6 +820,91 @@ async fn anomalies(pool: &Pool, query: &AnomalyQuery) -> Result<Vec<Alert>, Stor
     Ok(out)
 }
 
+async fn save_scores(pool: &Pool, rows: &[ScoreRow]) -> Result<u64, StoreError> {
+    const OP: &str = "save_scores";
+    let q = query_err(OP);
+    let devices: Vec<&str> = rows.iter().map(|r| r.device.as_str()).collect();
+    let ts: Vec<i64> = rows.iter().map(|r| r.ts_ns).collect();
+    let scores: Vec<f64> = rows.iter().map(|r| r.score).collect();
+    let thresholds: Vec<f64> = rows.iter().map(|r| r.threshold).collect();
+    let top: Vec<&str> = rows.iter().map(|r| r.top_sensor).collect();
+    let versions: Vec<&str> = rows.iter().map(|r| r.model_version.as_str()).collect();
+    let client = get(pool, OP).await?;
+    let stmt = client.prepare_cached(UPSERT_SCORES).await.map_err(&q)?;
+    // One statement: its own transaction, all or nothing.
+    client.execute(&stmt, &[&devices, &ts, &scores, &thresholds, &top, &versions]).await.map_err(&q)
+}
+
+/// The devices a `SELECT device FROM devices ...` statement lists, validated.
+async fn device_names(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    operation: &'static str,
+) -> Result<Vec<DeviceId>, StoreError> {
+    let stmt = client.prepare_cached(sql).await.map_err(query_err(operation))?;
+    let rows = client.query(&stmt, &[]).await.map_err(query_err(operation))?;
+    let bad = row_err(operation);
+    rows.iter()
+        .map(|r| row::decode_device(r.try_get(0).map_err(&bad)?))
+        .collect::<Result<Vec<_>, _>>()
+}
+
+async fn scores(pool: &Pool, query: &ScoreQuery) -> Result<Vec<ScorePoint>, StoreError> {
+    const OP: &str = "scores";
+    let (q, bad) = (query_err(OP), row_err(OP));
+    let mut out = Vec::new();
+    if query.from_ns >= query.to_ns {
+        return Ok(out);
+    }
+    let mut client = get(pool, OP).await?;
+    // One snapshot for the device list and the ranges.
+    let tx = snapshot(&mut client).await.map_err(&q)?;
+    // One range of the primary key per device, in byte order of the names, gives the promised
+    // order without sorting the rows.
+    let devices = match &query.device {
+        Some(d) => vec![d.clone()],
+        None => {
+            let mut devices = device_names(&tx, SELECT_SCORE_DEVICES, OP).await?;
+            devices.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+            devices
+        }
+    };
+    let stmt = tx.prepare_cached(SELECT_SCORES_ONE_DEVICE).await.map_err(&q)?;
+    for device in devices {
+        let name = device.as_str();
+        for r in tx.query(&stmt, &[&name, &query.from_ns, &query.to_ns]).await.map_err(&q)? {
+            out.push(row::decode_score(
+                device.clone(),
+                r.try_get(1).map_err(&bad)?,
+                r.try_get(2).map_err(&bad)?,
+                r.try_get(3).map_err(&bad)?,
+                r.try_get(4).map_err(&bad)?,
+                r.try_get(5).map_err(&bad)?,
+            )?);
+        }
+    }
+    tx.commit().await.map_err(&q)?;
+    Ok(out)
+}
+
+async fn latest_readings(pool: &Pool, since_ns: i64) -> Result<Vec<Reading>, StoreError> {
+    const OP: &str = "latest_readings";
+    let q = query_err(OP);
+    let sensors: Vec<&str> = SensorKind::ALL.iter().map(|s| s.as_str()).collect();
+    let client = get(pool, OP).await?;
+    let stmt = client.prepare_cached(SELECT_LATEST).await.map_err(&q)?;
+    let params: [&(dyn ToSql + Sync); 2] = [&since_ns, &sensors];
+    let rows = client.query_raw(&stmt, params).await.map_err(&q)?;
+    let mut out = Vec::new();
+    collect_readings(rows, &mut out).await?;
+    Ok(out)
+}
+
+async fn devices(pool: &Pool) -> Result<Vec<DeviceId>, StoreError> {
+    let client = get(pool, "devices").await?;
+    device_names(&client, SELECT_DEVICES, "devices").await
+}
+
 #[async_trait::async_trait]
 impl ReadingStore for PostgresStore {
     async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
@@ -844,6 +980,61 @@ impl ReadingStore for PostgresStore {
 
     async fn anomalies(&self, query: &AnomalyQuery) -> Result<Vec<Alert>, StoreError> {
         self.retry("anomalies", || Box::pin(anomalies(&self.pool, query))).await
+    }
+
+    async fn save_scores(&self, points: &[ScorePoint]) -> Result<u64, StoreError> {
+        let rows = ScoreRow::encode_all(points).map_err(invalid("save_scores"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Safe to retry: an upsert of the same rows writes the same table.
+        self.retry("save_scores", || Box::pin(save_scores(&self.pool, &rows))).await
+    }
+
+    async fn scores(&self, query: &ScoreQuery) -> Result<Vec<ScorePoint>, StoreError> {
+        self.retry("scores", || Box::pin(scores(&self.pool, query))).await
+    }
+
+    async fn latest_readings(&self, since_ns: i64) -> Result<Vec<Reading>, StoreError> {
+        self.retry("latest_readings", || Box::pin(latest_readings(&self.pool, since_ns))).await
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceId>, StoreError> {
+        self.retry("devices", || Box::pin(devices(&self.pool))).await
+    }
+}
+
+#[cfg(feature = "testkit")]
+impl PostgresStore {
+    /// The plans (`EXPLAIN ANALYZE`, one string per line: the statements run) of the reads a
+    /// dashboard polls, named by the method that runs them: `latest_readings(since_ns)`,
+    /// `devices`, and `scores` (the device list, then `device`'s range). For tests that check
+    /// they probe the indexes rather than scan the tables. (`ANALYZE`, because a plain `EXPLAIN`
+    /// leaves out the subplan of the loose index scan's recursive step.)
+    pub async fn explain_reads(
+        &self,
+        since_ns: i64,
+        device: &str,
+    ) -> Result<Vec<(&'static str, Vec<String>)>, StoreError> {
+        const OP: &str = "explain";
+        let q = query_err(OP);
+        let client = get(&self.pool, OP).await?;
+        let sensors: Vec<&str> = SensorKind::ALL.iter().map(|s| s.as_str()).collect();
+        let reads: [(&'static str, &str, Vec<&(dyn ToSql + Sync)>); 4] = [
+            ("latest_readings", SELECT_LATEST, vec![&since_ns, &sensors]),
+            ("devices", SELECT_DEVICES, vec![]),
+            ("scores: devices", SELECT_SCORE_DEVICES, vec![]),
+            ("scores: one device", SELECT_SCORES_ONE_DEVICE, vec![&device, &since_ns, &i64::MAX]),
+        ];
+        let mut out = Vec::new();
+        for (name, sql, params) in reads {
+            let explain = format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {sql}");
+            let rows = client.query(&explain, &params).await.map_err(&q)?;
+            let lines =
+                rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>().map_err(row_err(OP))?;
+            out.push((name, lines));
+        }
+        Ok(out)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use sentio_core::{Alert, AlertState, AnomalyKind, DeviceId, Reading, SensorKind, Severity};
 
-use crate::{DeadLetter, IngestBatch, StoreError};
+use crate::{DeadLetter, IngestBatch, ScorePoint, StoreError};
 
 /// A value the store refuses to write. It is the `source` of a [`StoreError::Query`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -22,6 +22,8 @@ pub enum InvalidValue {
     NotFinite { value: f64 },
     #[error("an alert's {field} must be finite, got {value}")]
     AlertNotFinite { field: &'static str, value: f64 },
+    #[error("an anomaly score's {field} must be finite, got {value}")]
+    ScoreNotFinite { field: &'static str, value: f64 },
 }
 
 /// Converts a `u64` to the `i64` a column holds, refusing what does not fit.
@@ -255,6 +257,70 @@ pub(crate) fn decode_alert(row: AlertRowOwned) -> Result<Alert, StoreError> {
     })
 }
 
+/// A score point as the columns of its `anomaly_scores` row, checked to fit them.
+#[derive(Debug, Clone)]
+pub(crate) struct ScoreRow {
+    pub device: String,
+    pub ts_ns: i64,
+    pub score: f64,
+    pub threshold: f64,
+    pub top_sensor: &'static str,
+    pub model_version: String,
+}
+
+impl ScoreRow {
+    /// Encodes `points`, refusing a non-finite score or threshold, and keeps one row per
+    /// (device, ts_ns), the last point's: one upsert statement cannot write a key twice, and a
+    /// statement per row would keep the last anyway.
+    pub fn encode_all(points: &[ScorePoint]) -> Result<Vec<ScoreRow>, InvalidValue> {
+        let finite = |field, value: f64| {
+            if value.is_finite() {
+                Ok(value)
+            } else {
+                Err(InvalidValue::ScoreNotFinite { field, value })
+            }
+        };
+        let mut rows = points
+            .iter()
+            .map(|p| {
+                Ok(ScoreRow {
+                    device: p.device.to_string(),
+                    ts_ns: p.ts_ns,
+                    score: finite("score", p.score)?,
+                    threshold: finite("threshold", p.threshold)?,
+                    top_sensor: p.top_sensor.as_str(),
+                    model_version: p.model_version.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, InvalidValue>>()?;
+        // Stable: of equal keys, the last point ends up last; keep it.
+        rows.sort_by(|a, b| (a.device.as_str(), a.ts_ns).cmp(&(b.device.as_str(), b.ts_ns)));
+        let mut out: Vec<ScoreRow> = Vec::with_capacity(rows.len());
+        for r in rows {
+            match out.last_mut() {
+                Some(prev) if prev.device == r.device && prev.ts_ns == r.ts_ns => *prev = r,
+                _ => out.push(r),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes a stored `anomaly_scores` row.
+pub(crate) fn decode_score(
+    device: DeviceId,
+    ts_ns: i64,
+    score: f64,
+    threshold: f64,
+    top_sensor: &str,
+    model_version: String,
+) -> Result<ScorePoint, StoreError> {
+    let top_sensor = SensorKind::parse(top_sensor).ok_or_else(|| StoreError::Corrupt {
+        detail: format!("anomaly score of {device} at {ts_ns}: unknown sensor {top_sensor:?}"),
+    })?;
+    Ok(ScorePoint { device, ts_ns, score, threshold, top_sensor, model_version })
+}
+
 /// A stored `anomalies` row as read, before decoding.
 #[derive(Debug, Clone)]
 pub(crate) struct AlertRowOwned {
@@ -308,6 +374,55 @@ mod tests {
                 Err(InvalidValue::NotFinite { .. })
             ));
         }
+    }
+
+    fn point(device: &str, ts_ns: i64, score: f64) -> ScorePoint {
+        ScorePoint {
+            device: DeviceId::new(device).unwrap(),
+            ts_ns,
+            score,
+            threshold: 0.5,
+            top_sensor: SensorKind::Humidity,
+            model_version: "7".to_owned(),
+        }
+    }
+
+    #[test]
+    fn score_rows_keep_the_last_point_of_each_key_in_key_order() {
+        let points =
+            [point("b", 2, 1.0), point("a", 5, 2.0), point("b", 2, 3.0), point("a", 1, 4.0)];
+        let rows = ScoreRow::encode_all(&points).unwrap();
+        let keys: Vec<(&str, i64, f64)> =
+            rows.iter().map(|r| (r.device.as_str(), r.ts_ns, r.score)).collect();
+        assert_eq!(keys, [("a", 1, 4.0), ("a", 5, 2.0), ("b", 2, 3.0)]);
+        assert_eq!(rows[0].top_sensor, "humidity");
+        let back = decode_score(
+            DeviceId::new("a").unwrap(),
+            1,
+            4.0,
+            0.5,
+            rows[0].top_sensor,
+            rows[0].model_version.clone(),
+        )
+        .unwrap();
+        assert_eq!(back, point("a", 1, 4.0));
+    }
+
+    #[test]
+    fn score_rows_refuse_non_finite_values() {
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let err = ScoreRow::encode_all(&[point("a", 1, 1.0), point("a", 2, v)]).unwrap_err();
+            assert!(matches!(err, InvalidValue::ScoreNotFinite { field: "score", .. }), "{err}");
+            let mut p = point("a", 3, 1.0);
+            p.threshold = v;
+            let err = ScoreRow::encode_all(&[p]).unwrap_err();
+            assert!(matches!(err, InvalidValue::ScoreNotFinite { field: "threshold", .. }));
+        }
+        let dev = DeviceId::new("a").unwrap();
+        assert!(matches!(
+            decode_score(dev, 0, 1.0, 1.0, "voltage", String::new()),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -20,10 +20,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sentio_core::{Alert, DeviceId, Reading, SensorKind};
 
 use crate::migrations::{self, Script};
-use crate::row::{self, AlertRow, AlertRowOwned, EncodedBatch, InvalidValue, ReadingRow};
+use crate::row::{self, AlertRow, AlertRowOwned, EncodedBatch, InvalidValue, ReadingRow, ScoreRow};
 use crate::{
     AnomalyQuery, BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore,
-    SourceOffset, StoreError, StoreStats,
+    ScorePoint, ScoreQuery, SourceOffset, StoreError, StoreStats,
 };
 
 /// How long a statement waits for another writer before failing with "database is busy".
@@ -76,6 +76,60 @@ const SELECT_LATEST_TS: &str = "SELECT MAX(ts_ns) FROM sensor_readings";
 // Summed in Rust: offsets up to i64::MAX would overflow SQL's SUM. The table is small (one row
 // per group, topic and partition).
 const SELECT_ALL_OFFSETS: &str = "SELECT next_offset FROM consumer_offsets";
+
+/// `devices(device)`: the distinct devices of `$table`, by a loose scan of the index that leads
+/// with `device` (each step one `MIN` probe past the previous name), then `$select`. SQLite does
+/// not skip through an index for `DISTINCT` by itself: it would read every entry.
+macro_rules! with_devices_of {
+    ($table:literal, $select:literal) => {
+        concat!(
+            "WITH RECURSIVE devices(device) AS (
+                SELECT MIN(device) FROM ",
+            $table,
+            "
+                UNION ALL
+                SELECT (SELECT MIN(t.device) FROM ",
+            $table,
+            " AS t WHERE t.device > d.device)
+                FROM devices AS d WHERE d.device IS NOT NULL
+            ) ",
+            $select
+        )
+    };
+}
+const SELECT_DEVICES: &str = with_devices_of!(
+    "sensor_readings",
+    "SELECT device FROM devices WHERE device IS NOT NULL ORDER BY device"
+);
+// Per device and sensor, the newest reading since ?1: a backward walk of the device's index range
+// that stops at the first entry of that sensor (the sensors interleave, so a few entries). The
+// sensors are bound (?2..?5, in SensorKind::ALL order) rather than spelled out here.
+const SELECT_LATEST: &str = with_devices_of!(
+    "sensor_readings",
+    "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected
+    FROM devices AS d
+    CROSS JOIN (VALUES (?2, 0), (?3, 1), (?4, 2), (?5, 3)) AS s
+    CROSS JOIN sensor_readings AS r ON r.rowid = (
+        SELECT x.rowid FROM sensor_readings AS x
+        WHERE x.device = d.device AND x.sensor = s.column1 AND x.ts_ns >= ?1
+        ORDER BY x.ts_ns DESC, x.seq DESC LIMIT 1)
+    WHERE d.device IS NOT NULL
+    ORDER BY d.device, s.column2"
+);
+const UPSERT_SCORE: &str = "INSERT INTO anomaly_scores
+    (device, ts_ns, score, threshold, top_sensor, model_version)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (device, ts_ns) DO UPDATE SET score = excluded.score,
+        threshold = excluded.threshold, top_sensor = excluded.top_sensor,
+        model_version = excluded.model_version";
+const SELECT_SCORE_DEVICES: &str = with_devices_of!(
+    "anomaly_scores",
+    "SELECT device FROM devices WHERE device IS NOT NULL ORDER BY device"
+);
+// One device's range of the primary key (device, ts_ns), already in order.
+const SELECT_SCORES_ONE_DEVICE: &str =
+    "SELECT device, ts_ns, score, threshold, top_sensor, model_version
+    FROM anomaly_scores WHERE device = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 ORDER BY ts_ns";
 
 type Shared = Arc<Mutex<Connection>>;
 
@@ -554,6 +608,84 @@ fn anomalies(conn: &mut Connection, query: &AnomalyQuery) -> Result<Vec<Alert>, 
     Ok(out)
 }
 
+fn save_scores(conn: &mut Connection, rows: &[ScoreRow]) -> Result<u64, StoreError> {
+    let q = query_err("save_scores");
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&q)?;
+    {
+        let mut stmt = tx.prepare_cached(UPSERT_SCORE).map_err(&q)?;
+        for r in rows {
+            stmt.execute(params![
+                r.device,
+                r.ts_ns,
+                r.score,
+                r.threshold,
+                r.top_sensor,
+                r.model_version
+            ])
+            .map_err(&q)?;
+        }
+    }
+    tx.commit().map_err(&q)?;
+    Ok(rows.len() as u64)
+}
+
+/// The device names a `SELECT device FROM devices ...` statement lists.
+fn device_names(
+    conn: &Connection,
+    sql: &str,
+    operation: &'static str,
+) -> Result<Vec<DeviceId>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(query_err(operation))?;
+    let mut rows = stmt.query([]).map_err(query_err(operation))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(row_err(operation))? {
+        let name = r.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(row_err(operation))?;
+        out.push(row::decode_device(name)?);
+    }
+    Ok(out)
+}
+
+fn scores(conn: &mut Connection, query: &ScoreQuery) -> Result<Vec<ScorePoint>, StoreError> {
+    const OP: &str = "scores";
+    let (q, bad) = (query_err(OP), row_err(OP));
+    let mut out = Vec::new();
+    if query.from_ns >= query.to_ns {
+        return Ok(out);
+    }
+    // One range of the primary key per device, in device order, gives the promised order.
+    let devices = match &query.device {
+        Some(d) => vec![d.clone()],
+        None => device_names(conn, SELECT_SCORE_DEVICES, OP)?,
+    };
+    let mut stmt = conn.prepare_cached(SELECT_SCORES_ONE_DEVICE).map_err(&q)?;
+    for device in devices {
+        let mut rows =
+            stmt.query(params![device.as_str(), query.from_ns, query.to_ns]).map_err(&q)?;
+        while let Some(r) = rows.next().map_err(&bad)? {
+            let top = r.get_ref(4).and_then(|v| Ok(v.as_str()?)).map_err(&bad)?;
+            out.push(row::decode_score(
+                device.clone(),
+                r.get(1).map_err(&bad)?,
+                r.get(2).map_err(&bad)?,
+                r.get(3).map_err(&bad)?,
+                top,
+                r.get(5).map_err(&bad)?,
+            )?);
+        }
+    }
+    Ok(out)
+}
+
+fn latest_readings(conn: &mut Connection, since_ns: i64) -> Result<Vec<Reading>, StoreError> {
+    let [s1, s2, s3, s4] = SensorKind::ALL.map(SensorKind::as_str);
+    let mut stmt = conn.prepare_cached(SELECT_LATEST).map_err(query_err("latest_readings"))?;
+    let rows =
+        stmt.query(params![since_ns, s1, s2, s3, s4]).map_err(query_err("latest_readings"))?;
+    let mut out = Vec::new();
+    collect_readings(rows, &mut out)?;
+    Ok(out)
+}
+
 #[async_trait::async_trait]
 impl ReadingStore for SqliteStore {
     async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
@@ -628,6 +760,27 @@ impl ReadingStore for SqliteStore {
         let query = query.clone();
         blocking(&self.reader, move |c| anomalies(c, &query)).await
     }
+
+    async fn save_scores(&self, points: &[ScorePoint]) -> Result<u64, StoreError> {
+        let rows = ScoreRow::encode_all(points).map_err(invalid("save_scores"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        blocking(&self.writer, move |c| save_scores(c, &rows)).await
+    }
+
+    async fn scores(&self, query: &ScoreQuery) -> Result<Vec<ScorePoint>, StoreError> {
+        let query = query.clone();
+        blocking(&self.reader, move |c| scores(c, &query)).await
+    }
+
+    async fn latest_readings(&self, since_ns: i64) -> Result<Vec<Reading>, StoreError> {
+        blocking(&self.reader, move |c| latest_readings(c, since_ns)).await
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceId>, StoreError> {
+        blocking(&self.reader, |c| device_names(c, SELECT_DEVICES, "devices")).await
+    }
 }
 
 #[cfg(test)]
@@ -684,5 +837,65 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert!(plan.iter().any(|p| p.contains("sensor_readings_device_ts")), "{plan:?}");
+    }
+
+    /// The detail lines of `EXPLAIN QUERY PLAN sql` bound to `params`.
+    fn plan(store: &SqliteStore, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        let conn = store.reader.lock().unwrap();
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params, |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Whether a plan reads a table whole: `SCAN <table or its alias>`, with or without an
+    /// index (a `SCAN ... USING COVERING INDEX` reads every entry of it). The other scans are of
+    /// the `devices` CTE (`d`) and the four sensor names (`s`).
+    fn scans_a_table(plan: &[String]) -> bool {
+        plan.iter().any(|line| {
+            let mut words = line.split_whitespace();
+            words.next() == Some("SCAN")
+                && words.next().is_some_and(|t| {
+                    ["sensor_readings", "anomaly_scores", "r", "x", "t"].contains(&t)
+                })
+        })
+    }
+
+    #[tokio::test]
+    async fn dashboard_reads_probe_the_indexes_and_scan_no_table() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.migrate().await.unwrap();
+        let [a, b, c, d] = SensorKind::ALL.map(SensorKind::as_str);
+
+        let latest = plan(&store, SELECT_LATEST, params![0, a, b, c, d]);
+        assert!(!scans_a_table(&latest), "{latest:#?}");
+        // The device list by MIN probes past the previous name, the newest reading of each
+        // sensor by a search of the device's time range.
+        assert!(
+            latest.iter().any(|l| l
+                .starts_with("SEARCH t USING COVERING INDEX sensor_readings_device_ts (device>?)")),
+            "{latest:#?}"
+        );
+        assert!(
+            latest.iter().any(|l| l.starts_with(
+                "SEARCH x USING INDEX sensor_readings_device_ts (device=? AND ts_ns>?)"
+            )),
+            "{latest:#?}"
+        );
+
+        let devices = plan(&store, SELECT_DEVICES, []);
+        assert!(!scans_a_table(&devices), "{devices:#?}");
+        assert!(devices.iter().any(|l| l.contains("sensor_readings_device_ts (device>?)")));
+
+        let score_devices = plan(&store, SELECT_SCORE_DEVICES, []);
+        assert!(!scans_a_table(&score_devices), "{score_devices:#?}");
+        let scores = plan(&store, SELECT_SCORES_ONE_DEVICE, params!["d", 0, 1]);
+        assert!(!scans_a_table(&scores), "{scores:#?}");
+        assert!(
+            scores.iter().any(|l| l.contains("(device=? AND ts_ns>? AND ts_ns<?)")),
+            "{scores:#?}"
+        );
     }
 }

@@ -67,6 +67,8 @@ enum Command {
     Train(commands::train::Args),
     /// Score a stored time range with the promoted model and list the alerts it raises.
     Detect(commands::detect::Args),
+    /// Serve the live dashboard and its JSON API (read-only; 127.0.0.1:8080 by default).
+    Serve(commands::serve::Args),
     /// Measure detection quality on labelled data: CSV benchmarks such as SKAB (--csv), or a
     /// stored range of simulated data against its ground truth (--from/--to).
     ///
@@ -134,6 +136,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(load()?).await,
             Command::Train(args) => commands::train::run(load()?, args).await,
             Command::Detect(args) => commands::detect::run(load()?, args).await,
+            Command::Serve(args) => commands::serve::run(load()?, args).await,
             Command::Evaluate(args) => commands::evaluate::run(load()?, args).await,
             Command::Model(args) => commands::model::run(load()?, args).await,
             Command::Config(args) => commands::config::run(cli.config.as_deref(), args),

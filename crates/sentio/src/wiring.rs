@@ -201,5 +201,32 @@ pub fn stream_settings(
             threads: sentio_services::train::fit::threads_or_all(d.threads),
             interval: d.poll_interval,
         }),
+        save_scores: d.save_scores,
     })
+}
+
+/// The dashboard over the configured store, registry and (when `bus` is given) bus.
+pub fn web(
+    config: &Config,
+    store: Arc<dyn ReadingStore>,
+    tracking: Arc<dyn Tracking>,
+    bus: Option<Arc<dyn Bus>>,
+) -> sentio_web::Web {
+    let w = &config.web;
+    let settings = sentio_web::WebSettings {
+        model_name: detect_model_name(config).to_owned(),
+        alias: config.detect.alias.clone(),
+        readings_topic: config.topics.readings.clone(),
+        dead_letter_topic: config.topics.dead_letters.clone(),
+        ingest_group: config.ingest.group.clone(),
+        history: w.history,
+        max_range: w.max_range,
+        token: (!w.token.is_empty()).then(|| w.token.expose().to_owned()),
+        poll: std::time::Duration::from_secs(1),
+    };
+    let web = sentio_web::Web::new(store, tracking, settings);
+    match bus {
+        Some(bus) => web.with_bus(bus),
+        None => web,
+    }
 }

@@ -119,7 +119,7 @@ fn migrate_reports_the_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(sentio(dir.path()).arg("migrate"));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("store schema at version 1"), "{text}");
+    assert!(text.contains("store schema at version 2"), "{text}");
     assert!(text.contains("topics ready: sensor-data, sensor-data.dlq"), "{text}");
 }
 

@@ -3,37 +3,14 @@
 //! without one: every Sentio service's command is a real subcommand and its environment is a
 //! configuration the binary accepts, with the values the file means.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use common::{SENTIO, interpolate, scalar};
 use serde_yaml::Value;
-
-const SENTIO: &str = env!("CARGO_BIN_EXE_sentio");
-
-/// `${NAME:-default}` → `default`, as Compose interpolates with an empty environment.
-fn interpolate(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').map(|e| start + e).expect("unclosed ${");
-        let inner = &rest[start + 2..end];
-        out.push_str(inner.split_once(":-").map_or("", |(_, default)| default));
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => panic!("non-scalar environment value {other:?}"),
-    }
-}
 
 #[test]
 fn every_sentio_service_runs_a_real_command_with_a_valid_configuration() {

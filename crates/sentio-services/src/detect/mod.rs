@@ -7,7 +7,8 @@
 //! - [`alerts`]: the alert life cycle (open after a sustained excess, escalate, resolve after a
 //!   cooldown) and each sensor's share of the error, so an alert names the sensor that deviated.
 //! - [`replay`]: scores a stored time range and returns the alerts it raises, the code path the
-//!   evaluation uses.
+//!   evaluation uses; [`save_replay_scores`] saves its windows' scores for the dashboard.
+//! - [`score_point`]: a scored window as the store's `anomaly_scores` row.
 //!
 //! - [`message`]: the alert message v1 (`AlertV1`) for `anomaly-alerts`.
 //!
@@ -29,9 +30,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sentio_core::{Alert, DeviceId};
+use sentio_core::{Alert, DeviceId, SensorKind};
 use sentio_model::{Autoencoder, ModelSpec};
-use sentio_store::ReadingStore;
+use sentio_store::{ReadingStore, ScorePoint};
 use sentio_tracking::Tracking;
 
 pub use alerts::{AlertSettings, AlertTracker, ModelRef, ScoredWindow, shares, top_sensor};
@@ -45,6 +46,10 @@ use crate::train::fit;
 
 /// Weights file inside a model's artifact directory.
 const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Score points per `save_scores` call when saving a replay: each call is one transaction, and
+/// the points of a call are held twice (as points and as columns) while it runs.
+pub const SCORES_PER_CALL: usize = 10_000;
 
 /// A model version ready to score windows.
 pub struct Scorer {
@@ -264,4 +269,53 @@ pub async fn replay(
         alerts.extend(tracker.resolve(threshold, scorer.model(), now));
     }
     Ok(Replay { alerts, scores, readings })
+}
+
+/// The `anomaly_scores` row of `device`'s scored `window`: its score against `threshold` (the one
+/// its alert tracker compared it with), the sensor with the largest share of its error, and the
+/// model version. `None` when the score or the threshold is not finite: the store keeps finite
+/// values only, and refuses a whole call for one that is not.
+pub fn score_point(
+    device: &DeviceId,
+    window: &ScoredWindow,
+    threshold: f64,
+    model: &ModelRef,
+) -> Option<ScorePoint> {
+    (window.score.is_finite() && threshold.is_finite()).then(|| ScorePoint {
+        device: device.clone(),
+        ts_ns: window.end_ns,
+        score: window.score,
+        threshold,
+        top_sensor: SensorKind::ALL[top_sensor(&shares(&window.sensor_error))],
+        model_version: model.version.clone(),
+    })
+}
+
+/// Saves the windows a [`replay`] by `scorer` scored (`Replay::scores`) in the store's
+/// `anomaly_scores`, against the model's threshold as the replay's alerts are, in calls of
+/// [`SCORES_PER_CALL`] points: the dashboard's score history. A window scored already (by the
+/// stream, or an earlier replay) is overwritten. Windows with a non-finite score are left out.
+/// Returns the rows written.
+pub async fn save_replay_scores(
+    store: &dyn ReadingStore,
+    scores: &BTreeMap<DeviceId, Vec<ScoredWindow>>,
+    scorer: &Scorer,
+) -> anyhow::Result<u64> {
+    let (threshold, model) = (scorer.threshold(), scorer.model());
+    let mut points = scores
+        .iter()
+        .flat_map(|(device, windows)| windows.iter().map(move |w| (device, w)))
+        .filter_map(|(device, w)| score_point(device, w, threshold, model))
+        .peekable();
+    let mut written = 0;
+    let mut chunk = Vec::with_capacity(SCORES_PER_CALL);
+    while points.peek().is_some() {
+        chunk.clear();
+        chunk.extend(points.by_ref().take(SCORES_PER_CALL));
+        written += store
+            .save_scores(&chunk)
+            .await
+            .with_context(|| format!("saving {} replayed scores", chunk.len()))?;
+    }
+    Ok(written)
 }

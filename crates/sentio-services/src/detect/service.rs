@@ -1,7 +1,8 @@
 //! The streaming detector: consumes `sensor-data` in a consumer group, assembles each device's
 //! frames in event time ([`super::frames`]), scores the windows that complete in batches across
 //! devices, and turns the scores into alerts, published to `anomaly-alerts` (keyed by device) and
-//! saved in the `anomalies` table.
+//! saved in the `anomalies` table. Every scored window's score is saved in `anomaly_scores` too
+//! (`detect.save_scores`), in the same batch step, for the dashboard.
 //!
 //! The model follows its alias: a watcher polls the tracking backend every `poll_interval`, loads
 //! a newly promoted version in the background and hands it over; the swap happens between two
@@ -9,10 +10,10 @@
 //! A new version with another cadence, window length or fill rule restarts the devices' windows
 //! (their frames mean something else); the same architecture keeps them.
 //!
-//! Offsets are committed on the bus after each batch's alerts are out. Frames still waiting and
-//! the last window of each device live in memory only: after a restart a device's first window
-//! is scored one window span after its first reading, and an alert open at the stop stays open in
-//! the table (its tracker is gone); a new excess opens a new one.
+//! Offsets are committed on the bus after each batch's alerts and scores are out. Frames still
+//! waiting and the last window of each device live in memory only: after a restart a device's
+//! first window is scored one window span after its first reading, and an alert open at the stop
+//! stays open in the table (its tracker is gone); a new excess opens a new one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,20 +25,20 @@ use bytes::Bytes;
 use sentio_bus::{Bus, Consumer, Record};
 use sentio_core::time::now_ns;
 use sentio_core::{Alert, DecodeLimits, DeviceId, Reading, decode_reading};
-use sentio_store::{RangeQuery, ReadingStore};
+use sentio_store::{RangeQuery, ReadingStore, ScorePoint};
 use sentio_tracking::Tracking;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{DeviceFrames, FrameSettings, Pushed, ReadyWindow};
 use super::latency::Histogram;
-use super::{AlertSettings, AlertTracker, AlertV1, ModelRef, ScoredWindow, Scorer};
+use super::{AlertSettings, AlertTracker, AlertV1, ModelRef, ScoredWindow, Scorer, score_point};
 
 /// Records per poll.
 const POLL_MAX: usize = 4_096;
 /// How long one poll waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(100);
-/// Retries of a failed alert publish or save before the detector gives up.
+/// Retries of a failed alert publish, alert save or score save before the detector gives up.
 const SINK_RETRIES: u32 = 8;
 
 /// How the streaming detector runs (from `[topics]`, `[detect]` and `[ingest]`).
@@ -57,6 +58,8 @@ pub struct StreamSettings {
     pub limits: DecodeLimits,
     /// The alias to follow; `None` keeps the first model.
     pub follow: Option<Follow>,
+    /// Save every scored window in the store's `anomaly_scores` (for the dashboard).
+    pub save_scores: bool,
 }
 
 /// Following a model alias.
@@ -93,6 +96,8 @@ pub struct DetectStats {
     pub batches: AtomicU64,
     pub alerts_published: AtomicU64,
     pub alerts_open: AtomicU64,
+    /// Rows written to `anomaly_scores` (one per scored window with a finite score).
+    pub scores_saved: AtomicU64,
     pub model_swaps: AtomicU64,
     /// Event time of the newest reading of a scored window to the moment its score was known
     /// (and, for a window that raised an alert message, the message was published and saved).
@@ -212,13 +217,19 @@ impl Detector {
             self.prime_new_devices(engine, &readings).await;
             let ready = engine.take(readings);
             for chunk in ready.chunks(self.settings.batch_windows.max(1)) {
-                let alerts = engine.score(chunk.to_vec(), self.observer.as_ref()).await?;
+                let Scored { alerts, points } =
+                    engine.score(chunk.to_vec(), self.observer.as_ref()).await?;
                 if !alerts.is_empty() {
                     self.publish(&alerts).await?;
                     let now = now_ns();
                     for (_, newest_ns) in &alerts {
                         self.stats.alert_latency.record(latency(*newest_ns, now));
                     }
+                }
+                // After the alerts, which are the urgent part; before the offsets, so that a
+                // crash scores the batch again and the upsert overwrites what was saved.
+                if self.settings.save_scores && !points.is_empty() {
+                    self.save_scores(&points).await?;
                 }
             }
             if let Err(e) = consumer.commit(&next_offsets).await {
@@ -299,20 +310,33 @@ impl Detector {
         }
         Ok(())
     }
+
+    /// Saves a batch's scores in `anomaly_scores`, retrying transient failures.
+    async fn save_scores(&self, points: &[ScorePoint]) -> anyhow::Result<()> {
+        let written = retry("saving scores", || async {
+            self.store.save_scores(points).await.map_err(|e| {
+                let transient = e.is_transient();
+                (anyhow::Error::new(e).context("saving to anomaly_scores"), transient)
+            })
+        })
+        .await?;
+        self.stats.scores_saved.fetch_add(written, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// Retries `attempt` with backoff while its error is transient.
-async fn retry<F, Fut>(what: &str, attempt: F) -> anyhow::Result<()>
+async fn retry<T, F, Fut>(what: &str, attempt: F) -> anyhow::Result<T>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), (anyhow::Error, bool)>>,
+    Fut: std::future::Future<Output = Result<T, (anyhow::Error, bool)>>,
 {
     let mut delay = Duration::from_millis(50);
     let mut tries = 0;
     loop {
         tries += 1;
         match attempt().await {
-            Ok(()) => return Ok(()),
+            Ok(value) => return Ok(value),
             Err((e, true)) if tries < SINK_RETRIES => {
                 tracing::warn!(error = %format!("{e:#}"), tries, "{what} failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -335,6 +359,15 @@ fn next_offsets(records: &[Record]) -> BTreeMap<u32, u64> {
 
 fn latency(event_ns: i64, now_ns: i64) -> Duration {
     Duration::from_nanos(u64::try_from(now_ns.saturating_sub(event_ns)).unwrap_or(0))
+}
+
+/// What scoring one batch gives.
+struct Scored {
+    /// The alert messages, each with the event time of the newest reading of the window that
+    /// raised it.
+    alerts: Vec<(Alert, i64)>,
+    /// One per window with a finite score, for `anomaly_scores`.
+    points: Vec<ScorePoint>,
 }
 
 /// The detector's state without I/O: devices' frames and alert trackers, and the model.
@@ -456,13 +489,13 @@ impl Engine {
         ready
     }
 
-    /// Scores one batch and runs the alert trackers; returns the alert messages with the event
-    /// time of the newest reading of the window that raised each.
+    /// Scores one batch and runs the alert trackers; returns the alert messages and the windows'
+    /// score points.
     async fn score(
         &mut self,
         batch: Vec<(DeviceId, ReadyWindow)>,
         observer: Option<&Observer>,
-    ) -> anyhow::Result<Vec<(Alert, i64)>> {
+    ) -> anyhow::Result<Scored> {
         let scorer = self.scorer.clone();
         let weights = self.weights;
         let (batch, scored) = tokio::task::spawn_blocking(move || {
@@ -477,10 +510,16 @@ impl Engine {
         let model = self.scorer.model().clone();
         let base = self.scorer.threshold();
         let mut out = Vec::new();
+        let mut points = Vec::with_capacity(batch.len());
+        let mut not_finite = 0usize;
         for ((device, w), (score, sensor_error)) in batch.iter().zip(scored) {
             let window =
                 ScoredWindow { start_ns: w.start_ns, end_ns: w.end_ns, score, sensor_error };
             let threshold = base * self.factors.get(device).copied().unwrap_or(1.0);
+            match score_point(device, &window, threshold, &model) {
+                Some(p) => points.push(p),
+                None => not_finite += 1,
+            }
             self.stats.latency.record(latency(w.newest_ns, now));
             if let Some(tx) = observer {
                 let _ = tx.send(DetectEvent::Scored {
@@ -501,9 +540,15 @@ impl Engine {
                 out.extend(messages.into_iter().map(|a| (a, w.newest_ns)));
             }
         }
+        if not_finite > 0 {
+            tracing::warn!(
+                windows = not_finite,
+                "windows scored NaN or infinite; their scores are not saved"
+            );
+        }
         self.stats.windows_scored.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        Ok(out)
+        Ok(Scored { alerts: out, points })
     }
 }
 

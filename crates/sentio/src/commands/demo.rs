@@ -11,7 +11,7 @@ use sentio_config::Config;
 use sentio_core::time::{NANOS_PER_SEC, format_rfc3339, now_ns};
 use sentio_core::{Alert, AlertState, SensorKind};
 use sentio_services::detect::service::{DetectEvent, DetectStats, Detector};
-use sentio_services::detect::{Scorer, replay, top_sensor};
+use sentio_services::detect::{Scorer, replay, save_replay_scores, top_sensor};
 use sentio_services::etl::EtlStats;
 use sentio_services::shutdown::Shutdown;
 use sentio_services::simulator::{Output, SimStats, Simulator};
@@ -46,11 +46,20 @@ pub struct Args {
     /// Stop after this much real time instead of waiting for Ctrl-C, e.g. 30s.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// Do not start the dashboard.
+    #[arg(long)]
+    no_serve: bool,
+    /// Where the dashboard listens (overrides web.bind), e.g. 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Option<String>,
 }
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     config.demo.backfill = args.backfill.unwrap_or(config.demo.backfill);
     config.simulator.speedup = args.speedup.unwrap_or(config.simulator.speedup);
+    if let Some(bind) = &args.bind {
+        config.web.bind = bind.clone();
+    }
     config.validate()?;
 
     let store = wiring::open_store(&config).await?;
@@ -80,6 +89,13 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let etl = wiring::etl(&config, &bus, &store);
     let etl_stats = etl.stats();
     let etl_task = shutdown.spawn("ingest", etl.run(etl_stop.clone()));
+    let probe = Arc::new(Probe {
+        stats: std::sync::OnceLock::new(),
+        real_time: config.simulator.speedup <= 1.0,
+    });
+    if !args.no_serve {
+        serve(&config, &store, &bus, probe.clone(), &shutdown).await?;
+    }
 
     say!(
         "sentio demo: {} devices, store {}, archive {}",
@@ -136,6 +152,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         Some((task, stats, events)) => (Some(task), Some(stats), Some(events)),
         None => (None, None, None),
     };
+    if let Some(stats) = &detect_stats {
+        let _ = probe.stats.set(stats.clone());
+    }
 
     let live = ProgressBar::new_spinner();
     live.enable_steady_tick(Duration::from_millis(250));
@@ -197,6 +216,51 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     if !consistent {
         bail!("the store's rows and offsets disagree; please report this with the store file");
     }
+    Ok(())
+}
+
+/// The dashboard's view of the detector in this process (set once detection starts).
+/// Latency is `None` when the simulation runs sped up (its event time runs ahead of the clock).
+struct Probe {
+    stats: std::sync::OnceLock<Arc<DetectStats>>,
+    real_time: bool,
+}
+
+impl sentio_web::LiveProbe for Probe {
+    fn scoring_latency_ms(&self) -> Option<(f64, f64, u64)> {
+        if !self.real_time {
+            return None;
+        }
+        let h = &self.stats.get()?.latency;
+        let ms = |q| h.quantile(q).map(|d: Duration| d.as_secs_f64() * 1e3);
+        Some((ms(0.5)?, ms(0.99)?, h.count()))
+    }
+
+    fn windows_scored(&self) -> u64 {
+        self.stats.get().map_or(0, |s| s.windows_scored.load(Ordering::Relaxed))
+    }
+}
+
+/// Starts the dashboard; a taken port turns it off with a message instead of stopping the demo.
+async fn serve(
+    config: &Config,
+    store: &Arc<dyn ReadingStore>,
+    bus: &Arc<dyn sentio_bus::Bus>,
+    probe: Arc<Probe>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let addr = config.web.socket_addr()?;
+    let listener = match sentio_web::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            say!("dashboard is off: {e:#}");
+            return Ok(());
+        }
+    };
+    let tracking = wiring::open_tracking(config)?;
+    let web = wiring::web(config, store.clone(), tracking, Some(bus.clone())).with_probe(probe);
+    say!("dashboard: {}", super::serve::url(config, listener.local_addr()?));
+    shutdown.spawn("dashboard", web.serve(listener, shutdown.token()));
     Ok(())
 }
 
@@ -288,6 +352,11 @@ async fn start_detection(
         )
         .await?;
         store.save_alerts(&found.alerts).await.context("saving the backfill's alerts")?;
+        if config.detect.save_scores {
+            // The dashboard's score chart starts with the history, not at the first live window.
+            let saved = save_replay_scores(store.as_ref(), &found.scores, &scorer).await?;
+            tracing::info!(scores = saved, "saved the backfill's scores");
+        }
         let resolved: Vec<&Alert> =
             found.alerts.iter().filter(|a| a.state == AlertState::Resolved).collect();
         say!(

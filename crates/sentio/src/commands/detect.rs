@@ -11,7 +11,7 @@ use sentio_config::{BusKind, Config};
 use sentio_core::time::format_rfc3339;
 use sentio_core::{Alert, AlertState, DeviceId, SensorKind};
 use sentio_services::detect::service::{DetectStats, Detector};
-use sentio_services::detect::{AlertV1, Scorer, replay, top_sensor};
+use sentio_services::detect::{AlertV1, Scorer, replay, save_replay_scores, top_sensor};
 use sentio_services::shutdown::Shutdown;
 use sentio_store::ReadingStore;
 
@@ -26,11 +26,13 @@ use crate::wiring;
 /// Without --from/--to, it streams: it consumes topics.readings in the consumer group
 /// detect.group (bus.kind = "kafka"; on the embedded bus, `sentio demo` runs it), assembles each
 /// device's frames in event time, scores the windows in batches, publishes alert messages to
-/// topics.alerts and saves them in the anomalies table, and switches to a newly promoted version
-/// within detect.poll_interval. Ctrl-C stops it.
+/// topics.alerts and saves them in the anomalies table (and, with detect.save_scores, every
+/// window's score in anomaly_scores), and switches to a newly promoted version within
+/// detect.poll_interval. Ctrl-C stops it.
 ///
 /// With --from/--to, it replays the stored readings of that range (windows aligned exactly as in
-/// training), lists the alerts and writes them like the stream does (unless --dry-run).
+/// training), lists the alerts and writes them, and the scores, like the stream does (unless
+/// --dry-run).
 #[derive(clap::Args)]
 pub struct Args {
     /// Start of a stored range to replay: RFC 3339, a date, or `now`.
@@ -49,7 +51,7 @@ pub struct Args {
     /// the alert message v1 of docs/messages.md.
     #[arg(long, requires = "from")]
     json: bool,
-    /// With --from/--to: only list the alerts; do not publish them or save them.
+    /// With --from/--to: only list the alerts; do not publish them or save them (nor the scores).
     #[arg(long, requires = "from")]
     dry_run: bool,
 }
@@ -178,6 +180,9 @@ async fn replay_range(config: Config, args: Args, from: i64, to: i64) -> anyhow:
     let settings = wiring::alert_settings(&config);
     let found =
         replay(store.as_ref(), scorer.clone(), &devices, from, to, d.stride, settings).await?;
+    if !args.dry_run && d.save_scores {
+        save_replay_scores(store.as_ref(), &found.scores, &scorer).await?;
+    }
     if !args.dry_run && !found.alerts.is_empty() {
         store.save_alerts(&found.alerts).await.context("saving the alerts")?;
         if config.bus.kind == BusKind::Kafka {

@@ -1,5 +1,5 @@
 //! Helpers shared by the tests that run the `sentio` binary against the real servers.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -303,4 +303,28 @@ pub fn python() -> PathBuf {
     });
     assert!(path.exists(), "no Python venv at {}: run scripts/python-env.sh", path.display());
     path
+}
+
+/// `${NAME:-default}` → `default`, as Compose interpolates with an empty environment.
+pub fn interpolate(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').map(|e| start + e).expect("unclosed ${");
+        let inner = &rest[start + 2..end];
+        out.push_str(inner.split_once(":-").map_or("", |(_, default)| default));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+pub fn scalar(v: &serde_yaml::Value) -> String {
+    match v {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        other => panic!("non-scalar environment value {other:?}"),
+    }
 }

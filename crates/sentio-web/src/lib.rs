@@ -1,0 +1,151 @@
+//! Sentio's dashboard: `sentio serve` and the dashboard `sentio demo` starts.
+//!
+//! Read-only. Everything comes from the ports the other roles write to: readings, scores and
+//! alerts from the store, models from the registry, lag from the bus, so the dashboard shows the
+//! same whether it runs beside the detector (`demo`) or on its own against PostgreSQL, Kafka and
+//! MLflow (`serve`).
+//!
+//! - [`api`]: the JSON API behind the pages (documented in `docs/api.md`).
+//! - [`params`]: query parameters, refused with a 400 that says what was expected.
+//! - [`auth`]: the optional bearer token.
+//! - [`feed`]: live updates as server-sent events, from one poller shared by every client.
+//! - [`assets`]: the pages, the script and the chart library, embedded in the binary.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod feed;
+pub mod params;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use sentio_bus::Bus;
+use sentio_store::ReadingStore;
+use sentio_tracking::Tracking;
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// What the detector running in the same process knows and the store does not: how long
+/// scoring takes. `sentio demo` provides it; `sentio serve` alone has none.
+pub trait LiveProbe: Send + Sync {
+    /// Event time of a window's newest reading to its score, in milliseconds: (p50, p99, count).
+    fn scoring_latency_ms(&self) -> Option<(f64, f64, u64)>;
+    /// Windows scored since the detector started.
+    fn windows_scored(&self) -> u64;
+}
+
+/// Where the dashboard reads from, and how it behaves.
+#[derive(Clone)]
+pub struct WebSettings {
+    /// Registered model name the detector follows.
+    pub model_name: String,
+    /// The alias that marks the model in use (`champion`).
+    pub alias: String,
+    pub readings_topic: String,
+    pub dead_letter_topic: String,
+    /// The ETL's consumer group (its offsets in the store measure consumer lag).
+    pub ingest_group: String,
+    /// History a page loads when it opens.
+    pub history: Duration,
+    /// The longest range one request may ask for.
+    pub max_range: Duration,
+    /// Bearer token; `None` when no token is needed.
+    pub token: Option<String>,
+    /// How often the live feed polls the store.
+    pub poll: Duration,
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct Web {
+    pub(crate) store: Arc<dyn ReadingStore>,
+    pub(crate) tracking: Arc<dyn Tracking>,
+    pub(crate) bus: Option<Arc<dyn Bus>>,
+    pub(crate) probe: Option<Arc<dyn LiveProbe>>,
+    pub(crate) settings: Arc<WebSettings>,
+    pub(crate) feed: feed::Feed,
+    pub(crate) rates: Arc<api::RateMeter>,
+    pub(crate) models: Arc<api::ModelCache>,
+}
+
+impl Web {
+    pub fn new(
+        store: Arc<dyn ReadingStore>,
+        tracking: Arc<dyn Tracking>,
+        settings: WebSettings,
+    ) -> Web {
+        let settings = Arc::new(settings);
+        Web {
+            feed: feed::Feed::new(store.clone(), settings.poll),
+            store,
+            tracking,
+            bus: None,
+            probe: None,
+            settings,
+            rates: Arc::default(),
+            models: Arc::default(),
+        }
+    }
+
+    /// Consumer lag comes from this bus's end offsets.
+    pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Web {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Scoring latency from a detector in the same process.
+    pub fn with_probe(mut self, probe: Arc<dyn LiveProbe>) -> Web {
+        self.probe = Some(probe);
+        self
+    }
+
+    /// Every page and API route, behind the token check when a token is set.
+    pub fn router(&self) -> Router {
+        let routes = Router::new().merge(api::routes()).merge(assets::routes());
+        routes
+            .layer(axum::middleware::from_fn_with_state(self.clone(), auth::require_token))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(CompressionLayer::new())
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until `stop` fires; the live feed stops with it.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let feed = self.feed.clone();
+        let poller = tokio::spawn(feed.run(stop.clone()));
+        let app = self.router();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        poller.abort();
+        served.map_err(|e| anyhow::Error::new(e).context("the web server failed"))
+    }
+}
+
+/// Binds `addr`, with an error that says what to do when the port is taken.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (something else listens there: stop it or set web.bind / SENTIO__WEB__BIND to another port)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!("cannot listen on {addr}{hint}"))
+    })
+}
