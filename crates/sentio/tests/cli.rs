@@ -197,6 +197,7 @@ fn demo_backfills_goes_live_and_drains_cleanly_on_ctrl_c() {
             ("SENTIO__TRAIN__BOTTLENECK", "4"),
             ("SENTIO__TRAIN__EPOCHS", "4"),
             ("SENTIO__TRAIN__THREADS", "2"),
+            ("SENTIO__WEB__BIND", "127.0.0.1:0"),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -217,11 +218,64 @@ fn demo_backfills_goes_live_and_drains_cleanly_on_ctrl_c() {
     assert!(stdout.contains("champion -> version 1"), "{stdout}");
     assert!(stdout.contains("found") && stdout.contains("alerts in the backfill"), "{stdout}");
     assert!(stdout.contains("detect: sentio-lstm-ae v1:"), "{stdout}");
+    assert!(stdout.contains("dashboard: http://127.0.0.1:"), "{stdout}");
     // A hang guard, not a benchmark: the requirement is 5 s; the measured drain is in the output.
     assert!(drain < Duration::from_secs(30), "Ctrl-C took {drain:?}");
     eprintln!("demo exited {drain:?} after SIGINT");
     let pickles = walk(&dir.path().join("data/objects/raw"));
     assert!(pickles >= 8, "only {pickles} pickles");
+}
+
+/// One HTTP/1.1 GET; the status code and the body.
+fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+#[test]
+fn serve_answers_with_its_token_and_says_what_is_wrong_with_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = sentio(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("SENTIO__WEB__TOKEN", "t0ken")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    wait_for_line(&mut child, "dashboard at http://127.0.0.1:", &mut seen);
+    let line = seen.last().unwrap();
+    assert!(line.contains("/?token=<web.token>") && !line.contains("t0ken"), "{line}");
+    let port: u16 =
+        line.rsplit(':').next().unwrap().split('/').next().unwrap().trim().parse().unwrap();
+    assert_eq!(http_get(port, "/api/overview", None).0, 401);
+    let (status, body) = http_get(port, "/api/overview", Some("t0ken"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"devices\":[]"), "an empty store: {body}");
+    let (status, body) = http_get(port, "/api/alerts?severity=urgent", Some("t0ken"));
+    assert_eq!(status, 400);
+    assert!(body.contains("warning or critical"), "{body}");
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+
+    let out = sentio(dir.path()).args(["serve", "--bind", "localhost"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("web.bind") && err.contains("127.0.0.1:8080"),
+        "{err}"
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = sentio(dir.path()).args(["serve", "--bind", &addr]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("something else listens there"), "{err}");
 }
 
 fn walk(dir: &Path) -> usize {
