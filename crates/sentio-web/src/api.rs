@@ -200,6 +200,16 @@ async fn series(State(web): State<Web>, Path(device): Path<String>, q: RawParams
         .anomalies(&AnomalyQuery { device: Some(device.clone()), from_ns: from, to_ns: to })
         .await
         .map_err(|e| ApiError::backend("the alerts", &e))?;
+    if readings.is_empty() && scores.is_empty() {
+        let known =
+            web.store.devices().await.map_err(|e| ApiError::backend("the list of devices", &e))?;
+        if !known.contains(&device) {
+            return Err(ApiError::not_found(format!(
+                "no device {:?} in the store; /api/overview lists the devices",
+                device.as_str()
+            )));
+        }
+    }
     let frames = Frames::align(&readings);
     let raw_frames = frames.ts.len();
     let frames = frames.reduce(points);

@@ -106,7 +106,15 @@ impl Web {
 
     /// Every page and API route, behind the token check when a token is set.
     pub fn router(&self) -> Router {
-        let routes = Router::new().merge(api::routes()).merge(assets::routes());
+        let routes = Router::new()
+            .merge(api::routes())
+            .merge(assets::routes())
+            .method_not_allowed_fallback(|| async {
+                params::ApiError {
+                    status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    message: "the dashboard is read-only: only GET".into(),
+                }
+            });
         routes
             .layer(axum::middleware::from_fn_with_state(self.clone(), auth::require_token))
             .layer(SetResponseHeaderLayer::overriding(

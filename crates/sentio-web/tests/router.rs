@@ -354,6 +354,14 @@ async fn bad_parameters_get_a_400_that_names_them() {
     let (status, body) = get(&app, "/api/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("docs/api.md"));
+    let (status, body) = get(&app, "/api/devices/pump-99/series").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("pump-99") && body.contains("/api/overview"), "{body}");
+    // Read-only: other methods get a JSON 405.
+    let (status, _, body) =
+        call(&app, Request::post("/api/alerts").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(body.contains("read-only"), "{body}");
 }
 
 #[tokio::test]
