@@ -85,7 +85,7 @@ async fn overview(State(web): State<Web>, q: RawParams) -> Answer {
             .store
             .scores(&ScoreQuery {
                 device: None,
-                from_ns: oldest - 30 * NANOS_PER_SEC,
+                from_ns: oldest.saturating_sub(30 * NANOS_PER_SEC),
                 to_ns: i64::MAX,
             })
             .await
@@ -588,7 +588,7 @@ async fn pipeline(State(web): State<Web>, q: RawParams) -> Answer {
         .map_err(|e| ApiError::backend("the alerts", &e))?;
     let mut delays: Vec<f64> = recent
         .iter()
-        .map(|a| (a.detected_at_ns - a.window_end_ns) as f64 / 1e6)
+        .map(|a| a.detected_at_ns.saturating_sub(a.window_end_ns) as f64 / 1e6)
         // Live alerts only: a replay of stored history raises alerts long after their data, and
         // a sped-up simulation stamps readings ahead of the clock.
         .filter(|d| (0.0..=LIVE_ALERT_MS).contains(d))

@@ -522,3 +522,48 @@ async fn the_event_stream_sends_new_readings_scores_and_alert_changes() {
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
 }
+
+/// Any query string on any endpoint: an answer, never a panic or a 500; every refusal is JSON
+/// with an error message.
+#[test]
+fn no_query_string_makes_an_endpoint_fail() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let f = rt.block_on(fixture(None));
+    let app = f.web.router();
+    let names = prop::sample::select(vec![
+        "from", "to", "last", "points", "device", "sensor", "severity", "state", "limit", "x",
+    ]);
+    let value = "[ -~]{0,24}";
+    let paths = prop::sample::select(vec![
+        "/api/overview",
+        "/api/devices/pump-01/series",
+        "/api/alerts",
+        "/api/models",
+        "/api/pipeline",
+    ]);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(300));
+    runner
+        .run(&(paths, prop::collection::vec((names, value), 0..4)), |(path, pairs)| {
+            let query: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| {
+                    let v: String = v.bytes().map(|b| format!("%{b:02X}")).collect();
+                    format!("{k}={v}")
+                })
+                .collect();
+            let uri = format!("{path}?{}", query.join("&"));
+            let (status, body) = rt.block_on(get(&app, &uri));
+            prop_assert!(
+                [StatusCode::OK, StatusCode::BAD_REQUEST].contains(&status),
+                "{uri}: {status} {body}"
+            );
+            let v: Value = serde_json::from_str(&body)
+                .map_err(|e| TestCaseError::fail(format!("{uri}: {e}")))?;
+            if status != StatusCode::OK {
+                prop_assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{uri}: {body}");
+            }
+            Ok(())
+        })
+        .unwrap();
+}
