@@ -580,6 +580,10 @@ pub struct IngestConfig {
     pub max_message_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub max_future: Duration,
+    /// How long a group member may hold no partitions before it leaves and joins again (doubling
+    /// on each retry, up to 10 minutes); zero turns that off.
+    #[serde(with = "humantime_serde")]
+    pub rejoin_after: Duration,
 }
 
 impl IngestConfig {
@@ -610,7 +614,19 @@ impl IngestConfig {
             self.max_future,
             Duration::ZERO,
             Duration::from_secs(365 * 86_400),
-        )
+        )?;
+        // Zero turns the watchdog off. Below a second a member would leave before a healthy group
+        // could assign it anything; 10 minutes is where the doubling stops.
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(600));
+        let r = self.rejoin_after;
+        if !r.is_zero() && (r < min || r > max) {
+            return Err(invalid(
+                "ingest.rejoin_after",
+                format!("\"{}\"", humantime::format_duration(r)),
+                "\"0s\" (never) or a duration from \"1s\" to \"10m\"",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,18 @@ fn defaults_load_and_validate() {
         assert_eq!(c.store.sqlite.path, PathBuf::from("data/sentio.db"));
         assert_eq!(c.topics.readings, "sensor-data");
         assert_eq!(c.topics.dead_letters, "sensor-data.dlq");
+        assert_eq!(c.ingest.rejoin_after, Duration::from_secs(60));
+        Ok(())
+    });
+}
+
+#[test]
+fn the_rejoin_watchdog_is_turned_off_with_zero() {
+    Jail::expect_with(|jail| {
+        jail.set_env("SENTIO__INGEST__REJOIN_AFTER", "0s");
+        assert_eq!(load_in(jail, None).unwrap().ingest.rejoin_after, Duration::ZERO);
+        jail.set_env("SENTIO__INGEST__REJOIN_AFTER", "10m");
+        assert_eq!(load_in(jail, None).unwrap().ingest.rejoin_after, Duration::from_secs(600));
         Ok(())
     });
 }
@@ -79,6 +91,8 @@ fn errors_name_the_key_the_value_and_the_expected_form() {
         ("SENTIO__BUS__KIND", "carrier-pigeon", &["bus.kind", "carrier-pigeon", "memory"]),
         ("SENTIO__TOPICS__READINGS", "sensor data", &["topics.readings", "sensor data", "ASCII"]),
         ("SENTIO__INGEST__BATCH_SIZE", "0", &["ingest.batch_size", "0", "from 1"]),
+        ("SENTIO__INGEST__REJOIN_AFTER", "500ms", &["ingest.rejoin_after", "500ms", "\"0s\""]),
+        ("SENTIO__INGEST__REJOIN_AFTER", "1h", &["ingest.rejoin_after", "1h", "\"10m\""]),
         ("SENTIO__SIMULATOR__ANOMALIES__MIX__PRESSURE_FLAT", "-1", &["mix", "pressure_flat = -1"]),
         ("SENTIO__SIMULATOR__COLOUR", "blue", &["colour", "simulator"]),
     ];

@@ -6,12 +6,15 @@
 //! - [`evaluate`]: detection quality on labelled data (CSV benchmarks such as SKAB, and the
 //!   simulator's ground truth in the store).
 //! - [`features`]: readings to frames, gaps, scaling, windows and splits (training and detection).
+//! - [`rejoin`]: the watchdog that makes a consumer-group member left without partitions join
+//!   again (the ETL and the streaming detector).
 //! - [`shutdown`]: one cancellation token and task tracker for every role in a process.
 
 pub mod detect;
 pub mod etl;
 pub mod evaluate;
 pub mod features;
+pub mod rejoin;
 pub mod shutdown;
 pub mod simulator;
 pub mod train;

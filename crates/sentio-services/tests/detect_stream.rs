@@ -120,6 +120,7 @@ fn settings(follow: Option<Follow>) -> StreamSettings {
         limits: DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() },
         follow,
         save_scores: true,
+        rejoin_after: Duration::from_secs(60),
     }
 }
 
@@ -458,4 +459,25 @@ async fn scores_are_saved_only_when_asked_and_a_replay_saves_its_own() {
     assert_eq!(store.scores(&ScoreQuery::all()).await.unwrap(), expected);
     assert_eq!(expected[0].ts_ns, first.end_ns);
     assert_eq!(expected[0].model_version, "1");
+}
+
+/// A detector whose first group member is never assigned anything leaves and joins again after
+/// `rejoin_after`, then scores the same windows as the replay, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detector_never_assigned_partitions_joins_again_and_scores_every_window() {
+    let s = setup().await;
+    let readings = unseen(&s.config).await;
+    let scorer = s.scorer(CHAMPION).await;
+    let memory = bus().await;
+    let stalling = Arc::new(common::StallingBus::new(memory.clone(), 1));
+    let store = s.live_store().await;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let quick = StreamSettings { rejoin_after: Duration::from_millis(200), ..settings(None) };
+    let detector = Detector::new(stalling.clone(), store, quick).with_observer(tx);
+    let stats = stream(detector, scorer.clone(), &memory, &readings).await;
+    assert_eq!((stalling.subscribes(), stalling.departed()), (2, 1));
+    let (streamed, _) = drain(&mut events);
+    let (batch, _) = replayed(s.dir.path(), scorer, &readings).await;
+    assert_same_windows(&streamed, &batch, |_, i, device| batch[device][i].1);
+    assert_eq!(stats.readings.load(Ordering::Relaxed), readings.len() as u64);
 }

@@ -247,3 +247,96 @@ async fn an_etl_killed_mid_stream_resumes_without_loss_or_duplicates() {
     assert_eq!(checksum(&stored), checksum(&expected));
     assert_eq!(store.stats().await.unwrap().committed_offsets_total, 32_000);
 }
+
+/// 100 s of the seeded simulator (3,200 readings) on a fresh memory bus with 4 partitions.
+async fn published_bus(config: &Config) -> (Arc<MemoryBus>, Vec<Reading>) {
+    let memory = Arc::new(MemoryBus::new(1 << 20));
+    memory.create_topic(READINGS, 4).await.unwrap();
+    memory.create_topic(DLQ, 4).await.unwrap();
+    let to = START + 100 * NANOS_PER_SEC;
+    let bus: Arc<dyn Bus> = memory.clone();
+    let mut sim =
+        Simulator::new(&config.simulator, Output::Bus { bus, topic: READINGS.into() }, None)
+            .unwrap();
+    sim.backfill(START, to, &CancellationToken::new(), |_| {}).await.unwrap();
+    (memory, simulate_until(config, to).await)
+}
+
+/// A broker can keep a member in its group with nothing assigned for good (Tansu 0.6 after the
+/// group's only member was killed): past `rejoin_after` the ETL leaves and joins again, twice
+/// here (the second wait twice as long), and the member it ends up as stores every reading once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etl_never_assigned_partitions_joins_again_and_then_stores_every_reading_once() {
+    let config = config();
+    let (memory, expected) = published_bus(&config).await;
+    let bus = Arc::new(common::StallingBus::new(memory, 2));
+    let store: Arc<dyn ReadingStore> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    store.migrate().await.unwrap();
+    let ingest = IngestConfig { rejoin_after: Duration::from_millis(200), ..config.ingest.clone() };
+    let etl = Etl::new(bus.clone(), store.clone(), READINGS, DLQ, &ingest);
+    let stop = CancellationToken::new();
+    let started = tokio::time::Instant::now();
+    let task = tokio::spawn(etl.run(stop.clone()));
+    let deadline = started + Duration::from_secs(60);
+    while store.stats().await.unwrap().readings < expected.len() as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "the ETL never stored everything");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 200 ms with the first member, then 400 ms with the second.
+    assert!(started.elapsed() >= Duration::from_millis(600), "{:?}", started.elapsed());
+    assert_eq!((bus.subscribes(), bus.departed()), (3, 2), "joined thrice, left the stalled two");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let stored = store
+        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
+        .await
+        .unwrap();
+    assert_eq!(checksum(&stored), checksum(&expected));
+    assert_eq!(store.stats().await.unwrap().committed_offsets_total, expected.len() as u64);
+}
+
+/// A member that lost all its partitions in a rebalance joins again too, and writes its open batch
+/// (rows and offsets) before its consumer goes; the member it becomes resumes after that batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etl_that_lost_its_partitions_writes_its_open_batch_before_joining_again() {
+    let config = config();
+    let (memory, expected) = published_bus(&config).await;
+    // The records the first member reads before a rebalance takes its partitions: the head of the
+    // topic, as any member of the group would read it.
+    let mut peek = memory.subscribe(READINGS, "peek").await.unwrap();
+    let head = poll_n(peek.as_mut(), 10).await;
+    drop(peek);
+    let bus = Arc::new(common::StallingBus::new(memory, 1).revoking(head.clone()));
+    let store: Arc<dyn ReadingStore> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    store.migrate().await.unwrap();
+    // Neither full nor due for an hour: only the rejoin writes the batch.
+    let ingest = IngestConfig {
+        rejoin_after: Duration::from_millis(200),
+        batch_size: 100_000,
+        batch_linger: Duration::from_secs(3_600),
+        ..config.ingest.clone()
+    };
+    let etl = Etl::new(bus.clone(), store.clone(), READINGS, DLQ, &ingest);
+    let stats = etl.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(etl.run(stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while bus.subscribes() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the ETL never joined again");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The rejoin came after the flush.
+    let totals = store.stats().await.unwrap();
+    assert_eq!((totals.readings, totals.committed_offsets_total), (10, 10));
+    assert_eq!(bus.departed(), 1);
+    wait_until(|| stats.snapshot().consumed >= expected.len() as u64).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let stored = store
+        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
+        .await
+        .unwrap();
+    assert_eq!(checksum(&stored), checksum(&expected));
+    assert_eq!(store.stats().await.unwrap().committed_offsets_total, expected.len() as u64);
+    assert_eq!(stats.snapshot().consumed, expected.len() as u64, "the new member skipped the head");
+}

@@ -202,6 +202,7 @@ pub fn stream_settings(
             interval: d.poll_interval,
         }),
         save_scores: d.save_scores,
+        rejoin_after: config.ingest.rejoin_after,
     })
 }
 

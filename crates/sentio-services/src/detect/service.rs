@@ -10,7 +10,8 @@
 //! A new version with another cadence, window length or fill rule restarts the devices' windows
 //! (their frames mean something else); the same architecture keeps them.
 //!
-//! Offsets are committed on the bus after each batch's alerts and scores are out. Frames still
+//! Offsets are committed on the bus after each batch's alerts and scores are out (so a member that
+//! leaves the group and joins again, see [`crate::rejoin`], resumes where it was). Frames still
 //! waiting and the last window of each device live in memory only: after a restart a device's
 //! first window is scored one window span after its first reading, and an alert open at the stop
 //! stays open in the table (its tracker is gone); a new excess opens a new one.
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::frames::{DeviceFrames, FrameSettings, Pushed, ReadyWindow};
 use super::latency::Histogram;
 use super::{AlertSettings, AlertTracker, AlertV1, ModelRef, ScoredWindow, Scorer, score_point};
+use crate::rejoin::{self, RejoinWatch};
 
 /// Records per poll.
 const POLL_MAX: usize = 4_096;
@@ -60,6 +62,9 @@ pub struct StreamSettings {
     pub follow: Option<Follow>,
     /// Save every scored window in the store's `anomaly_scores` (for the dashboard).
     pub save_scores: bool,
+    /// How long the member may hold no partitions before it joins the group again (doubling);
+    /// zero never (`ingest.rejoin_after`).
+    pub rejoin_after: Duration,
 }
 
 /// Following a model alias.
@@ -164,7 +169,7 @@ impl Detector {
     /// Scores with `scorer` (and its successors, when following an alias) until `stop` fires.
     pub async fn run(self, scorer: Arc<Scorer>, stop: CancellationToken) -> anyhow::Result<()> {
         let s = &self.settings;
-        let mut consumer =
+        let consumer =
             self.bus.subscribe(&s.readings_topic, &s.group).await.with_context(|| {
                 format!("joining group {:?} on topic {:?}", s.group, s.readings_topic)
             })?;
@@ -183,7 +188,7 @@ impl Detector {
             threshold = engine.scorer.threshold(),
             "detect started"
         );
-        let result = self.consume(consumer.as_mut(), &mut engine, &mut models, &stop).await;
+        let result = self.consume(consumer, &mut engine, &mut models, &stop).await;
         if let Some(w) = watcher {
             w.abort();
         }
@@ -194,12 +199,34 @@ impl Detector {
 
     async fn consume(
         &self,
-        consumer: &mut dyn Consumer,
+        mut consumer: Box<dyn Consumer>,
         engine: &mut Engine,
         models: &mut watch::Receiver<Arc<Scorer>>,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
+        let s = &self.settings;
+        let mut rejoin_watch = RejoinWatch::new(s.rejoin_after, tokio::time::Instant::now());
         loop {
+            // Between two polls, every record polled so far is scored and its offset committed:
+            // a fresh member resumes from there.
+            let holds = !consumer.assignment().is_empty();
+            if let Some(overdue) = rejoin_watch.observe(holds, tokio::time::Instant::now()) {
+                overdue.warn(&s.group);
+                let fresh = rejoin::subscribe_again(
+                    self.bus.as_ref(),
+                    consumer,
+                    &s.readings_topic,
+                    &s.group,
+                    stop,
+                )
+                .await
+                .with_context(|| {
+                    format!("joining group {:?} on topic {:?} again", s.group, s.readings_topic)
+                })?;
+                let Some(fresh) = fresh else { return Ok(()) };
+                consumer = fresh;
+                rejoin_watch.rejoined(tokio::time::Instant::now());
+            }
             let records = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),

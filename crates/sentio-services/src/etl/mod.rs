@@ -8,6 +8,10 @@
 //!    anything at offsets it already holds, so a redelivered record is never stored twice;
 //! 3. only then is the offset committed on the bus, which is an optimisation for resuming: the
 //!    store's offsets are the truth, and on assignment the consumer seeks to them.
+//!
+//! A member left without partitions for `ingest.rejoin_after` flushes its open batch (the same
+//! flush, so still exactly once), leaves the group and joins again ([`crate::rejoin`]); the new
+//! member seeks to the store's offsets on its first assignment like any other.
 
 pub mod batcher;
 pub mod dead_letter;
@@ -28,11 +32,14 @@ use tokio_util::sync::CancellationToken;
 
 use self::batcher::Batcher;
 use self::dead_letter::DeadLetterV1;
+use crate::rejoin::{self, RejoinWatch};
 
 /// How long a drain may keep reading after the stop signal.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 /// A drain ends at the first poll that waits this long for nothing.
 const DRAIN_IDLE: Duration = Duration::from_millis(100);
+/// The longest a poll waits for records.
+const POLL_WAIT: Duration = Duration::from_millis(500);
 /// Retries of a transient store error before the ETL gives up.
 const STORE_RETRIES: u32 = 8;
 
@@ -116,16 +123,19 @@ impl Etl {
         };
         let mut batcher = Batcher::new(&group, &self.topic, limits, self.config.batch_linger);
         let mut assigned = BTreeSet::new();
+        let mut watch = RejoinWatch::new(self.config.rejoin_after, Instant::now());
         let mut drain_until: Option<Instant> = None;
         tracing::info!(topic = %self.topic, group = %group, "ingest started");
 
         loop {
             let room = self.config.batch_size.saturating_sub(batcher.len()).max(1);
+            // At most POLL_WAIT, so that the assignment is looked at (by the rejoin watch) as often.
             let wait = match (drain_until, batcher.deadline()) {
                 (Some(_), _) => DRAIN_IDLE,
                 (None, Some(deadline)) => deadline.saturating_duration_since(Instant::now()),
-                (None, None) => Duration::from_millis(500),
-            };
+                (None, None) => POLL_WAIT,
+            }
+            .min(POLL_WAIT);
             let records = tokio::select! {
                 biased;
                 _ = stop.cancelled(), if drain_until.is_none() => {
@@ -148,6 +158,33 @@ impl Etl {
             }
             if drain_until.is_some_and(|until| idle || now >= until) {
                 break;
+            }
+            if drain_until.is_some() {
+                continue;
+            }
+            if let Some(overdue) = watch.observe(!assigned.is_empty(), Instant::now()) {
+                // What the open batch holds is written, offsets and all, before the consumer goes.
+                self.flush(consumer.as_mut(), batcher.take()).await?;
+                overdue.warn(&group);
+                let fresh = rejoin::subscribe_again(
+                    self.bus.as_ref(),
+                    consumer,
+                    &self.topic,
+                    &group,
+                    &stop,
+                )
+                .await
+                .with_context(|| {
+                    format!("joining group {group:?} on topic {:?} again", self.topic)
+                })?;
+                let Some(fresh) = fresh else {
+                    // Stopped while joining: nothing is assigned, so nothing is left to drain.
+                    tracing::info!(stats = ?self.stats.snapshot(), "ingest stopped");
+                    return Ok(());
+                };
+                consumer = fresh;
+                assigned.clear();
+                watch.rejoined(Instant::now());
             }
         }
         self.flush(consumer.as_mut(), batcher.take()).await?;

@@ -1,5 +1,5 @@
 //! Helpers shared by the training and detection tests: a small, fast configuration and simulated
-//! history in a store.
+//! history in a store; and a bus whose first group members are never assigned anything.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -112,4 +112,142 @@ pub async fn trained_model(dir: &std::path::Path, experiment: &str) -> (Config, 
     };
     train_once(&store, &tracking, request).await.unwrap();
     (config, tracking)
+}
+
+/// A bus like the memory bus it wraps, except that the first `stalled` subscriptions give a member
+/// that is never assigned a partition (as a broker that formed a generation with an empty
+/// assignment would), however long it waits. With [`StallingBus::revoking`], the first such
+/// member is assigned the partitions of some records, hands them out once, then loses them all.
+pub struct StallingBus {
+    pub inner: Arc<sentio_bus::memory::MemoryBus>,
+    stalled: std::sync::atomic::AtomicUsize,
+    first: Mutex<Vec<sentio_bus::Record>>,
+    /// Subscriptions so far.
+    pub subscribes: std::sync::atomic::AtomicUsize,
+    /// Stalled members that were dropped (left the group).
+    pub departed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StallingBus {
+    pub fn new(inner: Arc<sentio_bus::memory::MemoryBus>, stalled: usize) -> Self {
+        StallingBus {
+            inner,
+            stalled: stalled.into(),
+            first: Mutex::default(),
+            subscribes: 0.into(),
+            departed: Arc::default(),
+        }
+    }
+
+    /// The first stalled member delivers `records` (taken from the wrapped bus, so that they
+    /// agree with it) on its first poll, then holds nothing.
+    pub fn revoking(self, records: Vec<sentio_bus::Record>) -> Self {
+        *self.first.lock().unwrap() = records;
+        self
+    }
+
+    pub fn subscribes(&self) -> usize {
+        self.subscribes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn departed(&self) -> usize {
+        self.departed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl sentio_bus::Bus for StallingBus {
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), sentio_bus::BusError> {
+        self.inner.create_topic(topic, partitions).await
+    }
+
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        records: Vec<(bytes::Bytes, bytes::Bytes)>,
+    ) -> Result<Vec<sentio_bus::Delivery>, sentio_bus::BusError> {
+        self.inner.publish_batch(topic, records).await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<Box<dyn sentio_bus::Consumer>, sentio_bus::BusError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.subscribes.fetch_add(1, SeqCst);
+        let stall = self.stalled.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok();
+        if stall {
+            return Ok(Box::new(Unassigned {
+                topic: topic.to_owned(),
+                pending: std::mem::take(&mut *self.first.lock().unwrap()),
+                held: vec![],
+                departed: self.departed.clone(),
+            }));
+        }
+        self.inner.subscribe(topic, group).await
+    }
+
+    async fn end_offsets(
+        &self,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, sentio_bus::BusError> {
+        self.inner.end_offsets(topic).await
+    }
+}
+
+/// A group member that holds no partition, except those of `pending` until the poll after the one
+/// that hands them out (a rebalance then takes them all).
+struct Unassigned {
+    topic: String,
+    pending: Vec<sentio_bus::Record>,
+    held: Vec<u32>,
+    departed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Unassigned {
+    fn drop(&mut self) {
+        self.departed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl sentio_bus::Consumer for Unassigned {
+    async fn poll(
+        &mut self,
+        _max: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<sentio_bus::Record>, sentio_bus::BusError> {
+        if self.pending.is_empty() {
+            self.held.clear();
+            tokio::time::sleep(timeout).await;
+            return Ok(vec![]);
+        }
+        self.held = self.assignment();
+        Ok(std::mem::take(&mut self.pending))
+    }
+
+    async fn commit(
+        &mut self,
+        next_offsets: &std::collections::BTreeMap<u32, u64>,
+    ) -> Result<(), sentio_bus::BusError> {
+        match next_offsets.keys().next() {
+            None => Ok(()),
+            Some(&partition) => {
+                Err(sentio_bus::BusError::NotAssigned { topic: self.topic.clone(), partition })
+            }
+        }
+    }
+
+    async fn seek(&mut self, partition: u32, _offset: u64) -> Result<(), sentio_bus::BusError> {
+        Err(sentio_bus::BusError::NotAssigned { topic: self.topic.clone(), partition })
+    }
+
+    fn assignment(&self) -> Vec<u32> {
+        let mut partitions: Vec<u32> =
+            self.pending.iter().map(|r| r.partition).chain(self.held.iter().copied()).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        partitions
+    }
 }
