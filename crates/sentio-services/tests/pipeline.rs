@@ -340,3 +340,44 @@ async fn an_etl_that_lost_its_partitions_writes_its_open_batch_before_joining_ag
     assert_eq!(store.stats().await.unwrap().committed_offsets_total, expected.len() as u64);
     assert_eq!(stats.snapshot().consumed, expected.len() as u64, "the new member skipped the head");
 }
+
+/// Going live from a simulated time behind the clock (the demo trains between its backfill and
+/// the live phase) catches up at once, so live readings are stamped with the wall clock and not a
+/// fixed delay behind it.
+#[tokio::test]
+async fn real_time_catches_up_a_start_behind_the_clock_at_once() {
+    let config = Config::defaults().unwrap();
+    let out = common::Shared::default();
+    let mut sim =
+        Simulator::new(&config.simulator, Output::Lines(Box::new(out.clone())), None).unwrap();
+    let now = sentio_core::time::now_ns();
+    let from = sim.align(now - 5 * NANOS_PER_SEC);
+    let stop = CancellationToken::new();
+    let stopper = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            stop.cancel();
+        })
+    };
+    sim.real_time(from, &stop).await.unwrap();
+    sim.finish().await.unwrap();
+    stopper.await.unwrap();
+    let stamps: Vec<i64> = {
+        let bytes = out.0.lock().unwrap().clone();
+        let limits = sentio_core::DecodeLimits::default();
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| sentio_core::decode_reading(l, &limits, now + NANOS_PER_SEC).unwrap().ts_ns)
+            .collect()
+    };
+    let ticks = stamps.len() / (config.simulator.devices as usize * 4);
+    assert!(ticks >= 5, "the 5 s behind were sent within 400 ms: {ticks} ticks");
+    let newest = stamps.iter().max().copied().unwrap();
+    assert!(
+        newest >= now - NANOS_PER_SEC,
+        "the newest reading is {} ms behind",
+        (now - newest) / 1_000_000
+    );
+}

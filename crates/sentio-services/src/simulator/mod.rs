@@ -21,6 +21,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use sentio_bus::Bus;
 use sentio_config::SimulatorConfig;
+use sentio_core::time::now_ns;
 use sentio_core::{DeviceId, encode_reading};
 use sentio_objects::Archiver;
 use tokio::time::MissedTickBehavior;
@@ -134,6 +135,10 @@ impl Simulator {
     }
 
     /// Ticks with the wall clock (sped up by `speedup`) from simulated time `from_ns` until `stop`.
+    ///
+    /// A `from_ns` behind the clock (the demo trains and replays between its backfill and going
+    /// live) is caught up at once, as devices that kept sending meanwhile would be: otherwise every
+    /// live reading would carry that gap as a delay, and a detector's latency with it.
     pub async fn real_time(
         &mut self,
         from_ns: i64,
@@ -141,7 +146,12 @@ impl Simulator {
     ) -> anyhow::Result<()> {
         let period =
             Duration::from_nanos(((self.cadence_ns as f64) / self.speedup).max(1.0) as u64);
-        let mut clock = tokio::time::interval(period);
+        let behind = Duration::from_nanos(
+            (now_ns().saturating_sub(from_ns).max(0) as f64 / self.speedup) as u64,
+        );
+        let now = tokio::time::Instant::now();
+        let start = now.checked_sub(behind).unwrap_or(now);
+        let mut clock = tokio::time::interval_at(start, period);
         // After a stall, catch up: the simulated devices did not stop sending.
         clock.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut ts = self.align(from_ns + self.cadence_ns - 1);
