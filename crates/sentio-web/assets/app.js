@@ -232,8 +232,9 @@ const pages = {
   async pipeline() {
     view.replaceChildren(h("h1", {}, "Pipeline"), h("div", { class: "grid", id: "stats", "data-testid": "pipeline" }), h("h2", {}, "Ingestion and lag while this page is open"), h("div", { class: "chart", id: "rate" }));
     const hist = [[], [], []];
+    const clock = (u, splits) => splits.map((v) => new Date(v * 1000).toISOString().slice(11, 19));
     const plot = new uPlot({ width: Math.max(400, view.clientWidth - 40), height: 200, scales: { x: { time: true } },
-      axes: [{ stroke: "#8a97a8", grid: { stroke: "#263040" } }, { stroke: "#8a97a8", grid: { stroke: "#263040" }, size: 70 }],
+      axes: [{ stroke: "#8a97a8", grid: { stroke: "#263040" }, values: clock, space: 80 }, { stroke: "#8a97a8", grid: { stroke: "#263040" }, size: 70 }],
       series: [{}, { label: "readings/s", stroke: "#3fb950" }, { label: "consumer lag", stroke: "#d29922" }] }, hist, view.querySelector("#rate"));
     const stat = (label, value, note) => h("div", { class: "card" }, h("div", { class: "muted" }, label), h("div", { class: "stat", "data-testid": `stat-${label.replace(/\W+/g, "-")}` }, value), note ? h("div", { class: "muted" }, note) : null);
     async function refresh() {
@@ -246,7 +247,7 @@ const pages = {
         stat("consumer lag", lag ? (lag.error ? "?" : lag.total.toLocaleString()) : "–", lag ? (lag.error || `group ${p.consumer_group}, messages not yet stored`) : "no bus configured for this server"),
         stat("dead letters", p.dead_letters.toLocaleString(), `malformed messages, kept on ${p.dead_letter_topic}`),
         stat("detection latency p50 / p99", det ? `${dur(det.latency_p50_ms)} / ${dur(det.latency_p99_ms)}` : "–", det ? `${det.windows_scored.toLocaleString()} windows scored, ${fmt(det.windows_per_s, 0)}/s${det.latency_p50_ms === null ? "; no latency while the simulation runs sped up" : ""}` : "scoring runs in another process"),
-        stat("alert delay p50 / p99", `${dur(p.alert_delay.p50_ms)} / ${dur(p.alert_delay.p99_ms)}`, `newest reading of the window to the alert, over ${p.alert_delay.alerts} alerts of the last hour raised within 2 min (replays left out)`));
+        stat("alert delay p50 / p99", `${dur(p.alert_delay.p50_ms)} / ${dur(p.alert_delay.p99_ms)}`, `newest reading of the window to the alert, over ${p.alert_delay.alerts} alerts of the last hour raised within 2 min of their data (later ones, as from a replay of history, left out)`));
       hist[0].push(Date.now() / 1000); hist[1].push(p.readings_per_s); hist[2].push(lag && !lag.error ? lag.total : null);
       if (hist[0].length > 900) for (const c of hist) c.shift();
       plot.setData(hist);
