@@ -65,6 +65,12 @@ impl SensorKind {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// The sensor whose value in `values` (in [`SensorKind::ALL`] order) is largest, the first
+    /// on ties: e.g. the one with the largest share of a reconstruction error.
+    pub fn largest(values: &[f64; 4]) -> SensorKind {
+        Self::ALL[(0..4).fold(0, |best, s| if values[s] > values[best] { s } else { best })]
+    }
 }
 
 impl fmt::Display for SensorKind {

@@ -143,17 +143,6 @@ async fn open_alerts(web: &Web, to_ns: i64) -> Result<Vec<Alert>, ApiError> {
     Ok(all.into_iter().filter(|a| a.state != AlertState::Resolved).collect())
 }
 
-/// The sensor with the largest share of the error.
-pub fn top_sensor(share: &[f64; 4]) -> SensorKind {
-    let mut best = 0;
-    for (i, s) in share.iter().enumerate() {
-        if *s > share[best] {
-            best = i;
-        }
-    }
-    SensorKind::ALL[best]
-}
-
 pub fn alert_json(a: &Alert) -> Value {
     let share: serde_json::Map<String, Value> = SensorKind::ALL
         .iter()
@@ -168,7 +157,7 @@ pub fn alert_json(a: &Alert) -> Value {
         "severity": a.severity.as_str(),
         "score": a.score,
         "threshold": a.threshold,
-        "top_sensor": top_sensor(&a.sensor_share).as_str(),
+        "top_sensor": SensorKind::largest(&a.sensor_share).as_str(),
         "sensor_share": share,
         "window_start": ms(a.window_start_ns),
         "window_end": ms(a.window_end_ns),
@@ -335,7 +324,7 @@ async fn alerts(State(web): State<Web>, q: RawParams) -> Answer {
         .await
         .map_err(|e| ApiError::backend("the alerts", &e))?;
     all.retain(|a| {
-        sensor.is_none_or(|s| top_sensor(&a.sensor_share) == s)
+        sensor.is_none_or(|s| SensorKind::largest(&a.sensor_share) == s)
             && severity.is_none_or(|s| a.severity == s)
             && match state {
                 "open" => a.state != AlertState::Resolved,

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use sentio_core::{Alert, AlertState, DeviceId, Severity};
+use sentio_core::{Alert, AlertState, DeviceId, SensorKind, Severity};
 
 /// How scores become alerts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,7 +193,7 @@ pub fn shares(error: &[f64; 4]) -> [f64; 4] {
 
 /// The index of the sensor with the largest share.
 pub fn top_sensor(share: &[f64; 4]) -> usize {
-    (0..4).fold(0, |best, s| if share[s] > share[best] { s } else { best })
+    SensorKind::largest(share).index()
 }
 
 #[cfg(test)]
