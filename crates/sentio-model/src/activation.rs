@@ -31,6 +31,7 @@ pub enum Activation {
 
 impl Activation {
     /// `xs[i] ← σ(xs[i])`.
+    #[inline(always)]
     pub fn sigmoid(self, xs: &mut [f32]) {
         match self {
             Activation::Exact => xs.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
@@ -39,6 +40,7 @@ impl Activation {
     }
 
     /// `xs[i] ← tanh(xs[i])`.
+    #[inline(always)]
     pub fn tanh(self, xs: &mut [f32]) {
         match self {
             Activation::Exact => xs.iter_mut().for_each(|x| *x = x.tanh()),
@@ -64,23 +66,23 @@ pub fn tanh_fast(x: f32) -> f32 {
     const B6: f32 = 1.198_258_4e-6;
     let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
-    let mut p = x2 * A13 + A11;
-    p = p * x2 + A9;
-    p = p * x2 + A7;
-    p = p * x2 + A5;
-    p = p * x2 + A3;
-    p = p * x2 + A1;
+    let mut p = x2.mul_add(A13, A11);
+    p = p.mul_add(x2, A9);
+    p = p.mul_add(x2, A7);
+    p = p.mul_add(x2, A5);
+    p = p.mul_add(x2, A3);
+    p = p.mul_add(x2, A1);
     p *= x;
-    let mut q = x2 * B6 + B4;
-    q = q * x2 + B2;
-    q = q * x2 + B0;
+    let mut q = x2.mul_add(B6, B4);
+    q = q.mul_add(x2, B2);
+    q = q.mul_add(x2, B0);
     p / q
 }
 
 /// σ by [`tanh_fast`]: `σ(x) = ½ + ½ · tanh(x / 2)`.
 #[inline(always)]
 pub fn sigmoid_fast(x: f32) -> f32 {
-    0.5 + 0.5 * tanh_fast(0.5 * x)
+    0.5f32.mul_add(tanh_fast(0.5 * x), 0.5)
 }
 
 #[cfg(test)]

@@ -24,7 +24,13 @@ use crate::linear;
 use crate::optimizer::Adam;
 use crate::parallel;
 use crate::params::Params;
-use crate::sequence::{self, Input, Mode, OutputGrad, Tape};
+use crate::sequence::{self, InferState, Input, OutputGrad, Tape};
+
+use pulp::Arch;
+
+/// Windows per inference pass: a shard is scored this many windows at a time, so that one
+/// step's buffers (`[C, 4H]` gates, `[C, H]` states) and `W_hh` stay in the core's L2 cache.
+const INFER_CHUNK: usize = 128;
 use crate::{ModelError, ModelSpec, checkpoint};
 
 /// The model: its spec, weights and run settings.
@@ -91,6 +97,9 @@ pub(crate) struct Workspace {
     /// `[B, Z]`, with a bottleneck.
     code: Vec<f32>,
     decoder: Tape,
+    /// Inference: the two layers' one-step state.
+    encoder_infer: InferState,
+    decoder_infer: InferState,
     /// `[T, B, F]`: the reconstruction, then `∂L/∂x̂`.
     out: Vec<f32>,
     /// `[T, B, H]`: `∂L/∂y`.
@@ -284,11 +293,12 @@ impl Autoencoder {
         let n = (b * spec.window_len()) as f64;
         let scale = (2.0 / n) as f32;
         let (params, act, window_len) = (&self.params, self.activation, spec.window_len());
+        let arch = Arch::new();
         let sums = parallel::run(&mut self.scratch[..shards.len()], &shards, |shard, range| {
             let windows = &batch[range.start * window_len..range.end * window_len];
-            let sum = forward(params, &spec, act, windows, &mut shard.work, Mode::Train);
+            let sum = forward(params, &spec, arch, act, windows, &mut shard.work);
             shard.grads.fill_zero();
-            backward(params, &spec, scale, &mut shard.work, &mut shard.grads);
+            backward(params, &spec, arch, scale, &mut shard.work, &mut shard.grads);
             sum
         });
         if let Some((first, rest)) = self.scratch[..shards.len()].split_first_mut() {
@@ -299,7 +309,8 @@ impl Autoencoder {
         Ok((sums.iter().sum::<f64>() / n) as f32)
     }
 
-    /// Forward over every shard with fresh workspaces; `then` reads each shard's workspace.
+    /// Inference over every shard, [`INFER_CHUNK`] windows at a time; `then` reads the workspace
+    /// after each chunk (its windows' range within the batch). Results come in batch order.
     fn run_forward<R, F>(&self, batch: &[f32], b: usize, then: F) -> Vec<(f64, R)>
     where
         R: Send,
@@ -308,14 +319,19 @@ impl Autoencoder {
         let shards = parallel::shards(b, self.threads);
         let mut works = self.pool.take(shards.len());
         let window_len = self.spec.window_len();
+        let arch = Arch::new();
         let results = parallel::run(&mut works, &shards, |work, range| {
-            let windows = &batch[range.start * window_len..range.end * window_len];
-            let sum =
-                forward(&self.params, &self.spec, self.activation, windows, work, Mode::Infer);
-            (sum, then(work, range))
+            let mut parts = Vec::with_capacity(range.len().div_ceil(INFER_CHUNK));
+            for start in range.clone().step_by(INFER_CHUNK) {
+                let chunk = start..(start + INFER_CHUNK).min(range.end);
+                let windows = &batch[chunk.start * window_len..chunk.end * window_len];
+                let sum = infer(&self.params, &self.spec, arch, self.activation, windows, work);
+                parts.push((sum, then(work, chunk)));
+            }
+            parts
         });
         self.pool.give_back(works);
-        results
+        results.into_iter().flatten().collect()
     }
 }
 
@@ -340,21 +356,14 @@ fn for_each_cell<V: FnMut(usize, usize, &[f32], &[f32])>(
 pub(crate) fn forward(
     p: &Params,
     spec: &ModelSpec,
+    arch: Arch,
     act: Activation,
     windows: &[f32],
     work: &mut Workspace,
-    mode: Mode,
 ) -> f64 {
     let (t, f, h) = (spec.window, spec.features, spec.hidden);
-    let b = windows.len() / (t * f);
-    work.batch = b;
-    work.x.resize(t * b * f, 0.0);
-    for bi in 0..b {
-        for ti in 0..t {
-            work.x[(ti * b + bi) * f..][..f].copy_from_slice(&windows[(bi * t + ti) * f..][..f]);
-        }
-    }
-    sequence::forward(&p.encoder, act, Input::Sequence(&work.x), t, b, &mut work.encoder, mode);
+    let b = time_major(spec, windows, work);
+    sequence::forward(&p.encoder, arch, act, Input::Sequence(&work.x), t, b, &mut work.encoder);
     let code: &[f32] = match &p.bottleneck {
         Some(bottleneck) => {
             work.code.resize(b * spec.bottleneck, 0.0);
@@ -363,10 +372,62 @@ pub(crate) fn forward(
         }
         None => work.encoder.last(),
     };
-    sequence::forward(&p.decoder, act, Input::Repeated(code), t, b, &mut work.decoder, mode);
+    sequence::forward(&p.decoder, arch, act, Input::Repeated(code), t, b, &mut work.decoder);
     work.out.resize(t * b * f, 0.0);
     linear::forward(&p.output, work.decoder.outputs(), t * b, &mut work.out);
     debug_assert_eq!(work.decoder.outputs().len(), t * b * h);
+    work.out.iter().zip(&work.x).map(|(y, x)| f64::from(y - x) * f64::from(y - x)).sum()
+}
+
+/// Copies `windows` (`[B, T, F]`) into `work.x` time-major (`[T, B, F]`) and returns `B`.
+fn time_major(spec: &ModelSpec, windows: &[f32], work: &mut Workspace) -> usize {
+    let (t, f) = (spec.window, spec.features);
+    let b = windows.len() / (t * f);
+    work.batch = b;
+    work.x.resize(t * b * f, 0.0);
+    for bi in 0..b {
+        for ti in 0..t {
+            work.x[(ti * b + bi) * f..][..f].copy_from_slice(&windows[(bi * t + ti) * f..][..f]);
+        }
+    }
+    b
+}
+
+/// Forward without recording anything for backward: the encoder keeps only its state, and the
+/// decoder's output layer runs step by step. Leaves `x` and the reconstruction `out`
+/// (`[T, B, F]`) in `work`; returns the sum of squared errors, accumulated in f64.
+fn infer(
+    p: &Params,
+    spec: &ModelSpec,
+    arch: Arch,
+    act: Activation,
+    windows: &[f32],
+    work: &mut Workspace,
+) -> f64 {
+    let (t, f) = (spec.window, spec.features);
+    let b = time_major(spec, windows, work);
+    let x = Input::Sequence(&work.x);
+    sequence::infer(&p.encoder, arch, act, x, t, b, &mut work.encoder_infer, |_, _| ());
+    let code: &[f32] = match &p.bottleneck {
+        Some(bottleneck) => {
+            work.code.resize(b * spec.bottleneck, 0.0);
+            linear::forward(bottleneck, work.encoder_infer.last(), b, &mut work.code);
+            &work.code
+        }
+        None => work.encoder_infer.last(),
+    };
+    work.out.resize(t * b * f, 0.0);
+    let out = &mut work.out;
+    sequence::infer(
+        &p.decoder,
+        arch,
+        act,
+        Input::Repeated(code),
+        t,
+        b,
+        &mut work.decoder_infer,
+        |s, h| linear::forward(&p.output, h, b, &mut out[s * b * f..(s + 1) * b * f]),
+    );
     work.out.iter().zip(&work.x).map(|(y, x)| f64::from(y - x) * f64::from(y - x)).sum()
 }
 
@@ -376,6 +437,7 @@ pub(crate) fn forward(
 pub(crate) fn backward(
     p: &Params,
     spec: &ModelSpec,
+    arch: Arch,
     scale: f32,
     work: &mut Workspace,
     g: &mut Params,
@@ -399,6 +461,7 @@ pub(crate) fn backward(
     let code: &[f32] = if p.bottleneck.is_some() { &work.code } else { work.encoder.last() };
     sequence::backward(
         &p.decoder,
+        arch,
         Input::Repeated(code),
         OutputGrad::All(&work.d_hidden),
         &mut work.decoder,
@@ -423,6 +486,7 @@ pub(crate) fn backward(
     };
     sequence::backward(
         &p.encoder,
+        arch,
         Input::Sequence(&work.x),
         OutputGrad::Last(d_last),
         &mut work.encoder,

@@ -22,8 +22,18 @@
 //!
 //! The backward step overwrites the activated gates with `da` in place: the step reads each
 //! gate once, and the layer then feeds `da` to its GEMMs without another buffer.
+//!
+//! Inference ([`infer`]) keeps nothing for backward: per row it adds the input projection to the
+//! recurrent term in a small scratch row, then computes the four gates, `c_t` (in place) and `h_t`
+//! in one pass over `j`, without writing the activated gates back.
+//!
+//! Every loop here runs under `pulp`'s runtime dispatch (`Arch::dispatch`), which compiles its body
+//! again for AVX-512 and for AVX2 + FMA and picks the copy the CPU can run; the rest of the crate
+//! is built for the x86-64 baseline (SSE2, 4 lanes).
 
-use crate::activation::Activation;
+use pulp::{Arch, Simd, WithSimd};
+
+use crate::activation::{self, Activation};
 
 /// Per-step state the backward pass needs, all `[B, H]` (`gates` is `[B, 4H]`).
 pub(crate) struct StepForward<'a> {
@@ -36,7 +46,15 @@ pub(crate) struct StepForward<'a> {
 }
 
 /// The forward step: activates the gates and writes `c_t`, `tanh(c_t)` and `h_t`.
-pub(crate) fn forward(act: Activation, hidden: usize, s: StepForward<'_>) {
+pub(crate) fn forward(arch: Arch, act: Activation, hidden: usize, s: StepForward<'_>) {
+    arch.dispatch(
+        #[inline(always)]
+        || forward_rows(act, hidden, s),
+    );
+}
+
+#[inline(always)]
+fn forward_rows(act: Activation, hidden: usize, s: StepForward<'_>) {
     let h4 = 4 * hidden;
     let rows = s
         .gates
@@ -66,6 +84,22 @@ pub(crate) fn forward(act: Activation, hidden: usize, s: StepForward<'_>) {
 /// The backward step: `gates` (activated) becomes `da`; `dc` goes from `∂L/∂c_t` to
 /// `∂L/∂c₍t−1₎`; `dh` is `∂L/∂h_t`.
 pub(crate) fn backward(
+    arch: Arch,
+    hidden: usize,
+    gates: &mut [f32],
+    c_prev: &[f32],
+    tanh_c: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+) {
+    arch.dispatch(
+        #[inline(always)]
+        || backward_rows(hidden, gates, c_prev, tanh_c, dh, dc),
+    );
+}
+
+#[inline(always)]
+fn backward_rows(
     hidden: usize,
     gates: &mut [f32],
     c_prev: &[f32],
@@ -95,6 +129,127 @@ pub(crate) fn backward(
             gg[j] = dct * i * (1.0 - g * g);
             go[j] = dht * tc * o * (1.0 - o);
             dc[j] = dct * f;
+        }
+    }
+}
+
+/// Where an inference step's input projection `x_t·W_ihᵀ + b` comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum StepInput<'a> {
+    /// Already projected, `[B, 4H]` (the decoder's repeated code, bias included).
+    Projected(&'a [f32]),
+    /// `x_t` (`[B, in]`) with `W_ihᵀ` stored `[in, 4H]` and the fused bias `[4H]`: a handful of
+    /// inputs (the encoder reads the sensors), cheaper as a few vector FMAs per gate than as a GEMM.
+    Features { x: &'a [f32], weight_t: &'a [f32], bias: &'a [f32] },
+}
+
+/// One inference step over `B` rows: `a = input projection (+ recurrent term)`, then the gates,
+/// `c ← f ⊙ c + i ⊙ g` in place and `h_t = o ⊙ tanh(c)`. `recurrent` is `h₍t−1₎·W_hhᵀ`
+/// (`[B, 4H]`), absent at `t = 0`; `scratch` holds one row of `4H`.
+#[allow(clippy::too_many_arguments, reason = "one step's operands, each its own buffer")]
+pub(crate) fn infer(
+    arch: Arch,
+    act: Activation,
+    hidden: usize,
+    input: StepInput<'_>,
+    recurrent: Option<&[f32]>,
+    c: &mut [f32],
+    h: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    scratch.resize(4 * hidden, 0.0);
+    let step = InferStep { act, hidden, input, recurrent, c, h, a: scratch };
+    match act {
+        Activation::Fast => arch.dispatch(step),
+        Activation::Exact => step.run(),
+    }
+}
+
+/// [`infer`]'s operands, as a `pulp` operation: `with_simd` is inlined into the copy of
+/// `dispatch` compiled for the detected CPU features, and everything it calls is inlined too.
+struct InferStep<'a> {
+    act: Activation,
+    hidden: usize,
+    input: StepInput<'a>,
+    recurrent: Option<&'a [f32]>,
+    c: &'a mut [f32],
+    h: &'a mut [f32],
+    a: &'a mut [f32],
+}
+
+impl WithSimd for InferStep<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        self.run();
+    }
+}
+
+impl InferStep<'_> {
+    #[inline(always)]
+    fn run(self) {
+        let InferStep { act, hidden, input, recurrent, c, h, a } = self;
+        match act {
+            Activation::Fast => infer_rows(
+                activation::sigmoid_fast,
+                activation::tanh_fast,
+                hidden,
+                input,
+                recurrent,
+                c,
+                h,
+                a,
+            ),
+            Activation::Exact => infer_rows(
+                |x: f32| 1.0 / (1.0 + (-x).exp()),
+                f32::tanh,
+                hidden,
+                input,
+                recurrent,
+                c,
+                h,
+                a,
+            ),
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments, reason = "infer's operands plus the two activations")]
+fn infer_rows<S: Fn(f32) -> f32, T: Fn(f32) -> f32>(
+    sigmoid: S,
+    tanh: T,
+    hidden: usize,
+    input: StepInput<'_>,
+    recurrent: Option<&[f32]>,
+    c: &mut [f32],
+    h: &mut [f32],
+    a: &mut [f32],
+) {
+    let g4 = 4 * hidden;
+    for (row, (c, h)) in c.chunks_exact_mut(hidden).zip(h.chunks_exact_mut(hidden)).enumerate() {
+        match input {
+            StepInput::Projected(p) => a.copy_from_slice(&p[row * g4..(row + 1) * g4]),
+            StepInput::Features { x, weight_t, bias } => {
+                let inp = weight_t.len() / g4;
+                a.copy_from_slice(bias);
+                for (xk, w) in x[row * inp..(row + 1) * inp].iter().zip(weight_t.chunks_exact(g4)) {
+                    a.iter_mut().zip(w).for_each(|(a, w)| *a += xk * w);
+                }
+            }
+        }
+        if let Some(r) = recurrent {
+            a.iter_mut().zip(&r[row * g4..(row + 1) * g4]).for_each(|(a, r)| *a += r);
+        }
+        let (ai, rest) = a.split_at(hidden);
+        let (af, rest) = rest.split_at(hidden);
+        let (ag, ao) = rest.split_at(hidden);
+        let gates = ai.iter().zip(af).zip(ag).zip(ao);
+        for ((((&ai, &af), &ag), &ao), (c, h)) in gates.zip(c.iter_mut().zip(h.iter_mut())) {
+            let cj = sigmoid(af) * *c + sigmoid(ai) * tanh(ag);
+            *c = cj;
+            *h = sigmoid(ao) * tanh(cj);
         }
     }
 }

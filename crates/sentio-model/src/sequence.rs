@@ -23,8 +23,10 @@
 //! Step `t`'s `h₍t−1₎` lives in slot `t` of an `[T+1, B, H]` buffer whose slot 0 is the zero
 //! initial state, so `h[0..T−1]` above is one contiguous matrix.
 
+use pulp::Arch;
+
 use crate::activation::Activation;
-use crate::cell::{self, StepForward};
+use crate::cell::{self, StepForward, StepInput};
 use crate::gemm::{gemm, n, t};
 use crate::params::LstmParams;
 
@@ -71,18 +73,17 @@ pub(crate) struct Tape {
 }
 
 impl Tape {
-    fn shape(&mut self, steps: usize, batch: usize, hidden: usize, mode: Mode) {
+    fn shape(&mut self, steps: usize, batch: usize, hidden: usize) {
         self.steps = steps;
         self.batch = batch;
         self.hidden = hidden;
         let bh = batch * hidden;
-        let kept = if mode == Mode::Train { steps } else { 1 };
-        self.gates.resize(kept * 4 * bh, 0.0);
-        self.c.resize((kept.max(1) + 1) * bh, 0.0);
+        self.gates.resize(steps * 4 * bh, 0.0);
+        self.c.resize((steps + 1) * bh, 0.0);
         self.h.resize((steps + 1) * bh, 0.0);
         self.c[..bh].fill(0.0);
         self.h[..bh].fill(0.0);
-        self.tanh_c.resize(kept * bh, 0.0);
+        self.tanh_c.resize(steps * bh, 0.0);
         self.dh.resize(bh, 0.0);
         self.dh_next.resize(bh, 0.0);
         self.dc.resize(bh, 0.0);
@@ -101,85 +102,165 @@ impl Tape {
     }
 }
 
-/// Whether a forward pass records what backward needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Keep every step's gates, cell state and `tanh(c)`: `[T, B, ·]`.
-    Train,
-    /// Keep only the outputs `h`; gates and cell state live in one-step buffers that stay in
-    /// cache, and each step's input projection is its own small GEMM.
-    Infer,
-}
-
-/// Runs the layer over `steps` steps of `batch` rows, recording what backward needs in `tape`
-/// (in [`Mode::Train`]).
+/// Runs the layer over `steps` steps of `batch` rows, recording in `tape` what backward needs.
 pub(crate) fn forward(
     p: &LstmParams,
+    arch: Arch,
     act: Activation,
     input: Input<'_>,
     steps: usize,
     batch: usize,
     tape: &mut Tape,
-    mode: Mode,
 ) {
     let (hid, inp) = (p.hidden, p.input);
     let g4 = 4 * hid;
     let bh = batch * hid;
-    tape.shape(steps, batch, hid, mode);
-    for ((b, x), y) in tape.bias.iter_mut().zip(&p.bias_ih).zip(&p.bias_hh) {
-        *b = x + y;
-    }
-    if let Input::Repeated(x) = input {
-        for row in tape.repeated.chunks_exact_mut(g4) {
-            row.copy_from_slice(&tape.bias);
+    tape.shape(steps, batch, hid);
+    fuse_bias(p, &mut tape.bias);
+    match input {
+        Input::Sequence(x) => {
+            for row in tape.gates.chunks_exact_mut(g4) {
+                row.copy_from_slice(&tape.bias);
+            }
+            let gates = &mut tape.gates[..steps * batch * g4];
+            gemm(steps * batch, g4, inp, 1.0, n(x, inp), t(&p.weight_ih, inp), 1.0, gates, g4);
         }
-        gemm(batch, g4, inp, 1.0, n(x, inp), t(&p.weight_ih, inp), 1.0, &mut tape.repeated, g4);
-    }
-    // The input projection: for all steps at once when training, step by step otherwise.
-    let project =
-        |gates: &mut [f32], bias: &[f32], repeated: &[f32], first: usize, count: usize| match input
-        {
-            Input::Sequence(x) => {
-                for row in gates.chunks_exact_mut(g4) {
-                    row.copy_from_slice(bias);
-                }
-                let x = &x[first * batch * inp..(first + count) * batch * inp];
-                gemm(count * batch, g4, inp, 1.0, n(x, inp), t(&p.weight_ih, inp), 1.0, gates, g4);
+        Input::Repeated(x) => {
+            project_repeated(p, x, batch, &tape.bias, &mut tape.repeated);
+            for step in tape.gates.chunks_exact_mut(batch * g4) {
+                step.copy_from_slice(&tape.repeated);
             }
-            Input::Repeated(_) => {
-                for step in gates.chunks_exact_mut(batch * g4) {
-                    step.copy_from_slice(repeated);
-                }
-            }
-        };
-    if mode == Mode::Train {
-        project(&mut tape.gates, &tape.bias, &tape.repeated, 0, steps);
+        }
     }
     for s in 0..steps {
-        let (gates, c_prev, c, tanh_c) = match mode {
-            Mode::Train => {
-                let (c_prev, c_next) = tape.c.split_at_mut((s + 1) * bh);
-                (
-                    &mut tape.gates[s * batch * g4..(s + 1) * batch * g4],
-                    &c_prev[s * bh..],
-                    &mut c_next[..bh],
-                    &mut tape.tanh_c[s * bh..(s + 1) * bh],
-                )
-            }
-            Mode::Infer => {
-                project(&mut tape.gates, &tape.bias, &tape.repeated, s, 1);
-                let (even, odd) = tape.c.split_at_mut(bh);
-                let (c_prev, c) = if s % 2 == 0 { (even, odd) } else { (odd, even) };
-                (&mut tape.gates[..], &c_prev[..], c, &mut tape.tanh_c[..])
-            }
-        };
+        let (c_prev, c_next) = tape.c.split_at_mut((s + 1) * bh);
+        let gates = &mut tape.gates[s * batch * g4..(s + 1) * batch * g4];
         let (h_prev, h_next) = tape.h.split_at_mut((s + 1) * bh);
         let h_prev = &h_prev[s * bh..];
         if s > 0 {
             gemm(batch, g4, hid, 1.0, n(h_prev, hid), t(&p.weight_hh, hid), 1.0, gates, g4);
         }
-        cell::forward(act, hid, StepForward { gates, c_prev, c, tanh_c, h: &mut h_next[..bh] });
+        let step = StepForward {
+            gates,
+            c_prev: &c_prev[s * bh..],
+            c: &mut c_next[..bh],
+            tanh_c: &mut tape.tanh_c[s * bh..(s + 1) * bh],
+            h: &mut h_next[..bh],
+        };
+        cell::forward(arch, act, hid, step);
     }
+}
+
+/// `b_ih + b_hh`.
+fn fuse_bias(p: &LstmParams, bias: &mut Vec<f32>) {
+    bias.clear();
+    bias.extend(p.bias_ih.iter().zip(&p.bias_hh).map(|(x, y)| x + y));
+}
+
+/// `out[B, 4H] = x[B, in] · W_ihᵀ + bias`: a repeated input's projection, the same every step.
+fn project_repeated(p: &LstmParams, x: &[f32], batch: usize, bias: &[f32], out: &mut [f32]) {
+    let g4 = 4 * p.hidden;
+    for row in out.chunks_exact_mut(g4) {
+        row.copy_from_slice(bias);
+    }
+    gemm(batch, g4, p.input, 1.0, n(x, p.input), t(&p.weight_ih, p.input), 1.0, out, g4);
+}
+
+/// Inference scratch for one layer: only the current step lives in it, so a chunk of windows
+/// runs in cache whatever the window length.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InferState {
+    /// `[B, 4H]`: the recurrent term `h₍t−1₎·W_hhᵀ`.
+    recurrent: Vec<f32>,
+    /// `[B, H]`: the cell state, updated in place.
+    c: Vec<f32>,
+    /// `[2, B, H]`: `h₍t−1₎` and `h_t`, alternating.
+    h: Vec<f32>,
+    /// `[B, 4H]`: a repeated input's projection.
+    repeated: Vec<f32>,
+    /// `[4H]`: the fused bias.
+    bias: Vec<f32>,
+    /// `[in, 4H]`: `W_ihᵀ` for a sequence input.
+    weight_t: Vec<f32>,
+    /// `[H, 4H]`: `W_hhᵀ`, stored so that the GEMM packs it from contiguous rows.
+    weight_hh_t: Vec<f32>,
+    /// `[4H]`: one row's pre-activations.
+    row: Vec<f32>,
+    /// Which half of `h` holds the last output.
+    last: usize,
+    bh: usize,
+}
+
+impl InferState {
+    /// The last step's output `h₍T−1₎`, `[B, H]`.
+    pub(crate) fn last(&self) -> &[f32] {
+        &self.h[self.last * self.bh..(self.last + 1) * self.bh]
+    }
+}
+
+/// Runs the layer over `steps` steps of `batch` rows without recording anything for backward,
+/// calling `each(t, h_t)` after every step. Same arithmetic as [`forward`], except that the input
+/// projection is added to the recurrent term instead of the other way round (rounding differs in
+/// the last bit).
+#[allow(clippy::too_many_arguments, reason = "forward's arguments plus the step callback")]
+pub(crate) fn infer(
+    p: &LstmParams,
+    arch: Arch,
+    act: Activation,
+    input: Input<'_>,
+    steps: usize,
+    batch: usize,
+    state: &mut InferState,
+    mut each: impl FnMut(usize, &[f32]),
+) {
+    let (hid, inp) = (p.hidden, p.input);
+    let g4 = 4 * hid;
+    let bh = batch * hid;
+    state.bh = bh;
+    state.recurrent.resize(batch * g4, 0.0);
+    state.c.clear();
+    state.c.resize(bh, 0.0);
+    state.h.resize(2 * bh, 0.0);
+    fuse_bias(p, &mut state.bias);
+    match input {
+        Input::Repeated(x) => {
+            state.repeated.resize(batch * g4, 0.0);
+            project_repeated(p, x, batch, &state.bias, &mut state.repeated);
+        }
+        Input::Sequence(_) => transpose(&p.weight_ih, inp, &mut state.weight_t),
+    }
+    transpose(&p.weight_hh, hid, &mut state.weight_hh_t);
+    for s in 0..steps {
+        let (h_prev, h_next) = state.h.split_at_mut(bh);
+        let (h_prev, h_next) = if s % 2 == 0 { (h_next, h_prev) } else { (h_prev, h_next) };
+        let recurrent = if s > 0 {
+            gemm(
+                batch,
+                g4,
+                hid,
+                1.0,
+                n(h_prev, hid),
+                n(&state.weight_hh_t, g4),
+                0.0,
+                &mut state.recurrent,
+                g4,
+            );
+            Some(&state.recurrent[..])
+        } else {
+            None
+        };
+        let step_input = match input {
+            Input::Repeated(_) => StepInput::Projected(&state.repeated),
+            Input::Sequence(x) => StepInput::Features {
+                x: &x[s * batch * inp..(s + 1) * batch * inp],
+                weight_t: &state.weight_t,
+                bias: &state.bias,
+            },
+        };
+        cell::infer(arch, act, hid, step_input, recurrent, &mut state.c, h_next, &mut state.row);
+        each(s, h_next);
+    }
+    state.last = if steps % 2 == 1 { 0 } else { 1 };
 }
 
 /// Backpropagates through the steps `forward` recorded: adds the weight gradients into `grad`
@@ -187,6 +268,7 @@ pub(crate) fn forward(
 /// gates (they become `dA`).
 pub(crate) fn backward(
     p: &LstmParams,
+    arch: Arch,
     input: Input<'_>,
     out_grad: OutputGrad<'_>,
     tape: &mut Tape,
@@ -216,6 +298,7 @@ pub(crate) fn backward(
         }
         let d_gates = &mut tape.gates[s * batch * g4..(s + 1) * batch * g4];
         cell::backward(
+            arch,
             hid,
             d_gates,
             &tape.c[s * bh..(s + 1) * bh],
@@ -284,6 +367,17 @@ pub(crate) fn backward(
     for ((a, b), d) in grad.bias_ih.iter_mut().zip(grad.bias_hh.iter_mut()).zip(&tape.bias) {
         *a += d;
         *b += d;
+    }
+}
+
+/// `out = mᵀ` for a row-major `m` of width `width`.
+fn transpose(m: &[f32], width: usize, out: &mut Vec<f32>) {
+    let rows = m.len() / width;
+    out.resize(m.len(), 0.0);
+    for (r, row) in m.chunks_exact(width).enumerate() {
+        for (k, &v) in row.iter().enumerate() {
+            out[k * rows + r] = v;
+        }
     }
 }
 
