@@ -49,21 +49,26 @@ impl Activation {
     }
 }
 
+/// The rational approximation's constants (shared with the vector form in `fused.rs`).
+pub(crate) mod tanh_coefficients {
+    pub const CLAMP: f32 = 7.905_311;
+    pub const A1: f32 = 4.893_524_6e-3;
+    pub const A3: f32 = 6.372_619_3e-4;
+    pub const A5: f32 = 1.485_722_4e-5;
+    pub const A7: f32 = 5.122_297e-8;
+    pub const A9: f32 = -8.604_672e-11;
+    pub const A11: f32 = 2.000_188e-13;
+    pub const A13: f32 = -2.760_768_5e-16;
+    pub const B0: f32 = 4.893_525e-3;
+    pub const B2: f32 = 2.268_434_6e-3;
+    pub const B4: f32 = 1.185_347e-4;
+    pub const B6: f32 = 1.198_258_4e-6;
+}
+
 /// tanh by Eigen's rational approximation (see the module docs).
 #[inline(always)]
 pub fn tanh_fast(x: f32) -> f32 {
-    const CLAMP: f32 = 7.905_311;
-    const A1: f32 = 4.893_524_6e-3;
-    const A3: f32 = 6.372_619_3e-4;
-    const A5: f32 = 1.485_722_4e-5;
-    const A7: f32 = 5.122_297e-8;
-    const A9: f32 = -8.604_672e-11;
-    const A11: f32 = 2.000_188e-13;
-    const A13: f32 = -2.760_768_5e-16;
-    const B0: f32 = 4.893_525e-3;
-    const B2: f32 = 2.268_434_6e-3;
-    const B4: f32 = 1.185_347e-4;
-    const B6: f32 = 1.198_258_4e-6;
+    use tanh_coefficients::*;
     let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
     let mut p = x2.mul_add(A13, A11);

@@ -14,6 +14,7 @@
 //! | [`autoencoder`] | [`Autoencoder`]: loss, gradients, `train_step`, `reconstruct`, `window_errors` |
 //! | `sequence` | one LSTM layer over a sequence: one GEMM for all input projections, BPTT |
 //! | `cell` | one LSTM step on the fused `[i|f|g|o]` gate matrix, forward and backward |
+//! | `fused` | the inference step as one SIMD kernel: recurrent GEMM, input projection and cell |
 //! | `linear` | the dense layers (bottleneck, output) |
 //! | [`activation`] | sigmoid and tanh, exact or a vectorized rational approximation |
 //! | [`optimizer`] | [`Adam`] as `torch.optim.Adam`, optional gradient-norm clipping |
@@ -43,6 +44,7 @@ pub mod bench;
 mod cell;
 pub mod checkpoint;
 mod error;
+mod fused;
 mod gemm;
 mod linear;
 pub mod onnx;
