@@ -71,9 +71,9 @@ fn the_csv_path_beats_trivial_predictors_on_skab_files() {
         trivial.f1
     );
     assert!(p.precision >= 0.75, "precision {:.3}", p.precision);
-    // Measured: FAR 36 % (the normal rows after the anomaly drift away from the training part's
-    // temperatures, see docs/quality.md); the bound leaves room for other platforms' rounding.
-    assert!(p.far_pct <= 45.0, "FAR {:.1} %", p.far_pct);
+    // Measured: FAR 26.9 %, F1 0.866 (36 % and 0.838 before the wandering temperatures were
+    // detrended, see docs/quality.md); the bound leaves room for other platforms' rounding.
+    assert!(p.far_pct <= 35.0, "FAR {:.1} %", p.far_pct);
     assert!(p.recall >= 0.6, "recall {:.3}", p.recall);
 
     // Seeded and independent of how many files run at once.

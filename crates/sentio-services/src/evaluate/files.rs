@@ -4,8 +4,9 @@
 //! For each file, with the same [`FileSettings`] for every file:
 //!
 //! 1. The training part is the first `train_rows` rows (SKAB's protocol: 400), or all of the
-//!    `--train-file`. Each feature is standardized with the training part's mean and standard
-//!    deviation only.
+//!    `--train-file`. The columns that wander on the training part are detrended ([`Features`]),
+//!    then each feature is standardized with the training part's mean and standard deviation
+//!    only.
 //! 2. An autoencoder (`features` = the file's columns) trains on every window of `window` rows of
 //!    the training part: `epochs` passes of shuffled mini-batches, Adam; seeded, one thread per
 //!    model, so a file's result does not depend on how many files run at once.
@@ -46,9 +47,32 @@ pub enum PointScore {
     Covering,
 }
 
+/// What the model sees of each column. Detrended columns are causal (row `t` depends on rows
+/// `..=t` only), computed on the whole file before standardization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Features {
+    /// The values as read.
+    Raw,
+    /// Every column minus the mean of the `trend` rows before it (fewer at the start; row 0: 0):
+    /// drift slower than `trend` rows is removed, but so is a lasting level shift, over `trend`
+    /// rows.
+    Detrend,
+    /// Only the slow columns detrended: those whose training part's variance is more than `slow`
+    /// times half the variance of their first differences (they wander, e.g. temperatures
+    /// warming up); the others stay raw, so a level shift in them lasts.
+    DetrendSlow,
+}
+
 /// The detection settings, the same for every file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FileSettings {
+    /// What the model sees of each column.
+    pub features: Features,
+    /// Rows of the trailing mean that detrended columns subtract.
+    pub trend: usize,
+    /// The slowness above which [`Features::DetrendSlow`] detrends a column.
+    pub slow: f64,
     /// Leading rows of each file that train (SKAB: 400); ignored with a training file.
     pub train_rows: usize,
     /// Rows per window.
@@ -60,6 +84,12 @@ pub struct FileSettings {
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// Early stopping (0: off): the last `holdout` fraction of the training windows (in time)
+    /// does not train; training stops after `patience` epochs without a lower loss on them and
+    /// keeps the epoch with the lowest.
+    pub patience: usize,
+    /// Fraction of the training windows held out for early stopping, 0..1.
+    pub holdout: f64,
     pub seed: u64,
     pub point_score: PointScore,
     /// Trailing moving average of the point scores, in points (1: none).
@@ -82,6 +112,9 @@ pub struct FileSettings {
 impl Default for FileSettings {
     fn default() -> Self {
         FileSettings {
+            features: Features::DetrendSlow,
+            trend: 400,
+            slow: 3.0,
             train_rows: 400,
             window: 10,
             hidden: 16,
@@ -89,11 +122,13 @@ impl Default for FileSettings {
             epochs: 30,
             batch_size: 32,
             learning_rate: 0.005,
+            patience: 0,
+            holdout: 0.2,
             seed: 7,
             point_score: PointScore::WindowEnd,
             smooth: 30,
             quantile: 0.99,
-            factor: 1.5,
+            factor: 1.3,
             merge_gap: 0,
             drift: 0,
             threads: 0,
@@ -113,6 +148,10 @@ pub struct FileReport {
     pub threshold: f64,
     /// Mean squared error of the training windows after training.
     pub train_loss: f64,
+    /// The columns detrended ([`Features`]).
+    pub detrended: Vec<String>,
+    /// Epochs the kept model trained (fewer than the setting with early stopping).
+    pub epochs: usize,
     pub scores: Scores,
     #[serde(skip)]
     pub tally: Tally,
@@ -175,6 +214,15 @@ pub fn evaluate_files(
         (0.0..=1.0).contains(&settings.quantile),
         "the quantile must be within 0..=1, not {}",
         settings.quantile
+    );
+    anyhow::ensure!(
+        settings.features == Features::Raw || settings.trend >= 1,
+        "the detrending window must be > 0"
+    );
+    anyhow::ensure!(
+        settings.patience == 0 || (settings.holdout > 0.0 && settings.holdout < 1.0),
+        "the held-out fraction must be within 0..1 (exclusive), not {}",
+        settings.holdout
     );
     let tables: Vec<Table> =
         paths.iter().map(|p| read_table(p, label_column)).collect::<Result<_, _>>()?;
@@ -258,6 +306,85 @@ fn parallel<T: Sync, R: Send>(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// The columns that [`Features`] detrends, decided on the first `rows` rows only.
+fn detrended_columns(table: &Table, rows: usize, s: &FileSettings) -> Vec<bool> {
+    let f = table.features.len();
+    match s.features {
+        Features::Raw => vec![false; f],
+        Features::Detrend => vec![true; f],
+        Features::DetrendSlow => (0..f).map(|j| slowness(table, rows, j) > s.slow).collect(),
+    }
+}
+
+/// How slowly column `j` moves over the first `rows` rows: its variance over half the variance of
+/// its first differences. Noise around a level scores about 1 (the ratio is
+/// `1 / (1 - lag-1 autocorrelation)`); a column that drifts or wanders scores far higher (a
+/// straight ramp: infinity). A constant column scores 0.
+fn slowness(table: &Table, rows: usize, j: usize) -> f64 {
+    let x: Vec<f64> = (0..rows.min(table.rows())).map(|i| table.row(i)[j]).collect();
+    let d: Vec<f64> = x.windows(2).map(|w| w[1] - w[0]).collect();
+    let variance = |v: &[f64]| {
+        let n = v.len().max(1) as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n
+    };
+    let (var, half_diff) = (variance(&x), variance(&d) / 2.0);
+    if var <= MIN_STD * MIN_STD {
+        0.0
+    } else if half_diff <= MIN_STD * MIN_STD {
+        f64::INFINITY // a straight ramp
+    } else {
+        var / half_diff
+    }
+}
+
+/// `table` with the columns marked in `detrend` replaced by their [`detrended`] values (renamed
+/// `detrend(name)`).
+fn derive_features(table: &Table, detrend: &[bool], trend: usize) -> Table {
+    if !detrend.contains(&true) {
+        return table.clone();
+    }
+    let f = table.features.len();
+    let d = detrended(&table.values, f, trend);
+    let values = table
+        .values
+        .iter()
+        .zip(d)
+        .enumerate()
+        .map(|(i, (&x, d))| if detrend[i % f] { d } else { x })
+        .collect();
+    let features = table
+        .features
+        .iter()
+        .zip(detrend)
+        .map(|(c, &d)| if d { format!("detrend({c})") } else { c.clone() })
+        .collect();
+    Table { features, values, ..table.clone() }
+}
+
+/// Each value of `values` (`rows × f`) minus the mean of the up to `trend` rows before it (row 0:
+/// 0).
+fn detrended(values: &[f64], f: usize, trend: usize) -> Vec<f64> {
+    let rows = values.len() / f;
+    let mut sum = vec![0.0; f];
+    let mut out = Vec::with_capacity(values.len());
+    for i in 0..rows {
+        let n = i.min(trend);
+        let row = &values[i * f..(i + 1) * f];
+        for (x, s) in row.iter().zip(&sum) {
+            out.push(if n == 0 { 0.0 } else { x - s / n as f64 });
+        }
+        // Slide: row i enters, row i - trend leaves.
+        for (k, (s, x)) in sum.iter_mut().zip(row).enumerate() {
+            *s += x;
+            if i >= trend {
+                *s -= values[(i - trend) * f + k];
+            }
+        }
+    }
+    out
+}
+
 /// Per-feature standardization fitted on the training rows.
 struct Standardizer {
     mean: Vec<f64>,
@@ -304,6 +431,8 @@ impl Standardizer {
 
 /// A model trained on one table's leading rows, with its threshold.
 struct Trained {
+    /// The columns detrended ([`Features`]).
+    detrend: Vec<bool>,
     model: Autoencoder,
     scaler: Standardizer,
     threshold: f64,
@@ -311,6 +440,7 @@ struct Trained {
     baseline: f64,
     train_rows: usize,
     train_loss: f64,
+    epochs: usize,
 }
 
 /// Windows per forward pass when scoring.
@@ -318,6 +448,8 @@ const SCORE_CHUNK: usize = 256;
 
 impl Trained {
     fn fit(table: &Table, rows: usize, s: &FileSettings) -> anyhow::Result<Trained> {
+        let detrend = detrended_columns(table, rows, s);
+        let table = &derive_features(table, &detrend, s.trend);
         let f = table.features.len();
         let t = s.window;
         anyhow::ensure!(
@@ -332,8 +464,26 @@ impl Trained {
         let mut model = Autoencoder::new(spec, s.seed)?.with_threads(1);
         let mut adam = Adam::new(s.learning_rate as f32);
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x5e47_10a3);
-        let mut order: Vec<usize> = (0..=rows - t).collect();
+        let windows = rows + 1 - t;
+        // Early stopping holds out the last windows (in time); they must not overlap the rows of
+        // the training windows, so the first held-out window starts after the last training row.
+        let (fit_windows, held_out) = if s.patience > 0 {
+            let held = ((windows as f64 * s.holdout).round() as usize).max(1);
+            anyhow::ensure!(
+                held + t <= windows,
+                "{}: {rows} training rows are too few to hold out {held} windows",
+                table.path.display()
+            );
+            let first_held = windows - held;
+            (first_held + 1 - t, Some(&train[first_held * f..]))
+        } else {
+            (windows, None)
+        };
+        let mut order: Vec<usize> = (0..fit_windows).collect();
         let mut batch = Vec::with_capacity(s.batch_size * t * f);
+        let mut best: Option<(f64, usize, Autoencoder)> = None;
+        let mut epochs = s.epochs;
+        let mut since_best = 0;
         for epoch in 0..s.epochs {
             order.shuffle(&mut rng);
             for ids in order.chunks(s.batch_size) {
@@ -349,6 +499,21 @@ impl Trained {
                     epoch + 1
                 );
             }
+            if let Some(held) = held_out {
+                let (_, loss) = point_scores(&model, held, f, s)?;
+                if best.as_ref().is_none_or(|(b, _, _)| loss < *b) {
+                    best = Some((loss, epoch + 1, model.clone()));
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                    if since_best >= s.patience {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some((_, epoch, kept)) = best {
+            (epochs, model) = (epoch, kept);
         }
         let (train_scores, train_loss) = point_scores(&model, train, f, s)?;
         let train_scores = smoothed(&train_scores, s.smooth);
@@ -356,11 +521,21 @@ impl Trained {
         // The training part is normal: the baseline follows every point of it.
         let relative = Drift::new(baseline, s.drift).relative(&train_scores, f64::INFINITY).0;
         let threshold = percentile(&relative, s.quantile * 100.0) * s.factor;
-        Ok(Trained { model, scaler, threshold, baseline, train_rows: rows, train_loss })
+        Ok(Trained {
+            detrend,
+            model,
+            scaler,
+            threshold,
+            baseline,
+            train_rows: rows,
+            train_loss,
+            epochs,
+        })
     }
 
     /// Scores `table` and evaluates its rows from `from` on.
     fn evaluate(&self, table: &Table, from: usize, s: &FileSettings) -> anyhow::Result<FileReport> {
+        let table = &derive_features(table, &self.detrend, s.trend);
         let f = table.features.len();
         let z = self.scaler.transform(table);
         let (scores, _) = point_scores(&self.model, &z, f, s)?;
@@ -380,6 +555,14 @@ impl Trained {
             test_rows: table.rows() - from,
             threshold: self.threshold,
             train_loss: self.train_loss,
+            detrended: table
+                .features
+                .iter()
+                .zip(&self.detrend)
+                .filter(|(_, d)| **d)
+                .map(|(c, _)| c.clone())
+                .collect(),
+            epochs: self.epochs,
             scores: tally.scores(),
             tally,
         })
@@ -517,6 +700,79 @@ mod tests {
         merge_gaps(&mut p, 2);
         let s: String = p.iter().map(|&b| if b { '1' } else { '0' }).collect();
         assert_eq!(s, "1111000011");
+    }
+
+    fn table(features: &[&str], values: &[f64]) -> Table {
+        let rows = values.len() / features.len();
+        Table {
+            path: PathBuf::from("t.csv"),
+            features: features.iter().map(|&c| c.to_owned()).collect(),
+            ts_ns: (0..rows as i64).collect(),
+            values: values.to_vec(),
+            labels: None,
+        }
+    }
+
+    #[test]
+    fn detrending_subtracts_the_mean_of_the_rows_before() {
+        // Columns a = 1, 2, 3, 10, 10 and b = 5 throughout; trend 2.
+        let t = table(&["a", "b"], &[1.0, 5.0, 2.0, 5.0, 3.0, 5.0, 10.0, 5.0, 10.0, 5.0]);
+        let d = derive_features(&t, &[true, true], 2);
+        assert_eq!(d.features, ["detrend(a)", "detrend(b)"]);
+        // Row 0 has nothing before it; row 1: 2 - 1; row 2: 3 - (1+2)/2; row 3: 10 - (2+3)/2;
+        // row 4: 10 - (3+10)/2.
+        assert_eq!(d.values, [0.0, 0.0, 1.0, 0.0, 1.5, 0.0, 7.5, 0.0, 3.5, 0.0]);
+        let only_a = derive_features(&t, &[true, false], 2);
+        assert_eq!(only_a.features, ["detrend(a)", "b"]);
+        assert_eq!(only_a.row(3), [7.5, 5.0]);
+        assert_eq!(derive_features(&t, &[false, false], 2), t);
+    }
+
+    #[test]
+    fn slow_columns_are_told_from_noise_on_the_training_rows_only() {
+        // a: a ramp (slow); b: alternating noise (fast); c: constant. Rows 6.. are not training
+        // rows: b ramps there, which must not matter.
+        let mut v = Vec::new();
+        for i in 0..10 {
+            let b = if i < 6 { [1.0, -1.0][i % 2] } else { 10.0 * i as f64 };
+            v.extend([i as f64, b, 4.0]);
+        }
+        let t = table(&["a", "b", "c"], &v);
+        assert_eq!(slowness(&t, 6, 0), f64::INFINITY);
+        // b: variance 1; differences -2, 2, -2, 2, -2 (mean -0.4, variance 3.84, half 1.92):
+        // 1 / 1.92.
+        assert!((slowness(&t, 6, 1) - 1.0 / 1.92).abs() < 1e-12);
+        assert_eq!(slowness(&t, 6, 2), 0.0);
+        // a with row 1 at 1.5: 0, 1.5, 2, 3, 4, 5 (variance 2.70139), differences 1.5, 0.5, 1,
+        // 1, 1 (variance 0.1, half 0.05): 54.03.
+        let mut v2 = v.clone();
+        v2[3] = 1.5;
+        let t2 = table(&["a", "b", "c"], &v2);
+        assert!((slowness(&t2, 6, 0) - 54.0278).abs() < 1e-3, "{}", slowness(&t2, 6, 0));
+        let s = FileSettings { features: Features::DetrendSlow, slow: 3.0, ..Default::default() };
+        assert_eq!(detrended_columns(&t2, 6, &s), [true, false, false]);
+        let all = FileSettings { features: Features::Detrend, ..s.clone() };
+        assert_eq!(detrended_columns(&t2, 6, &all), [true, true, true]);
+        let raw = FileSettings { features: Features::Raw, ..s };
+        assert_eq!(detrended_columns(&t2, 6, &raw), [false, false, false]);
+    }
+
+    #[test]
+    fn early_stopping_keeps_the_best_epoch_on_held_out_windows() {
+        // Noise: nothing to learn that carries over to the held-out windows, so the held-out loss
+        // stops falling long before 200 epochs.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let values: Vec<f64> = (0..2 * 120).map(|_| rand::Rng::random::<f64>(&mut rng)).collect();
+        let t = table(&["a", "b"], &values);
+        let s =
+            FileSettings { window: 5, hidden: 4, epochs: 200, patience: 3, ..Default::default() };
+        let trained = Trained::fit(&t, 120, &s).unwrap();
+        assert!(trained.epochs < 200 - 3, "stopped after {} epochs", trained.epochs);
+        let off = Trained::fit(&t, 120, &FileSettings { patience: 0, epochs: 4, ..s.clone() });
+        assert_eq!(off.unwrap().epochs, 4);
+        // Too few rows to hold out a window that does not overlap the training windows.
+        let tiny = FileSettings { holdout: 0.99, ..s };
+        assert!(Trained::fit(&t, 120, &tiny).is_err());
     }
 
     #[test]

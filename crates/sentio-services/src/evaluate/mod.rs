@@ -14,6 +14,8 @@ pub mod files;
 pub mod metrics;
 pub mod stored;
 
-pub use files::{CsvEvaluation, FileReport, FileSettings, PointScore, evaluate_files, list_inputs};
+pub use files::{
+    CsvEvaluation, Features, FileReport, FileSettings, PointScore, evaluate_files, list_inputs,
+};
 pub use metrics::{Confusion, Scores, Tally, evaluate};
 pub use stored::{StoreEvaluation, evaluate_store};

@@ -7,7 +7,7 @@ use anyhow::Context;
 use sentio_config::Config;
 use sentio_core::time::format_rfc3339;
 use sentio_services::evaluate::{
-    CsvEvaluation, FileSettings, PointScore, Scores, StoreEvaluation, evaluate_files,
+    CsvEvaluation, Features, FileSettings, PointScore, Scores, StoreEvaluation, evaluate_files,
     evaluate_store, list_inputs,
 };
 
@@ -38,15 +38,39 @@ pub struct Args {
     /// Leading rows of each file that train the model (ignored with --train-file).
     #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().train_rows)]
     train_rows: usize,
+    /// What the model sees of each column: `raw` (the values), `detrend` (each value minus the
+    /// mean of the --trend rows before it: drift removed, but a lasting level shift fades too) or
+    /// `detrend-slow` (only the columns that wander on the training part, by --slow, are
+    /// detrended; the others stay raw).
+    #[arg(help_heading = "CSV files", long, value_enum, default_value_t = FeaturesArg::from(FileSettings::default().features))]
+    features: FeaturesArg,
+    /// Rows of the trailing mean that `--features detrend|detrend-slow` subtracts.
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().trend)]
+    trend: usize,
+    /// `--features detrend-slow` detrends a column whose training part's variance is more than
+    /// this many times half the variance of its first differences (noise: about 1; wandering
+    /// temperatures: 4 to 270 on SKAB valve1).
+    #[arg(help_heading = "CSV files", long, value_name = "X", default_value_t = FileSettings::default().slow)]
+    slow: f64,
     /// Rows per window.
     #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().window)]
     window: usize,
     /// LSTM width.
     #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().hidden)]
     hidden: usize,
-    /// Training passes over the training windows.
+    /// Width of the bottleneck between encoder and decoder (0: none).
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().bottleneck)]
+    bottleneck: usize,
+    /// Training passes over the training windows (at most, with --patience).
     #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().epochs)]
     epochs: usize,
+    /// Early stopping: stop after this many epochs without a lower loss on the held-out windows
+    /// and keep the best epoch's model (0: off, train every epoch on every window).
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().patience)]
+    patience: usize,
+    /// Fraction (0..1) of the training windows, the last in time, held out for --patience.
+    #[arg(help_heading = "CSV files", long, value_name = "F", default_value_t = FileSettings::default().holdout)]
+    holdout: f64,
     /// How a point's score comes from the windows: `window-end` (the window ending at the point,
     /// causal) or `covering` (every window covering it; looks ahead).
     #[arg(help_heading = "CSV files", long, value_enum, default_value_t = PointScoreArg::from(FileSettings::default().point_score))]
@@ -91,6 +115,43 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum FeaturesArg {
+    Raw,
+    Detrend,
+    DetrendSlow,
+}
+
+impl From<Features> for FeaturesArg {
+    fn from(f: Features) -> Self {
+        match f {
+            Features::Raw => FeaturesArg::Raw,
+            Features::Detrend => FeaturesArg::Detrend,
+            Features::DetrendSlow => FeaturesArg::DetrendSlow,
+        }
+    }
+}
+
+impl From<FeaturesArg> for Features {
+    fn from(f: FeaturesArg) -> Self {
+        match f {
+            FeaturesArg::Raw => Features::Raw,
+            FeaturesArg::Detrend => Features::Detrend,
+            FeaturesArg::DetrendSlow => Features::DetrendSlow,
+        }
+    }
+}
+
+impl std::fmt::Display for FeaturesArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeaturesArg::Raw => "raw",
+            FeaturesArg::Detrend => "detrend",
+            FeaturesArg::DetrendSlow => "detrend-slow",
+        })
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum PointScoreArg {
     WindowEnd,
     Covering,
@@ -132,10 +193,16 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
 
 async fn run_csv(args: &Args) -> anyhow::Result<()> {
     let settings = FileSettings {
+        features: args.features.into(),
+        trend: args.trend,
+        slow: args.slow,
         train_rows: args.train_rows,
         window: args.window,
         hidden: args.hidden,
+        bottleneck: args.bottleneck,
         epochs: args.epochs,
+        patience: args.patience,
+        holdout: args.holdout,
         point_score: args.point_score.into(),
         smooth: args.smooth,
         quantile: args.quantile,
@@ -203,15 +270,26 @@ fn print_csv(r: &CsvEvaluation) {
     );
     let s = &r.settings;
     say!(
-        "settings: {}window {}, hidden {}, epochs {}, lr {}, seed {}, point score {}, smooth {}, \
-         threshold q{} x {}, merge gap {}, drift {}; {:.1} s",
+        "settings: {}features {}, window {}, hidden {}, bottleneck {}, epochs {}{}, lr {}, seed {}, \
+         point score {}, smooth {}, threshold q{} x {}, merge gap {}, drift {}; {:.1} s",
         match &r.train_file {
             Some(f) => format!("trained on {f}, "),
             None => format!("trained on the first {} rows, ", s.train_rows),
         },
+        match s.features {
+            Features::Raw => "raw".to_owned(),
+            Features::Detrend => format!("detrend (trend {})", s.trend),
+            Features::DetrendSlow => format!("detrend-slow (trend {}, slow {})", s.trend, s.slow),
+        },
         s.window,
         s.hidden,
+        s.bottleneck,
         s.epochs,
+        if s.patience > 0 {
+            format!(" (patience {}, holdout {})", s.patience, s.holdout)
+        } else {
+            String::new()
+        },
         s.learning_rate,
         s.seed,
         PointScoreArg::from(s.point_score),
