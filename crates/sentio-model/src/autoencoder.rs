@@ -364,19 +364,31 @@ pub(crate) fn forward(
     let (t, f, h) = (spec.window, spec.features, spec.hidden);
     let b = time_major(spec, windows, work);
     sequence::forward(&p.encoder, arch, act, Input::Sequence(&work.x), t, b, &mut work.encoder);
-    let code: &[f32] = match &p.bottleneck {
-        Some(bottleneck) => {
-            work.code.resize(b * spec.bottleneck, 0.0);
-            linear::forward(bottleneck, work.encoder.last(), b, &mut work.code);
-            &work.code
-        }
-        None => work.encoder.last(),
-    };
+    let code = encode(p, spec, work.encoder.last(), b, &mut work.code);
     sequence::forward(&p.decoder, arch, act, Input::Repeated(code), t, b, &mut work.decoder);
     work.out.resize(t * b * f, 0.0);
     linear::forward(&p.output, work.decoder.outputs(), t * b, &mut work.out);
     debug_assert_eq!(work.decoder.outputs().len(), t * b * h);
     work.out.iter().zip(&work.x).map(|(y, x)| f64::from(y - x) * f64::from(y - x)).sum()
+}
+
+/// The code the decoder reads: the encoder's last output `[B, H]` through the bottleneck into
+/// `buffer` (`[B, Z]`), or that output itself without one.
+fn encode<'a>(
+    p: &Params,
+    spec: &ModelSpec,
+    last: &'a [f32],
+    b: usize,
+    buffer: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    match &p.bottleneck {
+        Some(bottleneck) => {
+            buffer.resize(b * spec.bottleneck, 0.0);
+            linear::forward(bottleneck, last, b, buffer);
+            buffer
+        }
+        None => last,
+    }
 }
 
 /// Copies `windows` (`[B, T, F]`) into `work.x` time-major (`[T, B, F]`) and returns `B`.
@@ -408,14 +420,7 @@ fn infer(
     let b = time_major(spec, windows, work);
     let x = Input::Sequence(&work.x);
     sequence::infer(&p.encoder, arch, act, x, t, b, &mut work.encoder_infer, |_, _| ());
-    let code: &[f32] = match &p.bottleneck {
-        Some(bottleneck) => {
-            work.code.resize(b * spec.bottleneck, 0.0);
-            linear::forward(bottleneck, work.encoder_infer.last(), b, &mut work.code);
-            &work.code
-        }
-        None => work.encoder_infer.last(),
-    };
+    let code = encode(p, spec, work.encoder_infer.last(), b, &mut work.code);
     work.out.resize(t * b * f, 0.0);
     let out = &mut work.out;
     sequence::infer(

@@ -158,98 +158,65 @@ pub(crate) fn infer(
     scratch: &mut Vec<f32>,
 ) {
     scratch.resize(4 * hidden, 0.0);
-    let step = InferStep { act, hidden, input, recurrent, c, h, a: scratch };
+    let rows = InferRows { hidden, input, recurrent, c, h, a: scratch };
     match act {
-        Activation::Fast => arch.dispatch(step),
-        Activation::Exact => step.run(),
+        Activation::Fast => arch.dispatch(rows),
+        Activation::Exact => rows.run(|x: f32| 1.0 / (1.0 + (-x).exp()), f32::tanh),
     }
 }
 
 /// [`infer`]'s operands, as a `pulp` operation: `with_simd` is inlined into the copy of
 /// `dispatch` compiled for the detected CPU features, and everything it calls is inlined too.
-struct InferStep<'a> {
-    act: Activation,
+struct InferRows<'a> {
     hidden: usize,
     input: StepInput<'a>,
     recurrent: Option<&'a [f32]>,
     c: &'a mut [f32],
     h: &'a mut [f32],
+    /// One row's pre-activations, `[4H]`.
     a: &'a mut [f32],
 }
 
-impl WithSimd for InferStep<'_> {
+impl WithSimd for InferRows<'_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _simd: S) {
-        self.run();
+        self.run(activation::sigmoid_fast, activation::tanh_fast);
     }
 }
 
-impl InferStep<'_> {
+impl InferRows<'_> {
     #[inline(always)]
-    fn run(self) {
-        let InferStep { act, hidden, input, recurrent, c, h, a } = self;
-        match act {
-            Activation::Fast => infer_rows(
-                activation::sigmoid_fast,
-                activation::tanh_fast,
-                hidden,
-                input,
-                recurrent,
-                c,
-                h,
-                a,
-            ),
-            Activation::Exact => infer_rows(
-                |x: f32| 1.0 / (1.0 + (-x).exp()),
-                f32::tanh,
-                hidden,
-                input,
-                recurrent,
-                c,
-                h,
-                a,
-            ),
-        }
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments, reason = "infer's operands plus the two activations")]
-fn infer_rows<S: Fn(f32) -> f32, T: Fn(f32) -> f32>(
-    sigmoid: S,
-    tanh: T,
-    hidden: usize,
-    input: StepInput<'_>,
-    recurrent: Option<&[f32]>,
-    c: &mut [f32],
-    h: &mut [f32],
-    a: &mut [f32],
-) {
-    let g4 = 4 * hidden;
-    for (row, (c, h)) in c.chunks_exact_mut(hidden).zip(h.chunks_exact_mut(hidden)).enumerate() {
-        match input {
-            StepInput::Projected(p) => a.copy_from_slice(&p[row * g4..(row + 1) * g4]),
-            StepInput::Features { x, weight_t, bias } => {
-                let inp = weight_t.len() / g4;
-                a.copy_from_slice(bias);
-                for (xk, w) in x[row * inp..(row + 1) * inp].iter().zip(weight_t.chunks_exact(g4)) {
-                    a.iter_mut().zip(w).for_each(|(a, w)| *a += xk * w);
+    fn run<S: Fn(f32) -> f32, T: Fn(f32) -> f32>(self, sigmoid: S, tanh: T) {
+        let InferRows { hidden, input, recurrent, c, h, a } = self;
+        let g4 = 4 * hidden;
+        for (row, (c, h)) in c.chunks_exact_mut(hidden).zip(h.chunks_exact_mut(hidden)).enumerate()
+        {
+            match input {
+                StepInput::Projected(p) => a.copy_from_slice(&p[row * g4..(row + 1) * g4]),
+                StepInput::Features { x, weight_t, bias } => {
+                    let inp = weight_t.len() / g4;
+                    a.copy_from_slice(bias);
+                    for (xk, w) in
+                        x[row * inp..(row + 1) * inp].iter().zip(weight_t.chunks_exact(g4))
+                    {
+                        a.iter_mut().zip(w).for_each(|(a, w)| *a += xk * w);
+                    }
                 }
             }
-        }
-        if let Some(r) = recurrent {
-            a.iter_mut().zip(&r[row * g4..(row + 1) * g4]).for_each(|(a, r)| *a += r);
-        }
-        let (ai, rest) = a.split_at(hidden);
-        let (af, rest) = rest.split_at(hidden);
-        let (ag, ao) = rest.split_at(hidden);
-        let gates = ai.iter().zip(af).zip(ag).zip(ao);
-        for ((((&ai, &af), &ag), &ao), (c, h)) in gates.zip(c.iter_mut().zip(h.iter_mut())) {
-            let cj = sigmoid(af) * *c + sigmoid(ai) * tanh(ag);
-            *c = cj;
-            *h = sigmoid(ao) * tanh(cj);
+            if let Some(r) = recurrent {
+                a.iter_mut().zip(&r[row * g4..(row + 1) * g4]).for_each(|(a, r)| *a += r);
+            }
+            let (ai, rest) = a.split_at(hidden);
+            let (af, rest) = rest.split_at(hidden);
+            let (ag, ao) = rest.split_at(hidden);
+            let gates = ai.iter().zip(af).zip(ag).zip(ao);
+            for ((((&ai, &af), &ag), &ao), (c, h)) in gates.zip(c.iter_mut().zip(h.iter_mut())) {
+                let cj = sigmoid(af) * *c + sigmoid(ai) * tanh(ag);
+                *c = cj;
+                *h = sigmoid(ao) * tanh(cj);
+            }
         }
     }
 }

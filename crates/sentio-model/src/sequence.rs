@@ -203,9 +203,8 @@ impl InferState {
 }
 
 /// Runs the layer over `steps` steps of `batch` rows without recording anything for backward,
-/// calling `each(t, h_t)` after every step. Same arithmetic as [`forward`], except that the input
-/// projection is added to the recurrent term instead of the other way round (rounding differs in
-/// the last bit).
+/// calling `each(t, h_t)` after every step. The same math as [`forward`]; the sums are formed in
+/// another order (the fused step accumulates input by input), so results agree to rounding.
 #[allow(clippy::too_many_arguments, reason = "forward's arguments plus the step callback")]
 pub(crate) fn infer(
     p: &LstmParams,

@@ -68,7 +68,10 @@ pub async fn decide(
             None,
         ));
     };
-    let better = new_loss < champion_loss;
+    // The two errors come from different reductions (the new one through the engine's f32 loss,
+    // the champion's summed in f64 here), so an identical model can differ in the seventh digit
+    // either way: a tie within that is not an improvement.
+    let better = new_loss < champion_loss * (1.0 - TIE);
     let reason = format!(
         "validation error {new_loss:.5} {} champion v{}'s {champion_loss:.5}",
         if better { "beats" } else { "does not beat" },
@@ -76,6 +79,9 @@ pub async fn decide(
     );
     Ok(decision(better, reason, Some(champion.version), Some(champion_loss)))
 }
+
+/// Relative difference under which two validation errors count as equal (f32 rounding is 6e-8).
+const TIE: f64 = 1e-6;
 
 /// The champion's mean squared error on this run's validation frames, in the new scaler's units.
 fn score_champion(
