@@ -369,6 +369,11 @@ pub(crate) fn forward(
     work.out.resize(t * b * f, 0.0);
     linear::forward(&p.output, work.decoder.outputs(), t * b, &mut work.out);
     debug_assert_eq!(work.decoder.outputs().len(), t * b * h);
+    squared_error(work)
+}
+
+/// `Σ (x̂ − x)²` over the workspace's reconstruction, in f64.
+fn squared_error(work: &Workspace) -> f64 {
     work.out.iter().zip(&work.x).map(|(y, x)| f64::from(y - x) * f64::from(y - x)).sum()
 }
 
@@ -433,7 +438,7 @@ fn infer(
         &mut work.decoder_infer,
         |s, h| linear::forward(&p.output, h, b, &mut out[s * b * f..(s + 1) * b * f]),
     );
-    work.out.iter().zip(&work.x).map(|(y, x)| f64::from(y - x) * f64::from(y - x)).sum()
+    squared_error(work)
 }
 
 /// Backward after [`forward`]: adds every weight's gradient into `g`, with

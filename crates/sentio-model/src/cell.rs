@@ -47,10 +47,25 @@ pub(crate) struct StepForward<'a> {
 
 /// The forward step: activates the gates and writes `c_t`, `tanh(c_t)` and `h_t`.
 pub(crate) fn forward(arch: Arch, act: Activation, hidden: usize, s: StepForward<'_>) {
-    arch.dispatch(
-        #[inline(always)]
-        || forward_rows(act, hidden, s),
-    );
+    arch.dispatch(ForwardRows { act, hidden, s });
+}
+
+/// [`forward`] as a `pulp` operation. A struct, not a closure: a closure handed to `dispatch`
+/// was compiled as a function of its own, outside the copy built for the CPU's features (seen in
+/// `perf`: scalar SSE code), while `with_simd` is inlined into that copy.
+struct ForwardRows<'a> {
+    act: Activation,
+    hidden: usize,
+    s: StepForward<'a>,
+}
+
+impl WithSimd for ForwardRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        forward_rows(self.act, self.hidden, self.s);
+    }
 }
 
 #[inline(always)]
@@ -92,43 +107,55 @@ pub(crate) fn backward(
     dh: &[f32],
     dc: &mut [f32],
 ) {
-    arch.dispatch(
-        #[inline(always)]
-        || backward_rows(hidden, gates, c_prev, tanh_c, dh, dc),
-    );
+    arch.dispatch(BackwardRows { hidden, gates, c_prev, tanh_c, dh, dc });
 }
 
-#[inline(always)]
-fn backward_rows(
+/// [`backward`] as a `pulp` operation (a struct for the reason given at [`ForwardRows`]).
+struct BackwardRows<'a> {
     hidden: usize,
-    gates: &mut [f32],
-    c_prev: &[f32],
-    tanh_c: &[f32],
-    dh: &[f32],
-    dc: &mut [f32],
-) {
-    let h4 = 4 * hidden;
-    let rows = gates
-        .chunks_exact_mut(h4)
-        .zip(c_prev.chunks_exact(hidden))
-        .zip(tanh_c.chunks_exact(hidden))
-        .zip(dh.chunks_exact(hidden))
-        .zip(dc.chunks_exact_mut(hidden));
-    for ((((gates, c_prev), tanh_c), dh), dc) in rows {
-        let (gi, rest) = gates.split_at_mut(hidden);
-        let (gf, rest) = rest.split_at_mut(hidden);
-        let (gg, go) = rest.split_at_mut(hidden);
-        let (gf, gg, go) = (&mut gf[..hidden], &mut gg[..hidden], &mut go[..hidden]);
-        for j in 0..hidden {
-            let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
-            let tc = tanh_c[j];
-            let dht = dh[j];
-            let dct = dc[j] + dht * o * (1.0 - tc * tc);
-            gi[j] = dct * g * i * (1.0 - i);
-            gf[j] = dct * c_prev[j] * f * (1.0 - f);
-            gg[j] = dct * i * (1.0 - g * g);
-            go[j] = dht * tc * o * (1.0 - o);
-            dc[j] = dct * f;
+    gates: &'a mut [f32],
+    c_prev: &'a [f32],
+    tanh_c: &'a [f32],
+    dh: &'a [f32],
+    dc: &'a mut [f32],
+}
+
+impl WithSimd for BackwardRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        self.run();
+    }
+}
+
+impl BackwardRows<'_> {
+    #[inline(always)]
+    fn run(self) {
+        let BackwardRows { hidden, gates, c_prev, tanh_c, dh, dc } = self;
+        let h4 = 4 * hidden;
+        let rows = gates
+            .chunks_exact_mut(h4)
+            .zip(c_prev.chunks_exact(hidden))
+            .zip(tanh_c.chunks_exact(hidden))
+            .zip(dh.chunks_exact(hidden))
+            .zip(dc.chunks_exact_mut(hidden));
+        for ((((gates, c_prev), tanh_c), dh), dc) in rows {
+            let (gi, rest) = gates.split_at_mut(hidden);
+            let (gf, rest) = rest.split_at_mut(hidden);
+            let (gg, go) = rest.split_at_mut(hidden);
+            let (gf, gg, go) = (&mut gf[..hidden], &mut gg[..hidden], &mut go[..hidden]);
+            for j in 0..hidden {
+                let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+                let tc = tanh_c[j];
+                let dht = dh[j];
+                let dct = dc[j] + dht * o * (1.0 - tc * tc);
+                gi[j] = dct * g * i * (1.0 - i);
+                gf[j] = dct * c_prev[j] * f * (1.0 - f);
+                gg[j] = dct * i * (1.0 - g * g);
+                go[j] = dht * tc * o * (1.0 - o);
+                dc[j] = dct * f;
+            }
         }
     }
 }

@@ -220,7 +220,6 @@ pub(crate) fn infer(
     let g4 = 4 * hid;
     let bh = batch * hid;
     state.bh = bh;
-    state.recurrent.resize(batch * g4, 0.0);
     state.c.clear();
     state.c.resize(bh, 0.0);
     state.h.resize(2 * bh, 0.0);
@@ -242,6 +241,7 @@ pub(crate) fn infer(
             transpose(&p.weight_ih, inp, &mut state.weight_t);
         }
         transpose(&p.weight_hh, hid, &mut state.weight_hh_t);
+        state.recurrent.resize(batch * g4, 0.0);
     }
     for s in 0..steps {
         let (h_prev, h_next) = state.h.split_at_mut(bh);
@@ -253,9 +253,15 @@ pub(crate) fn infer(
         if fused {
             let step = fused::Step {
                 hidden: hid,
-                base: if x_t.is_empty() { &state.repeated } else { &state.bias },
-                base_per_row: x_t.is_empty(),
-                x: (!x_t.is_empty()).then_some((x_t, inp, &state.packed_ih[..])),
+                base: match input {
+                    Input::Repeated(_) => &state.repeated,
+                    Input::Sequence(_) => &state.bias,
+                },
+                base_per_row: matches!(input, Input::Repeated(_)),
+                x: match input {
+                    Input::Repeated(_) => None,
+                    Input::Sequence(_) => Some((x_t, inp, &state.packed_ih[..])),
+                },
                 h_prev: (s > 0).then_some((&h_prev[..], &state.packed_hh[..])),
             };
             arch.dispatch(FusedStep { step, c: &mut state.c, h: h_next });

@@ -69,6 +69,8 @@ fn live_pytorch_parity() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
             as u64
             % 1_000_000;
+    // LIVE_SEED=<the seed a failed run printed> reproduces that run.
+    let seed = std::env::var("LIVE_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(seed);
     eprintln!("live parity seed {seed}");
     let spec = ModelSpec { features: 3, hidden: 12, bottleneck: 5, window: 9 };
     let rust_model = Autoencoder::new(spec, seed).unwrap();

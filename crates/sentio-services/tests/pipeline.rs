@@ -91,6 +91,14 @@ async fn list_pickles(objects: &Arc<dyn ObjectStore>) -> Vec<Reading> {
 }
 
 /// Waits (with a deadline) until `done` holds.
+/// Every reading the store holds.
+async fn stored(store: &dyn ReadingStore) -> Vec<Reading> {
+    store
+        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
+        .await
+        .unwrap()
+}
+
 async fn wait_until(done: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !done() {
@@ -153,10 +161,7 @@ async fn seeded_run_stores_exactly_the_valid_readings_and_dead_letters_the_rest(
     assert!(expected.iter().any(|r| r.injected.is_some()), "the run injected no anomaly");
 
     // The store holds exactly the valid readings.
-    let stored = store
-        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
-        .await
-        .unwrap();
+    let stored = stored(store.as_ref()).await;
     assert_eq!(checksum(&stored), checksum(&expected));
     let totals = store.stats().await.unwrap();
     assert_eq!(totals.readings, 102_400);
@@ -239,10 +244,7 @@ async fn an_etl_killed_mid_stream_resumes_without_loss_or_duplicates() {
     task.await.unwrap().unwrap();
 
     let expected = simulate_until(&config, to).await;
-    let stored = store
-        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
-        .await
-        .unwrap();
+    let stored = stored(store.as_ref()).await;
     assert_eq!(stored.len(), 32_000);
     assert_eq!(checksum(&stored), checksum(&expected));
     assert_eq!(store.stats().await.unwrap().committed_offsets_total, 32_000);
@@ -287,10 +289,7 @@ async fn an_etl_never_assigned_partitions_joins_again_and_then_stores_every_read
     assert_eq!((bus.subscribes(), bus.departed()), (3, 2), "joined thrice, left the stalled two");
     stop.cancel();
     task.await.unwrap().unwrap();
-    let stored = store
-        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
-        .await
-        .unwrap();
+    let stored = stored(store.as_ref()).await;
     assert_eq!(checksum(&stored), checksum(&expected));
     assert_eq!(store.stats().await.unwrap().committed_offsets_total, expected.len() as u64);
 }
@@ -332,10 +331,7 @@ async fn an_etl_that_lost_its_partitions_writes_its_open_batch_before_joining_ag
     wait_until(|| stats.snapshot().consumed >= expected.len() as u64).await;
     stop.cancel();
     task.await.unwrap().unwrap();
-    let stored = store
-        .query_range(&RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: i64::MAX })
-        .await
-        .unwrap();
+    let stored = stored(store.as_ref()).await;
     assert_eq!(checksum(&stored), checksum(&expected));
     assert_eq!(store.stats().await.unwrap().committed_offsets_total, expected.len() as u64);
     assert_eq!(stats.snapshot().consumed, expected.len() as u64, "the new member skipped the head");
