@@ -264,6 +264,49 @@ async fn published_bus(config: &Config) -> (Arc<MemoryBus>, Vec<Reading>) {
     (memory, simulate_until(config, to).await)
 }
 
+/// The ETL writes one batch at a time, each starting where the one before ended, and decodes the
+/// next batch while one is being written: with every write 20 ms slow, the ETL has consumed more
+/// by the end of a write than at its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etl_decodes_the_next_batch_while_one_is_written_one_write_at_a_time() {
+    let config = config();
+    let (memory, expected) = published_bus(&config).await;
+    let sqlite: Arc<dyn ReadingStore> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    sqlite.migrate().await.unwrap();
+    let store = Arc::new(common::SlowStore::new(sqlite, Duration::from_millis(20)));
+    let ingest = IngestConfig {
+        batch_size: 200,
+        batch_linger: Duration::from_secs(3_600),
+        ..config.ingest.clone()
+    };
+    let bus: Arc<dyn Bus> = memory;
+    let etl = Etl::new(bus, store.clone(), READINGS, DLQ, &ingest);
+    let stats = etl.stats();
+    store.etl.set(stats.clone()).unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(etl.run(stop.clone()));
+    wait_until(|| stats.snapshot().rows_stored >= expected.len() as u64).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    let stored = stored(store.as_ref()).await;
+    assert_eq!(checksum(&stored), checksum(&expected));
+    assert_eq!(store.overlapping.load(std::sync::atomic::Ordering::SeqCst), 0, "one at a time");
+    let writes = store.writes.lock().unwrap().clone();
+    assert_eq!(writes.len(), expected.len() / 200);
+    // Per partition, each write starts at the offset the one before it ended at.
+    let mut next: BTreeMap<u32, u64> = BTreeMap::new();
+    for w in &writes {
+        for (p, (first, end)) in &w.offsets {
+            assert_eq!(*first, next.get(p).copied().unwrap_or(0), "partition {p} in {w:?}");
+            next.insert(*p, *end);
+        }
+    }
+    // All but the last write had the next batch to decode while it ran.
+    let decoding = writes.iter().filter(|w| w.consumed.1 > w.consumed.0).count();
+    assert!(decoding >= writes.len() / 2, "decoded during {decoding} of {} writes", writes.len());
+}
+
 /// A broker can keep a member in its group with nothing assigned for good (Tansu 0.6 after the
 /// group's only member was killed): past `rejoin_after` the ETL leaves and joins again, twice
 /// here (the second wait twice as long), and the member it ends up as stores every reading once.

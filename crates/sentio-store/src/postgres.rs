@@ -5,8 +5,12 @@
 //!   way into PostgreSQL; dead letters and offsets, a handful per batch, with prepared statements.
 //! - `write_batch` serializes writers of one (group, topic, partition) with a transaction-scoped
 //!   advisory lock per partition, taken in partition order (so two batches never deadlock), then
-//!   reads the stored offsets, filters the batch in Rust, copies the rows, and advances the offsets,
-//!   all in one transaction: SQLite's semantics, with writers of different partitions in parallel.
+//!   reads the stored offsets, advances them, filters the batch in Rust and copies the rows, all in
+//!   one transaction: SQLite's semantics, with writers of different partitions in parallel. Two
+//!   round trips besides the `COPY`'s data: `BEGIN`, the lock, the read, the offsets' upsert and
+//!   the `COPY`'s start, pipelined; then `COMMIT`. The `COPY`'s data is encoded here into one
+//!   buffer and sent as one message, so the connection's task streams it to the server by itself.
+//!   A connection whose transaction did not commit is closed, never returned to the pool.
 //!   (An advisory lock rather than `SELECT … FOR UPDATE` on the offsets rows: a partition seen for
 //!   the first time has no row to lock, and a placeholder row would show in `committed_offsets`.)
 //! - One index, `(device, ts_ns)`, serves every read: a range per device, and by a loose index scan
@@ -34,16 +38,16 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::{BufMut, Bytes, BytesMut};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use futures::{SinkExt, TryStreamExt};
 use sentio_config::{PostgresConfig, SslMode};
 use sentio_core::{Alert, DeviceId, Reading, SensorKind};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use crate::migrations::{self, Script};
@@ -79,8 +83,6 @@ const INSERT_APPLIED: &str = "INSERT INTO schema_migrations (version, name) VALU
 
 const COPY_READINGS: &str = "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected)
     FROM STDIN (FORMAT binary)";
-const COPY_TYPES: &[Type] =
-    &[Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT];
 // One lock per (group, topic, partition), in the order of the (sorted) array. A hash collision
 // only makes two unrelated partitions wait for each other.
 const LOCK_PARTITIONS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, p))
@@ -497,37 +499,109 @@ async fn migrate(pool: &Pool) -> Result<Vec<Migration>, StoreError> {
 
 // ---- writes -----------------------------------------------------------------------------------
 
-/// Writes `rows` into a binary `COPY` (the caller finishes it).
-async fn copy_rows<'r>(
-    mut writer: std::pin::Pin<&mut BinaryCopyInWriter>,
-    rows: impl Iterator<Item = &'r ReadingRow>,
-) -> Result<(), tokio_postgres::Error> {
-    for r in rows {
-        writer
-            .as_mut()
-            .write(&[&r.device.as_str(), &r.sensor, &r.ts_ns, &r.value, &r.seq, &r.injected])
-            .await?;
+/// The start of PostgreSQL's binary `COPY` format: the signature, the flags (none) and the length
+/// of the header extension (none).
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The end of it: a tuple with -1 fields.
+const COPY_TRAILER: i16 = -1;
+/// Columns per row of [`COPY_READINGS`].
+const COPY_COLUMNS: i16 = 6;
+
+/// Encodes `rows` as one whole binary `COPY` stream (header, one tuple per row in the columns and
+/// types of [`COPY_READINGS`], trailer), the bytes `BinaryCopyInWriter` would send, in one buffer.
+/// Sent as one message, it goes to the server as fast as the server reads, by the connection's
+/// own task: the caller is free meanwhile (the ETL decodes the next batch), where the writer has
+/// to be driven 4 KiB at a time.
+fn encode_copy<'r>(rows: impl ExactSizeIterator<Item = &'r ReadingRow>) -> Bytes {
+    // Lengths are bounded: a device id is at most MAX_DEVICE_ID_LEN bytes, the other texts are
+    // names of this crate.
+    fn text(buf: &mut BytesMut, s: &str) {
+        buf.put_i32(i32::try_from(s.len()).unwrap_or(i32::MAX));
+        buf.put_slice(s.as_bytes());
     }
-    Ok(())
+    let mut buf = BytesMut::with_capacity(COPY_HEADER.len() + rows.len() * 80 + 2);
+    buf.put_slice(COPY_HEADER);
+    for r in rows {
+        buf.put_i16(COPY_COLUMNS);
+        text(&mut buf, r.device.as_str());
+        text(&mut buf, r.sensor);
+        buf.put_i32(8);
+        buf.put_i64(r.ts_ns);
+        buf.put_i32(8);
+        buf.put_f64(r.value);
+        buf.put_i32(8);
+        buf.put_i64(r.seq);
+        match r.injected {
+            Some(kind) => text(&mut buf, kind),
+            None => buf.put_i32(-1),
+        }
+    }
+    buf.put_i16(COPY_TRAILER);
+    buf.freeze()
+}
+
+/// A pooled connection in a transaction begun by hand (`BEGIN` sent with the statements after
+/// it, saving the round trip `Client::transaction` waits for). Unless [`committed`] is called,
+/// the connection is closed when this is dropped instead of going back to the pool in the middle
+/// of the transaction, and the server rolls the transaction back.
+///
+/// [`committed`]: InTransaction::committed
+struct InTransaction(Option<Object>);
+
+impl InTransaction {
+    fn client(&self) -> &Object {
+        // Only `committed` (which consumes self) and `drop` take the connection out.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("the connection is held until dropped"))
+    }
+
+    /// The transaction ended (`COMMIT` answered): the connection may go back to the pool.
+    fn committed(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for InTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
+    }
 }
 
 async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, StoreError> {
     const OP: &str = "write_batch";
     let q = query_err(OP);
-    let mut client = get(pool, OP).await?;
-    let tx = client.transaction().await.map_err(&q)?;
+    let tx = InTransaction(Some(get(pool, OP).await?));
+    let client = tx.client();
+    // Prepared once per connection, in one round trip.
+    let (lock, select, upsert, copy) = tokio::try_join!(
+        client.prepare_cached(LOCK_PARTITIONS),
+        client.prepare_cached(SELECT_BATCH_OFFSETS),
+        client.prepare_cached(UPSERT_OFFSETS),
+        client.prepare_cached(COPY_READINGS),
+    )
+    .map_err(&q)?;
 
-    // Held until commit: a concurrent writer of one of these partitions waits here, then reads
-    // the offsets this batch committed.
-    let lock = tx.prepare_cached(LOCK_PARTITIONS).await.map_err(&q)?;
-    // Where each partition stands now; absent when the group never committed it. Sent right
-    // behind the lock (the connection runs them in order, so the read happens under the lock),
-    // saving a round trip.
-    let select = tx.prepare_cached(SELECT_BATCH_OFFSETS).await.map_err(&q)?;
-    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&batch.group, &batch.topic, &batch.partitions];
-    let (_, rows) =
-        tokio::try_join!(tx.execute(&lock, &key), tx.query(&select, &key)).map_err(&q)?;
+    // Five statements in one round trip; the connection sends them in this order and the server
+    // runs them in order (after a failed one, the rest fail: the transaction is aborted):
+    // 1. `BEGIN`;
+    // 2. the partitions' locks, held until commit: a concurrent writer of one of them waits
+    //    here, then reads the offsets this batch committed;
+    // 3. where each partition stood, under the lock (absent when the group never committed it);
+    // 4. the offsets after this batch, never moved backwards (a partition already past them keeps
+    //    its offset), in the same transaction as the rows;
+    // 5. the start of the rows' COPY, whose data follows once the rows are filtered.
+    let key: [&(dyn ToSql + Sync); 3] = [&batch.group, &batch.topic, &batch.partitions];
+    let (partitions, next): (Vec<i64>, Vec<i64>) = batch.next_offsets.iter().copied().unzip();
+    let offsets: [&(dyn ToSql + Sync); 4] = [&batch.group, &batch.topic, &partitions, &next];
+    let (_, _, rows, _, sink) = tokio::try_join!(
+        client.batch_execute("BEGIN"),
+        client.execute(&lock, &key),
+        client.query(&select, &key),
+        client.execute(&upsert, &offsets),
+        client.copy_in::<_, Bytes>(&copy),
+    )
+    .map_err(&q)?;
     let mut stored: BTreeMap<i64, i64> = BTreeMap::new();
     for r in rows {
         stored.insert(r.try_get(0).map_err(row_err(OP))?, r.try_get(1).map_err(row_err(OP))?);
@@ -542,22 +616,19 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
         .map(|(.., r)| r)
         .collect();
     outcome.replayed_skipped += (batch.readings.len() - fresh.len()) as u64;
-    if !fresh.is_empty() {
-        let copy = tx.prepare_cached(COPY_READINGS).await.map_err(&q)?;
-        let sink = tx.copy_in(&copy).await.map_err(&q)?;
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, COPY_TYPES));
-        copy_rows(writer.as_mut(), fresh.iter().copied()).await.map_err(&q)?;
-        outcome.readings_inserted = writer.finish().await.map_err(&q)?;
-    }
+    // The whole COPY in one message (see `encode_copy`); none at all is a COPY of no rows.
+    let mut sink = pin!(sink);
+    sink.send(encode_copy(fresh.iter().copied())).await.map_err(&q)?;
+    outcome.readings_inserted = sink.finish().await.map_err(&q)?;
 
     if !batch.dead_letters.is_empty() {
-        let insert = tx.prepare_cached(INSERT_DEAD_LETTER).await.map_err(&q)?;
+        let insert = client.prepare_cached(INSERT_DEAD_LETTER).await.map_err(&q)?;
         for (p, offset, d) in &batch.dead_letters {
             if *offset < from(*p) {
                 outcome.replayed_skipped += 1;
                 continue;
             }
-            let n = tx
+            let n = client
                 .execute(
                     &insert,
                     &[
@@ -582,20 +653,10 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
         }
     }
 
-    // Never backwards, and no write when nothing moves.
-    let (moved, next): (Vec<i64>, Vec<i64>) = batch
-        .next_offsets
-        .iter()
-        .filter(|&&(p, next)| stored.get(&p).is_none_or(|&current| current < next))
-        .copied()
-        .unzip();
-    if !moved.is_empty() {
-        let upsert = tx.prepare_cached(UPSERT_OFFSETS).await.map_err(&q)?;
-        tx.execute(&upsert, &[&batch.group, &batch.topic, &moved, &next]).await.map_err(&q)?;
-    }
     // A commit whose answer is lost may have happened: retrying is still safe, since the retry
     // finds the offsets advanced and skips the rows.
-    tx.commit().await.map_err(&q)?;
+    client.batch_execute("COMMIT").await.map_err(&q)?;
+    tx.committed();
     Ok(outcome)
 }
 
@@ -605,12 +666,11 @@ async fn insert_readings(pool: &Pool, rows: &[ReadingRow]) -> Result<u64, StoreE
     let client = get(pool, OP).await?;
     // One COPY is one statement, hence one transaction of its own.
     let copy = client.prepare_cached(COPY_READINGS).await.map_err(&q)?;
-    let sink = client.copy_in(&copy).await.map_err(&q)?;
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, COPY_TYPES));
-    copy_rows(writer.as_mut(), rows.iter()).await.map_err(&q)?;
-    // Until the end-of-copy message is sent the server cannot commit, so everything above is
+    // Until the end-of-copy message is sent the server cannot commit, so a failure before it is
     // safe to retry. Once it is, a lost connection leaves the outcome unknown.
-    writer.finish().await.map_err(|e| {
+    let mut sink = pin!(client.copy_in::<_, Bytes>(&copy).await.map_err(&q)?);
+    sink.send(encode_copy(rows.iter())).await.map_err(&q)?;
+    sink.finish().await.map_err(|e| {
         if e.code().is_none() {
             StoreError::Query { operation: OP, source: Box::new(OutcomeUnknown(e)) }
         } else {
@@ -1041,6 +1101,45 @@ impl PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The layout PostgreSQL documents for `COPY … (FORMAT binary)`, byte by byte; that the server
+    /// takes it is shown by the store contract suite against PostgreSQL.
+    #[test]
+    fn copy_data_is_postgres_binary_copy_format() {
+        let row = |injected| ReadingRow {
+            device: DeviceId::new("pump-7").unwrap(),
+            sensor: "pressure",
+            ts_ns: -2,
+            value: 1.5,
+            seq: 258,
+            injected,
+        };
+        let rows = [row(None), row(Some("pressure_flat"))];
+        let data = encode_copy(rows.iter());
+        let mut want: Vec<u8> = b"PGCOPY\n\xff\r\n\0".to_vec();
+        want.extend([0, 0, 0, 0, 0, 0, 0, 0]); // flags, header extension length
+        for injected in [None, Some("pressure_flat")] {
+            want.extend(6i16.to_be_bytes());
+            for text in ["pump-7", "pressure"] {
+                want.extend((text.len() as i32).to_be_bytes());
+                want.extend(text.as_bytes());
+            }
+            for number in [(-2i64).to_be_bytes(), 1.5f64.to_be_bytes(), 258i64.to_be_bytes()] {
+                want.extend(8i32.to_be_bytes());
+                want.extend(number);
+            }
+            match injected {
+                None => want.extend((-1i32).to_be_bytes()),
+                Some(kind) => {
+                    want.extend((kind.len() as i32).to_be_bytes());
+                    want.extend(kind.as_bytes());
+                }
+            }
+        }
+        want.extend((-1i16).to_be_bytes());
+        assert_eq!(&data[..], &want[..]);
+        assert_eq!(&encode_copy([].iter())[..], &[&want[..19], &[0xff, 0xff][..]].concat()[..]);
+    }
 
     #[test]
     fn identifiers_are_quoted_whole() {

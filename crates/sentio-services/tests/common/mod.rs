@@ -1,5 +1,6 @@
 //! Helpers shared by the training and detection tests: a small, fast configuration and simulated
-//! history in a store; and a bus whose first group members are never assigned anything.
+//! history in a store; a bus whose first group members are never assigned anything; and a store
+//! that writes slowly and watches how it is written to.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -249,5 +250,157 @@ impl sentio_bus::Consumer for Unassigned {
         partitions.sort_unstable();
         partitions.dedup();
         partitions
+    }
+}
+
+/// A store like the one it wraps, except that every `write_batch` takes `delay` longer and is
+/// watched: how many ran at once, which offsets each covered, and how far the ETL of `etl` had
+/// consumed when each began and ended.
+pub struct SlowStore {
+    pub inner: Arc<dyn ReadingStore>,
+    delay: std::time::Duration,
+    writing: std::sync::atomic::AtomicBool,
+    /// Writes that began while another was running.
+    pub overlapping: std::sync::atomic::AtomicUsize,
+    /// Per write: the batch's first offset and next offset per partition, and the ETL's
+    /// `consumed` count at its start and end.
+    pub writes: Mutex<Vec<SlowWrite>>,
+    pub etl: std::sync::OnceLock<Arc<sentio_services::etl::EtlStats>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlowWrite {
+    pub offsets: std::collections::BTreeMap<u32, (u64, u64)>,
+    pub consumed: (u64, u64),
+}
+
+impl SlowStore {
+    pub fn new(inner: Arc<dyn ReadingStore>, delay: std::time::Duration) -> Self {
+        SlowStore {
+            inner,
+            delay,
+            writing: false.into(),
+            overlapping: 0.into(),
+            writes: Mutex::default(),
+            etl: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn consumed(&self) -> u64 {
+        self.etl.get().map_or(0, |s| s.snapshot().consumed)
+    }
+}
+
+#[async_trait::async_trait]
+impl ReadingStore for SlowStore {
+    async fn migrate(&self) -> Result<Vec<sentio_store::Migration>, sentio_store::StoreError> {
+        self.inner.migrate().await
+    }
+
+    async fn applied_migrations(
+        &self,
+    ) -> Result<Vec<sentio_store::Migration>, sentio_store::StoreError> {
+        self.inner.applied_migrations().await
+    }
+
+    async fn write_batch(
+        &self,
+        batch: &sentio_store::IngestBatch,
+    ) -> Result<sentio_store::BatchOutcome, sentio_store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.writing.swap(true, SeqCst) {
+            self.overlapping.fetch_add(1, SeqCst);
+        }
+        let before = self.consumed();
+        tokio::time::sleep(self.delay).await;
+        let outcome = self.inner.write_batch(batch).await;
+        let mut offsets = std::collections::BTreeMap::new();
+        let sources = batch
+            .readings
+            .iter()
+            .map(|(s, _)| *s)
+            .chain(batch.dead_letters.iter().map(|d| d.source));
+        for s in sources {
+            let first = &mut offsets.entry(s.partition).or_insert((s.offset, 0)).0;
+            *first = (*first).min(s.offset);
+        }
+        for (p, next) in &batch.next_offsets {
+            offsets.entry(*p).or_insert((*next, 0)).1 = *next;
+        }
+        self.writes
+            .lock()
+            .unwrap()
+            .push(SlowWrite { offsets, consumed: (before, self.consumed()) });
+        self.writing.store(false, SeqCst);
+        outcome
+    }
+
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, sentio_store::StoreError> {
+        self.inner.committed_offsets(group, topic).await
+    }
+
+    async fn insert_readings(&self, readings: &[Reading]) -> Result<u64, sentio_store::StoreError> {
+        self.inner.insert_readings(readings).await
+    }
+
+    async fn query_range(
+        &self,
+        query: &sentio_store::RangeQuery,
+    ) -> Result<Vec<Reading>, sentio_store::StoreError> {
+        self.inner.query_range(query).await
+    }
+
+    async fn dead_letters(
+        &self,
+        topic: &str,
+    ) -> Result<Vec<sentio_store::DeadLetter>, sentio_store::StoreError> {
+        self.inner.dead_letters(topic).await
+    }
+
+    async fn stats(&self) -> Result<sentio_store::StoreStats, sentio_store::StoreError> {
+        self.inner.stats().await
+    }
+
+    async fn save_alerts(
+        &self,
+        alerts: &[sentio_core::Alert],
+    ) -> Result<u64, sentio_store::StoreError> {
+        self.inner.save_alerts(alerts).await
+    }
+
+    async fn anomalies(
+        &self,
+        query: &sentio_store::AnomalyQuery,
+    ) -> Result<Vec<sentio_core::Alert>, sentio_store::StoreError> {
+        self.inner.anomalies(query).await
+    }
+
+    async fn save_scores(
+        &self,
+        points: &[sentio_store::ScorePoint],
+    ) -> Result<u64, sentio_store::StoreError> {
+        self.inner.save_scores(points).await
+    }
+
+    async fn scores(
+        &self,
+        query: &sentio_store::ScoreQuery,
+    ) -> Result<Vec<sentio_store::ScorePoint>, sentio_store::StoreError> {
+        self.inner.scores(query).await
+    }
+
+    async fn latest_readings(
+        &self,
+        since_ns: i64,
+    ) -> Result<Vec<Reading>, sentio_store::StoreError> {
+        self.inner.latest_readings(since_ns).await
+    }
+
+    async fn devices(&self) -> Result<Vec<sentio_core::DeviceId>, sentio_store::StoreError> {
+        self.inner.devices().await
     }
 }

@@ -65,7 +65,7 @@ pub struct Args {
     #[arg(long)]
     real: bool,
     /// With --real: messages sent through the Kafka broker by each producer (rounded up to whole
-    /// ticks of all devices).
+    /// ticks of all devices); 0 measures the store path alone, with no broker.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     kafka_messages: u64,
     /// With --real: the Python with confluent-kafka that runs the independent producer
