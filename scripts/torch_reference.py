@@ -69,7 +69,7 @@ def run_case(index, args, features, hidden, bottleneck, window, batch, max_grad_
     loss.backward()
     grads = {name: flat(p.grad) for name, p in model.named_parameters()}
 
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, eps=args.eps)
     adam_losses = []
     for _ in range(args.adam_steps):
         opt.zero_grad()
@@ -84,6 +84,7 @@ def run_case(index, args, features, hidden, bottleneck, window, batch, max_grad_
         "spec": {"features": features, "hidden": hidden, "bottleneck": bottleneck, "window": window},
         "batch": batch,
         "lr": args.lr,
+        "eps": args.eps,
         "max_grad_norm": max_grad_norm,
         "params": initial,
         "input": flat(x),
@@ -107,6 +108,7 @@ def main():
     p.add_argument("--batch", type=int, default=3)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--adam-steps", type=int, default=3)
+    p.add_argument("--eps", type=float, default=1e-8, help="Adam's eps (torch's default)")
     p.add_argument("--clip", type=float, default=0.05, help="max grad norm of the second case")
     p.add_argument("--only-bottleneck", action="store_true", help="run the first case only")
     p.add_argument("--load", help="safetensors weights for the first case (strict)")

@@ -90,6 +90,13 @@ fn live_pytorch_parity() {
             "5",
         ])
         .args(["--window", "9", "--batch", "4"])
+        // Adam divides each gradient by its running magnitude plus eps, so with torch's 1e-8 a
+        // gradient near 1e-6 (agreeing to 1e-7, far inside the gradient check) can move its
+        // weight by a step 1 % of lr apart, 1e-4 here, more than the weights' tolerance: the
+        // comparison was ill-conditioned and failed at some seeds (e.g. 861247). With eps 1e-3 a
+        // gradient error moves a step by at most lr/eps times itself; the stored fixture keeps
+        // torch's default eps.
+        .args(["--eps", "1e-3"])
         .arg("--load")
         .arg(&weights)
         .arg("--save-dir")

@@ -18,6 +18,9 @@ pub struct Case {
     pub spec: ModelSpec,
     pub batch: usize,
     pub lr: f32,
+    /// Adam's eps; fixtures written before it was recorded used torch's default.
+    #[serde(default = "torch_default_eps")]
+    pub eps: f32,
     pub max_grad_norm: Option<f32>,
     pub params: BTreeMap<String, Vec<f32>>,
     pub input: Vec<f32>,
@@ -28,6 +31,10 @@ pub struct Case {
     pub per_feature: Vec<f32>,
     pub adam_losses: Vec<f32>,
     pub params_after_adam: BTreeMap<String, Vec<f32>>,
+}
+
+fn torch_default_eps() -> f32 {
+    1e-8
 }
 
 /// Builds `Params` for `spec` from flattened tensors by name (shapes come from the spec).
@@ -89,6 +96,7 @@ pub fn check_case(case: &Case, activation: Activation, threads: usize) {
 
     let mut adam = Adam::with_config(AdamConfig {
         lr: case.lr,
+        eps: case.eps,
         max_grad_norm: case.max_grad_norm,
         ..AdamConfig::default()
     });
