@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -444,22 +445,38 @@ impl KafkaConsumer {
 
 #[async_trait::async_trait]
 impl Consumer for KafkaConsumer {
+    /// Cancellation-safe: it awaits only while it holds no record, so a caller that drops it (a
+    /// `select!` taking another branch) loses nothing. What follows the first record is taken
+    /// without awaiting: a record held across an await would be gone from the consumer's queue
+    /// and lost with the dropped future.
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, BusError> {
-        let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
-        // Wait for the first record; then take what is already fetched, without waiting.
-        while out.len() < max.max(1) {
-            let wait = if out.is_empty() { deadline } else { tokio::time::Instant::now() };
-            match tokio::time::timeout_at(wait, self.consumer.recv()).await {
-                Err(_) => break,
-                Ok(Ok(m)) => out.push(self.record(&m)),
+        let first = loop {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => return Ok(Vec::new()),
+                Ok(Ok(m)) => break self.record(&m),
                 Ok(Err(e)) => {
+                    let error = backend("consuming")(e);
+                    if !error.is_transient() {
+                        return Err(error);
+                    }
+                    tracing::warn!(error = %error, "transient consumer error");
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(Vec::new());
+                    }
+                }
+            }
+        };
+        let mut out = vec![first];
+        // Whatever is already fetched; `now_or_never` polls once and never waits.
+        while out.len() < max {
+            match self.consumer.recv().now_or_never() {
+                None => break,
+                Some(Ok(m)) => out.push(self.record(&m)),
+                Some(Err(e)) => {
                     let error = backend("consuming")(e);
                     if error.is_transient() {
                         tracing::warn!(error = %error, "transient consumer error");
-                        if out.is_empty() && tokio::time::Instant::now() < deadline {
-                            continue;
-                        }
                         break;
                     }
                     return Err(error);
