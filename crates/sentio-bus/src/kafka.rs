@@ -34,9 +34,7 @@ const SEEK_WAIT: Duration = Duration::from_secs(10);
 /// A connection to a Kafka cluster: one shared idempotent producer and an admin client.
 pub struct KafkaBus {
     config: KafkaConfig,
-    /// Replaced by a fresh one (a new producer id) when the broker fails records; see
-    /// `send_round`.
-    producer: std::sync::RwLock<FutureProducer>,
+    producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
 }
 
@@ -44,20 +42,6 @@ fn backend(operation: &'static str) -> impl Fn(KafkaError) -> BusError {
     move |e| {
         let transient = e.rdkafka_error_code().is_some_and(is_retriable);
         BusError::Backend { operation, transient, source: Box::new(e) }
-    }
-}
-
-/// Whether a record that failed delivery with `e` is worth sending again (see `send_round`).
-fn resendable(e: &BusError) -> bool {
-    match e {
-        BusError::Backend { transient: true, .. } => true,
-        BusError::Backend { source, .. } => source
-            .downcast_ref::<KafkaError>()
-            .and_then(KafkaError::rdkafka_error_code)
-            .is_some_and(|c| {
-                matches!(c, RDKafkaErrorCode::Unknown | RDKafkaErrorCode::MessageTimedOut)
-            }),
-        _ => false,
     }
 }
 
@@ -87,7 +71,10 @@ fn base_config(config: &KafkaConfig) -> ClientConfig {
     c.set("bootstrap.servers", &config.brokers)
         .set("client.id", &config.client_id)
         .set("security.protocol", config.security_protocol.as_str())
-        .set("socket.keepalive.enable", "true");
+        .set("socket.keepalive.enable", "true")
+        // Sentio creates its topics itself (`sentio migrate`), with the partitions and replication
+        // it is configured for; a metadata request must never make the broker invent one.
+        .set("allow.auto.create.topics", "false");
     if config.security_protocol.uses_sasl() {
         c.set("sasl.mechanisms", &config.sasl_mechanism)
             .set("sasl.username", &config.sasl_username)
@@ -119,28 +106,15 @@ fn millis(d: Duration) -> String {
 impl KafkaBus {
     /// Creates the clients (librdkafka connects lazily; the first request reports a dead cluster).
     pub fn connect(config: &KafkaConfig) -> Result<KafkaBus, BusError> {
-        let producer = std::sync::RwLock::new(new_producer(config)?);
+        let producer = new_producer(config)?;
         let admin =
             base_config(config).create().map_err(backend("creating the Kafka admin client"))?;
         Ok(KafkaBus { config: config.clone(), producer, admin })
     }
 
-    /// The current producer (a cheap handle).
+    /// The producer (a cheap handle).
     fn producer(&self) -> FutureProducer {
-        match self.producer.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Replaces the producer with a fresh one, which gets a new producer id from the broker.
-    fn renew_producer(&self) -> Result<(), BusError> {
-        let fresh = new_producer(&self.config)?;
-        match self.producer.write() {
-            Ok(mut p) => *p = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
-        }
-        Ok(())
+        self.producer.clone()
     }
 
     /// The partition count of `topic`, or `None` when the cluster does not know it.
@@ -176,63 +150,41 @@ impl KafkaBus {
         producer.send_result(record).map_err(|(e, _)| backend("queueing a record")(e))
     }
 
-    /// Sends `records[i]` for every `i` in `todo`, filling `out[i]` with its delivery. Returns the
-    /// records the broker failed with an error worth sending again, and the last such error.
+    /// Sends every record and waits for each delivery, in order.
     ///
-    /// librdkafka already retries what it knows to be safe (connection loss, leader moves) inside
-    /// the idempotent session. What comes back here is what it gave up on: a broker that answers
-    /// `UNKNOWN_SERVER_ERROR` while it shuts down (Tansu does) or a delivery timeout. Such a record
-    /// is sent again as a new message, by a fresh producer (a new producer id): an idempotent
-    /// producer that lost records bumps its epoch, which Tansu 0.6 cannot handle (its storage
-    /// panics on the next batch). The only way that duplicates a record is a broker that stored it
-    /// and still answered an error.
-    async fn send_round(
+    /// librdkafka retries what is safe to retry (connection loss, leader moves, a broker restart)
+    /// inside its idempotent session, so a broker that fails over stores each record once and in
+    /// order; what comes back as an error is what it gave up on after `delivery_timeout`, and that
+    /// is returned: sending such a record again as a new message could store it twice.
+    async fn send_all(
         &self,
         topic: &str,
         records: &[(Bytes, Bytes)],
-        todo: &[usize],
-        out: &mut [Option<Delivery>],
-    ) -> Result<Option<(Vec<usize>, BusError)>, BusError> {
-        let mut pending: std::collections::VecDeque<(usize, DeliveryFuture)> =
-            std::collections::VecDeque::with_capacity(todo.len());
+    ) -> Result<Vec<Delivery>, BusError> {
+        let mut pending: std::collections::VecDeque<DeliveryFuture> =
+            std::collections::VecDeque::with_capacity(records.len());
+        let mut out = Vec::with_capacity(records.len());
         let producer = self.producer();
-        let mut failed = Vec::new();
-        let mut last = None;
-        let mut settle =
-            |i: usize, result, out: &mut [Option<Delivery>]| match delivered(topic, result) {
-                Ok(d) => {
-                    out[i] = Some(d);
-                    Ok(())
-                }
-                Err(e) if resendable(&e) => {
-                    failed.push(i);
-                    last = Some(e);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            };
-        for &i in todo {
-            let (key, payload) = &records[i];
+        for (key, payload) in records {
             loop {
                 match Self::enqueue(&producer, topic, key, payload) {
                     Ok(future) => {
-                        pending.push_back((i, future));
+                        pending.push_back(future);
                         break;
                     }
                     // The local queue is full: wait for the oldest record in flight, then retry.
                     Err(e) if e.is_transient() => match pending.pop_front() {
-                        Some((j, oldest)) => settle(j, oldest.await, out)?,
+                        Some(oldest) => out.push(delivered(topic, oldest.await)?),
                         None => tokio::time::sleep(Duration::from_millis(5)).await,
                     },
                     Err(e) => return Err(e),
                 }
             }
         }
-        while let Some((i, future)) = pending.pop_front() {
-            settle(i, future.await, out)?;
+        while let Some(future) = pending.pop_front() {
+            out.push(delivered(topic, future.await)?);
         }
-        failed.sort_unstable();
-        Ok(last.map(|e| (failed, e)))
+        Ok(out)
     }
 }
 
@@ -316,28 +268,7 @@ impl Bus for KafkaBus {
         if self.partition_count(topic).await?.is_none() {
             return Err(BusError::UnknownTopic { topic: topic.into() });
         }
-        let mut out: Vec<Option<Delivery>> = vec![None; records.len()];
-        let mut todo: Vec<usize> = (0..records.len()).collect();
-        let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
-        loop {
-            let failed = self.send_round(topic, &records, &todo, &mut out).await?;
-            match failed {
-                None => break,
-                Some((indices, e)) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(
-                        topic,
-                        records = indices.len(),
-                        error = %e,
-                        "the broker failed some records; sending them again"
-                    );
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    self.renew_producer()?;
-                    todo = indices;
-                }
-                Some((_, e)) => return Err(e),
-            }
-        }
-        Ok(out.into_iter().flatten().collect())
+        self.send_all(topic, &records).await
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BusError> {
@@ -353,11 +284,13 @@ impl Bus for KafkaBus {
             .set("session.timeout.ms", millis(self.config.session_timeout))
             .set("heartbeat.interval.ms", millis(self.config.heartbeat_interval))
             .set("max.poll.interval.ms", millis(self.config.max_poll_interval))
-            // Cooperative rebalancing moves only the partitions that change owner, and a member's
-            // join metadata carries what it owns and its generation, so every rejoin tells the
-            // coordinator something new. Tansu 0.6 relies on that: it starts a new generation only
-            // for a changed member, so with an eager assignor (range, roundrobin) a member whose
-            // death a heartbeat revealed keeps its partitions, unread, for good.
+            // The classic group protocol, stated: librdkafka's default is to change to KIP-848's
+            // `consumer` protocol, which moves the session timeout and the assignor to the broker
+            // (ours would be ignored) and has a rejoin bug fixed only in librdkafka 2.15
+            // (docs/kafka.md).
+            .set("group.protocol", "classic")
+            // Cooperative rebalancing moves only the partitions that change owner: the members that
+            // keep theirs go on reading through a rebalance (a member joining or dying).
             .set("partition.assignment.strategy", "cooperative-sticky")
             .create()
             .map_err(backend("creating a Kafka consumer"))?;
@@ -378,11 +311,22 @@ impl Bus for KafkaBus {
         let ends = tokio::task::spawn_blocking(move || {
             (0..partitions)
                 .map(|p| {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
                     let partition = i32::try_from(p).unwrap_or(i32::MAX);
-                    let (_low, high) =
-                        producer.client().fetch_watermarks(&name, partition, left)?;
-                    Ok((p, high))
+                    // A partition whose leader is still being elected (a topic created a moment
+                    // ago, a broker that just died) answers NOT_LEADER for a while: ask again.
+                    loop {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        match producer.client().fetch_watermarks(&name, partition, left) {
+                            Ok((_low, high)) => return Ok((p, high)),
+                            Err(e)
+                                if e.rdkafka_error_code().is_some_and(is_retriable)
+                                    && left > Duration::from_millis(100) =>
+                            {
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
                 })
                 .collect::<Result<Vec<(u32, i64)>, KafkaError>>()
         })

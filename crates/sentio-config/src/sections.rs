@@ -581,7 +581,7 @@ pub struct IngestConfig {
     #[serde(with = "humantime_serde")]
     pub max_future: Duration,
     /// How long a group member may hold no partitions before it leaves and joins again (doubling
-    /// on each retry, up to 10 minutes); zero turns that off.
+    /// on each retry, up to 10 minutes); zero (the default) turns that off.
     #[serde(with = "humantime_serde")]
     pub rejoin_after: Duration,
 }

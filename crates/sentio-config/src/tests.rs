@@ -20,7 +20,7 @@ fn defaults_load_and_validate() {
         assert_eq!(c.store.sqlite.path, PathBuf::from("data/sentio.db"));
         assert_eq!(c.topics.readings, "sensor-data");
         assert_eq!(c.topics.dead_letters, "sensor-data.dlq");
-        assert_eq!(c.ingest.rejoin_after, Duration::from_secs(60));
+        assert_eq!(c.ingest.rejoin_after, Duration::ZERO, "the watchdog is off by default");
         Ok(())
     });
 }

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The PostgreSQL store against the machine's PostgreSQL (settings from `scripts/services.sh up`).
+//! The PostgreSQL store against the test PostgreSQL (settings from `scripts/services.sh up`).
 //!
 //! Each test creates its own database (the store creates it on connect) and drops it at the end,
 //! even when it fails. A server that does not answer fails the test and names the script.

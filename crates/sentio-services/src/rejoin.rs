@@ -1,24 +1,17 @@
-//! The watchdog for a consumer-group member left without partitions.
+//! The watchdog for a consumer-group member left without partitions: off by default.
 //!
-//! A broker can keep a member in its group, heartbeating happily, with nothing assigned, for good.
-//! Tansu 0.6 (the development broker) does when a group's only member dies and its replacement
-//! joins in the last 3 s of the dead member's session (3 to 6 s after its last heartbeat, with the
-//! 6 s session timeout): the broker holds the join for 3 s, the session runs out meanwhile, and the
-//! answer is a generation led by the dead member whose SyncGroup gives the newcomer an empty
-//! assignment. From then on its heartbeats for that generation succeed, so librdkafka never joins
-//! again and nothing reads the partitions; no error reaches the client (README, "Known limits of
-//! the development broker").
+//! Some Kafka-compatible brokers can keep a member in its group, heartbeating happily, with nothing
+//! assigned, for good (Tansu 0.6 did when a group's only member died and its replacement joined in
+//! the last seconds of the dead member's session). Apache Kafka does not: the crash loop's 20
+//! `kill -9`s of the only ingest member, and the failover tests, pass against it with the
+//! watchdog off (docs/kafka.md).
 //!
-//! The way out is to leave the group and join it again as a new member: a consumer that has had
-//! no partitions for `limit` since it subscribed, or since it lost the last of them in a
-//! rebalance, is dropped and a fresh one subscribes. The limit doubles on each retry, up to
-//! [`MAX_LIMIT`], and starts over once partitions arrive.
-//!
-//! The trade-off: in a group with more members than partitions a member may rightly hold nothing
-//! for as long as it lives, and then each of its rejoins costs the group a rebalance (cheap with
-//! cooperative rebalancing: the other members keep reading what they keep). The doubling bounds
-//! that churn to one rejoin per [`MAX_LIMIT`] per idle member, while a member stalled by the
-//! broker still recovers after one `limit` (`ingest.rejoin_after`, `0s` turns the watchdog off).
+//! Where it is on (`ingest.rejoin_after`), a consumer that has had no partitions for `limit` since
+//! it subscribed, or since it lost the last of them in a rebalance, is dropped and a fresh one
+//! subscribes. The limit doubles on each retry, up to [`MAX_LIMIT`], and starts over once
+//! partitions arrive. The cost: in a group with more members than partitions a member may rightly
+//! hold nothing for as long as it lives, and each of its rejoins costs the group a rebalance; the
+//! doubling bounds that churn to one rejoin per [`MAX_LIMIT`] per idle member.
 
 use std::time::Duration;
 

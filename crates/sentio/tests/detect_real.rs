@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! `sentio detect` streaming on the real stack (a Kafka-protocol broker, PostgreSQL): a model
+//! `sentio detect` streaming on the real stack (Apache Kafka, PostgreSQL): a model
 //! trained on stored history scores live readings with injected faults; the alert messages reach
 //! the alerts topic, where Python's confluent-kafka reads them and checks them against the alert
 //! JSON Schema, and each alert's latest state is in PostgreSQL's anomalies table.

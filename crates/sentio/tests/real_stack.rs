@@ -68,6 +68,23 @@ async fn roles_run_on_the_real_stack_and_independent_clients_read_the_results() 
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Debian's kcat (librdkafka 2.0, no consumer group) reads the same 4,800 messages, each keyed
+    // by the device its payload names.
+    let kcat = Command::new("kcat")
+        .args(["-b", &sentio_it::setting("SENTIO_TEST_KAFKA_BROKERS"), "-C", "-t", &stack.topic()])
+        .args(["-o", "beginning", "-e", "-q", "-f", "%k\\t%s\\n"])
+        .output()
+        .unwrap();
+    assert!(kcat.status.success(), "kcat: {}", String::from_utf8_lossy(&kcat.stderr));
+    let lines: Vec<String> =
+        String::from_utf8_lossy(&kcat.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 4_800, "kcat read {} messages", lines.len());
+    for line in &lines {
+        let (key, payload) = line.split_once('\t').unwrap();
+        let reading: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(reading["device"], key, "{line}");
+    }
+
     // The raw archive in S3 holds the same readings.
     let objects = sentio_objects::s3(&sentio_it::s3(&stack.var("SENTIO__OBJECTS__S3__BUCKET")))
         .await

@@ -11,23 +11,18 @@ use common::*;
 use sentio_store::ReadingStore;
 
 fn restart_postgres() {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("restarting PostgreSQL needs a Debian cluster under /etc/postgresql")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .max()
-        .unwrap();
-    let status = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
-        .status()
-        .unwrap();
-    assert!(status.success(), "pg_ctlcluster restart failed");
+    services(&["restart-postgres"]);
 }
 
 fn restart_broker() {
+    services(&["restart-kafka"]);
+}
+
+/// `scripts/services.sh` with `args`: it restarts the server it started (or the machine's own).
+fn services(args: &[&str]) {
     let script = repo().join("scripts/services.sh");
-    let down = Command::new("bash").arg(&script).args(["restart-kafka"]).status().unwrap();
-    assert!(down.success(), "scripts/services.sh restart-kafka failed");
+    let status = Command::new("bash").arg(&script).args(args).status().unwrap();
+    assert!(status.success(), "scripts/services.sh {args:?} failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,8 +49,6 @@ const COPY_TYPES: [Type; 6] =
 
 /// How long an ETL may go without storing a row before the benchmark gives up on it.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
-/// How long to wait after the last consumer closed before deleting topics (see `delete_topics`).
-const FETCH_GRACE: Duration = Duration::from_secs(2);
 /// Messages the simulator's chunks and the memory bus pre-fill hand over per call.
 const PREFILL_CHUNK: usize = 4096;
 
@@ -323,7 +321,7 @@ async fn measure(
     let kafka_bus = wiring::open_bus(&sim_config, None).await?;
     let output = Output::Bus { bus: kafka_bus.clone(), topic: sim_config.topics.readings.clone() };
     let mut sim = Simulator::new(&sim_config.simulator, output, None)?;
-    kafka_bus.publish(&warmup, &warmup_key, warmup_payload).await.context("warming up")?;
+    kafka_bus.publish(&warmup, &warmup_key, warmup_payload.clone()).await.context("warming up")?;
     let sim_stats = sim.stats();
     let per_tick = u64::from(config.simulator.devices) * 4;
     let bar = progress("(d) simulator → Kafka", plan.kafka_messages);
@@ -382,6 +380,45 @@ async fn measure(
             String::new()
         },
     });
+    reset(&db).await?;
+
+    // (g) The whole path at once: the simulator backfilling a fresh topic while the ETL (in a
+    // consumer group of its own) stores what arrives, from the first reading sampled to the last
+    // row committed.
+    let mut e2e_config = config.clone();
+    e2e_config.topics.readings = format!("{}.e2e", plan.topic_prefix);
+    e2e_config.topics.dead_letters = format!("{}.e2e.dlq", plan.topic_prefix);
+    e2e_config.ingest.group = format!("{}.e2e.ingest", plan.topic_prefix);
+    topics.push(e2e_config.topics.readings.clone());
+    topics.push(e2e_config.topics.dead_letters.clone());
+    let e2e_bus = wiring::open_bus(&e2e_config, None).await?;
+    let output = Output::Bus { bus: e2e_bus.clone(), topic: e2e_config.topics.readings.clone() };
+    let mut sim = Simulator::new(&e2e_config.simulator, output, None)?;
+    e2e_bus.publish(&warmup, &warmup_key, warmup_payload).await.context("warming up")?;
+    let bar = progress("(g) simulator → Kafka → PG", plan.kafka_messages);
+    let started = Instant::now();
+    let produce = async {
+        sim.backfill(plan.from, plan.kafka_to, &CancellationToken::new(), |_| {}).await?;
+        sim.finish().await?;
+        anyhow::Ok(started.elapsed())
+    };
+    let consume = etl_until(&e2e_config, &e2e_bus, &store, plan.kafka_messages, &bar);
+    let (produced_in, _) = tokio::try_join!(produce, consume)?;
+    let end_to_end = started.elapsed();
+    bar.finish();
+    expect_rows(&db, plan.kafka_messages).await?;
+    let e2e_row = Row {
+        name: "(g) simulator → Kafka → ETL → PostgreSQL, at once (end to end)".to_owned(),
+        count: plan.kafka_messages,
+        time: Some(end_to_end),
+        versus: Some(('e', bare_rate)),
+        note: format!(
+            "the simulator had published everything {:.2} s after the start; the last row was \
+             committed {:.2} s after it",
+            produced_in.as_secs_f64(),
+            end_to_end.saturating_sub(produced_in).as_secs_f64()
+        ),
+    };
     rows.push(Row {
         name: "(d) Sentio simulator → `KafkaBus` → Kafka (backfill, end to end)".to_owned(),
         count: plan.kafka_messages,
@@ -404,6 +441,7 @@ async fn measure(
         versus: Some(('e', bare_rate)),
         note: python_note,
     });
+    rows.push(e2e_row);
     Ok(rows)
 }
 
@@ -751,15 +789,11 @@ async fn python_produce(
     Ok(Duration::try_from_secs_f64(seconds)?)
 }
 
-/// Deletes the scratch topics, once no fetch on them can still be pending.
+/// Deletes the scratch topics.
 async fn delete_topics(k: &KafkaConfig, topics: &[String]) -> anyhow::Result<()> {
     if topics.is_empty() {
         return Ok(());
     }
-    // Tansu 0.6.0's storage task panics (and the broker stops answering) when a topic is deleted
-    // while a fetch on it is still waiting for data; the ETL's consumer has closed, but the broker
-    // may hold its last fetch for up to fetch.wait.max.ms (500 ms by default).
-    tokio::time::sleep(FETCH_GRACE).await;
     let admin: AdminClient<DefaultClientContext> =
         client_properties(k, &format!("{}-bench-admin", k.client_id)).create()?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
