@@ -65,8 +65,9 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 apt_install() { # package...: Debian's packages, installed once
     log "installing $* from Debian's packages"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+    mkdir -p "${RUN}"
+    { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; } \
+        >"${RUN}/apt.log" 2>&1 || { cat "${RUN}/apt.log" >&2; return 1; }
 }
 
 install_tool() { # name version features binary: a server from crates.io, built once
@@ -86,8 +87,10 @@ install_kafka() {
     command -v mvn >/dev/null 2>&1 || apt_install maven
     log "fetching Apache Kafka ${KAFKA_VERSION}'s jars from Maven Central (once, into ${KAFKA_HOME})"
     rm -rf "${KAFKA_HOME}/libs"
-    mvn -q -B -Dstyle.color=never -f "${REPO}/deploy/kafka/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="${KAFKA_HOME}/libs" >&2
+    mkdir -p "${KAFKA_HOME}"
+    mvn -q -B -f "${REPO}/deploy/kafka/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="${KAFKA_HOME}/libs" >"${KAFKA_HOME}/mvn.log" 2>&1 ||
+        { cat "${KAFKA_HOME}/mvn.log" >&2; return 1; }
     touch "${KAFKA_HOME}/libs/.complete"
 }
 

@@ -112,14 +112,9 @@ impl KafkaBus {
         Ok(KafkaBus { config: config.clone(), producer, admin })
     }
 
-    /// The producer (a cheap handle).
-    fn producer(&self) -> FutureProducer {
-        self.producer.clone()
-    }
-
     /// The partition count of `topic`, or `None` when the cluster does not know it.
     pub async fn partition_count(&self, topic: &str) -> Result<Option<u32>, BusError> {
-        let producer = self.producer();
+        let producer = self.producer.clone();
         let name = topic.to_owned();
         let metadata = tokio::task::spawn_blocking(move || {
             producer.client().fetch_metadata(Some(&name), REQUEST_TIMEOUT)
@@ -164,10 +159,9 @@ impl KafkaBus {
         let mut pending: std::collections::VecDeque<DeliveryFuture> =
             std::collections::VecDeque::with_capacity(records.len());
         let mut out = Vec::with_capacity(records.len());
-        let producer = self.producer();
         for (key, payload) in records {
             loop {
-                match Self::enqueue(&producer, topic, key, payload) {
+                match Self::enqueue(&self.producer, topic, key, payload) {
                     Ok(future) => {
                         pending.push_back(future);
                         break;
@@ -305,7 +299,7 @@ impl Bus for KafkaBus {
         // librdkafka's watermark query blocks (one ListOffsets round trip per partition): run it
         // off the async threads, on the producer's client (a cheap handle, so no connection per
         // call), with one deadline for the whole topic.
-        let producer = self.producer();
+        let producer = self.producer.clone();
         let name = topic.to_owned();
         let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
         let ends = tokio::task::spawn_blocking(move || {

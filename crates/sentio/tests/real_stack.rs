@@ -266,3 +266,28 @@ fn malformed(i: usize) -> Bytes {
     };
     Bytes::from(text)
 }
+
+/// `sentio bench --real` runs every stage against Apache Kafka and PostgreSQL (small sizes: the
+/// figures are not checked here, only that each stage ran, on scratch topics and a scratch
+/// database it removes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_real_measures_every_stage_against_the_real_servers() {
+    let stack = Stack::new("bench");
+    let out = stack
+        .sentio()
+        .args(["bench", "--real", "--readings", "20000", "--kafka-messages", "20000"])
+        .arg("--python")
+        .arg(python())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for stage in ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {stage}")))
+            .unwrap_or_else(|| panic!("no row {stage} in\n{stdout}"));
+        assert!(row.contains(" | 20,000 | ") && row.contains(" s | "), "{row}");
+        assert!(!row.contains("not measured"), "{row}");
+    }
+}
