@@ -277,9 +277,11 @@ start_s3() {
     install_tool s3s-fs 0.14.1 binary s3s-fs
     mkdir -p "${RUN}/s3"
     log "starting s3s-fs on 127.0.0.1:${S3_PORT}"
-    nohup "${TOOLS}/bin/s3s-fs" --host 127.0.0.1 --port "${S3_PORT}" \
+    # From a directory that outlives the caller: s3s-fs resolves object paths against its working
+    # directory, and answers 500 to everything once that is gone (a deleted checkout).
+    (cd "${RUN}" && exec nohup "${TOOLS}/bin/s3s-fs" --host 127.0.0.1 --port "${S3_PORT}" \
         --access-key "${S3_ACCESS_KEY}" --secret-key "${S3_SECRET_KEY}" "${RUN}/s3" \
-        >"${RUN}/s3s-fs.log" 2>&1 &
+        >"${RUN}/s3s-fs.log" 2>&1) &
     echo $! >"${RUN}/s3s-fs.pid"
     wait_until s3s-fs 30 s3_ready
 }
@@ -309,7 +311,7 @@ max_queued_messages 0
 max_inflight_messages 100
 CONF
     log "starting mosquitto on 127.0.0.1:${MQTT_PORT}"
-    nohup "${bin}" -c "${RUN}/mosquitto/mosquitto.conf" >"${RUN}/mosquitto.log" 2>&1 &
+    (cd "${RUN}" && exec nohup "${bin}" -c "${RUN}/mosquitto/mosquitto.conf" >"${RUN}/mosquitto.log" 2>&1) &
     echo $! >"${RUN}/mosquitto.pid"
     wait_until mosquitto 30 mqtt_ready
 }
@@ -325,11 +327,11 @@ start_mlflow() {
     # Lean: one worker, no job runner. Artifacts go through the server (mlflow-artifacts:/ URIs),
     # so clients need nothing but HTTP. Its own process group: `mlflow server` runs uvicorn as a
     # child, and stopping the group stops both.
-    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid nohup "$(dirname "${python}")/mlflow" server \
+    (cd "${RUN}" && MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false exec setsid nohup "$(dirname "${python}")/mlflow" server \
         --host 127.0.0.1 --port "${MLFLOW_PORT}" --workers 1 \
         --backend-store-uri "sqlite:///${RUN}/mlflow/mlflow.db" \
         --artifacts-destination "${RUN}/mlflow/artifacts" \
-        >"${RUN}/mlflow.log" 2>&1 &
+        >"${RUN}/mlflow.log" 2>&1) &
     echo $! >"${RUN}/mlflow.pid"
     wait_until mlflow 120 mlflow_ready
 }
