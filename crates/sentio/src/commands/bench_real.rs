@@ -246,10 +246,7 @@ async fn measure(
     reset(&db).await?;
 
     // (b) The ETL from the embedded bus, pre-filled before the clock starts.
-    let mut etl_config = config.clone();
-    etl_config.topics.readings = format!("{}.memory", plan.topic_prefix);
-    etl_config.topics.dead_letters = format!("{}.memory.dlq", plan.topic_prefix);
-    etl_config.ingest.group = format!("{}.memory.ingest", plan.topic_prefix);
+    let etl_config = stage_config(config, plan, "memory");
     // Every record fits: no backpressure, and no trimming before the group joins.
     let memory = MemoryBus::new(usize::try_from(plan.readings)?.max(1));
     let partitions = config.bus.memory.partitions;
@@ -312,16 +309,9 @@ async fn measure(
     bar.finish();
 
     // (d) Sentio's producer path: the simulator backfilling through KafkaBus.
-    let mut sim_config = config.clone();
-    sim_config.topics.readings = format!("{}.sim", plan.topic_prefix);
-    sim_config.topics.dead_letters = format!("{}.sim.dlq", plan.topic_prefix);
-    sim_config.ingest.group = format!("{}.sim.ingest", plan.topic_prefix);
-    topics.push(sim_config.topics.readings.clone());
-    topics.push(sim_config.topics.dead_letters.clone());
-    let kafka_bus = wiring::open_bus(&sim_config, None).await?;
-    let output = Output::Bus { bus: kafka_bus.clone(), topic: sim_config.topics.readings.clone() };
-    let mut sim = Simulator::new(&sim_config.simulator, output, None)?;
-    kafka_bus.publish(&warmup, &warmup_key, warmup_payload.clone()).await.context("warming up")?;
+    let sim_config = stage_config(config, plan, "sim");
+    let (kafka_bus, mut sim) =
+        kafka_simulator(&sim_config, topics, &warmup, &warmup_key, warmup_payload.clone()).await?;
     let sim_stats = sim.stats();
     let per_tick = u64::from(config.simulator.devices) * 4;
     let bar = progress("(d) simulator → Kafka", plan.kafka_messages);
@@ -385,16 +375,9 @@ async fn measure(
     // (g) The whole path at once: the simulator backfilling a fresh topic while the ETL (in a
     // consumer group of its own) stores what arrives, from the first reading sampled to the last
     // row committed.
-    let mut e2e_config = config.clone();
-    e2e_config.topics.readings = format!("{}.e2e", plan.topic_prefix);
-    e2e_config.topics.dead_letters = format!("{}.e2e.dlq", plan.topic_prefix);
-    e2e_config.ingest.group = format!("{}.e2e.ingest", plan.topic_prefix);
-    topics.push(e2e_config.topics.readings.clone());
-    topics.push(e2e_config.topics.dead_letters.clone());
-    let e2e_bus = wiring::open_bus(&e2e_config, None).await?;
-    let output = Output::Bus { bus: e2e_bus.clone(), topic: e2e_config.topics.readings.clone() };
-    let mut sim = Simulator::new(&e2e_config.simulator, output, None)?;
-    e2e_bus.publish(&warmup, &warmup_key, warmup_payload).await.context("warming up")?;
+    let e2e_config = stage_config(config, plan, "e2e");
+    let (e2e_bus, mut sim) =
+        kafka_simulator(&e2e_config, topics, &warmup, &warmup_key, warmup_payload).await?;
     let bar = progress("(g) simulator → Kafka → PG", plan.kafka_messages);
     let started = Instant::now();
     let produce = async {
@@ -443,6 +426,34 @@ async fn measure(
     });
     rows.push(e2e_row);
     Ok(rows)
+}
+
+/// `config` with a readings topic, dead-letter topic and ingest group of the stage's own
+/// (`<prefix>.<stage>`).
+fn stage_config(config: &Config, plan: &Plan, stage: &str) -> Config {
+    let mut c = config.clone();
+    c.topics.readings = format!("{}.{stage}", plan.topic_prefix);
+    c.topics.dead_letters = format!("{}.{stage}.dlq", plan.topic_prefix);
+    c.ingest.group = format!("{}.{stage}.ingest", plan.topic_prefix);
+    c
+}
+
+/// A simulator publishing to `config`'s readings topic (created, and recorded in `topics` with its
+/// dead-letter topic), through a `KafkaBus` that has delivered one message to `warmup`.
+async fn kafka_simulator(
+    config: &Config,
+    topics: &mut Vec<String>,
+    warmup: &str,
+    key: &[u8],
+    payload: Bytes,
+) -> anyhow::Result<(Arc<dyn Bus>, Simulator)> {
+    topics.push(config.topics.readings.clone());
+    topics.push(config.topics.dead_letters.clone());
+    let bus = wiring::open_bus(config, None).await?;
+    let output = Output::Bus { bus: bus.clone(), topic: config.topics.readings.clone() };
+    let sim = Simulator::new(&config.simulator, output, None)?;
+    bus.publish(warmup, key, payload).await.context("warming up")?;
+    Ok((bus, sim))
 }
 
 /// How long the ETL's decoding of `messages` takes alone, with the ETL's limits.
