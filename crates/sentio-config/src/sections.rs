@@ -669,13 +669,32 @@ pub struct WebConfig {
 impl WebConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.socket_addr()?;
-        check_duration("web.history", self.history, Duration::from_secs(60), self.max_range)?;
+        // A blank token would silently turn authentication off.
+        if self.token.expose().trim().is_empty() {
+            if !self.token_file.as_os_str().is_empty() {
+                return Err(invalid(
+                    "web.token_file",
+                    format!("{:?}", self.token_file.display().to_string()),
+                    "a file holding the token (this one is empty); leave web.token_file empty \
+                     for no token",
+                ));
+            }
+            if !self.token.expose().is_empty() {
+                return Err(invalid(
+                    "web.token",
+                    "(blank: only spaces)",
+                    "a token, or empty for none",
+                ));
+            }
+        }
+        // The bound first: a bad max_range is reported as itself, not as the history it bounds.
         check_duration(
             "web.max_range",
             self.max_range,
             Duration::from_secs(60),
             Duration::from_secs(366 * 86_400),
-        )
+        )?;
+        check_duration("web.history", self.history, Duration::from_secs(60), self.max_range)
     }
 
     /// `bind` as a socket address.

@@ -95,6 +95,8 @@ fn errors_name_the_key_the_value_and_the_expected_form() {
         ("SENTIO__INGEST__REJOIN_AFTER", "1h", &["ingest.rejoin_after", "1h", "\"10m\""]),
         ("SENTIO__SIMULATOR__ANOMALIES__MIX__PRESSURE_FLAT", "-1", &["mix", "pressure_flat = -1"]),
         ("SENTIO__SIMULATOR__COLOUR", "blue", &["colour", "simulator"]),
+        // Named as itself, not as the web.history it bounds.
+        ("SENTIO__WEB__MAX_RANGE", "0s", &["web.max_range", "0s", "1m"]),
     ];
     for (var, value, needles) in cases {
         Jail::expect_with(|jail| {
@@ -106,6 +108,24 @@ fn errors_name_the_key_the_value_and_the_expected_form() {
             Ok(())
         });
     }
+}
+
+#[test]
+fn an_empty_token_file_is_refused_rather_than_turning_authentication_off() {
+    Jail::expect_with(|jail| {
+        jail.create_file("token", "\n")?;
+        jail.set_env("SENTIO__WEB__TOKEN_FILE", "token");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(err.contains("web.token_file") && err.contains("empty"), "{err}");
+        jail.create_file("token", "s3cret\n")?;
+        assert_eq!(load_in(jail, None).unwrap().web.token.expose(), "s3cret");
+        // A token of spaces in a file would turn authentication off without a word, too.
+        jail.set_env("SENTIO__WEB__TOKEN_FILE", "");
+        jail.create_file("blank.toml", "[web]\ntoken = \"  \"\n")?;
+        let err = load_in(jail, Some("blank.toml")).unwrap_err().to_string();
+        assert!(err.contains("web.token") && err.contains("blank"), "{err}");
+        Ok(())
+    });
 }
 
 #[test]

@@ -28,8 +28,9 @@ pub async fn require_token(State(web): State<Web>, request: Request, next: Next)
         && same(&given, expected)
         && !request.uri().path().starts_with("/api/")
     {
-        let path = request.uri().path();
-        let location = if rest.is_empty() { path.to_owned() } else { format!("{path}?{rest}") };
+        // One leading slash: `//evil.com/` would be a protocol-relative address of another host.
+        let path = format!("/{}", request.uri().path().trim_start_matches(['/', '\\']));
+        let location = if rest.is_empty() { path } else { format!("{path}?{rest}") };
         let cookie = format!("{COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict");
         let mut response = StatusCode::SEE_OTHER.into_response();
         let headers = response.headers_mut();

@@ -452,6 +452,24 @@ async fn a_token_guards_every_route_and_never_appears_in_a_response() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// The login link redirects to a path on this server only: `//evil.com/` (or a backslash that
+/// browsers read as a slash) must not become a protocol-relative address of another host.
+#[tokio::test]
+async fn the_login_redirect_never_leaves_the_server() {
+    let f = fixture(Some(TOKEN)).await;
+    let app = f.web.router();
+    for (uri, want) in [
+        (format!("//evil.com/?token={TOKEN}"), "/evil.com/"),
+        (format!("///evil.com?token={TOKEN}&x=1"), "/evil.com?x=1"),
+        (format!("/%5Cevil.com?token={TOKEN}"), "/%5Cevil.com"),
+    ] {
+        let (status, headers, _) =
+            call(&app, Request::get(uri.as_str()).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(headers[header::LOCATION], want, "{uri}");
+    }
+}
+
 #[tokio::test]
 async fn the_event_stream_sends_new_readings_scores_and_alert_changes() {
     let f = fixture(None).await;

@@ -123,6 +123,34 @@ fn migrate_reports_the_schema_version() {
     assert!(text.contains("topics ready: sensor-data, sensor-data.dlq"), "{text}");
 }
 
+/// Logs written to a file or a pipe are plain text: colour codes only on a terminal.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(sentio(dir.path()).arg("migrate").env("RUST_LOG", "info"));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("applied migration"), "{text}");
+    assert!(!text.contains('\x1b'), "escape codes in piped logs: {text:?}");
+}
+
+/// Replaying or evaluating before any model exists says how to get one.
+#[test]
+fn detect_and_evaluate_without_a_model_say_to_train_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["detect", "evaluate"] {
+        let out = sentio(dir.path())
+            .args([command, "--from", "2026-11-24T00:00:00Z", "--to", "2026-11-25T00:00:00Z"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command}: {text}");
+        assert!(
+            text.contains("sentio train") && text.contains("sentio-lstm-ae"),
+            "{command}: {text}"
+        );
+    }
+}
+
 /// A SKAB file from the shared data folder next to the workspace (GPL-3.0 evaluation data: read in
 /// place, never copied into the project).
 fn skab_file(name: &str) -> std::path::PathBuf {

@@ -90,9 +90,16 @@ impl Scorer {
         let version = match alias_or_version.parse::<u64>() {
             Ok(v) => v,
             Err(_) => {
-                tracking
-                    .get_alias(name, alias_or_version)
-                    .await
+                let found = tracking.get_alias(name, alias_or_version).await;
+                if let Err(e) = &found
+                    && e.is_not_found()
+                {
+                    anyhow::bail!(
+                        "no model {name:?} is registered in the tracking backend yet: train one \
+                         with `sentio train` (`sentio demo` trains one too), then run this again"
+                    );
+                }
+                found
                     .with_context(|| format!("looking up {name}@{alias_or_version}"))?
                     .with_context(|| {
                         format!(
