@@ -236,6 +236,12 @@ shared_buffers = 256MB
 logging_collector = off
 CONF
     fi
+    # A server killed without a shutdown (the machine's processes ended) leaves its lock file; one
+    # whose PID now belongs to another process would keep PostgreSQL from starting.
+    if [[ -f "${data}/postmaster.pid" ]] &&
+        ! ps -p "$(head -n 1 "${data}/postmaster.pid")" -o comm= 2>/dev/null | grep -q postgres; then
+        as_pg rm -f "${data}/postmaster.pid"
+    fi
     log "starting PostgreSQL ($("${bin}/postgres" --version | awk '{print $3}')) on ${PG_HOST}:${PG_PORT}"
     as_pg "${bin}/pg_ctl" -D "${data}" -l "${data}/server.log" -w -t 60 start >/dev/null
     echo "${data}" >"${RUN}/postgres.data"
