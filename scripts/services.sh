@@ -94,8 +94,10 @@ install_kafka() {
     touch "${KAFKA_HOME}/libs/.complete"
 }
 
-kafka_java() { # main-class args...: a Kafka tool or the broker, on the jars from Maven Central
-    java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+# A Kafka tool or the broker, on the jars from Maven Central. It execs, so it replaces the shell it
+# runs in: call it in a subshell, ( ) or $( ), whose PID then is the JVM's.
+kafka_java() { # main-class args...
+    exec java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="${REPO}/deploy/kafka/log4j2.properties" \
         -cp "${KAFKA_HOME}/libs/*" "$@"
 }
@@ -120,14 +122,12 @@ kafka_start_node() { # name dir broker-port format-args...
     local name=$1 dir=$2 port=$3
     shift 3
     if [[ ! -f "${dir}/data/meta.properties" ]]; then
-        kafka_java kafka.tools.StorageTool format --ignore-formatted -c "${dir}/server.properties" "$@" \
+        (kafka_java kafka.tools.StorageTool format --ignore-formatted -c "${dir}/server.properties" "$@") \
             >"${dir}/format.log" 2>&1 || { cat "${dir}/format.log" >&2; return 1; }
     fi
     log "starting ${name} (Apache Kafka ${KAFKA_VERSION}) on 127.0.0.1:${port}"
-    (cd "${dir}" && exec nohup java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-        -Djava.awt.headless=true \
-        -Dlog4j2.configurationFile="${REPO}/deploy/kafka/log4j2.properties" \
-        -cp "${KAFKA_HOME}/libs/*" kafka.Kafka "${dir}/server.properties" \
+    # Ignoring SIGHUP, as nohup would: the JVM outlives the shell that started it.
+    (cd "${dir}" && trap '' HUP && kafka_java kafka.Kafka "${dir}/server.properties" \
         >"${RUN}/${name}.log" 2>&1) &
     echo $! >"${RUN}/${name}.pid"
     wait_until "${name}" 120 kafka_ready "${port}"
@@ -147,7 +147,7 @@ start_kafka() { # [keep]: reuse the broker's storage (restart tests); otherwise 
     kafka_properties "${dir}" 1 "${KAFKA_PORT}" "${KAFKA_CONTROLLER_PORT}" \
         "controller.quorum.bootstrap.servers=127.0.0.1:${KAFKA_CONTROLLER_PORT}" 1 1
     kafka_start_node kafka "${dir}" "${KAFKA_PORT}" --standalone \
-        -t "$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+        -t "$( (kafka_java kafka.tools.StorageTool random-uuid) 2>/dev/null | tail -n 1)"
 }
 
 cluster_dir() { echo "${RUN}/kafka-cluster/node-$1"; }
@@ -168,7 +168,7 @@ cluster_up() {
     done
     mkdir -p "${RUN}/kafka-cluster"
     [[ -f "${RUN}/kafka-cluster/cluster.id" ]] ||
-        kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1 >"${RUN}/kafka-cluster/cluster.id"
+        (kafka_java kafka.tools.StorageTool random-uuid) 2>/dev/null | tail -n 1 >"${RUN}/kafka-cluster/cluster.id"
     for n in "${CLUSTER_NODES[@]}"; do
         kafka_properties "$(cluster_dir "${n}")" "${n}" "$(cluster_port "${n}")" \
             "$(($(cluster_port "${n}") + 1))" "controller.quorum.voters=${voters}" 3 2

@@ -9,25 +9,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use sentio_bus::Bus;
 use sentio_bus::kafka::KafkaBus;
 use sentio_store::ReadingStore;
-
-/// `scripts/services.sh` with `args`; returns its standard output.
-fn services(args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/services.sh"))
-        .args(args)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "scripts/services.sh {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The cluster, stopped and deleted when the test ends, passed or not.
 struct Cluster {

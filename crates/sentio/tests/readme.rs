@@ -55,30 +55,17 @@ fn readme_rows() -> Vec<(String, String)> {
         let names: Vec<&str> = cells[0].split(" / ").map(|n| code(n).unwrap()).collect();
         let values: Vec<&str> = cells[1].split(" / ").map(|v| code(v).unwrap()).collect();
         let parent = names[0].rsplit_once('.').unwrap().0;
-        let mut keys = Vec::new();
         for (i, name) in names.iter().enumerate() {
             let full = if i == 0 { (*name).to_owned() } else { format!("{parent}.{name}") };
+            // One default stands for the whole row; `x[_file]` takes its value twice.
+            let value = if values.len() == 1 { values[0] } else { values[i] };
             match full.strip_suffix("[_file]") {
-                Some(base) => keys.extend([base.to_owned(), format!("{base}_file")]),
-                None => keys.push(full),
+                Some(base) => {
+                    rows.push((base.to_owned(), value.to_owned()));
+                    rows.push((format!("{base}_file"), value.to_owned()));
+                }
+                None => rows.push((full, value.to_owned())),
             }
-        }
-        for (i, key) in keys.iter().enumerate() {
-            // `x[_file]` takes its value twice; a single default stands for the whole row.
-            let value = if values.len() == 1 {
-                values[0]
-            } else {
-                let name_index = names
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(n, name)| {
-                        std::iter::repeat_n(n, if name.ends_with("[_file]") { 2 } else { 1 })
-                    })
-                    .nth(i)
-                    .unwrap();
-                values[name_index]
-            };
-            rows.push((key.clone(), value.to_owned()));
         }
     }
     rows

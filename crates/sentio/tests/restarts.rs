@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use sentio_store::ReadingStore;
 
@@ -16,13 +14,6 @@ fn restart_postgres() {
 
 fn restart_broker() {
     services(&["restart-kafka"]);
-}
-
-/// `scripts/services.sh` with `args`: it restarts the server it started (or the machine's own).
-fn services(args: &[&str]) {
-    let script = repo().join("scripts/services.sh");
-    let status = Command::new("bash").arg(&script).args(args).status().unwrap();
-    assert!(status.success(), "scripts/services.sh {args:?} failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -254,6 +254,19 @@ impl Drop for Stack {
     }
 }
 
+/// `scripts/services.sh` with `args` (restarts, the failover cluster); returns its standard
+/// output.
+pub fn services(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/services.sh"))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/services.sh {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Every stored reading, in a stable order.
 pub async fn stored(store: &dyn ReadingStore) -> Vec<Reading> {
     store
