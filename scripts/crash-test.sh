@@ -8,7 +8,12 @@
 #   2. the three-broker failover: 1,000,000 readings through a three-node KRaft cluster
 #      (replication 3, min.insync.replicas 2) whose partition leaders' broker is killed with
 #      SIGKILL mid-stream and restarted; nothing lost or duplicated. CI: 400,000 readings.
-# Override with SENTIO_CRASH_READINGS / SENTIO_CRASH_KILLS / SENTIO_FAILOVER_READINGS.
+#   3. the embedded fault injection: `sentio demo` on 8 pumps and 3 hours of history killed with
+#      SIGKILL 20 times at random points of its backfill, training, replay and live phases, and a
+#      second process started on its directory; the store must hold exactly the seeded stream,
+#      the archive exactly the store. CI: 2 pumps, 40 minutes, 20 kills.
+# Override with SENTIO_CRASH_READINGS / SENTIO_CRASH_KILLS / SENTIO_FAILOVER_READINGS and
+# SENTIO_FAULT_KILLS / SENTIO_FAULT_DEVICES / SENTIO_FAULT_BACKFILL_MIN / SENTIO_FAULT_SEED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -22,3 +27,6 @@ export SENTIO_CRASH_KILLS="${SENTIO_CRASH_KILLS:-20}"
 export SENTIO_FAILOVER_READINGS="${SENTIO_FAILOVER_READINGS:-1000000}"
 cargo test --locked -p sentio --test real_stack ingest_killed_at_random_points -- --nocapture
 cargo test --locked -p sentio --test failover -- --nocapture
+SENTIO_FAULT_KILLS="${SENTIO_FAULT_KILLS:-20}" SENTIO_FAULT_DEVICES="${SENTIO_FAULT_DEVICES:-8}" \
+    SENTIO_FAULT_BACKFILL_MIN="${SENTIO_FAULT_BACKFILL_MIN:-180}" \
+    cargo test --locked -p sentio --test faults -- --nocapture

@@ -71,7 +71,7 @@ for (const stream of [demo.stdout, demo.stderr]) {
       if (line.trim() && !line.includes("\r")) log(`demo: ${line.trim()}`);
       const m = line.match(/dashboard: (http:\/\/[\d.:]+)/);
       if (m) base = m[1];
-      if (line.includes("live: streaming")) live = true;
+      if (/live: (streaming|replaying)/.test(line)) live = true;
     }
   });
 }

@@ -306,8 +306,9 @@ impl MemoryConsumer {
             let p = parts[(self.cursor + i) % parts.len()];
             let log = lock(&self.topic.partitions[p as usize]);
             let pos = self.positions.get(&p).copied().unwrap_or(0).max(log.base);
-            let skip = (pos - log.base) as usize;
-            let take = (max - out.len()).min(log.records.len().saturating_sub(skip));
+            // A position past the end (only a seek could set one, and it refuses) takes nothing.
+            let skip = usize::try_from(pos - log.base).unwrap_or(usize::MAX).min(log.records.len());
+            let take = (max - out.len()).min(log.records.len() - skip);
             out.extend(log.records.range(skip..skip + take).cloned());
             self.positions.insert(p, pos + take as u64);
         }
@@ -363,6 +364,22 @@ impl Consumer for MemoryConsumer {
         self.rebalance();
         match self.positions.get_mut(&partition) {
             Some(pos) => {
+                let end = lock(&self.topic.partitions[partition as usize]).next_offset();
+                if offset > end {
+                    // This process's log never held that offset: the store's offsets were
+                    // advanced by another process with a bus of its own.
+                    return Err(BusError::Backend {
+                        operation: "seek",
+                        transient: false,
+                        source: format!(
+                            "offset {offset} is past the end ({end}) of partition {partition} of \
+                             {:?} in this process's embedded bus; another process has been \
+                             writing to the same store",
+                            self.topic.name
+                        )
+                        .into(),
+                    });
+                }
                 *pos = offset;
                 Ok(())
             }
@@ -382,5 +399,31 @@ impl Drop for MemoryConsumer {
         g.generation += 1;
         drop(g);
         self.topic.data.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// Offsets that another process advanced (two processes sharing one store's offsets) point
+    /// past what this process's log ever held: the seek is refused with a reason, and a position
+    /// past the end never panics a poll.
+    #[tokio::test]
+    async fn a_position_past_the_end_of_the_log_is_an_error_not_a_panic() {
+        let bus = MemoryBus::new(16);
+        bus.create_topic_at("t", 1, &BTreeMap::from([(0, 1536)])).unwrap();
+        bus.publish_batch("t", vec![(Bytes::new(), Bytes::from_static(b"a"))]).await.unwrap();
+        let mut consumer = bus.subscribe("t", "g").await.unwrap();
+        let err = consumer.seek(0, 4608).await.unwrap_err();
+        let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(text.contains("4608") && text.contains("1537"), "{text}");
+        assert!(text.contains("another process"), "{text}");
+        // The position stays valid: the record is delivered.
+        let got = consumer.poll(10, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].offset, 1536);
     }
 }

@@ -83,6 +83,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
+        blank_secret_variables()?;
         Ok(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
     }
 
@@ -175,6 +176,33 @@ fn read_secret(key: &'static str, path: &Path, secret: &mut Secret) -> Result<()
 }
 
 /// Shorthand for a validation failure.
+/// A secret set in the environment to only spaces is a mistake, not "none": the environment
+/// provider trims values, so `SENTIO__WEB__TOKEN=" "` would arrive empty and turn authentication
+/// off without a word. Such a variable is refused, naming it. (Empty means none, as in the file.)
+fn blank_secret_variables() -> Result<(), ConfigError> {
+    const SECRETS: [(&str, &str); 5] = [
+        ("WEB__TOKEN", "web.token"),
+        ("STORE__POSTGRES__PASSWORD", "store.postgres.password"),
+        ("OBJECTS__S3__SECRET_ACCESS_KEY", "objects.s3.secret_access_key"),
+        ("TRACKING__MLFLOW__PASSWORD", "tracking.mlflow.password"),
+        ("BUS__KAFKA__SASL_PASSWORD", "bus.kafka.sasl_password"),
+    ];
+    for (name, value) in std::env::vars_os() {
+        let name = name.to_string_lossy().to_ascii_uppercase();
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some((_, key)) = SECRETS.iter().find(|(var, _)| *var == rest) else { continue };
+        let value = value.to_string_lossy();
+        if !value.is_empty() && value.trim().is_empty() {
+            return Err(invalid(
+                key,
+                format!("(blank: only spaces, from {name})"),
+                "a secret, or the variable unset (or empty) for none",
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn invalid(
     key: &'static str,
     value: impl std::fmt::Display,

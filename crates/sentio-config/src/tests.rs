@@ -25,6 +25,21 @@ fn defaults_load_and_validate() {
     });
 }
 
+/// Before, `SENTIO__WEB__TOKEN=" "` arrived trimmed to nothing and turned authentication off.
+#[test]
+fn a_secret_variable_of_only_spaces_is_refused_by_name() {
+    Jail::expect_with(|jail| {
+        jail.set_env("SENTIO__WEB__TOKEN", "  ");
+        let err = load_in(jail, None).unwrap_err().to_string();
+        assert!(err.contains("web.token") && err.contains("SENTIO__WEB__TOKEN"), "{err}");
+        jail.set_env("SENTIO__WEB__TOKEN", "");
+        assert!(load_in(jail, None).unwrap().web.token.expose().is_empty(), "empty means none");
+        jail.set_env("SENTIO__WEB__TOKEN", "s3cret");
+        assert_eq!(load_in(jail, None).unwrap().web.token.expose(), "s3cret");
+        Ok(())
+    });
+}
+
 #[test]
 fn the_rejoin_watchdog_is_turned_off_with_zero() {
     Jail::expect_with(|jail| {

@@ -14,11 +14,16 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::time::{self, NANOS_PER_SEC};
+use crate::time::{self, MAX_RFC3339, MIN_RFC3339, NANOS_PER_SEC, ParseTimeError};
 use crate::{AnomalyKind, DeviceId, Reading, SensorKind};
 
 /// The only schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
+
+/// The largest accepted `seq`: the store keeps it in a signed 64-bit integer, and
+/// `docs/schema/reading.v1.json` says as much. A larger one would pass decoding only to make the
+/// store refuse its whole batch.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 /// Bounds a decoded message must respect.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,6 +65,10 @@ pub enum DecodeError {
     MissingField { field: &'static str },
     #[error("field `{field}` is {found}, expected {expected}")]
     WrongType { field: &'static str, expected: &'static str, found: &'static str },
+    #[error(
+        "field `{field}` is {found}, an integer too large; expected an integer from 0 to {max}"
+    )]
+    IntegerTooLarge { field: &'static str, found: String, max: u64 },
     #[error("field `{field}` is not finite")]
     NonFinite { field: &'static str },
     #[error("unknown schema version {found}; this build reads version {SCHEMA_VERSION}")]
@@ -78,6 +87,12 @@ pub enum DecodeError {
     BadTimestamp { found: String },
     #[error("timestamp {ts} is outside the accepted range {min} .. {max}")]
     TimestampOutOfRange { ts: String, min: String, max: String },
+    /// Well-formed RFC 3339, but no `i64` count of nanoseconds holds it.
+    #[error(
+        "field `ts` is {found}, outside the supported range {MIN_RFC3339} .. {MAX_RFC3339} \
+         (nanoseconds since 1970 in a signed 64-bit integer)"
+    )]
+    TimestampUnrepresentable { found: String },
 }
 
 impl DecodeError {
@@ -90,16 +105,46 @@ impl DecodeError {
             DecodeError::NonFiniteToken { .. } | DecodeError::NonFinite { .. } => "non_finite",
             DecodeError::NotAnObject { .. } => "not_an_object",
             DecodeError::MissingField { .. } => "missing_field",
-            DecodeError::WrongType { .. } => "wrong_type",
+            // The schema's type for `seq` is an integer up to MAX_SEQ; the dead-letter schema's
+            // list of codes stays as it is.
+            DecodeError::WrongType { .. } | DecodeError::IntegerTooLarge { .. } => "wrong_type",
             DecodeError::UnknownVersion { .. } => "unknown_version",
             DecodeError::UnknownSensor { .. } => "unknown_sensor",
             DecodeError::UnitMismatch { .. } => "unit_mismatch",
             DecodeError::UnknownAnomaly { .. } => "unknown_anomaly",
             DecodeError::BadDevice(_) => "bad_device",
             DecodeError::BadTimestamp { .. } => "bad_timestamp",
-            DecodeError::TimestampOutOfRange { .. } => "timestamp_out_of_range",
+            DecodeError::TimestampOutOfRange { .. }
+            | DecodeError::TimestampUnrepresentable { .. } => "timestamp_out_of_range",
         }
     }
+}
+
+/// How a payload that its producer cut short begins (see [`encode_truncated`]). The 0xFF is never
+/// valid UTF-8, so such a payload is never a reading, nor taken for one by another reader.
+const TRUNCATED_TAG: &[u8] = b"\xffsentio-truncated ";
+
+/// What a producer publishes in place of a message over the limit that it would not hold whole
+/// (`sentio ingest --stdin` reading a huge line): `prefix`, the message's first bytes, and `len`,
+/// its full length, as `0xFF "sentio-truncated " len "\n" prefix`. [`decode_reading`] rejects it
+/// as [`DecodeError::Oversize`] of `len` bytes, so it becomes the dead letter the whole message
+/// would have become, and the ETL keeps `prefix` as that dead letter's payload.
+pub fn encode_truncated(prefix: &[u8], len: u64) -> Vec<u8> {
+    let len = len.to_string();
+    let mut out = Vec::with_capacity(TRUNCATED_TAG.len() + len.len() + 1 + prefix.len());
+    out.extend_from_slice(TRUNCATED_TAG);
+    out.extend_from_slice(len.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(prefix);
+    out
+}
+
+/// The prefix and full length of a payload [`encode_truncated`] wrote; `None` for any other.
+pub fn decode_truncated(payload: &[u8]) -> Option<(&[u8], u64)> {
+    let rest = payload.strip_prefix(TRUNCATED_TAG)?;
+    let newline = rest.iter().take(21).position(|&b| b == b'\n')?;
+    let len = std::str::from_utf8(&rest[..newline]).ok()?.parse().ok()?;
+    Some((&rest[newline + 1..], len))
 }
 
 #[derive(Serialize)]
@@ -138,6 +183,10 @@ pub fn decode_reading(
     limits: &DecodeLimits,
     now_ns: i64,
 ) -> Result<Reading, DecodeError> {
+    if let Some((_, len)) = decode_truncated(payload) {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        return Err(DecodeError::Oversize { len, max: limits.max_bytes });
+    }
     if payload.len() > limits.max_bytes {
         return Err(DecodeError::Oversize { len: payload.len(), max: limits.max_bytes });
     }
@@ -177,7 +226,7 @@ fn decode_typed(text: &str, limits: &DecodeLimits, now_ns: i64) -> Option<Readin
         return None;
     }
     let wire: WireIn = serde_json::from_str(text).ok()?;
-    if wire.v != SCHEMA_VERSION || !wire.value.is_finite() {
+    if wire.v != SCHEMA_VERSION || !wire.value.is_finite() || wire.seq > MAX_SEQ {
         return None;
     }
     let device = DeviceId::new(&wire.device).ok()?;
@@ -219,8 +268,12 @@ fn decode_explained(
     let sensor = SensorKind::parse(sensor_name)
         .ok_or_else(|| DecodeError::UnknownSensor { found: sensor_name.to_owned() })?;
     let ts_text = str_field(&obj, "ts")?;
-    let ts_ns = time::parse_rfc3339(ts_text)
-        .ok_or_else(|| DecodeError::BadTimestamp { found: ts_text.to_owned() })?;
+    let ts_ns = time::parse_rfc3339_checked(ts_text).map_err(|e| match e {
+        ParseTimeError::Malformed => DecodeError::BadTimestamp { found: ts_text.to_owned() },
+        ParseTimeError::OutOfRange => {
+            DecodeError::TimestampUnrepresentable { found: ts_text.to_owned() }
+        }
+    })?;
     let max_ts = now_ns.saturating_add(limits.max_future_ns);
     if ts_ns < limits.min_ts_ns || ts_ns > max_ts {
         return Err(DecodeError::TimestampOutOfRange {
@@ -247,9 +300,15 @@ fn decode_explained(
     }
     let seq = match obj.get("seq") {
         None => return Err(DecodeError::MissingField { field: "seq" }),
-        Some(Value::Number(n)) => {
-            n.as_u64().ok_or_else(|| wrong_type("seq", "a non-negative integer", &obj["seq"]))?
-        }
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(seq) if seq <= MAX_SEQ => seq,
+            Some(_) => return Err(seq_too_large(text, n.to_string())),
+            // Integers beyond u64 parse as doubles: one with no fraction part is an integer.
+            None if n.as_f64().is_some_and(|f| f >= 1.0 && f.fract() == 0.0) => {
+                return Err(seq_too_large(text, n.to_string()));
+            }
+            None => return Err(wrong_type("seq", "a non-negative integer", &obj["seq"])),
+        },
         Some(other) => return Err(wrong_type("seq", "a non-negative integer", other)),
     };
     let injected = match obj.get("injected") {
@@ -261,6 +320,25 @@ fn decode_explained(
         Some(other) => return Err(wrong_type("injected", "a string or null", other)),
     };
     Ok(Reading { device, sensor, ts_ns, value, seq, injected })
+}
+
+/// `seq` above [`MAX_SEQ`], as written in `text` where it can be found (`shown` otherwise: an
+/// integer beyond `u64` comes out of `serde_json::Value` as a double, 2^70 as
+/// 1.1805916207174113e21).
+fn seq_too_large(text: &str, shown: String) -> DecodeError {
+    /// Only the error is wanted: it points just past the number.
+    #[derive(Deserialize)]
+    struct SeqOnly {
+        #[serde(rename = "seq")]
+        _seq: u64,
+    }
+    let found = match serde_json::from_str::<SeqOnly>(text) {
+        Err(e) if e.is_data() => token_at(text, e.line(), e.column())
+            .filter(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+            .unwrap_or(shown),
+        _ => shown,
+    };
+    DecodeError::IntegerTooLarge { field: "seq", found, max: MAX_SEQ }
 }
 
 fn str_field<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, DecodeError> {
@@ -427,6 +505,65 @@ mod tests {
         assert_eq!(err, E::NotUtf8 { offset: 1 });
     }
 
+    /// A well-formed RFC 3339 time that `i64` nanoseconds cannot hold is named as such, with the
+    /// exact bounds, not called malformed.
+    #[test]
+    fn timestamp_beyond_nanoseconds_is_named_out_of_range() {
+        for ts in ["2999-01-01T00:00:00Z", "1600-01-01T00:00:00Z", "2262-04-11T23:47:16.854775808Z"]
+        {
+            let err = decode(&with("ts", Some(&format!("{ts:?}")))).unwrap_err();
+            assert_eq!(err.code(), "timestamp_out_of_range", "{err}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "field `ts` is {ts}, outside the supported range 1677-09-21T00:12:43.145224192Z \
+                     .. 2262-04-11T23:47:16.854775807Z (nanoseconds since 1970 in a signed 64-bit \
+                     integer)"
+                )
+            );
+        }
+    }
+
+    /// `seq` is stored as a signed 64-bit integer: a larger one is named too large, whether JSON
+    /// numbers of that size parse as `u64` or only as a double, and the largest one is accepted.
+    #[test]
+    fn seq_too_large_is_named_as_such() {
+        let max = i64::MAX as u64;
+        let ok = decode(&with("seq", Some(&max.to_string()))).unwrap();
+        assert_eq!(ok.seq, max);
+        for big in ["9223372036854775808", "18446744073709551615", "1180591620717411303424"] {
+            // Spliced in as text: through a `Value`, 2^70 would come back as 1.1805916207174113e21.
+            let text = with("seq", Some("0")).replace(r#""seq":0"#, &format!(r#""seq":{big}"#));
+            let err = decode(&text).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "field `seq` is {big}, an integer too large; expected an integer from 0 to \
+                     9223372036854775807"
+                )
+            );
+            assert_eq!(err.code(), "wrong_type");
+        }
+        // Still fractional: a fraction part, not a size, is what is wrong.
+        let err = decode(&with("seq", Some("1.5"))).unwrap_err();
+        assert!(err.to_string().contains("a fractional number"), "{err}");
+    }
+
+    /// What a producer publishes for a message it cut short decodes as that message would have:
+    /// oversize, with the full length; nothing else is taken for such a payload.
+    #[test]
+    fn a_truncated_message_is_oversize_with_its_full_length() {
+        let cut = encode_truncated(b"{\"v\":1,\"dev", 209_715_200);
+        assert_eq!(decode_truncated(&cut), Some((&b"{\"v\":1,\"dev"[..], 209_715_200)));
+        let err = decode_reading(&cut, &DecodeLimits::default(), NOW).unwrap_err();
+        assert_eq!(err, DecodeError::Oversize { len: 209_715_200, max: 4096 });
+        assert_eq!(err.to_string(), "payload is 209715200 bytes; the limit is 4096");
+        for other in [&b""[..], b"\xffsentio-truncated ", b"\xffsentio-truncated x\nab", b"{}"] {
+            assert_eq!(decode_truncated(other), None, "{other:?}");
+        }
+        assert_eq!(decode_truncated(&encode_reading(&sample())), None);
+    }
+
     #[test]
     fn large_exponent_is_reported_as_non_finite() {
         let text = with("value", Some("0")).replace(r#""value":0"#, r#""value":1e999"#);
@@ -490,9 +627,21 @@ mod tests {
             }
 
             #[test]
-            fn finite_readings_round_trip(value in -1e12f64..1e12, seq in any::<u64>(), dt in 0i64..1_000_000_000_000_000) {
+            fn finite_readings_round_trip(value in -1e12f64..1e12, seq in 0..=MAX_SEQ, dt in 0i64..1_000_000_000_000_000) {
                 let r = Reading { value, seq, ts_ns: NOW - dt, ..sample() };
                 prop_assert_eq!(decode_reading(&encode_reading(&r), &DecodeLimits::default(), NOW), Ok(r));
+            }
+
+            /// Every `seq` the store could not keep is refused, by both paths, naming it exactly.
+            #[test]
+            fn seq_above_the_store_limit_is_refused(seq in MAX_SEQ + 1..=u64::MAX) {
+                let r = Reading { seq, ..sample() };
+                let text = String::from_utf8(encode_reading(&r)).unwrap();
+                prop_assert_eq!(decode_typed(&text, &DecodeLimits::default(), NOW), None);
+                prop_assert_eq!(
+                    decode_reading(text.as_bytes(), &DecodeLimits::default(), NOW),
+                    Err(DecodeError::IntegerTooLarge { field: "seq", found: seq.to_string(), max: MAX_SEQ })
+                );
             }
         }
     }

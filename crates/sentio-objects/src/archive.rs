@@ -115,6 +115,45 @@ impl Archiver {
         Ok(report)
     }
 
+    /// Deletes `device`'s archived objects whose first reading is at or after `from_ns` (and
+    /// dated no later than `until_ns`), returning how many. A restarted producer calls this before
+    /// rewriting that part of the archive from what was stored, so that each reading ends up in
+    /// exactly one object (a crash can leave objects holding readings that were never stored, or
+    /// a slice cut short by a stop).
+    pub async fn delete_from(
+        &mut self,
+        device: &DeviceId,
+        from_ns: i64,
+        until_ns: i64,
+    ) -> Result<usize, ObjectsError> {
+        use futures::TryStreamExt;
+
+        let day = |ns: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(ns).date_naive();
+        let (mut date, last) = (day(from_ns), day(until_ns.max(from_ns)));
+        let mut deleted = 0;
+        while date <= last {
+            let prefix = layout::raw_prefix_for_device(date, device);
+            let found: Vec<object_store::ObjectMeta> =
+                self.store.list(Some(&prefix)).try_collect().await.map_err(|source| {
+                    ObjectsError::Store { op: "list", key: prefix.to_string(), source }
+                })?;
+            for meta in found {
+                // Keys this archiver did not write are not its to delete.
+                let Ok(key) = layout::parse_raw_key(&meta.location) else { continue };
+                // Keys hold timestamps floored to the millisecond; `from_ns` is a slice start.
+                if key.first_ns >= from_ns.div_euclid(1_000_000) * 1_000_000 {
+                    self.store.delete(&meta.location).await.map_err(|source| {
+                        ObjectsError::Store { op: "delete", key: meta.location.to_string(), source }
+                    })?;
+                    deleted += 1;
+                }
+            }
+            let Some(next) = date.succ_opt() else { break };
+            date = next;
+        }
+        Ok(deleted)
+    }
+
     /// Readings pushed and not yet written.
     pub fn buffered_readings(&self) -> usize {
         self.buffered_readings
@@ -233,6 +272,34 @@ mod tests {
         assert_eq!(archiver.flush_before(DAY + 299 * SEC).await.unwrap(), ArchiveReport::default());
         assert_eq!(archiver.flush_all().await.unwrap(), ArchiveReport { objects: 1, readings: 1 });
         assert_eq!(keys(store.as_ref()).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn delete_from_removes_a_devices_objects_from_a_point_on_across_dates() {
+        let store = Arc::new(InMemory::new());
+        let mut archiver = Archiver::new(store.clone(), Duration::from_secs(60));
+        for r in [
+            reading("a", DAY - 120 * SEC, 0),
+            reading("a", DAY - 60 * SEC, 1),
+            reading("a", DAY + 60 * SEC, 2),
+            reading("b", DAY - 60 * SEC, 0),
+        ] {
+            archiver.push(&r);
+        }
+        archiver.flush_all().await.unwrap();
+        assert_eq!(keys(store.as_ref()).await.len(), 4);
+        let device = DeviceId::new("a").unwrap();
+        assert_eq!(
+            archiver.delete_from(&device, DAY - 60 * SEC, DAY + 3600 * SEC).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            keys(store.as_ref()).await,
+            [
+                "raw/date=2026-11-23/device=a/20261123T235800.000Z_20261123T235800.000Z.pickle",
+                "raw/date=2026-11-23/device=b/20261123T235900.000Z_20261123T235900.000Z.pickle",
+            ]
+        );
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{HOURS, START, config, history, train_once};
+use common::{HOURS, START, config, history, simulate_until, train_once};
 use sentio_config::{Config, Promote};
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_services::train::{CHAMPION, Progress, TrainRequest, train};
@@ -111,6 +111,17 @@ async fn an_empty_store_says_what_to_do() {
     assert!(err.to_string().contains("ingest readings first"), "{err:#}");
 }
 
+/// Cancels once `.1` epochs have finished (as SIGTERM or `--duration` running out would).
+struct CancelAfter(CancellationToken, usize);
+impl sentio_services::train::fit::Observer for CancelAfter {
+    fn epoch_finished(&mut self, e: &sentio_services::train::fit::EpochReport) {
+        if e.epoch >= self.1 {
+            self.0.cancel();
+        }
+    }
+}
+impl Progress for CancelAfter {}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_keeps_the_best_model_so_far() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,16 +133,6 @@ async fn cancelling_keeps_the_best_model_so_far() {
     history(&store, &config).await;
     let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
 
-    /// Cancels once two epochs have finished.
-    struct CancelAfter(CancellationToken, usize);
-    impl sentio_services::train::fit::Observer for CancelAfter {
-        fn epoch_finished(&mut self, e: &sentio_services::train::fit::EpochReport) {
-            if e.epoch >= self.1 {
-                self.0.cancel();
-            }
-        }
-    }
-    impl Progress for CancelAfter {}
     let stop = CancellationToken::new();
     let outcome = train(
         &store,
@@ -147,4 +148,140 @@ async fn cancelling_keeps_the_best_model_so_far() {
     let run = tracking.get_run(&outcome.run_id).await.unwrap();
     assert_eq!(run.status.as_str(), "KILLED");
     assert_eq!(outcome.version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_training_is_registered_but_never_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.migrate().await.unwrap();
+    let mut config = config();
+    config.train.epochs = 1000;
+    config.train.patience = 1000;
+    history(&store, &config).await;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+
+    // The first training of all (no champion to compare with), then one with promotion forced.
+    for (promote, version) in [(Promote::IfBetter, 1), (Promote::Always, 2)] {
+        config.train.promote = promote;
+        let stop = CancellationToken::new();
+        let outcome = train(
+            &store,
+            tracking.clone(),
+            request(&config),
+            stop.clone(),
+            Box::new(CancelAfter(stop, 1)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome.card.training.stopped, "cancelled");
+        assert_eq!(outcome.history.len(), 1);
+        assert_eq!(outcome.version, version, "a cancelled training is still registered");
+        let p = &outcome.promotion;
+        assert!(!p.promote, "{p:?}");
+        assert!(p.reason.contains("cancelled"), "{p:?}");
+        assert_eq!(p.champion_version, None, "{p:?}");
+        if promote == Promote::Always {
+            assert!(p.reason.contains("always"), "the reason says --promote was overruled: {p:?}");
+        }
+        assert_eq!(tracking.get_alias(&config.train.model_name, CHAMPION).await.unwrap(), None);
+        let run = tracking.get_run(&outcome.run_id).await.unwrap();
+        assert_eq!(run.status.as_str(), "KILLED");
+    }
+}
+
+/// `minutes` of simulated history of 2 devices (4 sensors at 1 s) from [`START`].
+async fn short_history(store: &SqliteStore, minutes: i64) -> Config {
+    let mut config = config();
+    config.simulator.devices = 2;
+    config.train.epochs = 2;
+    let readings = simulate_until(&config, START + minutes * 60 * NANOS_PER_SEC).await;
+    store.insert_readings(&readings).await.unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_split_is_over_the_data_that_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.migrate().await.unwrap();
+    // 40 minutes, as after a short `sentio demo`: far less than train.lookback (7 days).
+    let config = short_history(&store, 40).await;
+    let end = START + 40 * 60 * NANOS_PER_SEC;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+
+    let default_range = TrainRequest { from_ns: None, to_ns: None, ..request(&config) };
+    // An explicit range much wider than the data means the same data, split the same way.
+    let wide = TrainRequest {
+        from_ns: Some(START - 24 * 3_600 * NANOS_PER_SEC),
+        to_ns: Some(end + 3_600 * NANOS_PER_SEC),
+        ..request(&config)
+    };
+    for request in [default_range, wide] {
+        let outcome = train_once(&store, &tracking, request).await.unwrap();
+        let r = &outcome.card.data;
+        assert_eq!(r.devices.len(), 2);
+        assert!(r.from_ns >= START && r.to_ns <= end + NANOS_PER_SEC, "{r:?}");
+        // 70 / 15 / 15 of the 40 minutes.
+        let train_s = (r.validation_from_ns - r.from_ns) / NANOS_PER_SEC;
+        assert!((27 * 60..=29 * 60).contains(&train_s), "{train_s} s of training data: {r:?}");
+        let calibration_s = (r.to_ns - r.calibration_from_ns) / NANOS_PER_SEC;
+        assert!((5 * 60..=7 * 60).contains(&calibration_s), "{r:?}");
+        assert!(r.train_windows > 0 && r.validation_windows > 0 && r.calibration_windows > 0);
+    }
+}
+
+/// This machine's host name, as the kernel has it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
+}
+
+/// The PID of a process that has exited (and been reaped).
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_ends_the_runs_that_killed_trainings_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.migrate().await.unwrap();
+    let config = short_history(&store, 40).await;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    let experiment = tracking.experiment("test").await.unwrap();
+    let (host, dead) = (host_name(), dead_pid());
+    let tags = |pid: u32, host: &str| {
+        vec![
+            ("sentio.pid".to_owned(), pid.to_string()),
+            ("sentio.host".to_owned(), host.to_owned()),
+        ]
+    };
+    // kill -9 of a training on this host: its process is gone.
+    let gone = tracking.create_run(&experiment, "gone", &tags(dead, &host)).await.unwrap();
+    // A training that still runs (this process), one on another host, one not by sentio.
+    let alive =
+        tracking.create_run(&experiment, "alive", &tags(std::process::id(), &host)).await.unwrap();
+    let elsewhere =
+        tracking.create_run(&experiment, "elsewhere", &tags(dead, "another-host")).await.unwrap();
+    let notebook = tracking.create_run(&experiment, "notebook", &[]).await.unwrap();
+
+    let forty_minutes = TrainRequest {
+        from_ns: Some(START),
+        to_ns: Some(START + 40 * 60 * NANOS_PER_SEC),
+        ..request(&config)
+    };
+    let outcome = train_once(&store, &tracking, forty_minutes).await.unwrap();
+    let status = async |run: &RunId| tracking.get_run(run).await.unwrap().status.as_str();
+    assert_eq!(status(&gone).await, "KILLED");
+    assert!(tracking.get_run(&gone).await.unwrap().end_time_ms.is_some());
+    for run in [&alive, &elsewhere, &notebook] {
+        assert_eq!(status(run).await, "RUNNING", "{run}");
+    }
+    let run = tracking.get_run(&outcome.run_id).await.unwrap();
+    assert_eq!(run.status.as_str(), "FINISHED");
+    assert_eq!(run.tags["sentio.pid"], std::process::id().to_string());
+    assert_eq!(run.tags["sentio.host"], host);
 }

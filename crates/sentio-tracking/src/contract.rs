@@ -17,6 +17,7 @@ pub async fn check_tracking(tracking: &dyn Tracking) {
     let tag = format!("{:016x}", rand::random::<u64>());
     let experiment = experiments_are_get_or_create(tracking, &tag).await;
     let run = runs_round_trip(tracking, &experiment).await;
+    runs_are_listed(tracking, &tag).await;
     many_values_in_one_call(tracking, &experiment).await;
     artifacts_round_trip(tracking, &run).await;
     registry_versions_and_aliases(tracking, &experiment, &run, &tag).await;
@@ -177,6 +178,42 @@ async fn runs_round_trip(t: &dyn Tracking, experiment: &ExperimentId) -> RunId {
     let err = t.get_run(&missing).await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     run
+}
+
+async fn runs_are_listed(t: &dyn Tracking, tag: &str) {
+    let experiment = t.experiment(&format!("sentio-contract-{tag}-runs")).await.unwrap();
+    assert!(t.list_runs(&experiment, None).await.unwrap().is_empty(), "a new experiment");
+    let running =
+        t.create_run(&experiment, "running", &pairs(&[("sentio.pid", "4242")])).await.unwrap();
+    let finished = t.create_run(&experiment, "finished", &[]).await.unwrap();
+    t.end_run(&finished, RunStatus::Finished).await.unwrap();
+    let killed = t.create_run(&experiment, "killed", &[]).await.unwrap();
+    t.end_run(&killed, RunStatus::Killed).await.unwrap();
+    // A run of another experiment is not listed.
+    let other = t.experiment(&format!("sentio-contract-{tag}-other")).await.unwrap();
+    let elsewhere = t.create_run(&other, "elsewhere", &[]).await.unwrap();
+
+    let mut all: Vec<RunId> =
+        t.list_runs(&experiment, None).await.unwrap().into_iter().map(|r| r.run_id).collect();
+    all.sort();
+    let mut expected = vec![running.clone(), finished, killed.clone()];
+    expected.sort();
+    assert_eq!(all, expected);
+    assert!(!all.contains(&elsewhere));
+
+    let open = t.list_runs(&experiment, Some(RunStatus::Running)).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].run_id, running);
+    assert_eq!(open[0].status, RunStatus::Running);
+    assert_eq!(open[0].run_name, "running");
+    assert_eq!(open[0].tags.get("sentio.pid").map(String::as_str), Some("4242"));
+    let ended = t.list_runs(&experiment, Some(RunStatus::Killed)).await.unwrap();
+    assert_eq!(ended.iter().map(|r| &r.run_id).collect::<Vec<_>>(), [&killed]);
+
+    // Ending the open run takes it off the RUNNING list.
+    t.end_run(&running, RunStatus::Killed).await.unwrap();
+    assert!(t.list_runs(&experiment, Some(RunStatus::Running)).await.unwrap().is_empty());
+    t.end_run(&elsewhere, RunStatus::Finished).await.unwrap();
 }
 
 async fn many_values_in_one_call(t: &dyn Tracking, experiment: &ExperimentId) {

@@ -67,6 +67,14 @@ pub trait Tracking: Send + Sync {
 
     async fn get_run(&self, run: &RunId) -> Result<RunInfo>;
 
+    /// The runs of `experiment` (deleted ones left out), only those with `status` when given,
+    /// ordered by start time, then run id.
+    async fn list_runs(
+        &self,
+        experiment: &ExperimentId,
+        status: Option<RunStatus>,
+    ) -> Result<Vec<RunInfo>>;
+
     /// Every value logged for `key`, ordered by step, then timestamp (empty when none).
     async fn metric_history(&self, run: &RunId, key: &str) -> Result<Vec<Metric>>;
 

@@ -16,6 +16,13 @@
 //! Keys with `/` become nested files, as in MLflow. Files are replaced atomically (a temporary
 //! file, then a rename); metric files are appended to. One lock serializes the calls of a
 //! process; two processes on one root are not supported.
+//!
+//! The `meta.yaml` files record absolute locations (`artifact_uri`, `artifact_location`,
+//! `storage_location`), as MLflow's file store writes them. Reads never trust them: a run's and a
+//! logged model's artifacts are found by their place under the root, a model version through its
+//! logged model or its source, and an absolute path into another root's `mlruns/` is moved into
+//! this one when the same files are here. So a copied or moved directory reads its own models,
+//! not the old directory's; a path outside any `mlruns/` is read as it was recorded.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -143,14 +150,16 @@ struct ModelVersionMeta {
 }
 
 impl LoggedModelMeta {
-    fn to_model(&self) -> LoggedModel {
+    /// The logged model whose folder is `dir` (its artifacts in `dir/artifacts`, wherever the
+    /// root was when it was written).
+    fn to_model(&self, dir: &Path) -> LoggedModel {
         LoggedModel {
             model_id: LoggedModelId::new(&self.model_id),
             experiment_id: ExperimentId::new(&self.experiment_id),
             name: self.name.clone(),
             source_run_id: self.source_run_id.as_deref().map(RunId::new),
             status: self.status,
-            artifact_uri: self.artifact_location.clone(),
+            artifact_uri: dir.join("artifacts").to_string_lossy().into_owned(),
         }
     }
 }
@@ -497,6 +506,11 @@ impl Store {
     fn get_run(&self, op: &'static str, run: &RunId) -> Result<RunInfo> {
         let dir = self.run_dir(op, run)?;
         let meta: RunMeta = read_yaml(op, &dir.join(META))?;
+        self.run_info(op, &dir, meta)
+    }
+
+    /// The run in `dir`, whose `meta.yaml` says `meta`.
+    fn run_info(&self, op: &'static str, dir: &Path, meta: RunMeta) -> Result<RunInfo> {
         let mut metrics = BTreeMap::new();
         for (key, path) in files_under(op, &dir.join("metrics"))? {
             let history = parse_metric_file(op, &key, &path)?;
@@ -513,11 +527,37 @@ impl Store {
             status: RunStatus::from_code(meta.status).unwrap_or(RunStatus::Running),
             start_time_ms: meta.start_time,
             end_time_ms: meta.end_time,
-            artifact_uri: meta.artifact_uri,
+            // Where `log_artifacts` writes, in this root (not the recorded one).
+            artifact_uri: dir.join("artifacts").to_string_lossy().into_owned(),
             params: read_values(op, &dir.join("params"))?,
             metrics,
             tags: read_values(op, &dir.join("tags"))?,
         })
+    }
+
+    fn list_runs(
+        &self,
+        op: &'static str,
+        experiment: &ExperimentId,
+        status: Option<RunStatus>,
+    ) -> Result<Vec<RunInfo>> {
+        let exp_dir = self.experiment_dir(op, experiment)?;
+        let mut runs = Vec::new();
+        // Run folders are the ones with a `meta.yaml` (`models/` holds logged models).
+        for dir in subdirs(op, &exp_dir)? {
+            let path = dir.join(META);
+            if !path.is_file() {
+                continue;
+            }
+            let meta: RunMeta = read_yaml(op, &path)?;
+            let run_status = RunStatus::from_code(meta.status).unwrap_or(RunStatus::Running);
+            if meta.lifecycle_stage == "deleted" || status.is_some_and(|s| s != run_status) {
+                continue;
+            }
+            runs.push(self.run_info(op, &dir, meta)?);
+        }
+        runs.sort_by(|a, b| (a.start_time_ms, &a.run_id).cmp(&(b.start_time_ms, &b.run_id)));
+        Ok(runs)
     }
 
     fn metric_history(&self, op: &'static str, run: &RunId, key: &str) -> Result<Vec<Metric>> {
@@ -569,7 +609,7 @@ impl Store {
             last_updated_timestamp: now,
         };
         write_yaml(op, &dir.join(META), &meta)?;
-        Ok(meta.to_model())
+        Ok(meta.to_model(&dir))
     }
 
     fn finalize_logged_model(
@@ -578,17 +618,53 @@ impl Store {
         model: &LoggedModelId,
         status: LoggedModelStatus,
     ) -> Result<LoggedModel> {
-        let path = self.logged_model_dir(op, model)?.join(META);
+        let dir = self.logged_model_dir(op, model)?;
+        let path = dir.join(META);
         let mut meta: LoggedModelMeta = read_yaml(op, &path)?;
         meta.status = status;
         meta.last_updated_timestamp = now_ms();
         write_yaml(op, &path, &meta)?;
-        Ok(meta.to_model())
+        Ok(meta.to_model(&dir))
     }
 
     fn get_logged_model(&self, op: &'static str, model: &LoggedModelId) -> Result<LoggedModel> {
-        let path = self.logged_model_dir(op, model)?.join(META);
-        Ok(read_yaml::<LoggedModelMeta>(op, &path)?.to_model())
+        let dir = self.logged_model_dir(op, model)?;
+        Ok(read_yaml::<LoggedModelMeta>(op, &dir.join(META))?.to_model(&dir))
+    }
+
+    /// `path`, recorded absolute, in this root: a path into another root's `mlruns/` (this
+    /// directory before it was copied or moved) becomes the same path under this root when that
+    /// exists here; any other path stays as it is.
+    fn relocate(&self, path: &Path) -> PathBuf {
+        if path.starts_with(&self.root) {
+            return path.to_owned();
+        }
+        let parts: Vec<_> = path.components().collect();
+        let normal = |c: &std::path::Component<'_>| matches!(c, std::path::Component::Normal(_));
+        let Some(at) = parts.iter().rposition(|c| c.as_os_str() == "mlruns") else {
+            return path.to_owned();
+        };
+        if !parts[at..].iter().all(normal) {
+            return path.to_owned();
+        }
+        let here = parts[at..].iter().fold(self.root.clone(), |acc, c| acc.join(c));
+        if here.exists() { here } else { path.to_owned() }
+    }
+
+    /// Where a model version's files are in this root: its logged model's artifacts, or what
+    /// its source stands for (the recorded `storage_location` may be another root's).
+    fn version_storage(&self, op: &'static str, meta: &ModelVersionMeta) -> Result<PathBuf> {
+        if let Some(model) = &meta.model_id {
+            match self.logged_model_dir(op, &LoggedModelId::new(model)) {
+                Ok(dir) => return Ok(dir.join("artifacts")),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match self.resolve_uri(op, &meta.source) {
+            Ok(path) => Ok(path),
+            Err(_) => Ok(self.relocate(Path::new(&meta.storage_location))),
+        }
     }
 
     /// The local folder an artifact root stands for.
@@ -619,7 +695,7 @@ impl Store {
         }
         let path = Path::new(uri.strip_prefix("file://").unwrap_or(uri));
         if path.is_absolute() {
-            return Ok(path.to_owned());
+            return Ok(self.relocate(path));
         }
         Err(unsupported("expected an absolute path, file://, runs:/ or models:/<model_id>"))
     }
@@ -816,7 +892,7 @@ impl Store {
         to: &Path,
     ) -> Result<()> {
         let meta = self.version_meta(op, name, version)?;
-        copy_tree(op, Path::new(&meta.storage_location), to)
+        copy_tree(op, &self.version_storage(op, &meta)?, to)
     }
 }
 
@@ -877,6 +953,15 @@ impl Tracking for LocalTracking {
     async fn get_run(&self, run: &RunId) -> Result<RunInfo> {
         let run = run.clone();
         self.blocking("get_run", move |s| s.get_run("get_run", &run)).await
+    }
+
+    async fn list_runs(
+        &self,
+        experiment: &ExperimentId,
+        status: Option<RunStatus>,
+    ) -> Result<Vec<RunInfo>> {
+        let experiment = experiment.clone();
+        self.blocking("list_runs", move |s| s.list_runs("list_runs", &experiment, status)).await
     }
 
     async fn metric_history(&self, run: &RunId, key: &str) -> Result<Vec<Metric>> {

@@ -38,7 +38,9 @@ impl Web {
     /// ahead of the clock, as a sped-up simulation writes).
     async fn latest(&self) -> Result<Vec<Reading>, ApiError> {
         self.store
-            .latest_readings(now_ns().saturating_sub(nanos(STALE_AFTER)))
+            .latest_readings(
+                crate::clock_ns(self.probe.as_ref()).saturating_sub(nanos(STALE_AFTER)),
+            )
             .await
             .map_err(|e| ApiError::backend("the latest readings", &e))
     }
@@ -130,7 +132,7 @@ async fn overview(State(web): State<Web>, q: RawParams) -> Answer {
             })
         })
         .collect();
-    Ok(Json(json!({ "as_of": ms(now_ns()), "devices": out })))
+    Ok(Json(json!({ "as_of": ms(crate::clock_ns(web.probe.as_ref())), "devices": out })))
 }
 
 async fn open_alerts(web: &Web, to_ns: i64) -> Result<Vec<Alert>, ApiError> {

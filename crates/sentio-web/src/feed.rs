@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use sentio_core::time::{NANOS_PER_SEC, now_ns};
+use sentio_core::time::NANOS_PER_SEC;
 use sentio_core::{AlertState, DeviceId};
 use sentio_store::{AnomalyQuery, RangeQuery, ReadingStore, ScoreQuery, StoreError};
 use serde_json::{Value, json};
@@ -45,11 +45,24 @@ pub struct Feed {
     tx: broadcast::Sender<FeedEvent>,
     /// Ends every client's stream (so a graceful shutdown does not wait for browsers).
     closed: CancellationToken,
+    /// Where "now" comes from (see [`crate::LiveProbe::event_clock_ns`]).
+    probe: Option<Arc<dyn crate::LiveProbe>>,
 }
 
 impl Feed {
     pub fn new(store: Arc<dyn ReadingStore>, poll: Duration) -> Feed {
-        Feed { store, poll, tx: broadcast::channel(BUFFER).0, closed: CancellationToken::new() }
+        Feed {
+            store,
+            poll,
+            tx: broadcast::channel(BUFFER).0,
+            closed: CancellationToken::new(),
+            probe: None,
+        }
+    }
+
+    pub fn with_probe(mut self, probe: Arc<dyn crate::LiveProbe>) -> Feed {
+        self.probe = Some(probe);
+        self
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<FeedEvent> {
@@ -73,7 +86,8 @@ impl Feed {
                 cursor = Cursor::default();
                 continue;
             }
-            match cursor.poll(self.store.as_ref()).await {
+            let now = crate::clock_ns(self.probe.as_ref());
+            match cursor.poll(self.store.as_ref(), now).await {
                 Ok(events) => {
                     for e in events {
                         let _ = self.tx.send(e);
@@ -102,7 +116,12 @@ pub struct Cursor {
 
 impl Cursor {
     /// Reads what is new since the last call. The first call only notes where things stand.
-    pub async fn poll(&mut self, store: &dyn ReadingStore) -> Result<Vec<FeedEvent>, StoreError> {
+    /// `now_ns` is the dashboard's clock ([`crate::clock_ns`]).
+    pub async fn poll(
+        &mut self,
+        store: &dyn ReadingStore,
+        now_ns: i64,
+    ) -> Result<Vec<FeedEvent>, StoreError> {
         if self.devices_read.is_none_or(|t| t.elapsed() >= DEVICES_EVERY) {
             self.devices = store.devices().await?;
             self.devices_read = Some(Instant::now());
@@ -110,13 +129,13 @@ impl Cursor {
         let first = !self.started;
         if first {
             self.started = true;
-            for r in store.latest_readings(now_ns() - 600 * NANOS_PER_SEC).await? {
+            for r in store.latest_readings(now_ns - 600 * NANOS_PER_SEC).await? {
                 let t = self.readings.entry(r.device.clone()).or_insert(r.ts_ns);
                 *t = (*t).max(r.ts_ns);
             }
         }
         // Devices not seen yet start from now.
-        let now = now_ns();
+        let now = now_ns;
         for d in &self.devices {
             self.readings.entry(d.clone()).or_insert(now);
         }

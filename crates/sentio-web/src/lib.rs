@@ -10,17 +10,21 @@
 //! - [`auth`]: the optional bearer token.
 //! - [`feed`]: live updates as server-sent events, from one poller shared by every client.
 //! - [`assets`]: the pages, the script and the chart library, embedded in the binary.
+//! - [`server`]: HTTP/1.1 over a TCP listener, with a header timeout; the warning for a dashboard
+//!   open to the network without a token.
 
 pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod feed;
 pub mod params;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use sentio_bus::Bus;
@@ -37,6 +41,17 @@ pub trait LiveProbe: Send + Sync {
     fn scoring_latency_ms(&self) -> Option<(f64, f64, u64)>;
     /// Windows scored since the detector started.
     fn windows_scored(&self) -> u64;
+    /// The event time the pipeline is at, when it is not the wall clock's: a sped-up demo
+    /// replaying its history. The dashboard then measures "recent" and "live" against it, so the
+    /// replay shows as live instead of as stale. `None` (the default): the wall clock.
+    fn event_clock_ns(&self) -> Option<i64> {
+        None
+    }
+}
+
+/// Now, for the dashboard: the probe's event clock when it has one, else the wall clock.
+pub(crate) fn clock_ns(probe: Option<&Arc<dyn LiveProbe>>) -> i64 {
+    probe.and_then(|p| p.event_clock_ns()).unwrap_or_else(sentio_core::time::now_ns)
 }
 
 /// Where the dashboard reads from, and how it behaves.
@@ -71,6 +86,8 @@ pub struct Web {
     pub(crate) feed: feed::Feed,
     pub(crate) rates: Arc<api::RateMeter>,
     pub(crate) models: Arc<api::ModelCache>,
+    /// See [`server::HEADER_TIMEOUT`].
+    pub(crate) header_timeout: Duration,
 }
 
 impl Web {
@@ -89,7 +106,15 @@ impl Web {
             settings,
             rates: Arc::default(),
             models: Arc::default(),
+            header_timeout: server::HEADER_TIMEOUT,
         }
+    }
+
+    /// How long a client may take to send a request's header, counted from when the server
+    /// starts waiting for it (see [`server::HEADER_TIMEOUT`], the default).
+    pub fn with_header_timeout(mut self, timeout: Duration) -> Web {
+        self.header_timeout = timeout;
+        self
     }
 
     /// Consumer lag comes from this bus's end offsets.
@@ -100,6 +125,7 @@ impl Web {
 
     /// Scoring latency from a detector in the same process.
     pub fn with_probe(mut self, probe: Arc<dyn LiveProbe>) -> Web {
+        self.feed = self.feed.with_probe(probe.clone());
         self.probe = Some(probe);
         self
     }
@@ -129,20 +155,23 @@ impl Web {
             .with_state(self.clone())
     }
 
-    /// Serves on `listener` until `stop` fires; the live feed stops with it.
+    /// Serves on `listener` until `stop` fires; the live feed stops with it. Warns when the
+    /// address is reachable from other machines and no token is set; clients get the header
+    /// timeout ([`Web::with_header_timeout`]).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
+        let addr = listener.local_addr().context("reading the dashboard's address")?;
+        if let Some(warning) = server::exposure_warning(addr, self.settings.token.as_deref()) {
+            tracing::warn!(%addr, "{warning}");
+        }
         let feed = self.feed.clone();
         let poller = tokio::spawn(feed.run(stop.clone()));
-        let app = self.router();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        server::serve(listener, self.router(), self.header_timeout, stop).await;
         poller.abort();
-        served.map_err(|e| anyhow::Error::new(e).context("the web server failed"))
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use sentio_core::time::{NANOS_PER_SEC, parse_instant};
+use sentio_core::time::NANOS_PER_SEC;
 use sentio_core::{DeviceId, SensorKind, Severity};
 
 /// An API error: a status and a message for people.
@@ -88,7 +88,12 @@ impl Params {
             (Ok(ms), _) => ms.checked_mul(1_000_000),
             (_, Ok(ms)) if ms.is_finite() && ms.abs() < 9.2e12 => Some((ms * 1e6).round() as i64),
             (_, Ok(_)) => None,
-            _ => parse_instant(v),
+            _ => match sentio_core::time::parse_instant_checked(v) {
+                Err(e @ sentio_core::time::ParseTimeError::OutOfRange) => {
+                    return Err(ApiError::bad_request(format!("{name}={v:?} is {e}")));
+                }
+                parsed => parsed.ok(),
+            },
         };
         parsed.map(Some).ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -252,6 +257,9 @@ mod tests {
         assert_eq!(p.instant("c").unwrap(), Some(1_763_942_400_000_000_000));
         let bad = params(&[("from", "yesterday")], &["from"]).unwrap().instant("from").unwrap_err();
         assert!(bad.message.contains("from=\"yesterday\""), "{bad}");
+        // A time, just not one that nanoseconds since 1970 hold: said so, not "not a time".
+        let far = params(&[("to", "2999-01-01")], &["to"]).unwrap().instant("to").unwrap_err();
+        assert!(far.message.contains("outside the supported range"), "{far}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ macro_rules! say_err {
 
 mod commands;
 mod logging;
+mod owner;
 mod wiring;
 
 use std::path::PathBuf;

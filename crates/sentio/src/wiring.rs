@@ -18,6 +18,15 @@ use sentio_store::postgres::PostgresStore;
 use sentio_store::sqlite::SqliteStore;
 use sentio_tracking::{LocalSettings, MlflowSettings, Tracking};
 
+/// Takes the embedded store's lock (see [`crate::owner`]) when this process runs the in-process
+/// bus over a SQLite store: the roles that consume that bus (`demo`, `ingest`) call this first.
+pub fn own_embedded_store(config: &Config) -> anyhow::Result<()> {
+    if config.bus.kind == BusKind::Memory && config.store.kind == StoreKind::Sqlite {
+        crate::owner::claim(&config.store.sqlite.path)?;
+    }
+    Ok(())
+}
+
 /// Opens the store and applies pending migrations (every role starts with a current schema).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ReadingStore>> {
     let store: Arc<dyn ReadingStore> = match config.store.kind {

@@ -196,9 +196,64 @@ pub fn top_sensor(share: &[f64; 4]) -> usize {
     SensorKind::largest(share).index()
 }
 
+/// Resolves every stored alert still open (opened or updated), as it last stood, stamped
+/// `now_ns`, and returns them. The process that is its store's only detector calls this when it
+/// starts: an alert left open by a process that was killed has no detector behind it any more,
+/// and would stay open for good. If the anomaly goes on, the new detector opens a new alert.
+pub async fn resolve_orphaned(
+    store: &dyn sentio_store::ReadingStore,
+    now_ns: i64,
+) -> Result<Vec<Alert>, sentio_store::StoreError> {
+    let open: Vec<Alert> = store
+        .anomalies(&sentio_store::AnomalyQuery::all())
+        .await?
+        .into_iter()
+        .filter(|a| a.state != AlertState::Resolved)
+        .map(|a| Alert { state: AlertState::Resolved, detected_at_ns: now_ns, ..a })
+        .collect();
+    if !open.is_empty() {
+        store.save_alerts(&open).await?;
+    }
+    Ok(open)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before, an alert open at a kill -9 stayed open forever: the dashboard showed the device
+    /// alerting with no detector behind it.
+    #[tokio::test]
+    async fn alerts_left_open_are_resolved_as_they_stood() {
+        #![allow(clippy::unwrap_used)]
+        use sentio_store::ReadingStore;
+        let store = sentio_store::sqlite::SqliteStore::open_in_memory().unwrap();
+        store.migrate().await.unwrap();
+        let alert = |id: &str, state| Alert {
+            alert_id: id.into(),
+            device: DeviceId::new("pump-01").unwrap(),
+            state,
+            window_start_ns: 10 * S,
+            window_end_ns: 70 * S,
+            score: 2.0,
+            threshold: 1.0,
+            severity: Severity::Warning,
+            sensor_share: [0.7, 0.1, 0.1, 0.1],
+            model_name: "m".into(),
+            model_version: "1".into(),
+            detected_at_ns: 70 * S,
+        };
+        let saved = [alert("a", AlertState::Updated), alert("b", AlertState::Resolved)];
+        store.save_alerts(&saved).await.unwrap();
+        let resolved = resolve_orphaned(&store, 99 * S).await.unwrap();
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].alert_id, "a");
+        let all = store.anomalies(&sentio_store::AnomalyQuery::all()).await.unwrap();
+        assert!(all.iter().all(|a| a.state == AlertState::Resolved), "{all:?}");
+        let a = all.iter().find(|a| a.alert_id == "a").unwrap();
+        assert_eq!((a.score, a.window_end_ns, a.detected_at_ns), (2.0, 70 * S, 99 * S));
+        assert!(resolve_orphaned(&store, 100 * S).await.unwrap().is_empty());
+    }
 
     const S: i64 = 1_000_000_000;
 

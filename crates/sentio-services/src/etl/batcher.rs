@@ -2,7 +2,8 @@
 //! dead letters, and keep the offset to resume from per partition. Pure: no I/O, no clock of its own.
 
 use sentio_bus::Record;
-use sentio_core::{DecodeLimits, decode_reading};
+use sentio_core::message::decode_truncated;
+use sentio_core::{DecodeError, DecodeLimits, decode_reading};
 use sentio_store::{DeadLetter, IngestBatch, SourceOffset};
 use tokio::time::{Duration, Instant};
 
@@ -46,13 +47,23 @@ impl Batcher {
         let source = SourceOffset { partition: record.partition, offset: record.offset };
         match decode_reading(&record.payload, &self.limits, now_ns) {
             Ok(reading) => self.batch.readings.push((source, reading)),
-            Err(e) => self.batch.dead_letters.push(DeadLetter {
-                source,
-                code: e.code().to_owned(),
-                reason: e.to_string(),
-                key: record.key.to_vec(),
-                payload: record.payload.to_vec(),
-            }),
+            Err(e) => {
+                let payload = kept_payload(&record.payload, self.limits.max_bytes);
+                let mut reason = e.to_string();
+                if let DecodeError::Oversize { .. } = e {
+                    reason.push_str(&format!(
+                        "; the dead letter keeps its first {} bytes",
+                        payload.len()
+                    ));
+                }
+                self.batch.dead_letters.push(DeadLetter {
+                    source,
+                    code: e.code().to_owned(),
+                    reason,
+                    key: record.key.to_vec(),
+                    payload: payload.to_vec(),
+                });
+            }
         }
         self.batch.next_offsets.insert(record.partition, record.offset + 1);
         true
@@ -77,6 +88,15 @@ impl Batcher {
         self.opened_at = None;
         std::mem::replace(&mut self.batch, Self::empty(&self.group, &self.topic))
     }
+}
+
+/// What a dead letter keeps of a payload: all of one within the limit; of a larger one, or of one
+/// its producer cut short ([`sentio_core::message::encode_truncated`]), the first `max_bytes`, so
+/// that no dead letter, on the dead-letter topic or in the store, is larger than the largest
+/// message accepted, whatever a producer sends.
+fn kept_payload(payload: &[u8], max_bytes: usize) -> &[u8] {
+    let original = decode_truncated(payload).map_or(payload, |(prefix, _)| prefix);
+    &original[..original.len().min(max_bytes)]
 }
 
 #[cfg(test)]
@@ -143,6 +163,44 @@ mod tests {
         let batch = b.take();
         assert_eq!((batch.readings.len(), batch.dead_letters.len()), (2, 1));
         assert_eq!(batch.next_offsets, BTreeMap::from([(1, 6)]));
+    }
+
+    fn raw(offset: u64, payload: Vec<u8>) -> Record {
+        Record {
+            partition: 0,
+            offset,
+            key: Bytes::new(),
+            payload: Bytes::from(payload),
+            timestamp_ms: 0,
+        }
+    }
+
+    /// A message over the limit, from any bus, becomes a dead letter that keeps only its first
+    /// `max_bytes` and names its full size; so does one its producer cut short
+    /// ([`sentio_core::message::encode_truncated`], as `sentio ingest --stdin` does).
+    #[test]
+    fn an_oversized_message_is_a_dead_letter_of_bounded_size() {
+        let limits = DecodeLimits::default();
+        let mut b = Batcher::new("g", "t", limits, Duration::from_millis(100));
+        let now = Instant::now();
+        let big: Vec<u8> = (0..5_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        b.push(&raw(0, big.clone()), NOW_NS, now);
+        let cut = sentio_core::message::encode_truncated(&big[..4096], 209_715_200);
+        b.push(&raw(1, cut), NOW_NS, now);
+        let batch = b.take();
+        assert_eq!(batch.dead_letters.len(), 2);
+        for (d, len) in batch.dead_letters.iter().zip([5_000_000, 209_715_200]) {
+            assert_eq!(d.code, "oversize");
+            assert_eq!(d.payload.len(), 4096, "{}", d.reason);
+            assert!(d.payload == big[..4096], "the first max_bytes are kept");
+            assert_eq!(
+                d.reason,
+                format!(
+                    "payload is {len} bytes; the limit is 4096; the dead letter keeps its first \
+                     4096 bytes"
+                )
+            );
+        }
     }
 
     proptest! {

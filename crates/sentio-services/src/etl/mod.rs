@@ -24,6 +24,7 @@
 
 pub mod batcher;
 pub mod dead_letter;
+pub mod repeats;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::batcher::Batcher;
 use self::dead_letter::DeadLetterV1;
+use self::repeats::Repeats;
 use crate::rejoin::{self, RejoinWatch};
 
 /// How long a drain may keep reading after the stop signal.
@@ -92,6 +94,9 @@ pub struct EtlStats {
     pub rows_stored: AtomicU64,
     pub dead_letters: AtomicU64,
     pub replayed_skipped: AtomicU64,
+    /// Readings that repeat what was already stored for their device and sensor (see
+    /// [`repeats`]); they are stored again.
+    pub repeated: AtomicU64,
     pub batches: AtomicU64,
 }
 
@@ -102,6 +107,7 @@ pub struct EtlSnapshot {
     pub rows_stored: u64,
     pub dead_letters: u64,
     pub replayed_skipped: u64,
+    pub repeated: u64,
     pub batches: u64,
 }
 
@@ -112,6 +118,7 @@ impl EtlStats {
             rows_stored: self.rows_stored.load(Ordering::Relaxed),
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             replayed_skipped: self.replayed_skipped.load(Ordering::Relaxed),
+            repeated: self.repeated.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
         }
     }
@@ -125,6 +132,8 @@ pub struct Etl {
     dead_letter_topic: String,
     config: IngestConfig,
     stats: Arc<EtlStats>,
+    /// Set up when the run starts, from the store's newest readings.
+    repeats: std::sync::Mutex<Repeats>,
 }
 
 impl Etl {
@@ -142,6 +151,7 @@ impl Etl {
             dead_letter_topic: dead_letter_topic.to_owned(),
             config: config.clone(),
             stats: Arc::default(),
+            repeats: std::sync::Mutex::default(),
         }
     }
 
@@ -163,6 +173,11 @@ impl Etl {
             max_future_ns: i64::try_from(self.config.max_future.as_nanos()).unwrap_or(i64::MAX),
             ..DecodeLimits::default()
         };
+        match self.store.latest_readings(i64::MIN).await {
+            Ok(newest) => *self.lock_repeats() = Repeats::new(&newest),
+            // Only the repeat warning depends on it.
+            Err(e) => tracing::warn!(error = %e, "cannot read the newest stored readings"),
+        }
         let mut batcher = Batcher::new(&group, &self.topic, limits, self.config.batch_linger);
         let mut assigned = BTreeSet::new();
         let mut watch = RejoinWatch::new(self.config.rejoin_after, Instant::now());
@@ -301,10 +316,16 @@ impl Etl {
 
     /// Starts writing `batch`: its dead letters to the dead-letter topic, then its rows, dead
     /// letters and offsets to the store. `None` for a batch that covers no record.
+    fn lock_repeats(&self) -> std::sync::MutexGuard<'_, Repeats> {
+        self.repeats.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn write(&self, batch: IngestBatch) -> Option<Write<'_>> {
         if batch.next_offsets.is_empty() {
             return None;
         }
+        let repeated = self.lock_repeats().observe(batch.readings.iter().map(|(_, r)| r));
+        self.stats.repeated.fetch_add(repeated, Ordering::Relaxed);
         Some(Box::pin(async move {
             if !batch.dead_letters.is_empty() {
                 let records = batch

@@ -26,6 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use sentio_config::SimulatorConfig;
 use sentio_core::{AnomalyKind, SensorKind};
+use serde::{Deserialize, Serialize};
 
 use super::model::{device_rng, round_to_resolution};
 
@@ -65,7 +66,7 @@ fn duration_ns(d: std::time::Duration) -> i64 {
 }
 
 /// One episode in progress.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Episode {
     kind: AnomalyKind,
     /// The first timestamp no longer in the episode.
@@ -78,7 +79,8 @@ struct Episode {
     level: f64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
 enum State {
     /// Injection is off (rate 0 or no kind with a positive weight).
     Off,
@@ -106,7 +108,32 @@ pub struct AnomalyInjector {
     last_healthy: Option<[f64; 4]>,
 }
 
+/// What an [`AnomalyInjector`] carries from one sample to the next; its settings come from the
+/// configuration. Restoring it continues the anomaly schedule exactly where it stood.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InjectorSnapshot {
+    /// Position in the injector's random stream.
+    word_pos: u128,
+    state: State,
+    last_healthy: Option<[f64; 4]>,
+}
+
 impl AnomalyInjector {
+    pub fn snapshot(&self) -> InjectorSnapshot {
+        InjectorSnapshot {
+            word_pos: self.rng.get_word_pos(),
+            state: self.state,
+            last_healthy: self.last_healthy,
+        }
+    }
+
+    /// Continues from `snapshot` (taken from an injector of the same seed, index and settings).
+    pub fn restore(&mut self, snapshot: &InjectorSnapshot) {
+        self.rng.set_word_pos(snapshot.word_pos);
+        self.state = snapshot.state;
+        self.last_healthy = snapshot.last_healthy;
+    }
+
     /// Seeded from `(seed, index)` on a stream of its own, independent of the healthy signal.
     pub fn new(seed: u64, index: u32, config: &SimulatorConfig) -> Self {
         let a = &config.anomalies;

@@ -11,6 +11,7 @@
 
 pub mod anomaly;
 pub mod model;
+pub mod resume;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -53,8 +54,21 @@ pub struct SimStats {
 }
 
 pub struct Simulator {
+    config: SimulatorConfig,
+    seed: u64,
     models: Vec<DeviceModel>,
     keys: Vec<Bytes>,
+    /// Per device: the first timestamp it samples (set by [`Simulator::resume`]; earlier ticks
+    /// pass it by).
+    start_ns: Vec<i64>,
+    /// Per device and sensor: the newest stored timestamp, at or before which the sensor's
+    /// readings are not published again (a tick the store holds half of).
+    skip_through: Vec<[i64; 4]>,
+    state: Option<resume::StateKeeper>,
+    /// The timestamp sampled next, once something was sent.
+    next_ns: Option<i64>,
+    /// Cancelled when another role failed: a publish waiting for room gives up.
+    abort: Option<CancellationToken>,
     cadence_ns: i64,
     speedup: f64,
     output: Output,
@@ -71,16 +85,24 @@ impl Simulator {
     ) -> anyhow::Result<Self> {
         let devices = device_ids(config)?;
         let keys = devices.iter().map(|d| Bytes::copy_from_slice(d.as_str().as_bytes())).collect();
-        let models = devices
+        let models: Vec<DeviceModel> = devices
             .into_iter()
             .zip(0u32..)
             .map(|(device, index)| DeviceModel::new(device, index, config))
             .collect();
         let cadence_ns =
             i64::try_from(config.cadence.as_nanos()).context("simulator.cadence is too long")?;
+        let n = models.len();
         Ok(Self {
+            config: config.clone(),
+            seed: config.seed,
             models,
             keys,
+            start_ns: vec![i64::MIN; n],
+            skip_through: vec![[i64::MIN; 4]; n],
+            state: None,
+            next_ns: None,
+            abort: None,
             cadence_ns,
             speedup: config.speedup,
             output,
@@ -88,6 +110,13 @@ impl Simulator {
             stats: Arc::default(),
             pending: Vec::with_capacity(BACKFILL_CHUNK + 64),
         })
+    }
+
+    /// Gives up a publish waiting for room on the bus once `abort` is cancelled (the consumer
+    /// failed, so room would never come).
+    pub fn with_abort(mut self, abort: CancellationToken) -> Self {
+        self.abort = Some(abort);
+        self
     }
 
     pub fn stats(&self) -> Arc<SimStats> {
@@ -138,9 +167,12 @@ impl Simulator {
 
     /// Ticks with the wall clock (sped up by `speedup`) from simulated time `from_ns` until `stop`.
     ///
-    /// A `from_ns` behind the clock (the demo trains and replays between its backfill and going
-    /// live) is caught up at once, as devices that kept sending meanwhile would be: otherwise every
-    /// live reading would carry that gap as a delay, and a detector's latency with it.
+    /// In real time, a `from_ns` behind the clock (the demo trains and replays between its
+    /// backfill and going live) is caught up at once, as devices that kept sending meanwhile
+    /// would be: otherwise every live reading would carry that gap as a delay, and a detector's
+    /// latency with it. Sped up, the ticks from `from_ns` come `speedup` times faster than the
+    /// clock until they meet it, and from then on no faster than the clock: a reading is never
+    /// stamped in the future, which ingest would refuse (`ingest.max_future`).
     pub async fn real_time(
         &mut self,
         from_ns: i64,
@@ -148,11 +180,15 @@ impl Simulator {
     ) -> anyhow::Result<()> {
         let period =
             Duration::from_nanos(((self.cadence_ns as f64) / self.speedup).max(1.0) as u64);
-        let behind = Duration::from_nanos(
-            (now_ns().saturating_sub(from_ns).max(0) as f64 / self.speedup) as u64,
-        );
         let now = tokio::time::Instant::now();
-        let start = now.checked_sub(behind).unwrap_or(now);
+        let start = if self.speedup <= 1.0 {
+            let behind = Duration::from_nanos(
+                (now_ns().saturating_sub(from_ns).max(0) as f64 / self.speedup) as u64,
+            );
+            now.checked_sub(behind).unwrap_or(now)
+        } else {
+            now
+        };
         let mut clock = tokio::time::interval_at(start, period);
         // After a stall, catch up: the simulated devices did not stop sending.
         clock.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -163,17 +199,31 @@ impl Simulator {
                 _ = stop.cancelled() => return Ok(()),
                 _ = clock.tick() => {}
             }
+            let ahead = ts.saturating_sub(now_ns());
+            if ahead > 0 {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_nanos(ahead.unsigned_abs())) => {}
+                }
+            }
             self.tick(ts);
             ts += self.cadence_ns;
             self.emit(ts).await?;
         }
     }
 
-    /// Writes what the archive still buffers and flushes the output.
+    /// Writes what the archive still buffers, records the simulator's state and flushes the
+    /// output.
     pub async fn finish(&mut self) -> anyhow::Result<()> {
         if let Some(archiver) = &mut self.archiver {
             archiver.flush_all().await.context("writing the last raw batches")?;
             self.stats.pickles_written.store(archiver.objects_written(), Ordering::Relaxed);
+        }
+        if let (Some(state), Some(next)) = (&mut self.state, self.next_ns) {
+            // A slice cut short by the stop is rewritten whole by the next run, so the archive
+            // is only known complete up to the last full watermark.
+            state.record(&self.models, next, None)?;
         }
         if let Output::Lines(out) = &mut self.output {
             out.flush().context("flushing the output")?;
@@ -181,10 +231,18 @@ impl Simulator {
         Ok(())
     }
 
-    /// Samples every device at `ts` into the pending messages and the archive buffer.
+    /// Samples every device at `ts` into the pending messages and the archive buffer (a device
+    /// resumed later than `ts` sits it out; a reading the store already holds is not sent again).
     fn tick(&mut self, ts: i64) {
-        for (model, key) in self.models.iter_mut().zip(&self.keys) {
+        let devices = self.models.iter_mut().zip(&self.keys).zip(&self.start_ns);
+        for (((model, key), start), skip) in devices.zip(&self.skip_through) {
+            if ts < *start {
+                continue;
+            }
             for reading in model.sample(ts) {
+                if reading.ts_ns <= skip[reading.sensor.index()] {
+                    continue;
+                }
                 if reading.injected.is_some() {
                     self.stats.injected.fetch_add(1, Ordering::Relaxed);
                 }
@@ -202,9 +260,15 @@ impl Simulator {
         let n = batch.len() as u64;
         match &mut self.output {
             Output::Bus { bus, topic } => {
-                bus.publish_batch(topic, batch)
-                    .await
-                    .with_context(|| format!("publishing readings to {topic:?}"))?;
+                let publish = bus.publish_batch(topic, batch);
+                let published = match &self.abort {
+                    Some(abort) => tokio::select! {
+                        r = publish => r,
+                        _ = abort.cancelled() => anyhow::bail!("stopped publishing: another role failed"),
+                    },
+                    None => publish.await,
+                };
+                published.with_context(|| format!("publishing readings to {topic:?}"))?;
             }
             Output::Lines(out) => {
                 for (_, payload) in &batch {
@@ -215,9 +279,19 @@ impl Simulator {
         }
         self.stats.published.fetch_add(n, Ordering::Relaxed);
         self.stats.sim_time_ns.store(watermark - self.cadence_ns, Ordering::Relaxed);
+        self.next_ns = Some(watermark);
         if let Some(archiver) = &mut self.archiver {
             archiver.flush_before(watermark).await.context("writing raw batches")?;
             self.stats.pickles_written.store(archiver.objects_written(), Ordering::Relaxed);
+        }
+        if let Some(state) = &mut self.state {
+            state.published(n);
+            // Only once every device samples in step (after a resume, some start later).
+            let started = self.start_ns.iter().all(|s| *s < watermark);
+            if started && state.due(BACKFILL_CHUNK as u64) {
+                let archived = self.archiver.as_ref().map(|a| a.slice_start(watermark));
+                state.record(&self.models, watermark, archived)?;
+            }
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ const QUERY_SLICE_NS: i64 = 3_600 * 1_000_000_000;
 /// What went into the data set, for the run's parameters and the user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DataReport {
+    /// The span of the data: from the first slot with a reading to the end of the last one,
+    /// within the range asked for. The split divides this span.
     pub from_ns: i64,
     pub to_ns: i64,
     pub devices: Vec<String>,
@@ -121,7 +123,28 @@ pub async fn read_series(
     Ok((series, readings))
 }
 
+/// From the start of the first slot holding a reading (a value not filled in) of any series to
+/// the end of the last such slot, clamped to `[from_ns, to_ns)`; `None` when no slot holds one.
+fn data_span(series: &[Series], from_ns: i64, to_ns: i64) -> Option<(i64, i64)> {
+    let observed = |s: &Series, row: usize| {
+        s.values[row].iter().enumerate().any(|(i, v)| !v.is_nan() && s.filled[row] & (1 << i) == 0)
+    };
+    let mut span: Option<(i64, i64)> = None;
+    for s in series {
+        let Some(first) = (0..s.len()).find(|&r| observed(s, r)) else { continue };
+        let last = (first..s.len()).rev().find(|&r| observed(s, r)).unwrap_or(first);
+        let (start, end) = (s.ts_ns(first).max(from_ns), s.ts_ns(last + 1).min(to_ns));
+        span = Some(span.map_or((start, end), |(a, b)| (a.min(start), b.max(end))));
+    }
+    span.filter(|(a, b)| a < b)
+}
+
 /// Splits, fits the scaler on the training part, cuts and standardizes the windows.
+///
+/// The split is over the data that is there: the time span from the first to the last reading
+/// in `[from_ns, to_ns)`, not the range itself. A range longer than the history (the default
+/// `train.lookback` before a short `sentio demo`, or a wide `--from/--to`) would otherwise leave
+/// the training part empty or the calibration part in the future.
 pub fn prepare(
     series: Vec<Series>,
     readings: u64,
@@ -137,6 +160,13 @@ pub fn prepare(
             sentio_core::time::format_rfc3339(to_ns)
         );
     }
+    let Some((from_ns, to_ns)) = data_span(&series, from_ns, to_ns) else {
+        bail!(
+            "the store holds no sensor values between {} and {}",
+            sentio_core::time::format_rfc3339(from_ns),
+            sentio_core::time::format_rfc3339(to_ns)
+        );
+    };
     let points =
         SplitPoints::new(from_ns, to_ns, config.validation_fraction, config.calibration_fraction);
     let scaler = Scaler::fit(series.iter().map(|s| (s, points.train_rows(s)))).context(

@@ -8,13 +8,17 @@
 //! 4. [`artifact`]: the model directory (MLmodel, ONNX, safetensors, card).
 //! 5. Tracking: a run with params and per-epoch metrics (logged as epochs finish), a logged model
 //!    with the artifact, a new version of the registered model, and the `champion` alias moved
-//!    when `train.promote` says so ([`promote`]).
+//!    when `train.promote` says so and the training was not cancelled ([`promote`]).
+//!
+//! Before it starts its run, a training ends as KILLED the runs of its experiment that killed
+//! trainings on this host left RUNNING ([`stale`]).
 
 pub mod artifact;
 pub mod calibrate;
 pub mod data;
 pub mod fit;
 pub mod promote;
+pub mod stale;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,7 +42,10 @@ pub const CHAMPION: &str = "champion";
 pub struct TrainRequest {
     pub config: TrainConfig,
     pub experiment: String,
-    /// Range override; `None` takes `train.lookback` before the newest reading.
+    /// Range override; `None` takes `train.lookback` before the newest reading. Either way the
+    /// train / validation / calibration split divides the time span of the data found in the
+    /// range (first to last reading), not the range itself, so a range longer than the history
+    /// still splits the history 70 / 15 / 15.
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
 }
@@ -64,7 +71,8 @@ pub struct TrainOutcome {
 }
 
 /// Runs the whole pipeline. On failure the run (if started) is ended as FAILED; a cancelled
-/// training still registers the best model so far, and the run is ended as KILLED.
+/// training still registers the best model so far, never promoted, and the run is ended as
+/// KILLED.
 pub async fn train(
     store: &dyn ReadingStore,
     tracking: Arc<dyn Tracking>,
@@ -82,11 +90,21 @@ pub async fn train(
 
     let experiment = tracking.experiment(&request.experiment).await?;
     let run_name = format!("train-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
-    let tags = vec![
+    let mut tags = vec![
         ("mlflow.source.name".to_owned(), "sentio train".to_owned()),
         ("mlflow.source.type".to_owned(), "LOCAL".to_owned()),
         ("sentio.version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
     ];
+    if let Some(process) = stale::Process::current() {
+        // Not being able to tidy up after killed trainings must not stop this one.
+        if let Err(e) = stale::end_orphaned_runs(&*tracking, &experiment, &process).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "could not look for runs that killed trainings left RUNNING"
+            );
+        }
+        tags.extend(process.tags());
+    }
     let run = tracking.create_run(&experiment, &run_name, &tags).await?;
     let result =
         train_in_run(&*tracking, &experiment, &run, prepared, &config, stop, progress).await;

@@ -7,16 +7,20 @@
 //! so a champion with a different scaler is measured on the same scale. The new version is
 //! promoted when its mean squared error is lower, when there is no champion, or when the champion
 //! cannot be scored on these frames (a different sensor set).
+//!
+//! Only a training that ran to its end (all of `train.epochs`, or early stopping) can be
+//! promoted: a cancelled one (Ctrl-C, SIGTERM, `--duration` running out) is registered but never
+//! becomes the champion, whatever `train.promote` says, `"always"` (`--promote`) included.
 
 use anyhow::Context;
-use sentio_config::TrainConfig;
+use sentio_config::{Promote, TrainConfig};
 use sentio_model::{Autoencoder, ModelSpec};
 use sentio_tracking::Tracking;
 use serde::{Deserialize, Serialize};
 
 use super::artifact::{ModelCard, WEIGHTS_FILE};
 use super::data::Prepared;
-use super::fit::Fitted;
+use super::fit::{Fitted, Stopped};
 use super::{CHAMPION, forced};
 use crate::features::window::gather;
 use crate::features::{Split, WindowSettings, cut_windows};
@@ -47,6 +51,10 @@ pub async fn decide(
         new_loss,
     };
     let champion = tracking.get_alias(&config.model_name, CHAMPION).await?;
+    if fitted.stopped == Stopped::Cancelled {
+        let reason = cancelled(config.promote, fitted.history.len());
+        return Ok(decision(false, reason, champion.map(|c| c.version), None));
+    }
     if let Some(force) = forced(config.promote) {
         let reason = if force { "promotion forced" } else { "promotion turned off" };
         return Ok(decision(force, reason.into(), champion.map(|c| c.version), None));
@@ -78,6 +86,21 @@ pub async fn decide(
         champion.version
     );
     Ok(decision(better, reason, Some(champion.version), Some(champion_loss)))
+}
+
+/// Why a cancelled training after `epochs` epochs is not promoted.
+fn cancelled(promote: Promote, epochs: usize) -> String {
+    let s = if epochs == 1 { "" } else { "s" };
+    let rule = match promote {
+        Promote::Always => {
+            "a cancelled training is never promoted, not even with train.promote = \"always\" \
+             (--promote)"
+        }
+        Promote::IfBetter | Promote::Never => {
+            "only a training that ran to its end or to early stopping can be promoted"
+        }
+    };
+    format!("the training was cancelled after {epochs} epoch{s}: {rule}")
 }
 
 /// Relative difference under which two validation errors count as equal (f32 rounding is 6e-8).

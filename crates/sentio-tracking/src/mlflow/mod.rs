@@ -33,6 +33,8 @@ use wire::*;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Page size of searches and metric histories.
 const PAGE: &str = "1000";
+/// [`PAGE`] as a number, for searches sent as JSON.
+const PAGE_SIZE: u32 = 1000;
 
 /// A client of an MLflow tracking server (and its model registry).
 #[derive(Debug, Clone)]
@@ -257,6 +259,22 @@ async fn http_error(op: &'static str, response: Response) -> TrackingError {
     }
 }
 
+/// A run as the port speaks it.
+fn run_info(Run { info, data }: Run) -> RunInfo {
+    RunInfo {
+        run_id: RunId::new(info.run_id),
+        experiment_id: ExperimentId::new(info.experiment_id),
+        run_name: info.run_name,
+        status: info.status,
+        start_time_ms: info.start_time,
+        end_time_ms: info.end_time.filter(|t| *t > 0),
+        artifact_uri: info.artifact_uri,
+        params: data.params.into_iter().map(|p| (p.key, p.value)).collect(),
+        metrics: data.metrics.into_iter().map(|m| (m.key.clone(), Metric::from(m))).collect(),
+        tags: data.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+    }
+}
+
 /// A single-quoted string for a search filter.
 fn filter_string(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -376,19 +394,37 @@ impl Tracking for MlflowTracking {
     }
 
     async fn get_run(&self, run: &RunId) -> Result<RunInfo> {
-        let Run { info, data } = self.run("get_run", run).await?;
-        Ok(RunInfo {
-            run_id: RunId::new(info.run_id),
-            experiment_id: ExperimentId::new(info.experiment_id),
-            run_name: info.run_name,
-            status: info.status,
-            start_time_ms: info.start_time,
-            end_time_ms: info.end_time.filter(|t| *t > 0),
-            artifact_uri: info.artifact_uri,
-            params: data.params.into_iter().map(|p| (p.key, p.value)).collect(),
-            metrics: data.metrics.into_iter().map(|m| (m.key.clone(), Metric::from(m))).collect(),
-            tags: data.tags.into_iter().map(|t| (t.key, t.value)).collect(),
-        })
+        Ok(run_info(self.run("get_run", run).await?))
+    }
+
+    async fn list_runs(
+        &self,
+        experiment: &ExperimentId,
+        status: Option<RunStatus>,
+    ) -> Result<Vec<RunInfo>> {
+        let op = "list_runs";
+        let filter = status
+            .map(|s| format!("attributes.status = {}", filter_string(s.as_str())))
+            .unwrap_or_default();
+        let mut out: Vec<RunInfo> = Vec::new();
+        let mut token = String::new();
+        loop {
+            let body = SearchRuns {
+                experiment_ids: [experiment.as_str()],
+                filter: filter.clone(),
+                run_view_type: "ACTIVE_ONLY",
+                max_results: PAGE_SIZE,
+                page_token: &token,
+            };
+            let page: SearchRunsResponse = self.post(op, "runs/search", &body).await?;
+            out.extend(page.runs.into_iter().map(run_info));
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) => token = next,
+                None => break,
+            }
+        }
+        out.sort_by(|a, b| (a.start_time_ms, &a.run_id).cmp(&(b.start_time_ms, &b.run_id)));
+        Ok(out)
     }
 
     async fn metric_history(&self, run: &RunId, key: &str) -> Result<Vec<Metric>> {

@@ -149,6 +149,25 @@ pub(crate) struct RunInfo {
     pub artifact_uri: String,
 }
 
+/// `runs/search`.
+#[derive(Debug, Serialize)]
+pub(crate) struct SearchRuns<'a> {
+    pub experiment_ids: [&'a str; 1],
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub filter: String,
+    pub run_view_type: &'static str,
+    pub max_results: u32,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub page_token: &'a str,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SearchRunsResponse {
+    #[serde(default)]
+    pub runs: Vec<Run>,
+    pub next_page_token: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RunData {
     #[serde(default)]

@@ -10,10 +10,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sentio_config::Config;
 use sentio_core::time::{NANOS_PER_SEC, format_rfc3339, now_ns};
 use sentio_core::{Alert, AlertState, SensorKind};
+use sentio_services::detect::alerts::resolve_orphaned;
 use sentio_services::detect::service::{DetectEvent, DetectStats, Detector};
 use sentio_services::detect::{Scorer, replay, save_replay_scores, top_sensor};
 use sentio_services::etl::EtlStats;
 use sentio_services::shutdown::Shutdown;
+use sentio_services::simulator::resume::state_path;
 use sentio_services::simulator::{Output, SimStats, Simulator};
 use sentio_services::train::TrainRequest;
 use sentio_store::ReadingStore;
@@ -62,17 +64,20 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     }
     config.validate()?;
 
+    // One process at a time on an embedded store (its bus lives in this process).
+    wiring::own_embedded_store(&config)?;
     let store = wiring::open_store(&config).await?;
     let bus = wiring::open_bus(&config, Some(store.as_ref())).await?;
     let before = store.stats().await?;
     let archiver = wiring::archiver(&config).await?;
     let output = Output::Bus { bus: bus.clone(), topic: config.topics.readings.clone() };
-    let mut simulator = Simulator::new(&config.simulator, output, archiver)?;
-    let sim_stats = simulator.stats();
 
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
     let stop = shutdown.token();
+    let mut simulator =
+        Simulator::new(&config.simulator, output, archiver)?.with_abort(shutdown.failed());
+    let sim_stats = simulator.stats();
     if let Some(limit) = args.duration {
         let stop = stop.clone();
         shutdown.spawn("timer", async move {
@@ -92,6 +97,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let probe = Arc::new(Probe {
         stats: std::sync::OnceLock::new(),
         real_time: config.simulator.speedup <= 1.0,
+        sim: sim_stats.clone(),
     });
     if !args.no_serve {
         serve(&config, &store, &bus, probe.clone(), &shutdown).await?;
@@ -107,27 +113,54 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             "off".into()
         }
     );
+    // Alerts a killed run left open have no detector behind them any more.
+    close_open_alerts(store.as_ref(), "the previous run left open (its detector had stopped)")
+        .await?;
     let now = simulator.align(now_ns());
-    let from = resume_point(store.as_ref(), now, &config).await?;
-    let total = simulator.ticks_between(from, now);
+    let wanted = now - i64::try_from(config.demo.backfill.as_nanos()).unwrap_or(i64::MAX / 2);
+    let resumed = simulator
+        .resume(store.as_ref(), &state_path(&config.store.sqlite.path), wanted, now)
+        .await
+        .context("resuming the simulation")?;
+    let from = resumed.from_ns.min(now);
+    if resumed.continued > 0 {
+        say!(
+            "resuming {} devices where each stopped (from {}){}",
+            resumed.continued,
+            format_rfc3339(from),
+            if resumed.restarted.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} had no saved state and restart their signals",
+                    resumed.restarted.len()
+                )
+            }
+        );
+    }
+    // A sped-up live phase replays the end of the history, then keeps pace with the clock: it
+    // never stamps a reading in the future.
+    let live_from = live_start(&config, args.duration, from, now, simulator.cadence_ns());
+    let total = simulator.ticks_between(from, live_from);
     let next = if total > 0 {
-        say!("backfilling {} to {}", format_rfc3339(from), format_rfc3339(now));
+        say!("backfilling {} to {}", format_rfc3339(from), format_rfc3339(live_from));
         let bar = ProgressBar::new(total).with_style(
             ProgressStyle::with_template("{bar:40.cyan/blue} {percent:>3}%  {msg}  eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let started = Instant::now();
         let next = simulator
-            .backfill(from, now, &stop, |done| {
+            .backfill(from, live_from, &stop, |done| {
                 bar.set_position(done);
                 bar.set_message(summary(&sim_stats, &etl_stats, started.elapsed()));
             })
-            .await?;
+            .await;
         bar.finish_and_clear();
+        let next = fatal_first(next, &etl_task).await?;
         say!("backfill done: {}", summary(&sim_stats, &etl_stats, started.elapsed()));
         next
     } else {
-        now
+        live_from
     };
 
     let detect_stop = CancellationToken::new();
@@ -168,12 +201,22 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     };
     let live_started = Instant::now();
     if !stop.is_cancelled() {
-        if live.is_hidden() {
-            say!("live: streaming in real time; Ctrl-C stops");
+        let line = if next < now {
+            format!(
+                "live: replaying from {} at {}x until it meets the clock, then in real time; Ctrl-C stops",
+                format_rfc3339(next),
+                config.simulator.speedup
+            )
         } else {
-            live.println("live: streaming in real time; Ctrl-C stops");
+            "live: streaming in real time; Ctrl-C stops".to_owned()
+        };
+        if live.is_hidden() {
+            say!("{line}");
+        } else {
+            live.println(line);
         }
-        simulator.real_time(next, &stop).await?;
+        let ran = simulator.real_time(next, &stop).await;
+        fatal_first(ran, &etl_task).await?;
     }
     let _ = ticker.await;
     live.finish_and_clear();
@@ -188,6 +231,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     if let Some(task) = detect_task {
         task.await.context("the detect task panicked")??;
     }
+    // This process was the store's only detector: what it leaves open nobody would close.
+    close_open_alerts(store.as_ref(), "still open at the stop (the detector stopped with it)")
+        .await?;
     shutdown.wait(Duration::from_secs(2)).await;
 
     let after = store.stats().await?;
@@ -224,6 +270,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
 struct Probe {
     stats: std::sync::OnceLock<Arc<DetectStats>>,
     real_time: bool,
+    sim: Arc<SimStats>,
 }
 
 impl sentio_web::LiveProbe for Probe {
@@ -238,6 +285,12 @@ impl sentio_web::LiveProbe for Probe {
 
     fn windows_scored(&self) -> u64 {
         self.stats.get().map_or(0, |s| s.windows_scored.load(Ordering::Relaxed))
+    }
+
+    /// Sped up, the live phase replays the end of the history: the dashboard follows its clock.
+    fn event_clock_ns(&self) -> Option<i64> {
+        let t = self.sim.sim_time_ns.load(Ordering::Relaxed);
+        (!self.real_time && t > 0).then_some(t)
     }
 }
 
@@ -392,20 +445,52 @@ fn top_sensors(alerts: &[&Alert]) -> String {
     if parts.is_empty() { String::new() } else { format!(" (top sensor: {})", parts.join(", ")) }
 }
 
-/// Where the backfill starts: `demo.backfill` before now, or just after the newest stored reading
-/// when an earlier run already covered part of that range.
-async fn resume_point(store: &dyn ReadingStore, now: i64, config: &Config) -> anyhow::Result<i64> {
-    let wanted = now - i64::try_from(config.demo.backfill.as_nanos()).unwrap_or(i64::MAX / 2);
-    let latest = store.stats().await?.latest_ts_ns;
-    Ok(match latest {
-        Some(latest) if latest >= wanted => {
-            let cadence =
-                i64::try_from(config.simulator.cadence.as_nanos()).unwrap_or(NANOS_PER_SEC);
-            say!("resuming after the newest stored reading ({})", format_rfc3339(latest));
-            (latest + cadence).min(now)
+/// Where the live phase starts. In real time (speedup 1 or less), at `now`: the backfill covers
+/// the history. Sped up, the live phase replays the end of the history at the speedup (half of
+/// what this run simulates, or what `--duration` shows at that speed if less), then keeps pace
+/// with the clock, so no reading is ever stamped in the future (ingest would refuse it).
+fn live_start(
+    config: &Config,
+    duration: Option<Duration>,
+    from: i64,
+    now: i64,
+    cadence_ns: i64,
+) -> i64 {
+    let speedup = config.simulator.speedup;
+    if speedup <= 1.0 || now <= from {
+        return now;
+    }
+    let mut lead = (now - from) / 2;
+    if let Some(d) = duration {
+        lead = lead
+            .min((d.as_secs_f64() * speedup * NANOS_PER_SEC as f64).min(i64::MAX as f64) as i64);
+    }
+    let start = now - lead;
+    start.div_euclid(cadence_ns.max(1)) * cadence_ns.max(1)
+}
+
+/// Resolves the store's open alerts (see [`resolve_orphaned`]) and says how many, and why.
+async fn close_open_alerts(store: &dyn ReadingStore, why: &str) -> anyhow::Result<()> {
+    let closed = resolve_orphaned(store, now_ns()).await.context("resolving open alerts")?;
+    if !closed.is_empty() {
+        say!("resolved {} alerts {why}", closed.len());
+    }
+    Ok(())
+}
+
+/// `result`, unless the ingest task has already failed: then its error, which is the cause (a
+/// publish gives up once the ETL is gone, and would otherwise hide why).
+async fn fatal_first<T>(
+    result: anyhow::Result<T>,
+    etl_task: &tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<T> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) if etl_task.is_finished() => {
+            Err(e.context("the ingest task failed first; see its error above"))
         }
-        _ => wanted,
-    })
+        Err(e) => Err(e),
+    }
 }
 
 async fn live_summary(

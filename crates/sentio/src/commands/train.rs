@@ -22,7 +22,9 @@ use crate::wiring;
 /// trains the LSTM autoencoder with early stopping, calibrates the anomaly threshold on held-out
 /// data, logs the run (params, per-epoch metrics) and the model to the tracker, registers a new
 /// version of train.model_name and moves the alias `champion` to it when it beats the current
-/// champion on the same validation data. Ctrl-C stops training and registers the best model so far.
+/// champion on the same validation data. The time split (train, validation, calibration) is over
+/// the data found in the range, first to last reading, however long the range is. Ctrl-C stops
+/// training and registers the best model so far, which is never promoted.
 #[derive(clap::Args)]
 pub struct Args {
     /// Start of the training range: RFC 3339, a date, or `now`.
@@ -40,7 +42,7 @@ pub struct Args {
     /// Random seed (overrides train.seed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Always move the `champion` alias to the new version.
+    /// Always move the `champion` alias to the new version (unless training is cancelled).
     #[arg(long, conflicts_with = "no_promote")]
     promote: bool,
     /// Never move the `champion` alias.
@@ -113,10 +115,12 @@ pub(crate) async fn train_and_report(
         config_tracking(config)
     );
     let p = &outcome.promotion;
-    if p.promote {
-        say!("champion -> version {}: {}", outcome.version, p.reason);
-    } else {
-        say!("champion stays at version {}: {}", p.champion_version.unwrap_or(0), p.reason);
+    match (p.promote, p.champion_version) {
+        (true, _) => say!("champion -> version {}: {}", outcome.version, p.reason),
+        (false, Some(champion)) => say!("champion stays at version {champion}: {}", p.reason),
+        (false, None) => {
+            say!("no champion: version {} not promoted: {}", outcome.version, p.reason)
+        }
     }
     Ok(outcome)
 }
@@ -222,7 +226,7 @@ pub(crate) fn stop_reason(stopped: &str) -> &str {
     match stopped {
         "epochs" => "all of train.epochs ran",
         "early-stopping" => "stopped early: validation loss no longer improved",
-        "cancelled" => "cancelled; the best epoch is kept",
+        "cancelled" => "cancelled; the best epoch is kept but never promoted",
         other => other,
     }
 }

@@ -1,0 +1,120 @@
+//! Readings sent again: what the store does with them, and the warning that says so.
+//!
+//! The store keeps every **message** once: exactly-once comes from the consumer offsets written in
+//! the same transaction as the rows, so a message the bus delivers twice (after a crash or a
+//! rebalance) is stored once. It does not deduplicate by content (no unique index on
+//! `sensor_readings`, which keeps ingest fast): a reading published again as a new message, such
+//! as the same file ingested twice or a producer replaying its history, is a new message and is
+//! stored again. The ETL notices such repeats and warns, with the count, so they never go by
+//! silently: a reading repeats when its timestamp and its `seq` are both no newer than the newest
+//! reading already seen (stored or in this run) of its device and sensor. Readings of one
+//! device and sensor arrive in order (they share a partition), so a live stream never repeats;
+//! a device that restarts its `seq` at 0 sends newer timestamps, and does not either.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use sentio_core::{DeviceId, Reading};
+
+/// How often the warning may repeat while repeats keep coming.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The newest (timestamp, seq) per device and sensor, and the repeats seen.
+#[derive(Debug, Default)]
+pub struct Repeats {
+    /// Per device, per sensor (`SensorKind::index`).
+    newest: HashMap<DeviceId, [Option<(i64, u64)>; 4]>,
+    total: u64,
+    unwarned: u64,
+    warned_at: Option<Instant>,
+}
+
+impl Repeats {
+    /// Starts from what the store already holds (its newest reading per device and sensor).
+    pub fn new(stored: &[Reading]) -> Self {
+        let mut r = Self::default();
+        for reading in stored {
+            r.newest.entry(reading.device.clone()).or_default()[reading.sensor.index()] =
+                Some((reading.ts_ns, reading.seq));
+        }
+        r
+    }
+
+    /// Counts the repeats among `readings` (in arrival order) and remembers the newest; returns
+    /// this call's count.
+    pub fn observe<'a>(&mut self, readings: impl IntoIterator<Item = &'a Reading>) -> u64 {
+        let mut n = 0;
+        for r in readings {
+            // A lookup by reference: no allocation per reading on the ingest path.
+            let slot = match self.newest.get_mut(&r.device) {
+                Some(sensors) => &mut sensors[r.sensor.index()],
+                None => &mut self.newest.entry(r.device.clone()).or_default()[r.sensor.index()],
+            };
+            match slot {
+                Some((ts, seq)) if r.ts_ns <= *ts && r.seq <= *seq => n += 1,
+                Some(newest) if r.ts_ns < newest.0 => {}
+                _ => *slot = Some((r.ts_ns, r.seq)),
+            }
+        }
+        self.total += n;
+        self.unwarned += n;
+        if self.unwarned > 0 && self.warned_at.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            tracing::warn!(
+                readings = self.unwarned,
+                total = self.total,
+                "readings repeat the timestamp and seq of readings already stored for their device \
+                 and sensor (the same data sent again, e.g. a file ingested twice); they are stored \
+                 again: the store keeps every message once, by bus offset, not by content"
+            );
+            self.unwarned = 0;
+            self.warned_at = Some(Instant::now());
+        }
+        n
+    }
+
+    /// Repeats seen in all.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sentio_core::SensorKind;
+
+    use super::*;
+
+    fn reading(device: &str, sensor: SensorKind, ts_ns: i64, seq: u64) -> Reading {
+        Reading {
+            device: DeviceId::new(device).unwrap(),
+            sensor,
+            ts_ns,
+            value: 1.0,
+            seq,
+            injected: None,
+        }
+    }
+
+    #[test]
+    fn the_same_readings_again_are_counted_a_live_stream_and_a_restarted_seq_are_not() {
+        let t = SensorKind::Temperature;
+        let stored = [reading("a", t, 100, 10)];
+        let mut r = Repeats::new(&stored);
+        // Newer readings, another sensor, another device: none repeats.
+        let live = [
+            reading("a", t, 101, 11),
+            reading("a", t, 102, 12),
+            reading("a", SensorKind::Pressure, 50, 0),
+            reading("b", t, 1, 0),
+        ];
+        assert_eq!(r.observe(&live), 0);
+        // The same file again: every reading repeats.
+        let again = [reading("a", t, 100, 10), reading("a", t, 101, 11), reading("a", t, 102, 12)];
+        assert_eq!(r.observe(&again), 3);
+        // A device restarted: seq from 0, but newer timestamps.
+        assert_eq!(r.observe(&[reading("a", t, 200, 0), reading("a", t, 201, 1)]), 0);
+        assert_eq!(r.total(), 3);
+    }
+}

@@ -1,0 +1,341 @@
+//! Resuming a simulation exactly where each device stopped, after a clean stop or a `kill -9`.
+//!
+//! The simulator keeps a small state file beside the store (`<store>.simulator.json`): each
+//! device's stream origin, and the last [`SNAPSHOTS_KEPT`] snapshots of every device's model
+//! (levels, load, duty cycle, `seq`, the anomaly schedule and the random streams' positions),
+//! written atomically (a temporary file, then a rename) after a publish. On restart the **store**
+//! says where each device stopped (its newest stored reading of each sensor), and the file says
+//! how the device's model stood there: the newest snapshot at or before that point is restored
+//! and sampled forward to it (or, when the bus lost more than the snapshots span, the model is
+//! replayed from its origin). So the readings a crash lost are published again, identical, and
+//! the stream continues as if the process had never stopped: no gap, no duplicate, no jump.
+//!
+//! The raw archive is reconciled the same way. The file records `archived_through`: every slice
+//! ending at or before it is written. On restart each device's objects from that slice on are
+//! deleted (a crash can leave objects holding readings never stored; a stop leaves a slice cut
+//! short) and rewritten from the store up to the device's resume point; the regenerated
+//! readings complete the rest. Archive and store then hold the same readings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use sentio_store::{RangeQuery, ReadingStore};
+use serde::{Deserialize, Serialize};
+
+use super::Simulator;
+use super::model::{DeviceModel, DeviceSnapshot};
+
+/// Version of the state file's layout.
+const STATE_FORMAT: u32 = 1;
+/// Snapshots kept; one is taken per publish of at least a backfill chunk, or every few seconds
+/// live, so they span far more than the embedded bus holds in flight.
+pub const SNAPSHOTS_KEPT: usize = 64;
+
+/// The state file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct StateFile {
+    format: u32,
+    seed: u64,
+    cadence_ns: i64,
+    /// Where each device's stream starts: its model's initial state is sampled first there.
+    origins: BTreeMap<String, Origin>,
+    /// Every archive slice ending at or before this is written.
+    archived_through_ns: Option<i64>,
+    /// Oldest first.
+    snapshots: Vec<Snapshot>,
+}
+
+/// The first sample of a device's stream: a model fresh from the seed, numbered from `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Origin {
+    ts_ns: i64,
+    seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Snapshot {
+    /// The timestamp every device samples next.
+    next_ns: i64,
+    devices: BTreeMap<String, DeviceSnapshot>,
+}
+
+impl StateFile {
+    /// Reads the file; `None` when there is none, or when it belongs to another seed or cadence
+    /// or cannot be read (said in the log: the signals then restart at the resume point).
+    fn load(path: &Path, seed: u64, cadence_ns: i64) -> Option<Self> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the simulator state; the signals restart");
+                return None;
+            }
+        };
+        match serde_json::from_slice::<StateFile>(&bytes) {
+            Ok(f) if f.format == STATE_FORMAT && f.seed == seed && f.cadence_ns == cadence_ns => {
+                Some(f)
+            }
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "the simulator state is for another seed or cadence; the signals restart");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "the simulator state is unreadable; the signals restart");
+                None
+            }
+        }
+    }
+
+    /// Writes the file atomically: a reader (or a crash) sees the old file or the new one.
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(self).context("encoding the simulator state")?;
+        std::fs::write(&tmp, bytes)
+            .with_context(|| format!("writing the simulator state {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("replacing the simulator state {}", path.display()))
+    }
+}
+
+/// Where the simulator keeps its state, and what it has recorded so far.
+pub(crate) struct StateKeeper {
+    path: PathBuf,
+    file: StateFile,
+    /// Messages published since the last snapshot.
+    since_snapshot: u64,
+    last_snapshot: std::time::Instant,
+}
+
+impl StateKeeper {
+    /// Takes a snapshot when enough was published or enough time passed since the last one.
+    pub(crate) fn due(&self, chunk: u64) -> bool {
+        self.since_snapshot >= chunk
+            || self.last_snapshot.elapsed() >= std::time::Duration::from_secs(5)
+    }
+
+    pub(crate) fn published(&mut self, n: u64) {
+        self.since_snapshot += n;
+    }
+
+    /// Records every model's state before sampling `next_ns`, and how far the archive is
+    /// written, and saves the file.
+    pub(crate) fn record(
+        &mut self,
+        models: &[DeviceModel],
+        next_ns: i64,
+        archived_through_ns: Option<i64>,
+    ) -> anyhow::Result<()> {
+        let devices =
+            models.iter().map(|m| (m.device().as_str().to_owned(), m.snapshot())).collect();
+        let snapshots = &mut self.file.snapshots;
+        snapshots.retain(|s| s.next_ns < next_ns);
+        snapshots.push(Snapshot { next_ns, devices });
+        if snapshots.len() > SNAPSHOTS_KEPT {
+            snapshots.drain(..snapshots.len() - SNAPSHOTS_KEPT);
+        }
+        if archived_through_ns.is_some() {
+            self.file.archived_through_ns = archived_through_ns;
+        }
+        self.since_snapshot = 0;
+        self.last_snapshot = std::time::Instant::now();
+        self.file.save(&self.path)
+    }
+}
+
+/// What [`Simulator::resume`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// The earliest timestamp any device samples next: where the backfill starts.
+    pub from_ns: i64,
+    /// Devices continuing a stored stream.
+    pub continued: usize,
+    /// Devices with no stored reading since the wanted start (they start there).
+    pub fresh: usize,
+    /// Devices whose stored readings had no matching simulator state: their signals restart at
+    /// the resume point (their `seq` goes on).
+    pub restarted: Vec<String>,
+    /// Archive objects deleted and readings pushed again from the store.
+    pub archive_deleted: usize,
+    pub archive_refilled: usize,
+    /// Samples computed to bring restored models up to their resume points.
+    pub fast_forwarded: u64,
+}
+
+/// The state file beside a SQLite store: `data/sentio.db` keeps `data/sentio.simulator.json`.
+pub fn state_path(store_path: &Path) -> PathBuf {
+    let stem = store_path
+        .file_stem()
+        .map_or_else(|| "sentio".to_owned(), |s| s.to_string_lossy().into_owned());
+    store_path.with_file_name(format!("{stem}.simulator.json"))
+}
+
+impl Simulator {
+    /// Positions every device where the store says it stopped, restoring its model from the state
+    /// file at `state` (see the module docs), reconciles the raw archive with the store, and
+    /// keeps the state file up to date from then on. Devices with no reading stored at or after
+    /// `wanted_ns` start at `wanted_ns`. `now_ns` bounds the archive listing.
+    pub async fn resume(
+        &mut self,
+        store: &dyn ReadingStore,
+        state: &Path,
+        wanted_ns: i64,
+        now_ns: i64,
+    ) -> anyhow::Result<Resumed> {
+        let cadence = self.cadence_ns;
+        let wanted_ns = self.align(wanted_ns + cadence - 1);
+        let mut file = StateFile::load(state, self.seed, cadence).unwrap_or_else(|| StateFile {
+            format: STATE_FORMAT,
+            seed: self.seed,
+            cadence_ns: cadence,
+            ..StateFile::default()
+        });
+        // Each device's newest stored reading per sensor.
+        let mut newest: BTreeMap<String, [Option<(i64, u64)>; 4]> = BTreeMap::new();
+        for r in store.latest_readings(i64::MIN).await.context("reading where devices stopped")? {
+            newest.entry(r.device.as_str().to_owned()).or_default()[r.sensor.index()] =
+                Some((r.ts_ns, r.seq));
+        }
+
+        let mut out = Resumed::default();
+        let archived_through = file.archived_through_ns;
+        for i in 0..self.models.len() {
+            let name = self.models[i].device().as_str().to_owned();
+            let stored = newest.get(&name).copied().unwrap_or_default();
+            let resume_at = stored.iter().flatten().map(|(ts, _)| *ts).min().map(|t| t + cadence);
+            // A device that stopped before the wanted range continues there (its model runs
+            // through the gap, as the machine did).
+            let start = resume_at.map_or(wanted_ns, |r| r.max(wanted_ns));
+            self.skip_through[i] = stored.map(|s| s.map_or(i64::MIN, |(ts, _)| ts));
+            self.start_ns[i] = start;
+            let any_stored = resume_at.is_some();
+            match self.position(i, &file, start) {
+                Some(samples) if seq_matches(&self.models[i], &stored, start, cadence) => {
+                    out.fast_forwarded += samples;
+                    if any_stored {
+                        out.continued += 1;
+                    } else {
+                        out.fresh += 1;
+                    }
+                }
+                _ if !any_stored => {
+                    self.models[i] = self.fresh_model(i);
+                    file.origins.insert(name.clone(), Origin { ts_ns: start, seq: 0 });
+                    out.fresh += 1;
+                }
+                _ => {
+                    // Stored readings with no state to continue them (a data directory from
+                    // before the state file, or one it does not match): the signals restart
+                    // here and the numbering goes on.
+                    let next_seq = stored
+                        .iter()
+                        .flatten()
+                        .filter(|(ts, _)| *ts < start)
+                        .map(|(_, seq)| seq + 1)
+                        .max()
+                        .unwrap_or(0);
+                    let mut model = self.fresh_model(i);
+                    model.set_seq(next_seq);
+                    self.models[i] = model;
+                    file.origins.insert(name.clone(), Origin { ts_ns: start, seq: next_seq });
+                    out.restarted.push(name.clone());
+                }
+            }
+
+            if let Some(archiver) = &mut self.archiver {
+                let slice_of = |ts: i64| ts.div_euclid(archiver.slice_ns()) * archiver.slice_ns();
+                let from = match archived_through {
+                    Some(through) => slice_of(through).min(slice_of(start)),
+                    None => slice_of(start),
+                };
+                let device = self.models[i].device().clone();
+                out.archive_deleted += archiver
+                    .delete_from(&device, from, now_ns.max(start))
+                    .await
+                    .with_context(|| format!("reconciling the raw archive of {device}"))?;
+                let readings = store
+                    .query_range(&RangeQuery {
+                        devices: vec![device.clone()],
+                        sensors: vec![],
+                        from_ns: from,
+                        to_ns: start.saturating_add(cadence),
+                    })
+                    .await
+                    .with_context(|| format!("reading {device}'s stored readings to re-archive"))?;
+                for r in &readings {
+                    archiver.push(r);
+                }
+                out.archive_refilled += readings.len();
+            }
+        }
+        out.from_ns = self.start_ns.iter().copied().min().unwrap_or(wanted_ns);
+        if !out.restarted.is_empty() {
+            tracing::warn!(devices = ?out.restarted, "no simulator state matches these devices' stored readings; their signals restart where they stopped");
+        }
+        file.save(state)?;
+        self.state = Some(StateKeeper {
+            path: state.to_owned(),
+            file,
+            since_snapshot: 0,
+            last_snapshot: std::time::Instant::now(),
+        });
+        Ok(out)
+    }
+
+    /// Brings model `i` to just before sampling `start`: from the newest snapshot at or before
+    /// `start`, else from the device's origin. Returns the samples it took, or `None` when the
+    /// file has neither for this device (or `start` is before its origin).
+    fn position(&mut self, i: usize, file: &StateFile, start: i64) -> Option<u64> {
+        let name = self.models[i].device().as_str();
+        let origin = *file.origins.get(name)?;
+        if start < origin.ts_ns {
+            return None;
+        }
+        let mut model = self.fresh_model(i);
+        model.set_seq(origin.seq);
+        let mut next = origin.ts_ns;
+        if let Some((at, snapshot)) = file
+            .snapshots
+            .iter()
+            .rev()
+            .filter(|s| s.next_ns <= start)
+            .find_map(|s| s.devices.get(name).map(|d| (s.next_ns, d)))
+            .filter(|(at, _)| *at >= origin.ts_ns)
+        {
+            model.restore(snapshot);
+            next = at;
+        }
+        let mut samples = 0;
+        while next < start {
+            let _ = model.sample(next);
+            next += self.cadence_ns;
+            samples += 1;
+        }
+        self.models[i] = model;
+        Some(samples)
+    }
+
+    fn fresh_model(&self, i: usize) -> DeviceModel {
+        let device = self.models[i].device().clone();
+        DeviceModel::new(device, i as u32, &self.config)
+    }
+}
+
+/// Whether `model`, about to sample `start`, numbers its readings as the stored ones say: each
+/// sensor's newest stored reading `k` ticks before `start` must be `k` before the model's next
+/// (and one at `start`, a tick half stored, the model's next itself).
+fn seq_matches(
+    model: &DeviceModel,
+    stored: &[Option<(i64, u64)>; 4],
+    start: i64,
+    cadence_ns: i64,
+) -> bool {
+    let next = model.seq();
+    stored.iter().flatten().all(|&(ts, seq)| {
+        if ts >= start {
+            return seq == next;
+        }
+        let ticks = u64::try_from((start - ts) / cadence_ns.max(1)).unwrap_or(u64::MAX);
+        seq.checked_add(ticks) == Some(next)
+    })
+}
