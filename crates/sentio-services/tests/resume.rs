@@ -203,3 +203,29 @@ async fn without_saved_state_the_signals_restart_but_nothing_is_lost_or_repeated
     }
     assert!(archived(&archive).await == got, "archive = store, each reading once");
 }
+
+/// The window a restart wants (the last `demo.backfill` before now) moves with the clock. A run
+/// killed before the store got a device's first readings must still publish them again: found
+/// by the fault suite, where a pump joining the fleet lost its first second.
+#[tokio::test]
+async fn a_restart_soon_after_goes_back_before_its_window_for_what_was_lost_in_flight() {
+    let (dir, store, archive) = setup().await;
+    let state = dir.path().join("sentio.simulator.json");
+    let stop = CancellationToken::new();
+    let lines = Lines::default();
+
+    let mut first = simulator(&archive, &lines);
+    first.resume(&store, &state, ORIGIN, ORIGIN + TICKS * SEC).await.unwrap();
+    first.backfill(ORIGIN, ORIGIN + 100 * SEC, &stop, |_| {}).await.unwrap();
+    drop(first);
+    assert_eq!(lines.take().len(), 3 * 100 * 4, "published, and lost with the process");
+
+    let mut second = simulator(&archive, &lines);
+    let resumed =
+        second.resume(&store, &state, ORIGIN + 50 * SEC, ORIGIN + TICKS * SEC).await.unwrap();
+    assert_eq!(resumed.from_ns, ORIGIN, "{resumed:?}");
+    second.backfill(resumed.from_ns, ORIGIN + TICKS * SEC, &stop, |_| {}).await.unwrap();
+    second.finish().await.unwrap();
+    store.insert_readings(&lines.take()).await.unwrap();
+    assert!(stored(&store).await == expected(), "the uninterrupted seeded stream");
+}

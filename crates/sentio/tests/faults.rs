@@ -6,8 +6,11 @@
 //! last reading), the raw archive must hold exactly what the store holds, no alert may be left
 //! open without a detector, and the champion must be a training that ran to its end.
 //!
-//! CI runs `SENTIO_FAULT_KILLS` (default 20) kills on two devices and 40 minutes of history;
-//! `scripts/crash-test.sh` runs more devices and a longer history.
+//! Every fourth run, a pump joins the fleet, so that its whole history is backfilled while the
+//! others resume: the backfill kills land in real backfills.
+//!
+//! CI runs `SENTIO_FAULT_KILLS` (default 20) kills on two pumps (and the five that join) with
+//! 40 minutes of history; `scripts/crash-test.sh` runs 8 pumps and 3 hours.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -139,6 +142,10 @@ fn the_demo_survives_kill_9_anywhere_and_a_second_process() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
 
+    // Every fourth run a pump joins the fleet: its whole history is backfilled (while the others
+    // resume where they stopped), so the backfill kills land in a real backfill, not only the
+    // first run's.
+    let fleet = |i: u64| devices + i / 4;
     let mut phases: BTreeMap<&str, u32> = BTreeMap::new();
     for i in 0..kills {
         // Aim at each phase in turn; the kill lands a random moment after its marker (or after
@@ -153,7 +160,7 @@ fn the_demo_survives_kill_9_anywhere_and_a_second_process() {
         let markers = [marker, "live:"];
         let mut args: Vec<&str> = args.to_vec();
         args.extend(["--backfill", &backfill, "--duration", "60s", "--no-serve"]);
-        let mut demo = Demo::start(dir.path(), devices, &args);
+        let mut demo = Demo::start(dir.path(), fleet(i), &args);
         assert!(
             demo.wait_for(&markers, Duration::from_secs(120)),
             "run {i} ended before {markers:?}: {:?}",
@@ -165,7 +172,7 @@ fn the_demo_survives_kill_9_anywhere_and_a_second_process() {
             let second_dir = dir.path().join("second");
             std::fs::create_dir_all(&second_dir).unwrap();
             std::os::unix::fs::symlink(dir.path().join("data"), second_dir.join("data")).unwrap();
-            let second = Demo::start(&second_dir, devices, &["--duration", "5s", "--no-serve"]);
+            let second = Demo::start(&second_dir, fleet(i), &["--duration", "5s", "--no-serve"]);
             let (ok, out, err) = second.finish();
             let first_alive = demo.child.try_wait().unwrap().is_none();
             assert!(
@@ -186,6 +193,7 @@ fn the_demo_survives_kill_9_anywhere_and_a_second_process() {
     }
 
     // A last, clean run: it resumes, detects and exits consistent.
+    let devices = fleet(kills.saturating_sub(1));
     let (ok, out, err) = Demo::start(
         dir.path(),
         devices,
@@ -207,46 +215,52 @@ async fn check(dir: &Path, devices: u64) {
     let stored = store.query_range(&q).await.unwrap();
     assert!(!stored.is_empty());
 
-    // The seeded stream from the first run's start to the last stored reading.
+    // The seeded stream of each pump, from the start of the run that first simulated it to its
+    // last stored reading.
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join("sentio.simulator.json")).unwrap())
             .unwrap();
-    let origins: Vec<i64> = state["origins"]
+    let origins: BTreeMap<String, i64> = state["origins"]
         .as_object()
         .unwrap()
-        .values()
-        .map(|o| o["ts_ns"].as_i64().unwrap())
+        .iter()
+        .map(|(d, o)| (d.clone(), o["ts_ns"].as_i64().unwrap()))
         .collect();
-    assert_eq!(origins.len() as u64, devices);
-    assert!(origins.iter().all(|o| *o == origins[0]), "{origins:?}");
+    assert_eq!(origins.len() as u64, devices, "{origins:?}");
+    let mut device_last: BTreeMap<&str, i64> = BTreeMap::new();
+    for r in &stored {
+        let last = device_last.entry(r.device.as_str()).or_insert(r.ts_ns);
+        *last = (*last).max(r.ts_ns);
+    }
     let last = stored.iter().map(|r| r.ts_ns).max().unwrap();
     let fmt = |ns: i64| sentio_core::time::format_rfc3339(ns);
-    let out = sentio(dir, devices)
-        .args([
-            "simulate",
-            "--from",
-            &fmt(origins[0]),
-            "--to",
-            &fmt(last + 1),
-            "--stdout",
-            "--no-archive",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let expected: Vec<Reading> = out
-        .stdout
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| decode_reading(l, &DecodeLimits::default(), i64::MAX / 2).unwrap())
-        .collect();
-    // Every device ends where its own stream ended: compare each device up to its last reading.
     let mut want: Vec<Reading> = Vec::new();
-    for r in expected {
-        let device_last = stored.iter().filter(|s| s.device == r.device).map(|s| s.ts_ns).max();
-        if device_last.is_some_and(|l| r.ts_ns <= l) {
-            want.push(r);
-        }
+    let starts: std::collections::BTreeSet<i64> = origins.values().copied().collect();
+    for start in starts {
+        let out = sentio(dir, devices)
+            .args([
+                "simulate",
+                "--from",
+                &fmt(start),
+                "--to",
+                &fmt(last + 1),
+                "--stdout",
+                "--no-archive",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        want.extend(
+            out.stdout
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| decode_reading(l, &DecodeLimits::default(), i64::MAX / 2).unwrap())
+                .filter(|r| {
+                    let d = r.device.as_str();
+                    origins.get(d) == Some(&start)
+                        && device_last.get(d).is_some_and(|l| r.ts_ns <= *l)
+                }),
+        );
     }
     let key = |r: &Reading| (r.device.as_str().to_owned(), r.ts_ns, r.sensor.index(), r.seq);
     let mut got = stored.clone();

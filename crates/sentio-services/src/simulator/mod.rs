@@ -288,7 +288,7 @@ impl Simulator {
             state.published(n);
             // Only once every device samples in step (after a resume, some start later).
             let started = self.start_ns.iter().all(|s| *s < watermark);
-            if started && state.due(BACKFILL_CHUNK as u64) {
+            if started && state.due(resume::snapshot_every(self.models.len(), BACKFILL_CHUNK)) {
                 let archived = self.archiver.as_ref().map(|a| a.slice_start(watermark));
                 state.record(&self.models, watermark, archived)?;
             }

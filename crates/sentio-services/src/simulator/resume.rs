@@ -28,9 +28,18 @@ use super::model::{DeviceModel, DeviceSnapshot};
 
 /// Version of the state file's layout.
 const STATE_FORMAT: u32 = 1;
-/// Snapshots kept; one is taken per publish of at least a backfill chunk, or every few seconds
-/// live, so they span far more than the embedded bus holds in flight.
-pub const SNAPSHOTS_KEPT: usize = 64;
+/// Snapshots kept. One is taken per [`snapshot_every`] messages published (or every few seconds
+/// live), so the oldest kept lies at least 7 x 16,384 messages back: more than the embedded bus
+/// holds in flight by default (8 partitions x 8,192) plus a batch being written, which is as far
+/// as the store can lag. A store further behind (a larger `bus.memory.capacity`) is caught up
+/// from the device's origin instead: slower, just as exact.
+pub const SNAPSHOTS_KEPT: usize = 8;
+
+/// Messages between snapshots: a backfill chunk, or 64 ticks of the fleet for a large one, so
+/// the file (about 400 bytes per device per snapshot) is rewritten a few times a second at most.
+pub fn snapshot_every(devices: usize, chunk: usize) -> u64 {
+    chunk.max(devices.saturating_mul(4 * 64)) as u64
+}
 
 /// The state file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -42,6 +51,9 @@ pub(crate) struct StateFile {
     origins: BTreeMap<String, Origin>,
     /// Every archive slice ending at or before this is written.
     archived_through_ns: Option<i64>,
+    /// When the file was last written (wall clock): whether the simulator ran recently.
+    #[serde(default)]
+    saved_at_ns: Option<i64>,
     /// Oldest first.
     snapshots: Vec<Snapshot>,
 }
@@ -139,6 +151,7 @@ impl StateKeeper {
         }
         self.since_snapshot = 0;
         self.last_snapshot = std::time::Instant::now();
+        self.file.saved_at_ns = Some(sentio_core::time::now_ns());
         self.file.save(&self.path)
     }
 }
@@ -199,13 +212,23 @@ impl Simulator {
 
         let mut out = Resumed::default();
         let archived_through = file.archived_through_ns;
+        // Within the wanted range of wall time: the file is written while the simulator runs.
+        let ran_recently = file.saved_at_ns.is_some_and(|at| at >= wanted_ns);
         for i in 0..self.models.len() {
             let name = self.models[i].device().as_str().to_owned();
             let stored = newest.get(&name).copied().unwrap_or_default();
             let resume_at = stored.iter().flatten().map(|(ts, _)| *ts).min().map(|t| t + cadence);
-            // A device that stopped before the wanted range continues there (its model runs
-            // through the gap, as the machine did).
-            let start = resume_at.map_or(wanted_ns, |r| r.max(wanted_ns));
+            let start = match file.origins.get(&name) {
+                // The simulator ran within the wanted range (a crash, a restart): it goes on
+                // exactly where the store stopped, however far back (what it had published
+                // beyond is lost from the bus, and is published again), or from the stream's
+                // origin when nothing of it was stored.
+                Some(origin) if ran_recently => resume_at.unwrap_or(origin.ts_ns),
+                // It was off for longer than the wanted range: a device that stopped before the
+                // range continues at its start, its model running through the gap as the
+                // machine did.
+                _ => resume_at.map_or(wanted_ns, |r| r.max(wanted_ns)),
+            };
             self.skip_through[i] = stored.map(|s| s.map_or(i64::MIN, |(ts, _)| ts));
             self.start_ns[i] = start;
             let any_stored = resume_at.is_some();
@@ -272,6 +295,8 @@ impl Simulator {
         if !out.restarted.is_empty() {
             tracing::warn!(devices = ?out.restarted, "no simulator state matches these devices' stored readings; their signals restart where they stopped");
         }
+        // Even a run killed before its first snapshot counts as having run.
+        file.saved_at_ns = Some(sentio_core::time::now_ns());
         file.save(state)?;
         self.state = Some(StateKeeper {
             path: state.to_owned(),
