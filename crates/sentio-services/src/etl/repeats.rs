@@ -22,8 +22,12 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// The newest (timestamp, seq) per device and sensor, and the repeats seen.
 #[derive(Debug, Default)]
 pub struct Repeats {
-    /// Per device, per sensor (`SensorKind::index`).
-    newest: HashMap<DeviceId, [Option<(i64, u64)>; 4]>,
+    /// Per device (by `index`), per sensor (`SensorKind::index`).
+    newest: Vec<[Option<(i64, u64)>; 4]>,
+    index: HashMap<DeviceId, usize>,
+    /// The device looked up last: a device's readings come in runs (its sensors at one tick, on
+    /// one partition), so most lookups skip the hash.
+    last: Option<(DeviceId, usize)>,
     total: u64,
     unwarned: u64,
     warned_at: Option<Instant>,
@@ -34,8 +38,8 @@ impl Repeats {
     pub fn new(stored: &[Reading]) -> Self {
         let mut r = Self::default();
         for reading in stored {
-            r.newest.entry(reading.device.clone()).or_default()[reading.sensor.index()] =
-                Some((reading.ts_ns, reading.seq));
+            let i = r.slot(&reading.device);
+            r.newest[i][reading.sensor.index()] = Some((reading.ts_ns, reading.seq));
         }
         r
     }
@@ -45,11 +49,8 @@ impl Repeats {
     pub fn observe<'a>(&mut self, readings: impl IntoIterator<Item = &'a Reading>) -> u64 {
         let mut n = 0;
         for r in readings {
-            // A lookup by reference: no allocation per reading on the ingest path.
-            let slot = match self.newest.get_mut(&r.device) {
-                Some(sensors) => &mut sensors[r.sensor.index()],
-                None => &mut self.newest.entry(r.device.clone()).or_default()[r.sensor.index()],
-            };
+            let i = self.slot(&r.device);
+            let slot = &mut self.newest[i][r.sensor.index()];
             match slot {
                 Some((ts, seq)) if r.ts_ns <= *ts && r.seq <= *seq => n += 1,
                 Some(newest) if r.ts_ns < newest.0 => {}
@@ -70,6 +71,25 @@ impl Repeats {
             self.warned_at = Some(Instant::now());
         }
         n
+    }
+
+    /// The index of `device`'s entry, made on first sight.
+    fn slot(&mut self, device: &DeviceId) -> usize {
+        if let Some((last, i)) = &self.last
+            && last == device
+        {
+            return *i;
+        }
+        let i = match self.index.get(device) {
+            Some(&i) => i,
+            None => {
+                self.newest.push([None; 4]);
+                self.index.insert(device.clone(), self.newest.len() - 1);
+                self.newest.len() - 1
+            }
+        };
+        self.last = Some((device.clone(), i));
+        i
     }
 
     /// Repeats seen in all.
