@@ -39,7 +39,9 @@ pub struct Args {
     #[arg(long)]
     retrain: bool,
     /// Simulated time per real second in the live phase (overrides simulator.speedup), e.g. 60
-    /// to see an hour of plant life per minute.
+    /// to see an hour of plant life per minute. Sped up, the live phase replays the second half of
+    /// what this run simulates (or what --duration shows at that speed, if less), then keeps pace
+    /// with the clock: no reading is ever stamped in the future.
     #[arg(long)]
     speedup: Option<f64>,
     /// History to simulate before going live (overrides demo.backfill), e.g. 2h; 0s skips it.

@@ -26,7 +26,9 @@ pub struct Args {
     /// Time between readings, e.g. 1s or 250ms (overrides simulator.cadence).
     #[arg(long, value_parser = parse_duration)]
     cadence: Option<Duration>,
-    /// Real-time speed-up factor (overrides simulator.speedup).
+    /// Real-time speed-up factor (overrides simulator.speedup). Below 1 the live stream slows
+    /// down; it never runs ahead of the clock (ingest would refuse readings from the future), so
+    /// here a value above 1 acts as 1. For a fast history use --from/--to or --backfill.
     #[arg(long)]
     speedup: Option<f64>,
     /// Start of a backfill: RFC 3339, a date, or `now`.
