@@ -65,8 +65,9 @@ fn is_retriable(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-/// The client properties every producer, consumer and admin client shares.
-fn base_config(config: &KafkaConfig) -> ClientConfig {
+/// The client properties every producer, consumer and admin client shares: the one place they
+/// are set (the benchmarks' bare-librdkafka peers start from them too).
+pub fn base_config(config: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers)
         .set("client.id", &config.client_id)
@@ -86,17 +87,22 @@ fn base_config(config: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// The idempotent producer every publish goes through.
-fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
-    base_config(config)
-        .set("enable.idempotence", "true")
+/// The properties of the idempotent producer every publish goes through: acks=all, murmur2
+/// (Java's partitioner), lz4, `bus.kafka.linger`.
+pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut c = base_config(config);
+    c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", millis(config.linger))
         .set("delivery.timeout.ms", millis(config.delivery_timeout))
-        .set("compression.type", "lz4")
-        .create()
-        .map_err(backend("creating the Kafka producer"))
+        .set("compression.type", "lz4");
+    c
+}
+
+/// The idempotent producer every publish goes through.
+fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
+    producer_config(config).create().map_err(backend("creating the Kafka producer"))
 }
 
 fn millis(d: Duration) -> String {

@@ -49,13 +49,7 @@ async fn admin(config: &PostgresConfig, dbname: &str) -> Client {
 async fn raw_copy(client: &Client, rows: &[Reading], chunk: usize) {
     let types = [Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT];
     for part in rows.chunks(chunk) {
-        let sink = client
-            .copy_in(
-                "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected) \
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await
-            .unwrap();
+        let sink = client.copy_in(sentio_store::postgres::COPY_READINGS).await.unwrap();
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
         for r in part {
             let seq = r.seq as i64;

@@ -81,7 +81,9 @@ const HAS_SCHEMA_MIGRATIONS: &str = "SELECT to_regclass('schema_migrations') IS 
 const SELECT_APPLIED: &str = "SELECT version, name FROM schema_migrations ORDER BY version";
 const INSERT_APPLIED: &str = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
 
-const COPY_READINGS: &str = "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected)
+/// The one `COPY` of readings in the codebase (the benchmarks' raw peer uses it too): binary
+/// format, these six columns in this order.
+pub const COPY_READINGS: &str = "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected)
     FROM STDIN (FORMAT binary)";
 // One lock per (group, topic, partition), in the order of the (sorted) array. A hash collision
 // only makes two unrelated partitions wait for each other.

@@ -31,6 +31,7 @@ use sentio_core::{AnomalyKind, DecodeLimits, Reading, decode_reading, encode_rea
 use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
 use sentio_store::ReadingStore;
+use sentio_store::postgres::COPY_READINGS;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
@@ -41,9 +42,7 @@ use crate::wiring;
 /// The independent producer, compiled in so the binary runs from any directory.
 const PYTHON_PRODUCER: &str = include_str!("../../../../scripts/kafka_produce.py");
 
-/// The same columns and format as the store's own `COPY`, written here independently.
-const COPY_READINGS: &str = "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected) \
-    FROM STDIN (FORMAT binary)";
+/// The column types of the store's `COPY` ([`COPY_READINGS`]), for tokio-postgres's encoder.
 const COPY_TYPES: [Type; 6] =
     [Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT];
 
@@ -642,33 +641,19 @@ async fn etl_until(
     Ok(EtlTiming { first, first_batch, last })
 }
 
-/// The connection properties `KafkaBus` gives its clients, set here independently of `sentio-bus`:
-/// the peer is what a user would write with rdkafka alone.
+/// The properties `KafkaBus` gives its clients (`sentio_bus::kafka::base_config`, the one set in
+/// the codebase), under a client id of the benchmark's own.
 fn client_properties(k: &KafkaConfig, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &k.brokers)
-        .set("client.id", client_id)
-        .set("security.protocol", k.security_protocol.as_str());
-    if k.security_protocol.uses_sasl() {
-        c.set("sasl.mechanisms", &k.sasl_mechanism)
-            .set("sasl.username", &k.sasl_username)
-            .set("sasl.password", k.sasl_password.expose());
-    }
-    if !k.ssl_ca_location.as_os_str().is_empty() {
-        c.set("ssl.ca.location", k.ssl_ca_location.display().to_string());
-    }
+    let mut c = sentio_bus::kafka::base_config(k);
+    c.set("client.id", client_id);
     c
 }
 
-/// The producer properties of `KafkaBus::connect`: idempotent, acks=all, murmur2, lz4, linger.
+/// The producer properties of `KafkaBus` (`sentio_bus::kafka::producer_config`): idempotent,
+/// acks=all, murmur2, lz4, linger. The peer differs from the bus in its code, not its settings.
 fn producer_properties(k: &KafkaConfig) -> ClientConfig {
-    let mut c = client_properties(k, &format!("{}-bench-peer", k.client_id));
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", k.linger.as_millis().to_string())
-        .set("delivery.timeout.ms", k.delivery_timeout.as_millis().to_string())
-        .set("compression.type", "lz4");
+    let mut c = sentio_bus::kafka::producer_config(k);
+    c.set("client.id", format!("{}-bench-peer", k.client_id));
     c
 }
 
