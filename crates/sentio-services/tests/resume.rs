@@ -229,3 +229,48 @@ async fn a_restart_soon_after_goes_back_before_its_window_for_what_was_lost_in_f
     store.insert_readings(&lines.take()).await.unwrap();
     assert!(stored(&store).await == expected(), "the uninterrupted seeded stream");
 }
+
+/// A pump that joins the fleet backfills its history far behind the others' archive: a crash
+/// between a publish and the archive write of its slices must still leave archive = store (found
+/// by the fault suite: the archive's progress was one figure for the whole fleet).
+#[tokio::test]
+async fn a_pump_joining_the_fleet_gets_its_own_archive_progress() {
+    let (dir, store, archive) = setup().await;
+    let state = dir.path().join("sentio.simulator.json");
+    let stop = CancellationToken::new();
+    let lines = Lines::default();
+    let fleet = |devices: u32| {
+        let mut c = config();
+        c.devices = devices;
+        let archiver = Archiver::new(archive.clone(), Duration::from_secs(60));
+        Simulator::new(&c, Output::Lines(Box::new(lines.clone())), Some(archiver)).unwrap()
+    };
+
+    // Two pumps run 3,000 s (a snapshot records their archive progress at about 2,048 s).
+    let mut first = fleet(2);
+    first.resume(&store, &state, ORIGIN, ORIGIN + TICKS * SEC).await.unwrap();
+    first.backfill(ORIGIN, ORIGIN + 3000 * SEC, &stop, |_| {}).await.unwrap();
+    first.finish().await.unwrap();
+    store.insert_readings(&lines.take()).await.unwrap();
+
+    // A third joins, its history starting at 1,000 s; killed after its readings to 2,500 s were
+    // stored but before its slices were archived.
+    let mut second = fleet(3);
+    let resumed =
+        second.resume(&store, &state, ORIGIN + 1000 * SEC, ORIGIN + TICKS * SEC).await.unwrap();
+    second.backfill(resumed.from_ns, ORIGIN + 2500 * SEC, &stop, |_| {}).await.unwrap();
+    drop(second);
+    store.insert_readings(&lines.take()).await.unwrap();
+    let metas: Vec<_> = archive.list(None).try_collect().await.unwrap();
+    for m in metas.iter().filter(|m| m.location.as_ref().contains("device=pump-03")) {
+        archive.delete(&m.location).await.unwrap();
+    }
+
+    let mut third = fleet(3);
+    let resumed =
+        third.resume(&store, &state, ORIGIN + 1000 * SEC, ORIGIN + TICKS * SEC).await.unwrap();
+    third.backfill(resumed.from_ns, ORIGIN + TICKS * SEC, &stop, |_| {}).await.unwrap();
+    third.finish().await.unwrap();
+    store.insert_readings(&lines.take()).await.unwrap();
+    assert!(archived(&archive).await == stored(&store).await, "archive = store, each reading once");
+}

@@ -285,8 +285,29 @@ async fn check(dir: &Path, devices: u64) {
         archived.extend(RawBatch::from_pickle(&bytes).unwrap().readings().unwrap());
     }
     archived.sort_by_key(key);
-    assert_eq!(archived.len(), got.len(), "archive and store hold different counts");
-    assert!(archived == got, "archive and store differ");
+    if archived != got {
+        // Which readings of which device, over which times, one side lacks.
+        let (a, s): (std::collections::BTreeSet<_>, std::collections::BTreeSet<_>) =
+            (archived.iter().map(key).collect(), got.iter().map(key).collect());
+        let spans = |only: Vec<&(String, i64, usize, u64)>| {
+            let mut per: BTreeMap<&str, (i64, i64, usize)> = BTreeMap::new();
+            for (d, ts, _, _) in only {
+                let e = per.entry(d.as_str()).or_insert((*ts, *ts, 0));
+                *e = (e.0.min(*ts), e.1.max(*ts), e.2 + 1);
+            }
+            per.into_iter()
+                .map(|(d, (from, to, n))| format!("{d}: {n} from {} to {}", fmt(from), fmt(to)))
+                .collect::<Vec<_>>()
+        };
+        panic!(
+            "archive ({}) and store ({}) differ; only in the store: {:?}; only in the archive: {:?}; {} objects",
+            archived.len(),
+            got.len(),
+            spans(s.difference(&a).collect()),
+            spans(a.difference(&s).collect()),
+            objects.list(None).try_collect::<Vec<_>>().await.unwrap().len()
+        );
+    }
 
     // No alert open without a detector (the last run stopped cleanly).
     let open: Vec<_> = store

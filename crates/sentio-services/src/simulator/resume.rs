@@ -10,11 +10,12 @@
 //! replayed from its origin). So the readings a crash lost are published again, identical, and
 //! the stream continues as if the process had never stopped: no gap, no duplicate, no jump.
 //!
-//! The raw archive is reconciled the same way. The file records `archived_through`: every slice
-//! ending at or before it is written. On restart each device's objects from that slice on are
-//! deleted (a crash can leave objects holding readings never stored; a stop leaves a slice cut
-//! short) and rewritten from the store up to the device's resume point; the regenerated
-//! readings complete the rest. Archive and store then hold the same readings.
+//! The raw archive is reconciled the same way. The file records, per device, `archived_through`:
+//! every slice of it ending at or before that is written. On restart each device's objects from
+//! that slice on (from its origin, when none is recorded) are deleted (a crash can leave objects
+//! holding readings never stored, or miss slices whose readings were stored; a stop leaves a
+//! slice cut short) and rewritten from the store up to the device's resume point; the
+//! regenerated readings complete the rest. Archive and store then hold the same readings.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,8 +50,10 @@ pub(crate) struct StateFile {
     cadence_ns: i64,
     /// Where each device's stream starts: its model's initial state is sampled first there.
     origins: BTreeMap<String, Origin>,
-    /// Every archive slice ending at or before this is written.
-    archived_through_ns: Option<i64>,
+    /// Per device: every archive slice of it ending at or before this is written. Per device,
+    /// because a device that joins a fleet backfills its history far behind the others.
+    #[serde(default)]
+    archived_through: BTreeMap<String, i64>,
     /// When the file was last written (wall clock): whether the simulator ran recently.
     #[serde(default)]
     saved_at_ns: Option<i64>,
@@ -146,8 +149,10 @@ impl StateKeeper {
         if snapshots.len() > SNAPSHOTS_KEPT {
             snapshots.drain(..snapshots.len() - SNAPSHOTS_KEPT);
         }
-        if archived_through_ns.is_some() {
-            self.file.archived_through_ns = archived_through_ns;
+        if let Some(through) = archived_through_ns {
+            for m in models {
+                self.file.archived_through.insert(m.device().as_str().to_owned(), through);
+            }
         }
         self.since_snapshot = 0;
         self.last_snapshot = std::time::Instant::now();
@@ -186,8 +191,10 @@ pub fn state_path(store_path: &Path) -> PathBuf {
 impl Simulator {
     /// Positions every device where the store says it stopped, restoring its model from the state
     /// file at `state` (see the module docs), reconciles the raw archive with the store, and
-    /// keeps the state file up to date from then on. Devices with no reading stored at or after
-    /// `wanted_ns` start at `wanted_ns`. `now_ns` bounds the archive listing.
+    /// keeps the state file up to date from then on. `wanted_ns` is where a history should start
+    /// (the demo's backfill window): a device new to the file starts there, and so does one whose
+    /// stored readings end before it when the simulator has not run since then (the gap is the
+    /// downtime). `now_ns` bounds the archive listing.
     pub async fn resume(
         &mut self,
         store: &dyn ReadingStore,
@@ -211,7 +218,6 @@ impl Simulator {
         }
 
         let mut out = Resumed::default();
-        let archived_through = file.archived_through_ns;
         // Within the wanted range of wall time: the file is written while the simulator runs.
         let ran_recently = file.saved_at_ns.is_some_and(|at| at >= wanted_ns);
         for i in 0..self.models.len() {
@@ -267,10 +273,11 @@ impl Simulator {
 
             if let Some(archiver) = &mut self.archiver {
                 let slice_of = |ts: i64| ts.div_euclid(archiver.slice_ns()) * archiver.slice_ns();
-                let from = match archived_through {
-                    Some(through) => slice_of(through).min(slice_of(start)),
-                    None => slice_of(start),
-                };
+                // From the first slice not known written (the stream's origin for a device
+                // never recorded as archived), or the resume point's, if earlier.
+                let known = file.archived_through.get(&name).copied();
+                let origin = file.origins.get(&name).map(|o| o.ts_ns);
+                let from = slice_of(known.or(origin).unwrap_or(start).min(start));
                 let device = self.models[i].device().clone();
                 out.archive_deleted += archiver
                     .delete_from(&device, from, now_ns.max(start))
