@@ -106,6 +106,20 @@ async fn archived(archive: &InMemory) -> Vec<Reading> {
     sorted(all)
 }
 
+/// Resumes `sim` on the store (wanting the history from `wanted`) and backfills to `to`, as the
+/// demo does; returns what the resume found.
+async fn resume_and_backfill(
+    sim: &mut Simulator,
+    store: &SqliteStore,
+    state: &std::path::Path,
+    wanted: i64,
+    to: i64,
+) -> sentio_services::simulator::resume::Resumed {
+    let resumed = sim.resume(store, state, wanted, ORIGIN + TICKS * SEC).await.unwrap();
+    sim.backfill(resumed.from_ns, to, &CancellationToken::new(), |_| {}).await.unwrap();
+    resumed
+}
+
 /// A store in a temporary directory (which also holds the state file) and an empty archive.
 async fn setup() -> (tempfile::TempDir, SqliteStore, Arc<InMemory>) {
     let dir = tempfile::tempdir().unwrap();
@@ -118,16 +132,15 @@ async fn setup() -> (tempfile::TempDir, SqliteStore, Arc<InMemory>) {
 async fn a_killed_simulation_resumes_each_device_exactly_where_the_store_stopped() {
     let (dir, store, archive) = setup().await;
     let state = dir.path().join("sentio.simulator.json");
-    let stop = CancellationToken::new();
 
     // Run 1 publishes 3,000 ticks, takes snapshots and archives as it goes, then is killed (no
     // finish). The store got a different prefix of each device, as a lagging ETL leaves it:
     // pump-1 up to tick 2,000, pump-2 up to tick 1,000 and half of tick 1,000, pump-3 nothing.
     let lines = Lines::default();
     let mut first = simulator(&archive, &lines);
-    let resumed = first.resume(&store, &state, ORIGIN, ORIGIN + TICKS * SEC).await.unwrap();
+    let resumed =
+        resume_and_backfill(&mut first, &store, &state, ORIGIN, ORIGIN + 3000 * SEC).await;
     assert_eq!((resumed.fresh, resumed.continued, resumed.from_ns), (3, 0, ORIGIN));
-    first.backfill(ORIGIN, ORIGIN + 3000 * SEC, &stop, |_| {}).await.unwrap();
     drop(first);
     let published = lines.take();
     assert_eq!(published.len(), 3 * 3000 * 4);
@@ -148,14 +161,14 @@ async fn a_killed_simulation_resumes_each_device_exactly_where_the_store_stopped
 
     // Run 2 resumes and runs to the end; everything it publishes is stored.
     let mut second = simulator(&archive, &lines);
-    let resumed = second.resume(&store, &state, ORIGIN, ORIGIN + TICKS * SEC).await.unwrap();
+    let resumed =
+        resume_and_backfill(&mut second, &store, &state, ORIGIN, ORIGIN + TICKS * SEC).await;
     assert_eq!((resumed.continued, resumed.fresh), (2, 1), "{resumed:?}");
     assert!(resumed.restarted.is_empty(), "{resumed:?}");
     assert_eq!(resumed.from_ns, ORIGIN);
     assert!(resumed.archive_deleted > 0, "{resumed:?}");
     // pump-1 came from a snapshot (taken every 16,384 messages), not from the origin.
     assert!(resumed.fast_forwarded < 2000 + 1000, "{resumed:?}");
-    second.backfill(resumed.from_ns, ORIGIN + TICKS * SEC, &stop, |_| {}).await.unwrap();
     second.finish().await.unwrap();
     store.insert_readings(&lines.take()).await.unwrap();
 
@@ -170,22 +183,20 @@ async fn a_killed_simulation_resumes_each_device_exactly_where_the_store_stopped
 async fn without_saved_state_the_signals_restart_but_nothing_is_lost_or_repeated() {
     let (dir, store, archive) = setup().await;
     let state = dir.path().join("sentio.simulator.json");
-    let stop = CancellationToken::new();
 
     let lines = Lines::default();
     let mut first = simulator(&archive, &lines);
-    first.resume(&store, &state, ORIGIN, ORIGIN + TICKS * SEC).await.unwrap();
-    first.backfill(ORIGIN, ORIGIN + 600 * SEC, &stop, |_| {}).await.unwrap();
+    resume_and_backfill(&mut first, &store, &state, ORIGIN, ORIGIN + 600 * SEC).await;
     first.finish().await.unwrap();
     store.insert_readings(&lines.take()).await.unwrap();
     // A data directory from before the state file.
     std::fs::remove_file(&state).unwrap();
 
     let mut second = simulator(&archive, &lines);
-    let resumed = second.resume(&store, &state, ORIGIN, ORIGIN + TICKS * SEC).await.unwrap();
+    let resumed =
+        resume_and_backfill(&mut second, &store, &state, ORIGIN, ORIGIN + 1200 * SEC).await;
     assert_eq!(resumed.restarted.len(), 3, "{resumed:?}");
     assert_eq!(resumed.from_ns, ORIGIN + 600 * SEC);
-    second.backfill(resumed.from_ns, ORIGIN + 1200 * SEC, &stop, |_| {}).await.unwrap();
     second.finish().await.unwrap();
     store.insert_readings(&lines.take()).await.unwrap();
 
@@ -211,20 +222,18 @@ async fn without_saved_state_the_signals_restart_but_nothing_is_lost_or_repeated
 async fn a_restart_soon_after_goes_back_before_its_window_for_what_was_lost_in_flight() {
     let (dir, store, archive) = setup().await;
     let state = dir.path().join("sentio.simulator.json");
-    let stop = CancellationToken::new();
     let lines = Lines::default();
 
     let mut first = simulator(&archive, &lines);
-    first.resume(&store, &state, ORIGIN, ORIGIN + TICKS * SEC).await.unwrap();
-    first.backfill(ORIGIN, ORIGIN + 100 * SEC, &stop, |_| {}).await.unwrap();
+    resume_and_backfill(&mut first, &store, &state, ORIGIN, ORIGIN + 100 * SEC).await;
     drop(first);
     assert_eq!(lines.take().len(), 3 * 100 * 4, "published, and lost with the process");
 
     let mut second = simulator(&archive, &lines);
     let resumed =
-        second.resume(&store, &state, ORIGIN + 50 * SEC, ORIGIN + TICKS * SEC).await.unwrap();
+        resume_and_backfill(&mut second, &store, &state, ORIGIN + 50 * SEC, ORIGIN + TICKS * SEC)
+            .await;
     assert_eq!(resumed.from_ns, ORIGIN, "{resumed:?}");
-    second.backfill(resumed.from_ns, ORIGIN + TICKS * SEC, &stop, |_| {}).await.unwrap();
     second.finish().await.unwrap();
     store.insert_readings(&lines.take()).await.unwrap();
     assert!(stored(&store).await == expected(), "the uninterrupted seeded stream");
@@ -237,7 +246,6 @@ async fn a_restart_soon_after_goes_back_before_its_window_for_what_was_lost_in_f
 async fn a_pump_joining_the_fleet_gets_its_own_archive_progress() {
     let (dir, store, archive) = setup().await;
     let state = dir.path().join("sentio.simulator.json");
-    let stop = CancellationToken::new();
     let lines = Lines::default();
     let fleet = |devices: u32| {
         let mut c = config();
@@ -248,17 +256,15 @@ async fn a_pump_joining_the_fleet_gets_its_own_archive_progress() {
 
     // Two pumps run 3,000 s (a snapshot records their archive progress at about 2,048 s).
     let mut first = fleet(2);
-    first.resume(&store, &state, ORIGIN, ORIGIN + TICKS * SEC).await.unwrap();
-    first.backfill(ORIGIN, ORIGIN + 3000 * SEC, &stop, |_| {}).await.unwrap();
+    resume_and_backfill(&mut first, &store, &state, ORIGIN, ORIGIN + 3000 * SEC).await;
     first.finish().await.unwrap();
     store.insert_readings(&lines.take()).await.unwrap();
 
     // A third joins, its history starting at 1,000 s; killed after its readings to 2,500 s were
     // stored but before its slices were archived.
     let mut second = fleet(3);
-    let resumed =
-        second.resume(&store, &state, ORIGIN + 1000 * SEC, ORIGIN + TICKS * SEC).await.unwrap();
-    second.backfill(resumed.from_ns, ORIGIN + 2500 * SEC, &stop, |_| {}).await.unwrap();
+    resume_and_backfill(&mut second, &store, &state, ORIGIN + 1000 * SEC, ORIGIN + 2500 * SEC)
+        .await;
     drop(second);
     store.insert_readings(&lines.take()).await.unwrap();
     let metas: Vec<_> = archive.list(None).try_collect().await.unwrap();
@@ -267,9 +273,8 @@ async fn a_pump_joining_the_fleet_gets_its_own_archive_progress() {
     }
 
     let mut third = fleet(3);
-    let resumed =
-        third.resume(&store, &state, ORIGIN + 1000 * SEC, ORIGIN + TICKS * SEC).await.unwrap();
-    third.backfill(resumed.from_ns, ORIGIN + TICKS * SEC, &stop, |_| {}).await.unwrap();
+    resume_and_backfill(&mut third, &store, &state, ORIGIN + 1000 * SEC, ORIGIN + TICKS * SEC)
+        .await;
     third.finish().await.unwrap();
     store.insert_readings(&lines.take()).await.unwrap();
     assert!(archived(&archive).await == stored(&store).await, "archive = store, each reading once");
