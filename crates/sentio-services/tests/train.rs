@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::{HOURS, START, config, history, simulate_until, train_once};
 use sentio_config::{Config, Promote};
 use sentio_core::time::NANOS_PER_SEC;
-use sentio_services::train::{CHAMPION, Progress, TrainRequest, train};
+use sentio_services::train::{CHAMPION, Progress, TrainOutcome, TrainRequest, train};
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
 use sentio_tracking::{LocalTracking, RunId, Tracking};
@@ -122,27 +122,49 @@ impl sentio_services::train::fit::Observer for CancelAfter {
 }
 impl Progress for CancelAfter {}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_keeps_the_best_model_so_far() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-    store.migrate().await.unwrap();
+/// A configuration whose training would run for ever: only a cancellation ends it.
+fn long_config() -> Config {
     let mut config = config();
     config.train.epochs = 1000;
     config.train.patience = 1000;
-    history(&store, &config).await;
-    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    config
+}
 
+/// A store holding the history, and local tracking, in a temporary directory.
+async fn long_training() -> (tempfile::TempDir, SqliteStore, Arc<dyn Tracking>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.migrate().await.unwrap();
+    history(&store, &long_config()).await;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    (dir, store, tracking)
+}
+
+/// Trains with `config`, cancelling once `epochs` epochs have run.
+async fn train_cancelled_after(
+    store: &SqliteStore,
+    tracking: &Arc<dyn Tracking>,
+    config: &Config,
+    epochs: usize,
+) -> TrainOutcome {
     let stop = CancellationToken::new();
-    let outcome = train(
-        &store,
+    train(
+        store,
         tracking.clone(),
-        request(&config),
+        request(config),
         stop.clone(),
-        Box::new(CancelAfter(stop, 2)),
+        Box::new(CancelAfter(stop, epochs)),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_keeps_the_best_model_so_far() {
+    let (_dir, store, tracking) = long_training().await;
+    let config = long_config();
+
+    let outcome = train_cancelled_after(&store, &tracking, &config, 2).await;
     assert_eq!(outcome.card.training.stopped, "cancelled");
     assert_eq!(outcome.history.len(), 2);
     let run = tracking.get_run(&outcome.run_id).await.unwrap();
@@ -152,28 +174,13 @@ async fn cancelling_keeps_the_best_model_so_far() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_training_is_registered_but_never_promoted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-    store.migrate().await.unwrap();
-    let mut config = config();
-    config.train.epochs = 1000;
-    config.train.patience = 1000;
-    history(&store, &config).await;
-    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    let (_dir, store, tracking) = long_training().await;
+    let mut config = long_config();
 
     // The first training of all (no champion to compare with), then one with promotion forced.
     for (promote, version) in [(Promote::IfBetter, 1), (Promote::Always, 2)] {
         config.train.promote = promote;
-        let stop = CancellationToken::new();
-        let outcome = train(
-            &store,
-            tracking.clone(),
-            request(&config),
-            stop.clone(),
-            Box::new(CancelAfter(stop, 1)),
-        )
-        .await
-        .unwrap();
+        let outcome = train_cancelled_after(&store, &tracking, &config, 1).await;
         assert_eq!(outcome.card.training.stopped, "cancelled");
         assert_eq!(outcome.history.len(), 1);
         assert_eq!(outcome.version, version, "a cancelled training is still registered");
