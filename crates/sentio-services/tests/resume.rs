@@ -4,9 +4,10 @@
 //! duplicate, no jump in the signals or `seq`), and the raw archive holds each stored reading
 //! exactly once.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -26,30 +27,17 @@ const ORIGIN: i64 = 1_767_225_600_000_000_000;
 const SEC: i64 = 1_000_000_000;
 const TICKS: i64 = 3600;
 
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
+/// Where the simulator writes its messages (JSON lines), for the test to read back.
+type Lines = common::Shared;
 
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn take(&self) -> Vec<Reading> {
-        let bytes = std::mem::take(&mut *self.0.lock().unwrap());
-        bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                decode_reading(l, &DecodeLimits::default(), ORIGIN + 10 * TICKS * SEC).unwrap()
-            })
-            .collect()
-    }
+/// The readings written to `lines` since the last call.
+fn take(lines: &Lines) -> Vec<Reading> {
+    let bytes = std::mem::take(&mut *lines.0.lock().unwrap());
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| decode_reading(l, &DecodeLimits::default(), ORIGIN + 10 * TICKS * SEC).unwrap())
+        .collect()
 }
 
 fn config() -> sentio_config::SimulatorConfig {
@@ -142,7 +130,7 @@ async fn a_killed_simulation_resumes_each_device_exactly_where_the_store_stopped
         resume_and_backfill(&mut first, &store, &state, ORIGIN, ORIGIN + 3000 * SEC).await;
     assert_eq!((resumed.fresh, resumed.continued, resumed.from_ns), (3, 0, ORIGIN));
     drop(first);
-    let published = lines.take();
+    let published = take(&lines);
     assert_eq!(published.len(), 3 * 3000 * 4);
     let kept: Vec<Reading> = published
         .into_iter()
@@ -170,7 +158,7 @@ async fn a_killed_simulation_resumes_each_device_exactly_where_the_store_stopped
     // pump-1 came from a snapshot (taken every 16,384 messages), not from the origin.
     assert!(resumed.fast_forwarded < 2000 + 1000, "{resumed:?}");
     second.finish().await.unwrap();
-    store.insert_readings(&lines.take()).await.unwrap();
+    store.insert_readings(&take(&lines)).await.unwrap();
 
     let want = expected();
     let got = stored(&store).await;
@@ -188,7 +176,7 @@ async fn without_saved_state_the_signals_restart_but_nothing_is_lost_or_repeated
     let mut first = simulator(&archive, &lines);
     resume_and_backfill(&mut first, &store, &state, ORIGIN, ORIGIN + 600 * SEC).await;
     first.finish().await.unwrap();
-    store.insert_readings(&lines.take()).await.unwrap();
+    store.insert_readings(&take(&lines)).await.unwrap();
     // A data directory from before the state file.
     std::fs::remove_file(&state).unwrap();
 
@@ -198,7 +186,7 @@ async fn without_saved_state_the_signals_restart_but_nothing_is_lost_or_repeated
     assert_eq!(resumed.restarted.len(), 3, "{resumed:?}");
     assert_eq!(resumed.from_ns, ORIGIN + 600 * SEC);
     second.finish().await.unwrap();
-    store.insert_readings(&lines.take()).await.unwrap();
+    store.insert_readings(&take(&lines)).await.unwrap();
 
     let got = stored(&store).await;
     let mut per: BTreeMap<(String, usize), Vec<(i64, u64)>> = BTreeMap::new();
@@ -227,7 +215,7 @@ async fn a_restart_soon_after_goes_back_before_its_window_for_what_was_lost_in_f
     let mut first = simulator(&archive, &lines);
     resume_and_backfill(&mut first, &store, &state, ORIGIN, ORIGIN + 100 * SEC).await;
     drop(first);
-    assert_eq!(lines.take().len(), 3 * 100 * 4, "published, and lost with the process");
+    assert_eq!(take(&lines).len(), 3 * 100 * 4, "published, and lost with the process");
 
     let mut second = simulator(&archive, &lines);
     let resumed =
@@ -235,7 +223,7 @@ async fn a_restart_soon_after_goes_back_before_its_window_for_what_was_lost_in_f
             .await;
     assert_eq!(resumed.from_ns, ORIGIN, "{resumed:?}");
     second.finish().await.unwrap();
-    store.insert_readings(&lines.take()).await.unwrap();
+    store.insert_readings(&take(&lines)).await.unwrap();
     assert!(stored(&store).await == expected(), "the uninterrupted seeded stream");
 }
 
@@ -258,7 +246,7 @@ async fn a_pump_joining_the_fleet_gets_its_own_archive_progress() {
     let mut first = fleet(2);
     resume_and_backfill(&mut first, &store, &state, ORIGIN, ORIGIN + 3000 * SEC).await;
     first.finish().await.unwrap();
-    store.insert_readings(&lines.take()).await.unwrap();
+    store.insert_readings(&take(&lines)).await.unwrap();
 
     // A third joins, its history starting at 1,000 s; killed after its readings to 2,500 s were
     // stored but before its slices were archived.
@@ -266,7 +254,7 @@ async fn a_pump_joining_the_fleet_gets_its_own_archive_progress() {
     resume_and_backfill(&mut second, &store, &state, ORIGIN + 1000 * SEC, ORIGIN + 2500 * SEC)
         .await;
     drop(second);
-    store.insert_readings(&lines.take()).await.unwrap();
+    store.insert_readings(&take(&lines)).await.unwrap();
     let metas: Vec<_> = archive.list(None).try_collect().await.unwrap();
     for m in metas.iter().filter(|m| m.location.as_ref().contains("device=pump-03")) {
         archive.delete(&m.location).await.unwrap();
@@ -276,6 +264,6 @@ async fn a_pump_joining_the_fleet_gets_its_own_archive_progress() {
     resume_and_backfill(&mut third, &store, &state, ORIGIN + 1000 * SEC, ORIGIN + TICKS * SEC)
         .await;
     third.finish().await.unwrap();
-    store.insert_readings(&lines.take()).await.unwrap();
+    store.insert_readings(&take(&lines)).await.unwrap();
     assert!(archived(&archive).await == stored(&store).await, "archive = store, each reading once");
 }
