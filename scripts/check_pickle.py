@@ -25,6 +25,7 @@ DTYPES = {
     "value": "float64",
     "seq": "int64",
     "injected": "object",
+    "unit": "object",
 }
 MAX_REPORTED = 20
 

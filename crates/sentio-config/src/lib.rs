@@ -5,7 +5,7 @@
 //! layering, [`Config::validate`] checks the values that types alone cannot (ranges, names), and
 //! every error names the key, the bad value and the expected form.
 //!
-//! - [`sections`]: the typed sections, one per role or port.
+//! - [`sections`]: the typed sections, one per role or port, and the asset profiles.
 //! - [`secret`]: [`Secret`], a string that never prints.
 
 pub mod secret;
@@ -42,6 +42,7 @@ pub struct Config {
     pub tracking: TrackingConfig,
     pub detect: DetectConfig,
     pub web: WebConfig,
+    pub profiles: ProfilesConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,10 @@ pub enum ConfigError {
     Parse(String),
     #[error("invalid value {value} for `{key}`: expected {expected}")]
     Invalid { key: &'static str, value: String, expected: String },
+    /// As `Invalid`, for a key whose path holds names or positions from the file, such as
+    /// `profiles.compressor.channels[1].name`.
+    #[error("invalid value {value} for `{key}`: expected {expected}")]
+    InvalidEntry { key: String, value: String, expected: String },
     #[error("cannot print the configuration")]
     Print(#[source] toml::ser::Error),
     #[error("cannot read `{key}` from {path}")]
@@ -126,7 +131,15 @@ impl Config {
         self.train.validate()?;
         self.tracking.validate()?;
         self.detect.validate()?;
-        self.web.validate()
+        self.web.validate()?;
+        self.profiles.validate()
+    }
+
+    /// The asset profiles in effect: the pump first, then the others in name order. Built anew on
+    /// each call (a few small allocations); it fails only if `profiles` was changed after
+    /// [`Config::validate`] into something invalid.
+    pub fn profiles(&self) -> Result<sentio_core::Profiles, ConfigError> {
+        self.profiles.build()
     }
 
     /// The effective configuration as TOML, secrets masked.
@@ -135,19 +148,25 @@ impl Config {
     }
 }
 
-/// Figment's errors, one per line, each naming the key as written in `default.toml`, the source
-/// (file or environment variable) and what was expected.
+/// Figment's errors, one per line, each naming the key as written in the file (see [`toml_path`]),
+/// the source (file or environment variable) and what was expected.
 fn describe(errors: figment::Error) -> String {
     let lines: Vec<String> = errors
         .into_iter()
         .map(|e| {
-            let key = e.path.join(".").to_lowercase();
+            let path: Vec<String> = e.path.iter().map(|k| k.to_lowercase()).collect();
+            let key = toml_path(&path);
             let source = match &e.metadata {
                 Some(m) if m.name.contains("environment") => {
-                    format!(
-                        " (from environment variable {ENV_PREFIX}{})",
-                        e.path.join("__").to_uppercase()
-                    )
+                    // The variable names the keys down to the list; a position inside its value
+                    // is part of the value, not of the name.
+                    let names: Vec<String> = path
+                        .iter()
+                        .enumerate()
+                        .take_while(|(i, _)| !is_position(&path, *i))
+                        .map(|(_, k)| k.to_uppercase())
+                        .collect();
+                    format!(" (from environment variable {ENV_PREFIX}{})", names.join("__"))
                 }
                 Some(m) => m.source.as_ref().map(|s| format!(" (from {s})")).unwrap_or_default(),
                 None => String::new(),
@@ -160,6 +179,42 @@ fn describe(errors: figment::Error) -> String {
         })
         .collect();
     lines.join("\n")
+}
+
+/// The keys whose values are lists: figment names a list element by its position, as a key.
+const LIST_KEYS: [&str; 2] = ["channels", "devices"];
+
+/// Whether `path[i]` is a position in a list rather than a key (an all-digit map key, such as a
+/// device id `01`, stays a key because it does not follow a list key).
+fn is_position(path: &[String], i: usize) -> bool {
+    i > 0
+        && LIST_KEYS.contains(&path[i - 1].as_str())
+        && !path[i].is_empty()
+        && path[i].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A key path as the user writes it in TOML: `profiles.compressor.channels[1].unit`, with a name
+/// that is not a bare key quoted (`profiles."line.2"`), so the path points at one place.
+pub(crate) fn toml_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for (i, key) in path.iter().enumerate() {
+        if is_position(path, i) {
+            out.push_str(&format!("[{key}]"));
+        } else {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(&toml_key(key));
+        }
+    }
+    out
+}
+
+/// One key as TOML writes it: bare when it may be, quoted otherwise.
+pub(crate) fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if bare { key.to_owned() } else { format!("{key:?}") }
 }
 
 fn read_secret(key: &'static str, path: &Path, secret: &mut Secret) -> Result<(), ConfigError> {
@@ -175,7 +230,6 @@ fn read_secret(key: &'static str, path: &Path, secret: &mut Secret) -> Result<()
     Ok(())
 }
 
-/// Shorthand for a validation failure.
 /// A secret set in the environment to only spaces is a mistake, not "none": the environment
 /// provider trims values, so `SENTIO__WEB__TOKEN=" "` would arrive empty and turn authentication
 /// off without a word. Such a variable is refused, naming it. (Empty means none, as in the file.)
@@ -203,12 +257,22 @@ fn blank_secret_variables() -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Shorthand for a validation failure.
 pub(crate) fn invalid(
     key: &'static str,
     value: impl std::fmt::Display,
     expected: &str,
 ) -> ConfigError {
     ConfigError::Invalid { key, value: value.to_string(), expected: expected.to_owned() }
+}
+
+/// Shorthand for a validation failure at a key built from names or positions in the file.
+pub(crate) fn invalid_entry(
+    key: String,
+    value: impl std::fmt::Display,
+    expected: &str,
+) -> ConfigError {
+    ConfigError::InvalidEntry { key, value: value.to_string(), expected: expected.to_owned() }
 }
 
 // figment::Jail's closures return figment's own (large) error type.

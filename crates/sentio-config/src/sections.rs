@@ -1,11 +1,14 @@
 //! One struct per section of `default.toml`; the field comments there are the user documentation.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sentio_core::profile::PUMP;
+use sentio_core::{Channel, ChannelSpec, Profile, ProfileError, Profiles, Unit};
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, Secret, invalid};
+use crate::{ConfigError, Secret, invalid, invalid_entry, toml_key};
 
 /// Which message bus carries the topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1049,4 +1052,213 @@ impl DetectConfig {
         }
         Ok(())
     }
+}
+
+/// `[profiles.NAME]`: the asset profiles, by name. The built-in `pump` is always there (the
+/// defaults declare it, and layering can only add keys), but only its `devices` may be set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProfilesConfig(pub BTreeMap<String, ProfileConfig>);
+
+/// One `[profiles.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Device id patterns (`*`, `?` wildcards). Required, even when empty, so that a profile
+    /// never claims devices by accident.
+    pub devices: Vec<String>,
+    /// The channels in model order. `None` (no `channels` key) is how the pump's entry looks;
+    /// kept apart from `Some([])` so that `channels = []` on the pump is refused as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<ChannelConfig>>,
+}
+
+/// One element of `channels`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Kept as written until validation, so an error can name this very key and value.
+    pub name: String,
+    /// Required, though `""` (dimensionless) is allowed: a unit left out by accident would make
+    /// every reading of the channel contradict its profile.
+    pub unit: String,
+    /// `[low, high]`, the range a healthy machine stays in.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "range_pair")]
+    pub range: Option<[f64; 2]>,
+}
+
+const NAME_FORM: &str = "1 to 64 of lower-case letters a-z, digits, '_', '.' and '-'";
+const PATTERN_FORM: &str = "a device id pattern: letters, digits, '-', '_' and '.', with `*` for \
+                            any run of characters and `?` for any one, such as \"comp-*\"";
+
+/// `profiles.NAME`, quoted where the name is not a bare TOML key (`profiles."line.2"`).
+fn profile_key(name: &str) -> String {
+    format!("profiles.{}", toml_key(name))
+}
+
+impl ProfilesConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.build().map(drop)
+    }
+
+    /// The checked [`Profiles`]: the pump first, then the others in name order. The rules are
+    /// `Profiles::new`'s; this adds the pump's, and turns each error into the key to change.
+    pub fn build(&self) -> Result<Profiles, ConfigError> {
+        let Some(pump) = self.0.get(PUMP) else {
+            return Err(invalid_entry(
+                profile_key(PUMP),
+                "(missing)",
+                "the built-in pump's entry, such as [profiles.pump] devices = [\"*\"]",
+            ));
+        };
+        if let Some(channels) = &pump.channels {
+            return Err(invalid_entry(
+                format!("{}.channels", profile_key(PUMP)),
+                channel_list(channels),
+                "no channels key: the built-in pump's channels are fixed (temperature, \
+                 vibration, pressure, humidity); for a machine with other channels, declare a \
+                 profile of its own, such as [profiles.my-pump], with its devices and channels",
+            ));
+        }
+        let mut list = vec![Profile::pump(pump.devices.clone())];
+        for (name, profile) in self.0.iter().filter(|(name, _)| name.as_str() != PUMP) {
+            list.push(profile.to_profile(name)?);
+        }
+        Profiles::new(list).map_err(|e| self.locate(e))
+    }
+
+    /// The key, value and expected form behind a `Profiles::new` error.
+    fn locate(&self, error: ProfileError) -> ConfigError {
+        let channels = |profile: &str| {
+            self.0.get(profile).and_then(|p| p.channels.as_deref()).unwrap_or_default()
+        };
+        let devices =
+            |profile: &str| self.0.get(profile).map(|p| p.devices.as_slice()).unwrap_or_default();
+        // `profiles.NAME.LIST[i]`, or `profiles.NAME.LIST` when the element is not found.
+        let at = |profile: &str, list: &str, index: Option<usize>| match index {
+            Some(i) => format!("{}.{list}[{i}]", profile_key(profile)),
+            None => format!("{}.{list}", profile_key(profile)),
+        };
+        // The `nth` channel (or pattern) of a profile equal to the one an error names.
+        let channel_at = |profile: &str, channel: &Channel, nth: usize| {
+            channels(profile)
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.name == channel.as_str())
+                .nth(nth)
+        };
+        let device_at = |profile: &str, pattern: &str, nth: usize| {
+            devices(profile).iter().enumerate().filter(|(_, d)| *d == pattern).nth(nth)
+        };
+        match error {
+            ProfileError::BadName { name } => invalid_entry(
+                profile_key(&name),
+                format!("{name:?}"),
+                &format!("a profile name of {NAME_FORM}, such as compressor"),
+            ),
+            ProfileError::NoChannels { profile } => invalid_entry(
+                at(&profile, "channels", None),
+                self.0
+                    .get(&profile)
+                    .and_then(|p| p.channels.as_deref())
+                    .map_or_else(|| "(no channels key)".to_owned(), channel_list),
+                "at least one channel, such as channels = [{ name = \"current\", unit = \"A\" }]",
+            ),
+            ProfileError::DuplicateChannel { profile, channel } => {
+                let first = channel_at(&profile, &channel, 0).map(|(i, _)| i);
+                let second = channel_at(&profile, &channel, 1).map(|(i, _)| i);
+                invalid_entry(
+                    format!("{}.name", at(&profile, "channels", second)),
+                    format!("{:?}", channel.as_str()),
+                    &format!(
+                        "a channel name not declared before in this profile (it is {})",
+                        at(&profile, "channels", first)
+                    ),
+                )
+            }
+            ProfileError::BadPattern { profile, pattern } => invalid_entry(
+                at(&profile, "devices", device_at(&profile, &pattern, 0).map(|(i, _)| i)),
+                format!("{pattern:?}"),
+                PATTERN_FORM,
+            ),
+            ProfileError::SharedPattern { pattern, first, second } => {
+                let (nth, expected) = if first == second {
+                    (1, "a pattern listed once in this profile".to_owned())
+                } else {
+                    (
+                        0,
+                        format!(
+                            "a pattern that {} does not list already: a device maps to one \
+                             profile (where different patterns match, the one with more literal \
+                             characters wins, so \"comp-*\" in one profile and \"*\" in another \
+                             is fine)",
+                            at(&first, "devices", None)
+                        ),
+                    )
+                };
+                invalid_entry(
+                    at(&second, "devices", device_at(&second, &pattern, nth).map(|(i, _)| i)),
+                    format!("{pattern:?}"),
+                    &expected,
+                )
+            }
+            ProfileError::BadRange { profile, channel, lo, hi } => invalid_entry(
+                format!(
+                    "{}.range",
+                    at(&profile, "channels", channel_at(&profile, &channel, 0).map(|(i, _)| i))
+                ),
+                format!("[{lo}, {hi}]"),
+                "[low, high]: two finite numbers, the low one first, such as [0.0, 60.0]",
+            ),
+        }
+    }
+}
+
+impl ProfileConfig {
+    /// The profile named `name`, its channel names and units checked; the rest is left to
+    /// `Profiles::new`.
+    fn to_profile(&self, name: &str) -> Result<Profile, ConfigError> {
+        let channels = self.channels.as_deref().unwrap_or_default();
+        let mut specs = Vec::with_capacity(channels.len());
+        for (i, c) in channels.iter().enumerate() {
+            let key = format!("{}.channels[{i}]", profile_key(name));
+            let channel = Channel::new(&c.name).map_err(|_| {
+                invalid_entry(
+                    format!("{key}.name"),
+                    format!("{:?}", c.name),
+                    &format!("a channel name of {NAME_FORM}, such as flow_rate"),
+                )
+            })?;
+            let unit = Unit::new(&c.unit).map_err(|_| {
+                invalid_entry(
+                    format!("{key}.unit"),
+                    format!("{:?}", c.unit),
+                    "a unit of at most 32 bytes without control characters, such as \"A\" or \
+                     \"m³/h\" (\"\" for a dimensionless value)",
+                )
+            })?;
+            specs.push(ChannelSpec {
+                name: channel,
+                unit,
+                range: c.range.map(|[lo, hi]| (lo, hi)),
+            });
+        }
+        Ok(Profile { name: name.to_owned(), channels: specs, devices: self.devices.clone() })
+    }
+}
+
+/// A `range` of exactly two numbers. Figment hands `[f64; 2]` the first two elements of a longer
+/// list without a word, so `[0, 10, 20]` would load as `[0, 10]`; read a list and count it.
+fn range_pair<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<[f64; 2]>, D::Error> {
+    let values = Vec::<f64>::deserialize(d)?;
+    match values[..] {
+        [lo, hi] => Ok(Some([lo, hi])),
+        _ => Err(serde::de::Error::invalid_length(values.len(), &"two numbers, [low, high]")),
+    }
+}
+
+/// The channel names of a `channels` value, for an error message: `[current, flow]`.
+fn channel_list(channels: &[ChannelConfig]) -> String {
+    let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+    format!("[{}]", names.join(", "))
 }

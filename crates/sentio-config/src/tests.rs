@@ -228,3 +228,250 @@ fn backend_sections_are_checked_only_when_chosen() {
         Ok(())
     });
 }
+
+const COMPRESSOR: &str = r#"
+[profiles.compressor]
+devices = ["comp-*", "press-01"]
+channels = [
+  { name = "current", unit = "A", range = [0.0, 60.0] },
+  { name = "flow", unit = "m³/h" },
+]
+"#;
+
+#[test]
+fn default_profiles_are_the_builtin_pump_for_every_device() {
+    let c = Config::defaults().unwrap();
+    let profiles = c.profiles().unwrap();
+    assert_eq!(profiles, sentio_core::Profiles::builtin());
+    for device in ["pump-01", "comp-3", "anything"] {
+        assert_eq!(profiles.for_device(device).unwrap().name, sentio_core::profile::PUMP);
+    }
+}
+
+#[test]
+fn a_user_profile_claims_its_devices_and_the_pump_keeps_the_rest() {
+    Jail::expect_with(|jail| {
+        // A second profile, to see the order: the pump first, then the others by name.
+        let boiler = "[profiles.boiler]\ndevices = [\"boil-?\"]\nchannels = [{ name = \"t\", \
+                      unit = \"°C\", range = [20, 90] }]\n";
+        jail.create_file("site.toml", &format!("{COMPRESSOR}{boiler}"))?;
+        let profiles = load_in(jail, Some("site.toml")).unwrap().profiles().unwrap();
+        let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["pump", "boiler", "compressor"]);
+
+        let compressor = profiles.for_device("comp-3").unwrap();
+        assert_eq!(compressor.name, "compressor");
+        let spec = |name: &str, unit: &str, range| sentio_core::ChannelSpec {
+            name: sentio_core::Channel::new(name).unwrap(),
+            unit: sentio_core::Unit::new(unit).unwrap(),
+            range,
+        };
+        assert_eq!(
+            compressor.channels,
+            [spec("current", "A", Some((0.0, 60.0))), spec("flow", "m³/h", None)]
+        );
+        assert_eq!(profiles.for_device("press-01").unwrap().name, "compressor");
+        assert_eq!(profiles.for_device("boil-1").unwrap().channels[0].range, Some((20.0, 90.0)));
+        assert_eq!(profiles.for_device("pump-07").unwrap().name, "pump");
+        assert_eq!(profiles.for_device("press-02").unwrap().name, "pump");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_pump_devices_are_set_in_a_file_or_the_environment() {
+    Jail::expect_with(|jail| {
+        jail.create_file("site.toml", &format!("{COMPRESSOR}[profiles.pump]\ndevices = []\n"))?;
+        let profiles = load_in(jail, Some("site.toml")).unwrap().profiles().unwrap();
+        assert_eq!(profiles.get("pump").unwrap().devices, Vec::<String>::new());
+        assert_eq!(profiles.for_device("pump-01"), None, "devices = []: no device is a pump");
+        assert_eq!(profiles.for_device("comp-1").unwrap().name, "compressor");
+
+        jail.set_env("SENTIO__PROFILES__PUMP__DEVICES", r#"["pump-*", "p?"]"#);
+        let profiles = load_in(jail, Some("site.toml")).unwrap().profiles().unwrap();
+        assert_eq!(profiles.get("pump").unwrap().devices, ["pump-*", "p?"]);
+        assert_eq!(profiles.for_device("pump-01").unwrap().name, "pump");
+        assert_eq!(profiles.for_device("p1").unwrap().name, "pump");
+        assert_eq!(profiles.for_device("fan-1"), None);
+
+        jail.set_env("SENTIO__PROFILES__PUMP__DEVICES", "[]");
+        let profiles = load_in(jail, None).unwrap().profiles().unwrap();
+        assert_eq!(profiles.for_device("pump-01"), None);
+        Ok(())
+    });
+}
+
+/// Each class of profile error names the key to change, as written in the file.
+#[test]
+fn profile_errors_name_the_key_as_written() {
+    let compressor = |devices: &str, channels: &str| {
+        format!("[profiles.compressor]\ndevices = {devices}\nchannels = [\n{channels}\n]\n")
+    };
+    let current = r#"{ name = "current", unit = "A" },"#;
+    let cases: Vec<(String, &str, &[&str])> = vec![
+        (
+            "[profiles.\"Big Compressor\"]\ndevices = [\"c*\"]\nchannels = [{ name = \"a\", unit = \"\" }]\n"
+                .into(),
+            "profiles.\"Big Compressor\"",
+            &["\"Big Compressor\"", "lower-case"],
+        ),
+        (
+            compressor(r#"["c*"]"#, &format!("{current}\n{{ name = \"Flow Rate\", unit = \"\" }}")),
+            "profiles.compressor.channels[1].name",
+            &["\"Flow Rate\"", "1 to 64"],
+        ),
+        (
+            compressor(r#"["c*"]"#, &format!("{current}\n{{ name = \"current\", unit = \"mA\" }}")),
+            "profiles.compressor.channels[1].name",
+            &["\"current\"", "not declared before", "profiles.compressor.channels[0]"],
+        ),
+        (
+            compressor(r#"["c*"]"#, "{ name = \"current\", unit = \"A\\nB\" }"),
+            "profiles.compressor.channels[0].unit",
+            &["\"A\\nB\"", "control characters"],
+        ),
+        (
+            compressor(r#"["c*"]"#, ""),
+            "profiles.compressor.channels",
+            &["[]", "at least one channel"],
+        ),
+        (
+            "[profiles.compressor]\ndevices = [\"c*\"]\n".into(),
+            "profiles.compressor.channels",
+            &["(no channels key)", "at least one channel"],
+        ),
+        (
+            compressor(r#"["c*"]"#, &format!("{current}\n{{ name = \"f\", unit = \"\", range = [5, 1] }}")),
+            "profiles.compressor.channels[1].range",
+            &["[5, 1]", "the low one first"],
+        ),
+        (
+            compressor(r#"["comp-*", "comp/*"]"#, current),
+            "profiles.compressor.devices[1]",
+            &["\"comp/*\"", "device id pattern"],
+        ),
+        (
+            compressor(r#"["comp-*", "*"]"#, current),
+            "profiles.compressor.devices[1]",
+            &["\"*\"", "profiles.pump.devices does not list already"],
+        ),
+        (
+            compressor(r#"["c*", "d*", "c*"]"#, current),
+            "profiles.compressor.devices[2]",
+            &["\"c*\"", "listed once"],
+        ),
+        (
+            "[profiles.pump]\ndevices = [\"pump-*\"]\nchannels = [{ name = \"current\", unit = \"A\" }]\n"
+                .into(),
+            "profiles.pump.channels",
+            &["[current]", "pump's channels are fixed", "profile of its own"],
+        ),
+        (
+            "[profiles.pump]\nchannels = []\n".into(),
+            "profiles.pump.channels",
+            &["[]", "pump's channels are fixed"],
+        ),
+        (
+            "[profiles.pump]\ndevices = [\"pump-*\", \"\"]\n".into(),
+            "profiles.pump.devices[1]",
+            &["\"\"", "device id pattern"],
+        ),
+        (
+            "[profiles.\"line.2\"]\ndevices = [\"l2-*\"]\nchannels = [{ name = \"a b\", unit = \"\" }]\n"
+                .into(),
+            "profiles.\"line.2\".channels[0].name",
+            &["\"a b\""],
+        ),
+    ];
+    for (file, key, needles) in &cases {
+        Jail::expect_with(|jail| {
+            jail.create_file("site.toml", file)?;
+            let err = load_in(jail, Some("site.toml")).expect_err(file);
+            let message = err.to_string();
+            match &err {
+                ConfigError::InvalidEntry { key: named, .. } => {
+                    assert_eq!(named, key, "{file}: {message}")
+                }
+                other => panic!("{file}: expected InvalidEntry, got {other:?}"),
+            }
+            for needle in *needles {
+                assert!(message.contains(needle), "{file}: {message:?} lacks {needle:?}");
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Mistakes serde catches (a typo, a missing unit, a range of three) name the key, too.
+#[test]
+fn profile_parse_errors_name_the_key_as_written() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "[profiles.compressor]\ndevices = [\"c*\"]\nchannels = [\n{ name = \"a\", unit = \"\" },\n{ name = \"b\", unti = \"A\" },\n]\n",
+            &["`profiles.compressor.channels[1].unti`", "site.toml", "unknown field"],
+        ),
+        (
+            "[profiles.compressor]\ndevices = [\"c*\"]\nchannels = [{ name = \"a\" }]\n",
+            &["`profiles.compressor.channels[0]`", "missing field `unit`"],
+        ),
+        (
+            "[profiles.compressor]\ndevices = [\"c*\"]\nchannels = [{ name = \"a\", unit = \"\", range = [1, 2, 3] }]\n",
+            &["`profiles.compressor.channels[0].range`", "length"],
+        ),
+        (
+            "[profiles.compressor]\nchannels = [{ name = \"a\", unit = \"\" }]\n",
+            &["`profiles.compressor`", "missing field `devices`"],
+        ),
+        ("[profiles.pump]\ndevice = [\"p*\"]\n", &["`profiles.pump.device`", "unknown field"]),
+    ];
+    for (file, needles) in cases {
+        Jail::expect_with(|jail| {
+            jail.create_file("site.toml", file)?;
+            let err = load_in(jail, Some("site.toml")).expect_err(file);
+            assert!(matches!(err, ConfigError::Parse(_)), "{file}: {err:?}");
+            let message = err.to_string();
+            for needle in *needles {
+                assert!(message.contains(needle), "{file}: {message:?} lacks {needle:?}");
+            }
+            Ok(())
+        });
+    }
+    Jail::expect_with(|jail| {
+        jail.set_env("SENTIO__PROFILES__PUMP__DEVICES", "[\"p*\", 7]");
+        let message = load_in(jail, None).unwrap_err().to_string();
+        assert!(
+            message.contains("`profiles.pump.devices[1]`")
+                && message.contains("environment variable SENTIO__PROFILES__PUMP__DEVICES)"),
+            "{message}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn profiles_changed_after_loading_are_checked_again() {
+    let mut c = Config::defaults().unwrap();
+    c.profiles.0.remove("pump");
+    match c.profiles().unwrap_err() {
+        ConfigError::InvalidEntry { key, .. } => assert_eq!(key, "profiles.pump"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn printed_profiles_load_back_identically() {
+    Jail::expect_with(|jail| {
+        let dotted = "[profiles.\"line.2\"]\ndevices = [\"l2-*\"]\nchannels = [{ name = \"a\", \
+                      unit = \"\" }]\n[profiles.pump]\ndevices = [\"pump-*\"]\n";
+        jail.create_file("site.toml", &format!("{COMPRESSOR}{dotted}"))?;
+        let c = load_in(jail, Some("site.toml")).unwrap();
+        let printed = c.to_toml().unwrap();
+        assert!(printed.contains("[profiles.compressor]"), "{printed}");
+        jail.create_file("printed.toml", &printed)?;
+        let again = load_in(jail, Some("printed.toml")).unwrap();
+        assert_eq!(again, c);
+        assert_eq!(again.profiles().unwrap(), c.profiles().unwrap());
+        assert_eq!(again.profiles().unwrap().iter().count(), 3);
+        Ok(())
+    });
+}

@@ -25,8 +25,11 @@ impl Frame {
     }
 
     /// Puts a reading in its column; a later reading for the same slot replaces an earlier one.
+    /// A reading of a channel that is not one of the four has no column and is left out.
     pub fn set(&mut self, reading: &Reading) {
-        self.values[reading.sensor.index()] = Some(reading.value);
+        if let Some(kind) = reading.sensor.kind() {
+            self.values[kind.index()] = Some(reading.value);
+        }
     }
 
     pub fn is_complete(&self) -> bool {

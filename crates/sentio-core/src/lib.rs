@@ -1,7 +1,9 @@
 //! Sentio's domain model, shared by every role. Pure data and pure functions: no I/O, no tokio.
 //!
 //! - [`device`]: [`DeviceId`], a validated device name.
-//! - [`sensor`]: [`SensorKind`], the four signals with their units and typical ranges.
+//! - [`sensor`]: [`SensorKind`], the pump profile's four signals with their units and typical ranges.
+//! - [`channel`]: [`Channel`] and [`Unit`], what a reading measures on any machine.
+//! - [`profile`]: [`Profile`] and [`Profiles`], kinds of machine and which devices are one.
 //! - [`anomaly`]: [`AnomalyKind`], one per kind of fault the simulator injects.
 //! - [`reading`]: [`Reading`], one value of one sensor of one device at one instant.
 //! - [`frame`]: [`Frame`], the four sensors of a device aligned on one timestamp.
@@ -11,17 +13,21 @@
 
 pub mod alert;
 pub mod anomaly;
+pub mod channel;
 pub mod device;
 pub mod frame;
 pub mod message;
+pub mod profile;
 pub mod reading;
 pub mod sensor;
 pub mod time;
 
 pub use alert::{Alert, AlertState, Severity};
 pub use anomaly::AnomalyKind;
+pub use channel::{Channel, InvalidChannel, InvalidUnit, Unit};
 pub use device::{DeviceId, InvalidDeviceId};
 pub use frame::Frame;
 pub use message::{DecodeError, DecodeLimits, decode_reading, encode_reading};
+pub use profile::{ChannelSpec, Profile, ProfileError, Profiles, UnitMismatch};
 pub use reading::Reading;
 pub use sensor::SensorKind;

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::time::{self, MAX_RFC3339, MIN_RFC3339, NANOS_PER_SEC, ParseTimeError};
-use crate::{AnomalyKind, DeviceId, Reading, SensorKind};
+use crate::{
+    AnomalyKind, Channel, DeviceId, InvalidChannel, InvalidUnit, Reading, Unit, UnitMismatch,
+};
 
 /// The only schema version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -73,12 +75,14 @@ pub enum DecodeError {
     NonFinite { field: &'static str },
     #[error("unknown schema version {found}; this build reads version {SCHEMA_VERSION}")]
     UnknownVersion { found: String },
-    #[error(
-        "unknown sensor kind {found:?}; expected one of temperature, vibration, pressure, humidity"
-    )]
-    UnknownSensor { found: String },
-    #[error("unit {found:?} does not match sensor {sensor}, which reports in {expected:?}")]
-    UnitMismatch { sensor: SensorKind, found: String, expected: &'static str },
+    #[error("field `sensor`: {0}")]
+    BadSensor(InvalidChannel),
+    #[error("field `unit`: {0}")]
+    BadUnit(InvalidUnit),
+    /// Decoded, but the device's profile declares the channel in another unit (checked by the
+    /// ETL against the configured profiles, not by [`decode_reading`]).
+    #[error(transparent)]
+    UnitMismatch(#[from] UnitMismatch),
     #[error("unknown anomaly kind {found:?} in `injected`")]
     UnknownAnomaly { found: String },
     #[error("invalid device id: {0}")]
@@ -109,8 +113,9 @@ impl DecodeError {
             // list of codes stays as it is.
             DecodeError::WrongType { .. } | DecodeError::IntegerTooLarge { .. } => "wrong_type",
             DecodeError::UnknownVersion { .. } => "unknown_version",
-            DecodeError::UnknownSensor { .. } => "unknown_sensor",
-            DecodeError::UnitMismatch { .. } => "unit_mismatch",
+            DecodeError::BadSensor(_) => "bad_sensor",
+            DecodeError::BadUnit(_) => "bad_unit",
+            DecodeError::UnitMismatch(_) => "unit_mismatch",
             DecodeError::UnknownAnomaly { .. } => "unknown_anomaly",
             DecodeError::BadDevice(_) => "bad_device",
             DecodeError::BadTimestamp { .. } => "bad_timestamp",
@@ -167,7 +172,7 @@ pub fn encode_reading(reading: &Reading) -> Vec<u8> {
         sensor: reading.sensor.as_str(),
         ts: time::format_rfc3339(reading.ts_ns),
         value: reading.value,
-        unit: reading.sensor.unit(),
+        unit: reading.unit.as_str(),
         seq: reading.seq,
         injected: reading.injected.map(AnomalyKind::as_str),
     };
@@ -230,19 +235,17 @@ fn decode_typed(text: &str, limits: &DecodeLimits, now_ns: i64) -> Option<Readin
         return None;
     }
     let device = DeviceId::new(&wire.device).ok()?;
-    let sensor = SensorKind::parse(&wire.sensor)?;
+    let sensor = Channel::new(&wire.sensor).ok()?;
     let ts_ns = time::parse_rfc3339(&wire.ts)?;
     if ts_ns < limits.min_ts_ns || ts_ns > now_ns.saturating_add(limits.max_future_ns) {
         return None;
     }
-    if wire.unit != sensor.unit() {
-        return None;
-    }
+    let unit = Unit::new(&wire.unit).ok()?;
     let injected = match wire.injected {
         None => None,
         Some(name) => Some(AnomalyKind::parse(&name)?),
     };
-    Some(Reading { device, sensor, ts_ns, value: wire.value, seq: wire.seq, injected })
+    Some(Reading { device, sensor, unit, ts_ns, value: wire.value, seq: wire.seq, injected })
 }
 
 /// The slow path: parses into a `serde_json::Value` so that a rejection can say exactly which
@@ -264,9 +267,7 @@ fn decode_explained(
         Some(other) => return Err(wrong_type("v", "an integer", other)),
     }
     let device = DeviceId::new(str_field(&obj, "device")?)?;
-    let sensor_name = str_field(&obj, "sensor")?;
-    let sensor = SensorKind::parse(sensor_name)
-        .ok_or_else(|| DecodeError::UnknownSensor { found: sensor_name.to_owned() })?;
+    let sensor = Channel::new(str_field(&obj, "sensor")?).map_err(DecodeError::BadSensor)?;
     let ts_text = str_field(&obj, "ts")?;
     let ts_ns = time::parse_rfc3339_checked(ts_text).map_err(|e| match e {
         ParseTimeError::Malformed => DecodeError::BadTimestamp { found: ts_text.to_owned() },
@@ -290,14 +291,7 @@ fn decode_explained(
     if !value.is_finite() {
         return Err(DecodeError::NonFinite { field: "value" });
     }
-    let unit = str_field(&obj, "unit")?;
-    if unit != sensor.unit() {
-        return Err(DecodeError::UnitMismatch {
-            sensor,
-            found: unit.to_owned(),
-            expected: sensor.unit(),
-        });
-    }
+    let unit = Unit::new(str_field(&obj, "unit")?).map_err(DecodeError::BadUnit)?;
     let seq = match obj.get("seq") {
         None => return Err(DecodeError::MissingField { field: "seq" }),
         Some(Value::Number(n)) => match n.as_u64() {
@@ -319,7 +313,7 @@ fn decode_explained(
         ),
         Some(other) => return Err(wrong_type("injected", "a string or null", other)),
     };
-    Ok(Reading { device, sensor, ts_ns, value, seq, injected })
+    Ok(Reading { device, sensor, unit, ts_ns, value, seq, injected })
 }
 
 /// `seq` above [`MAX_SEQ`], as written in `text` where it can be found (`shown` otherwise: an
@@ -409,13 +403,15 @@ fn token_at(text: &str, line: usize, column: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SensorKind;
 
     const NOW: i64 = 1_764_000_000 * NANOS_PER_SEC;
 
     fn sample() -> Reading {
         Reading {
             device: DeviceId::new("pump-07").unwrap(),
-            sensor: SensorKind::Temperature,
+            sensor: SensorKind::Temperature.into(),
+            unit: SensorKind::Temperature.into(),
             ts_ns: NOW - 5 * NANOS_PER_SEC,
             value: 23.41,
             seq: 17,
@@ -448,6 +444,25 @@ mod tests {
         assert!(text.starts_with(r#"{"v":1,"device":"pump-07","sensor":"temperature","ts":"2025-11-24T15:59:55Z","value":23.41,"unit":"°C","seq":17,"injected":"temperature_spike"}"#), "{text}");
     }
 
+    /// Any well-formed channel and unit decode: whether they fit the device's profile is the
+    /// ETL's check, and a channel no profile declares is stored, not rejected.
+    #[test]
+    fn any_channel_and_unit_decode() {
+        let r = decode(&with("sensor", Some(r#""vibration_x""#))).unwrap();
+        assert_eq!((r.sensor.as_str(), r.sensor.kind()), ("vibration_x", None));
+        let r = decode(&with("unit", Some(r#""K""#))).unwrap();
+        assert_eq!((r.sensor.kind(), r.unit.as_str()), (Some(SensorKind::Temperature), "K"));
+        let text = String::from_utf8(encode_reading(&r)).unwrap();
+        assert!(text.contains(r#""unit":"K""#), "{text}");
+        let err = decode(&with("sensor", Some(r#""Flow Rate""#))).unwrap_err();
+        assert_eq!(err.code(), "bad_sensor");
+        assert_eq!(
+            err.to_string(),
+            "field `sensor`: channel name \"Flow Rate\" contains 'F'; use only lower-case letters \
+             a-z, digits, '_', '.' and '-'"
+        );
+    }
+
     #[test]
     fn injected_may_be_absent_or_null() {
         assert_eq!(decode(&with("injected", None)).unwrap().injected, None);
@@ -470,10 +485,12 @@ mod tests {
             (with("seq", Some("-1")), |e| matches!(e, E::WrongType { field: "seq", .. })),
             (with("seq", Some("1.5")), |e| matches!(e, E::WrongType { field: "seq", .. })),
             (with("device", Some("7")), |e| matches!(e, E::WrongType { field: "device", .. })),
-            (with("sensor", Some(r#""voltage""#)), |e| matches!(e, E::UnknownSensor { .. })),
+            (with("sensor", Some(r#""Voltage""#)), |e| matches!(e, E::BadSensor(_))),
+            (with("sensor", Some(r#""""#)), |e| matches!(e, E::BadSensor(_))),
             (with("v", Some("2")), |e| matches!(e, E::UnknownVersion { found } if found == "2")),
             (with("v", Some(r#""1""#)), |e| matches!(e, E::WrongType { field: "v", .. })),
-            (with("unit", Some(r#""K""#)), |e| matches!(e, E::UnitMismatch { .. })),
+            (with("unit", Some(&format!("{:?}", "k".repeat(33)))), |e| matches!(e, E::BadUnit(_))),
+            (with("unit", Some(r#""\u0007""#)), |e| matches!(e, E::BadUnit(_))),
             (with("injected", Some(r#""gremlins""#)), |e| matches!(e, E::UnknownAnomaly { .. })),
             (with("device", Some(r#""a b""#)), |e| matches!(e, E::BadDevice(_))),
             (with("ts", Some(r#""noon""#)), |e| matches!(e, E::BadTimestamp { .. })),
@@ -591,16 +608,16 @@ mod tests {
             /// what the slow one rejects nor gives up on what it accepts.
             #[test]
             fn fast_and_explained_paths_agree(
-                edits in proptest::collection::vec((0usize..9, 0usize..17), 0..4),
+                edits in proptest::collection::vec((0usize..9, 0usize..20), 0..4),
                 shape in 0usize..4,
             ) {
                 const FIELDS: [&str; 9] =
                     ["v", "device", "sensor", "ts", "value", "unit", "seq", "injected", "extra"];
-                const VALUES: [&str; 16] = [
+                const VALUES: [&str; 19] = [
                     "1", "1.0", "2", "-1", "null", "\"pump-07\"", "\"pump\\u002d07\"",
                     "\"temperature\"", "\"pressure\"", "\"°C\"", "\"bar\"",
                     "\"2025-11-24T15:59:55Z\"", "\"2025-11-24T15:59:55.5+01:00\"", "1e308",
-                    "\"temperature_spike\"", "[1]",
+                    "\"temperature_spike\"", "[1]", "\"current\"", "\"Bad Name\"", "\"\"",
                 ];
                 let mut text = String::from_utf8(encode_reading(&sample())).unwrap();
                 for (field, value) in edits {

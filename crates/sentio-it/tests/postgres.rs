@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sentio_config::PostgresConfig;
-use sentio_core::{DeviceId, Reading, SensorKind};
+use sentio_core::{Channel, DeviceId, Reading, SensorKind, Unit};
 use sentio_it::{postgres, unique};
 use sentio_store::contract::{everything, offset_reading, partition_batch};
 use sentio_store::postgres::PostgresStore;
@@ -122,6 +122,12 @@ async fn contract_on_a_fresh_database() {
     assert_eq!(store.applied_migrations().await.unwrap(), Vec::new(), "a fresh database");
     assert!(!store.migrate().await.unwrap().is_empty());
     contract::check_store(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_schema_2() {
+    let db = TestDb::new("sentio_it_upgrade");
+    contract::check_upgrade_from_schema_2(&db.store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,8 +262,10 @@ async fn range_queries_order_device_names_by_bytes() {
 }
 
 /// The reads a dashboard polls probe `sensor_readings_device_ts` and the primary key of
-/// `anomaly_scores` (a loose index scan over the devices, then per device a time range) and scan
-/// no table, on a table large enough, and analyzed, for the planner to choose by cost.
+/// `anomaly_scores` (a loose index scan over the devices, then per device a time range; for the
+/// newest readings, the channel catalog, then per channel reported since then a backward probe)
+/// and scan neither table, on tables large enough, and analyzed, for the planner to choose by
+/// cost.
 #[tokio::test]
 async fn dashboard_reads_probe_the_indexes_and_scan_no_table() {
     let db = TestDb::new("sentio_it_explain");
@@ -266,8 +274,20 @@ async fn dashboard_reads_probe_the_indexes_and_scan_no_table() {
     const PER_DEVICE: u64 = 4_000;
     let devices: Vec<DeviceId> =
         (0..DEVICES).map(|i| DeviceId::new(&format!("pump-{i:02}")).unwrap()).collect();
-    let rows: Vec<Reading> =
+    let mut rows: Vec<Reading> =
         devices.iter().flat_map(|d| (0..PER_DEVICE).map(|o| offset_reading(d, o))).collect();
+    // Five machines report a fifth channel, and had a sixth that stopped before `since`: the
+    // catalog skips that one without probing the readings.
+    const MORE: usize = 5;
+    for d in &devices[..MORE] {
+        let channel = |name: &str, unit: &str, offset: u64| Reading {
+            sensor: Channel::new(name).unwrap(),
+            unit: Unit::new(unit).unwrap(),
+            ..offset_reading(d, offset)
+        };
+        rows.extend((0..PER_DEVICE).step_by(4).map(|o| channel("current", "A", o)));
+        rows.extend((0..100).map(|o| channel("spare", "", o)));
+    }
     store.insert_readings(&rows).await.unwrap();
     let points: Vec<ScorePoint> = rows
         .iter()
@@ -289,14 +309,32 @@ async fn dashboard_reads_probe_the_indexes_and_scan_no_table() {
     // The last 100 readings of each device.
     let since = offset_reading(&devices[0], PER_DEVICE - 100).ts_ns;
     let latest = store.latest_readings(since).await.unwrap();
-    assert_eq!(latest.len(), DEVICES * 4);
-    assert!(latest.iter().all(|r| r.seq >= PER_DEVICE - 4), "the newest of each sensor");
+    assert_eq!(latest.len(), DEVICES * 4 + MORE);
+    assert!(latest.iter().all(|r| r.seq >= PER_DEVICE - 4), "the newest of each channel");
+    assert!(latest.iter().all(|r| r.sensor.as_str() != "spare"));
     assert_eq!(store.devices().await.unwrap(), devices);
+    assert_eq!(store.channels().await.unwrap().len(), DEVICES * 4 + 2 * MORE);
 
     for (read, plan) in store.explain_reads(since, devices[3].as_str()).await.unwrap() {
         let text = plan.join("\n");
         eprintln!("{read}:\n{text}\n");
-        assert!(!text.contains("Seq Scan"), "{read} scans a table:\n{text}");
+        for table in ["sensor_readings", "anomaly_scores"] {
+            assert!(!text.contains(&format!("Seq Scan on {table}")), "{read} scans:\n{text}");
+        }
+        if read == "channels" {
+            assert!(!text.contains("sensor_readings"), "{read}:\n{text}");
+            continue;
+        }
+        if read == "latest_readings" {
+            // The catalog (a row per device and channel) read whole, the channels not reported
+            // since then filtered out there; per channel left, the newest entries of the
+            // device's range, read backwards.
+            assert!(text.contains("on channels c"), "{read}:\n{text}");
+            let probe = "Index Scan Backward using sensor_readings_device_ts on sensor_readings x";
+            assert!(text.contains(probe), "{read}:\n{text}");
+            assert!(text.contains(&format!("loops={})", DEVICES * 4 + MORE)), "{read}:\n{text}");
+            continue;
+        }
         let index = if read.starts_with("scores") {
             "anomaly_scores_pkey"
         } else {
@@ -307,12 +345,6 @@ async fn dashboard_reads_probe_the_indexes_and_scan_no_table() {
             // The loose index scan: one probe past the previous device, once per device.
             assert!(text.contains("Index Cond: (device > d"), "{read}:\n{text}");
             assert!(text.contains(&format!("loops={DEVICES})")), "{read}:\n{text}");
-        }
-        if read == "latest_readings" {
-            // Per device and sensor, the newest entries of the device's range, read backwards.
-            let probe = "Index Scan Backward using sensor_readings_device_ts on sensor_readings x";
-            assert!(text.contains(probe), "{read}:\n{text}");
-            assert!(text.contains(&format!("loops={})", DEVICES * 4)), "{read}:\n{text}");
         }
     }
 }
@@ -368,6 +400,58 @@ async fn racing_writers_never_duplicate() {
     assert_eq!(inserted, N, "rows inserted over all writers");
     assert_eq!(skipped, N * (WRITERS - 1));
     assert_exactly_once(&stores[0], "race", N).await;
+}
+
+/// Writers of different partitions whose batches share channels (here every writer writes every
+/// device, half of them in the opposite order) lock the shared catalog rows in one order, so they
+/// wait for each other but never deadlock: with retries off, a deadlock would fail a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_sharing_channels_never_deadlock() {
+    const WRITERS: u32 = 4;
+    const BATCHES: u64 = 25;
+    const DEVICES: usize = 40;
+    let db = TestDb::new("sentio_it_catalog_locks");
+    let store = db.migrated_store().await.with_retry_for(Duration::ZERO);
+    let devices: Vec<DeviceId> =
+        (0..DEVICES).map(|i| DeviceId::new(&format!("lock-{i:02}")).unwrap()).collect();
+    let per_batch = (DEVICES * 4) as u64;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, mut devices) = (store.clone(), devices.clone());
+            if w % 2 == 1 {
+                devices.reverse();
+            }
+            tokio::spawn(async move {
+                for b in 0..BATCHES {
+                    let mut batch = partition_batch("g", &devices[0], w, 0..0);
+                    let start = b * per_batch;
+                    for (i, (d, kind)) in
+                        devices.iter().flat_map(|d| SensorKind::ALL.map(|k| (d, k))).enumerate()
+                    {
+                        let offset = start + i as u64;
+                        let r = Reading::pump(d.clone(), kind, b as i64 * 1_000 + w as i64, 1.0, b);
+                        batch
+                            .readings
+                            .push((sentio_store::SourceOffset { partition: w, offset }, r));
+                    }
+                    batch.next_offsets = BTreeMap::from([(w, start + per_batch)]);
+                    let out = store
+                        .write_batch(&batch)
+                        .await
+                        .unwrap_or_else(|e| panic!("writer {w}, batch {b}: {}", chain(&e)));
+                    assert_eq!(out.readings_inserted, per_batch);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let catalog = store.channels().await.unwrap();
+    assert_eq!(catalog.len(), DEVICES * 4);
+    let last = (BATCHES as i64 - 1) * 1_000 + WRITERS as i64 - 1;
+    assert!(catalog.iter().all(|c| (c.first_ts_ns, c.last_ts_ns) == (0, last)), "{catalog:#?}");
+    assert_eq!(store.stats().await.unwrap().readings, u64::from(WRITERS) * BATCHES * per_batch);
 }
 
 /// Writers of different partitions do not wait for each other: one holds partition 0 (its lock

@@ -171,7 +171,8 @@ fn readings() -> Vec<Reading> {
                 let n = d * 36 + step as usize * 4 + s;
                 out.push(Reading {
                     device: device.clone(),
-                    sensor,
+                    sensor: sensor.into(),
+                    unit: sensor.into(),
                     ts_ns: base + step * 1_000_000_007 + n as i64 * 13,
                     value: values[n % values.len()] * if n.is_multiple_of(3) { 1.0 } else { -0.5 },
                     seq: step as u64 + if d == 1 { (1 << 53) + 1 } else { 0 },
@@ -185,15 +186,9 @@ fn readings() -> Vec<Reading> {
     out
 }
 
+/// Every column of `batch`, as the JSON the check compares the pickle with.
 fn expected_json(batch: &RawBatch) -> serde_json::Value {
-    serde_json::json!({
-        "device": batch.device,
-        "sensor": batch.sensor,
-        "ts_ns": batch.ts_ns,
-        "value": batch.value,
-        "seq": batch.seq,
-        "injected": batch.injected,
-    })
+    serde_json::to_value(batch).unwrap()
 }
 
 #[tokio::test]

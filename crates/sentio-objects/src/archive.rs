@@ -200,14 +200,13 @@ mod tests {
     const DAY: i64 = 1_795_478_400 * SEC;
 
     fn reading(device: &str, ts_ns: i64, seq: u64) -> Reading {
-        Reading {
-            device: DeviceId::new(device).unwrap(),
-            sensor: SensorKind::ALL[(seq % 4) as usize],
+        Reading::pump(
+            DeviceId::new(device).unwrap(),
+            SensorKind::ALL[(seq % 4) as usize],
             ts_ns,
-            value: seq as f64 * 0.5,
+            seq as f64 * 0.5,
             seq,
-            injected: None,
-        }
+        )
     }
 
     async fn keys(store: &dyn ObjectStore) -> Vec<String> {

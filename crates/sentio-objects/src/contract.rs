@@ -204,7 +204,8 @@ fn archive_readings() -> Vec<Reading> {
                 let n = step * 4 + i as i64;
                 out.push(Reading {
                     device: device.clone(),
-                    sensor,
+                    sensor: sensor.into(),
+                    unit: sensor.into(),
                     // Every 5 s, with a sub-millisecond jitter per sensor.
                     ts_ns: start + step * 5 * SEC + n * 1_237,
                     value: (n as f64 * 0.37).sin() * 100.0 - 20.0,
@@ -261,7 +262,7 @@ async fn archiver_round_trip(store: Arc<dyn ObjectStore>) {
         read_back.extend(readings);
     }
     let order = |a: &Reading, b: &Reading| {
-        (&a.device, a.ts_ns, a.sensor).cmp(&(&b.device, b.ts_ns, b.sensor))
+        (&a.device, a.ts_ns, &a.sensor).cmp(&(&b.device, b.ts_ns, &b.sensor))
     };
     let mut expected = pushed;
     expected.sort_by(order);

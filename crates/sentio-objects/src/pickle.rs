@@ -7,15 +7,18 @@
 //! | column | Python | pandas dtype |
 //! | --- | --- | --- |
 //! | `device` | `str` | object |
-//! | `sensor` | `str` (`temperature`, `vibration`, `pressure`, `humidity`) | object |
+//! | `sensor` | `str`, the channel (the pump's `temperature`, `vibration`, `pressure`, `humidity`, or any other machine's) | object |
 //! | `ts_ns` | `int`, nanoseconds since the epoch, UTC | int64 (`pandas.to_datetime(df.ts_ns, unit="ns", utc=True)`) |
 //! | `value` | `float` | float64 |
 //! | `seq` | `int` | int64 |
 //! | `injected` | `str` (an anomaly kind such as `temperature_spike`) or `None` | object |
+//! | `unit` | `str`, the unit of `value` as its producer sent it (`°C`, `A`; empty if dimensionless) | object |
+//!
+//! Objects written before the `unit` column existed have none; reading them gives the pump's units.
 //!
 //! Readers ignore columns they do not know, so columns can be added later without breaking them.
 
-use sentio_core::{AnomalyKind, DeviceId, Reading, SensorKind};
+use sentio_core::{AnomalyKind, Channel, DeviceId, Reading, Unit};
 use serde::{Deserialize, Serialize};
 
 use crate::ObjectsError;
@@ -32,6 +35,10 @@ pub struct RawBatch {
     pub seq: Vec<u64>,
     /// The injected anomaly kind (simulator ground truth), `None` for normal readings.
     pub injected: Vec<Option<String>>,
+    /// The unit of each value. Empty in objects written before the column existed: their rows are
+    /// all of the pump's four channels, in its units.
+    #[serde(default)]
+    pub unit: Vec<String>,
 }
 
 impl RawBatch {
@@ -43,6 +50,7 @@ impl RawBatch {
         self.value.push(r.value);
         self.seq.push(r.seq);
         self.injected.push(r.injected.map(|k| k.as_str().to_owned()));
+        self.unit.push(r.unit.as_str().to_owned());
     }
 
     /// The number of rows (the length of the `device` column; see [`RawBatch::check_columns`]).
@@ -73,8 +81,10 @@ impl RawBatch {
             ("value", self.value.len()),
             ("seq", self.seq.len()),
             ("injected", self.injected.len()),
+            ("unit", self.unit.len()),
         ] {
-            if len != expected {
+            // An object from before the `unit` column has none at all.
+            if len != expected && !(column == "unit" && len == 0) {
                 return Err(ObjectsError::ColumnLength { column, len, expected });
             }
         }
@@ -114,9 +124,22 @@ impl RawBatch {
                     d
                 }
             };
-            let sensor = SensorKind::parse(&self.sensor[row]).ok_or_else(|| {
+            let sensor = Channel::new(&self.sensor[row]).map_err(|_| {
                 ObjectsError::UnknownName { row, column: "sensor", value: self.sensor[row].clone() }
             })?;
+            let unit = match self.unit.get(row) {
+                Some(unit) => Unit::new(unit).map_err(|_| ObjectsError::UnknownName {
+                    row,
+                    column: "unit",
+                    value: unit.clone(),
+                })?,
+                // Only the pump's channels were archived before units were.
+                None => sensor.kind().map(Unit::from).ok_or_else(|| ObjectsError::UnknownName {
+                    row,
+                    column: "sensor",
+                    value: self.sensor[row].clone(),
+                })?,
+            };
             let injected = match &self.injected[row] {
                 None => None,
                 Some(name) => Some(AnomalyKind::parse(name).ok_or_else(|| {
@@ -130,6 +153,7 @@ impl RawBatch {
             out.push(Reading {
                 device,
                 sensor,
+                unit,
                 ts_ns: self.ts_ns[row],
                 value,
                 seq: self.seq[row],
@@ -160,6 +184,8 @@ mod tests {
 
     use super::*;
 
+    use sentio_core::SensorKind;
+
     fn reading(
         device: &str,
         sensor: SensorKind,
@@ -168,7 +194,10 @@ mod tests {
         seq: u64,
         injected: Option<AnomalyKind>,
     ) -> Reading {
-        Reading { device: DeviceId::new(device).unwrap(), sensor, ts_ns, value, seq, injected }
+        Reading {
+            injected,
+            ..Reading::pump(DeviceId::new(device).unwrap(), sensor, ts_ns, value, seq)
+        }
     }
 
     fn sample() -> Vec<Reading> {
@@ -199,6 +228,12 @@ mod tests {
                 2,
                 Some(AnomalyKind::TemperatureSpike),
             ),
+            // Another machine's channel, in its own unit.
+            Reading {
+                sensor: Channel::new("current").unwrap(),
+                unit: Unit::new("A").unwrap(),
+                ..reading("comp-1", SensorKind::Temperature, 5, 12.5, 0, None)
+            },
         ]
     }
 
@@ -206,7 +241,7 @@ mod tests {
     fn round_trips_through_pickle_bit_for_bit() {
         let readings = sample();
         let batch: RawBatch = readings.iter().collect();
-        assert_eq!(batch.len(), 5);
+        assert_eq!(batch.len(), 6);
         assert_eq!(batch.first_ts(), Some(-1));
         assert_eq!(batch.last_ts(), Some(i64::MAX));
         let back = RawBatch::from_pickle(&batch.to_pickle().unwrap()).unwrap();
@@ -215,6 +250,47 @@ mod tests {
         for (a, b) in got.iter().zip(&readings) {
             assert_eq!(a.value.to_bits(), b.value.to_bits());
         }
+    }
+
+    /// An object archived before the `unit` column existed (only the pump's channels) reads with
+    /// the pump's units; a short `unit` column is still an error.
+    #[test]
+    fn objects_without_units_read_as_the_pump() {
+        /// The columns as the release before units wrote them.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            device: &'a [String],
+            sensor: &'a [String],
+            ts_ns: &'a [i64],
+            value: &'a [f64],
+            seq: &'a [u64],
+            injected: &'a [Option<String>],
+        }
+        let pump: Vec<Reading> = sample().into_iter().take(5).collect();
+        let b: RawBatch = pump.iter().collect();
+        let old = Old {
+            device: &b.device,
+            sensor: &b.sensor,
+            ts_ns: &b.ts_ns,
+            value: &b.value,
+            seq: &b.seq,
+            injected: &b.injected,
+        };
+        let bytes = serde_pickle::to_vec(&old, serde_pickle::SerOptions::new()).unwrap();
+        assert_eq!(RawBatch::from_pickle(&bytes).unwrap().readings().unwrap(), pump);
+
+        let mut other: RawBatch = sample().iter().collect();
+        other.unit.clear();
+        assert!(matches!(
+            other.readings(),
+            Err(ObjectsError::UnknownName { row: 5, column: "sensor", .. })
+        ));
+        let mut short: RawBatch = sample().iter().collect();
+        short.unit.pop();
+        assert!(matches!(
+            short.check_columns(),
+            Err(ObjectsError::ColumnLength { column: "unit", len: 5, expected: 6 })
+        ));
     }
 
     #[test]
@@ -246,8 +322,11 @@ mod tests {
             .collect();
         assert_eq!(
             columns.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["device", "injected", "sensor", "seq", "ts_ns", "value"]
+            ["device", "injected", "sensor", "seq", "ts_ns", "unit", "value"]
         );
+        assert_eq!(columns["unit"][0], Value::String("°C".into()));
+        assert_eq!(columns["unit"][5], Value::String("A".into()));
+        assert_eq!(columns["sensor"][5], Value::String("current".into()));
         assert_eq!(columns["device"][0], Value::String("pump-07".into()));
         assert_eq!(columns["ts_ns"][3], Value::I64(i64::MAX));
         assert_eq!(columns["value"][2], Value::F64(1.0e300));
@@ -261,7 +340,7 @@ mod tests {
         batch.seq.pop();
         assert!(matches!(
             batch.to_pickle(),
-            Err(ObjectsError::ColumnLength { column: "seq", len: 4, expected: 5 })
+            Err(ObjectsError::ColumnLength { column: "seq", len: 5, expected: 6 })
         ));
         // A pickle written by someone else with a short column.
         let bytes = serde_pickle::to_vec(&batch, serde_pickle::SerOptions::new()).unwrap();
@@ -276,7 +355,7 @@ mod tests {
 
         let good: RawBatch = sample().iter().collect();
         let mut bad = good.clone();
-        bad.sensor[1] = "voltage".into();
+        bad.sensor[1] = "Voltage".into();
         assert!(matches!(
             bad.readings(),
             Err(ObjectsError::UnknownName { row: 1, column: "sensor", .. })

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use sentio_core::{AnomalyKind, DeviceId, Reading, SensorKind};
+use sentio_core::{AnomalyKind, Channel, DeviceId, Reading, SensorKind, Unit};
 use sentio_objects::RawBatch;
 
 /// Varied readings: several devices, all sensors, injected kinds and None, extreme values and
@@ -37,7 +37,8 @@ fn varied_readings() -> Vec<Reading> {
                     AnomalyKind::ALL.into_iter().filter(|k| k.sensor() == sensor).collect();
                 out.push(Reading {
                     device: device.clone(),
-                    sensor,
+                    sensor: sensor.into(),
+                    unit: sensor.into(),
                     ts_ns: base + step * 1_000_000_007 + n * 13 - d as i64 * 3_600_000_000_000,
                     value: values[n as usize % values.len()] * if n % 3 == 0 { 1.0 } else { -0.5 },
                     seq: step as u64 + if d == 2 { (1 << 53) + 1 } else { 0 },
@@ -50,27 +51,26 @@ fn varied_readings() -> Vec<Reading> {
         }
     }
     // Before the epoch, and the largest timestamp pandas can represent.
-    out.push(Reading {
-        device: DeviceId::new("old").unwrap(),
-        sensor: SensorKind::Humidity,
-        ts_ns: -86_400_000_000_001,
-        value: 55.5,
-        seq: 0,
-        injected: None,
-    });
+    out.push(Reading::pump(
+        DeviceId::new("old").unwrap(),
+        SensorKind::Humidity,
+        -86_400_000_000_001,
+        55.5,
+        0,
+    ));
     out.push(Reading { ts_ns: i64::MAX, seq: 1, ..out[out.len() - 1].clone() });
+    // Another machine's channel, in its own unit (non-ASCII, as units often are).
+    out.push(Reading {
+        sensor: Channel::new("flow.rate").unwrap(),
+        unit: Unit::new("m³/h").unwrap(),
+        ..Reading::pump(DeviceId::new("comp-2").unwrap(), SensorKind::Pressure, 17, 3.25, 4)
+    });
     out
 }
 
+/// Every column of `batch`, as the JSON the check compares the pickle with.
 fn expected_json(batch: &RawBatch) -> serde_json::Value {
-    serde_json::json!({
-        "device": batch.device,
-        "sensor": batch.sensor,
-        "ts_ns": batch.ts_ns,
-        "value": batch.value,
-        "seq": batch.seq,
-        "injected": batch.injected,
-    })
+    serde_json::to_value(batch).unwrap()
 }
 
 fn run_check(dir: &Path, batch: &RawBatch, expected: &serde_json::Value) -> std::process::Output {

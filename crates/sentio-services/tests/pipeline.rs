@@ -64,17 +64,20 @@ fn checksum<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> (u64, u64) {
 /// One malformed message per rejection class, made distinct by `i`, with the code it must get.
 fn malformed(i: usize) -> (Bytes, &'static str) {
     let ts = "2026-11-24T00:00:00Z";
-    let (text, code): (Vec<u8>, &str) = match i % 10 {
+    let (text, code): (Vec<u8>, &str) = match i % 12 {
         0 => (format!("{{\"v\":1,\"device\":\"bad-{i}\"").into_bytes(), "malformed_json"),
         1 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":NaN,\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "non_finite"),
         2 => (format!("{{\"v\":1,\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "missing_field"),
         3 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":\"1.0\",\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "wrong_type"),
-        4 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"voltage\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"V\",\"seq\":{i}}}").into_bytes(), "unknown_sensor"),
+        4 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"Voltage\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"V\",\"seq\":{i}}}").into_bytes(), "bad_sensor"),
         5 => (format!("{{\"v\":2,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "unknown_version"),
         6 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"1970-01-01T00:00:00Z\",\"value\":1.0,\"unit\":\"bar\",\"seq\":{i}}}").into_bytes(), "timestamp_out_of_range"),
         7 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"pad\":\"{}\"}}", "x".repeat(5000)).into_bytes(), "oversize"),
         8 => ([b"{\"v\":1,\"device\":\"".as_slice(), &[0xff, 0xfe], i.to_string().as_bytes()].concat(), "not_utf8"),
-        _ => (format!("[{i}]").into_bytes(), "not_an_object"),
+        9 => (format!("[{i}]").into_bytes(), "not_an_object"),
+        // The built-in pump profile claims every device: its pressure is in bar.
+        10 => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"psi\",\"seq\":{i}}}").into_bytes(), "unit_mismatch"),
+        _ => (format!("{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"{}\",\"seq\":{i}}}", "u".repeat(40)).into_bytes(), "bad_unit"),
     };
     (Bytes::from(text), code)
 }

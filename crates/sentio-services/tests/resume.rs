@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use sentio_config::Config;
-use sentio_core::{DecodeLimits, Reading, decode_reading};
+use sentio_core::{Channel, DecodeLimits, Reading, decode_reading};
 use sentio_objects::{Archiver, RawBatch};
 use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
@@ -69,10 +69,10 @@ fn expected() -> Vec<Reading> {
 
 fn sorted(mut r: Vec<Reading>) -> Vec<Reading> {
     r.sort_by(|a, b| {
-        (a.device.as_str(), a.ts_ns, a.sensor.index(), a.seq).cmp(&(
+        (a.device.as_str(), a.ts_ns, a.sensor.kind(), a.seq).cmp(&(
             b.device.as_str(),
             b.ts_ns,
-            b.sensor.index(),
+            b.sensor.kind(),
             b.seq,
         ))
     });
@@ -138,7 +138,8 @@ async fn a_killed_simulation_resumes_each_device_exactly_where_the_store_stopped
             "pump-01" => r.ts_ns < ORIGIN + 2000 * SEC,
             "pump-02" => {
                 r.ts_ns < ORIGIN + 1000 * SEC
-                    || (r.ts_ns == ORIGIN + 1000 * SEC && r.sensor.index() < 2)
+                    || (r.ts_ns == ORIGIN + 1000 * SEC
+                        && r.sensor.kind().is_some_and(|k| k.index() < 2))
             }
             _ => false,
         })
@@ -189,9 +190,9 @@ async fn without_saved_state_the_signals_restart_but_nothing_is_lost_or_repeated
     store.insert_readings(&take(&lines)).await.unwrap();
 
     let got = stored(&store).await;
-    let mut per: BTreeMap<(String, usize), Vec<(i64, u64)>> = BTreeMap::new();
+    let mut per: BTreeMap<(String, Channel), Vec<(i64, u64)>> = BTreeMap::new();
     for r in &got {
-        per.entry((r.device.as_str().to_owned(), r.sensor.index()))
+        per.entry((r.device.as_str().to_owned(), r.sensor.clone()))
             .or_default()
             .push((r.ts_ns, r.seq));
     }

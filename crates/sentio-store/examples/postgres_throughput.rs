@@ -26,13 +26,14 @@ const T0: i64 = 1_700_000_000_000_000_000;
 
 fn readings(devices: &[DeviceId]) -> Vec<Reading> {
     (0..N as u64)
-        .map(|i| Reading {
-            device: devices[i as usize % devices.len()].clone(),
-            sensor: SensorKind::ALL[(i % 4) as usize],
-            ts_ns: T0 + i as i64 * 250_000_000,
-            value: 20.0 + (i % 100) as f64 * 0.125,
-            seq: i,
-            injected: None,
+        .map(|i| {
+            Reading::pump(
+                devices[i as usize % devices.len()].clone(),
+                SensorKind::ALL[(i % 4) as usize],
+                T0 + i as i64 * 250_000_000,
+                20.0 + (i % 100) as f64 * 0.125,
+                i,
+            )
         })
         .collect()
 }
@@ -47,7 +48,8 @@ async fn admin(config: &PostgresConfig, dbname: &str) -> Client {
 
 /// Raw binary COPY straight into the table, one COPY (one transaction) per chunk.
 async fn raw_copy(client: &Client, rows: &[Reading], chunk: usize) {
-    let types = [Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT];
+    let types =
+        [Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT, Type::TEXT];
     for part in rows.chunks(chunk) {
         let sink = client.copy_in(sentio_store::postgres::COPY_READINGS).await.unwrap();
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
@@ -63,6 +65,7 @@ async fn raw_copy(client: &Client, rows: &[Reading], chunk: usize) {
                     &r.value,
                     &seq,
                     &injected,
+                    &r.unit.as_str(),
                 ])
                 .await
                 .unwrap();
@@ -86,7 +89,7 @@ async fn run(config: &PostgresConfig, with_ts_index: bool, rows: &[Reading]) {
             .await
             .unwrap();
     }
-    let reset = "TRUNCATE sensor_readings, consumer_offsets; CHECKPOINT";
+    let reset = "TRUNCATE sensor_readings, consumer_offsets, channels; CHECKPOINT";
 
     let started = Instant::now();
     for part in rows.chunks(CHUNK) {

@@ -9,12 +9,27 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use sentio_core::{Alert, AlertState, AnomalyKind, DeviceId, Reading, SensorKind, Severity};
+use sentio_core::{
+    Alert, AlertState, AnomalyKind, Channel, DeviceId, Reading, SensorKind, Severity, Unit,
+};
 
 use crate::{
-    AnomalyQuery, BatchOutcome, DeadLetter, IngestBatch, InvalidValue, RangeQuery, ReadingStore,
-    ScorePoint, ScoreQuery, SourceOffset, StoreError,
+    AnomalyQuery, BatchOutcome, ChannelInfo, ChannelStats, DeadLetter, IngestBatch, InvalidValue,
+    Migration, RangeQuery, ReadingStore, ScorePoint, ScoreQuery, SourceOffset, StoreError,
+    channel_order,
 };
+
+/// What a backend gives [`check_upgrade_from_schema_2`] besides the store: a way to stop
+/// migrating at an older version, and to write rows as an older build did, with raw SQL.
+#[async_trait::async_trait]
+pub trait OlderSchema: ReadingStore {
+    /// Applies the pending migrations up to version `version` only, as an older build would
+    /// have; [`ReadingStore::migrate`] applies the rest.
+    async fn migrate_to(&self, version: u32) -> Result<Vec<Migration>, StoreError>;
+
+    /// Runs `sql` (statements without parameters) on the store's database.
+    async fn execute_batch(&self, sql: &str) -> Result<(), StoreError>;
+}
 
 /// Runs every check, in order. Panics, naming the check, on the first broken promise.
 pub async fn check_store(store: &dyn ReadingStore) {
@@ -38,9 +53,17 @@ pub async fn check_store(store: &dyn ReadingStore) {
     check_scores_filter_by_device_and_half_open_range(store).await;
     check_scores_upsert_overwrites(store).await;
     check_non_finite_scores_are_refused_whole(store).await;
+    check_channels_of_any_machine_round_trip(store).await;
+    check_channel_filters_take_any_number_of_channels(store).await;
+    check_catalog_keeps_span_and_newest_unit(store).await;
+    check_replays_leave_the_catalog_alone(store).await;
+    check_channel_stats_of_a_known_set(store).await;
     // Last: these read every device the checks above wrote.
     check_latest_readings_newest_per_device_and_sensor(store).await;
+    check_latest_readings_of_every_channel(store).await;
     check_latest_readings_agree_with_the_readings(store).await;
+    check_catalog_agrees_with_the_readings(store).await;
+    check_channel_stats_agree_with_the_readings(store).await;
     check_devices_are_sorted_and_distinct(store).await;
 }
 
@@ -50,8 +73,37 @@ fn dev(name: &str) -> DeviceId {
     DeviceId::new(name).unwrap()
 }
 
+/// A reading of one of the pump's channels, in the pump's unit.
 fn reading(device: &str, sensor: SensorKind, ts_ns: i64, seq: u64, value: f64) -> Reading {
-    Reading { device: dev(device), sensor, ts_ns, value, seq, injected: None }
+    Reading::pump(dev(device), sensor, ts_ns, value, seq)
+}
+
+fn channel(name: &str) -> Channel {
+    Channel::new(name).unwrap()
+}
+
+fn unit(name: &str) -> Unit {
+    Unit::new(name).unwrap()
+}
+
+/// A reading of any channel, in any unit.
+fn channel_reading(
+    device: &str,
+    sensor: &str,
+    in_unit: &str,
+    ts_ns: i64,
+    seq: u64,
+    value: f64,
+) -> Reading {
+    Reading {
+        device: dev(device),
+        sensor: channel(sensor),
+        unit: unit(in_unit),
+        ts_ns,
+        value,
+        seq,
+        injected: None,
+    }
 }
 
 /// One reading per offset of `offsets` on `partition`, as the ETL would decode them: the sensors
@@ -159,6 +211,8 @@ pub async fn check_an_empty_store_reads_empty(store: &dyn ReadingStore) {
     assert_eq!(store.scores(&ScoreQuery::all()).await.unwrap(), Vec::new(), "scores");
     assert_eq!(store.latest_readings(i64::MIN).await.unwrap(), Vec::new(), "latest_readings");
     assert_eq!(store.devices().await.unwrap(), Vec::<DeviceId>::new(), "devices");
+    assert_eq!(store.channels().await.unwrap(), Vec::new(), "channels");
+    assert_eq!(store.channel_stats(i64::MIN, i64::MAX).await.unwrap(), Vec::new(), "stats");
     assert_eq!(store.save_scores(&[]).await.unwrap(), 0);
     assert_eq!(store.scores(&ScoreQuery::all()).await.unwrap(), Vec::new());
 }
@@ -337,7 +391,7 @@ pub async fn check_query_range_filters_and_orders(store: &dyn ReadingStore) {
 
     let query = |devices: &[&str], sensors: &[SensorKind], from_ns: i64, to_ns: i64| RangeQuery {
         devices: devices.iter().map(|d| dev(d)).collect(),
-        sensors: sensors.to_vec(),
+        sensors: sensors.iter().map(|&s| Channel::from(s)).collect(),
         from_ns,
         to_ns,
     };
@@ -371,7 +425,7 @@ pub async fn check_query_range_filters_and_orders(store: &dyn ReadingStore) {
         ))
         .await
         .unwrap();
-    assert_eq!(hp, expect(&|r| ours(r) && matches!(r.sensor, Humidity | Pressure)));
+    assert_eq!(hp, expect(&|r| ours(r) && (r.sensor == Humidity || r.sensor == Pressure)));
     let t = store.query_range(&query(&[], &[Temperature], t0 - 100, t0 + 100)).await.unwrap();
     assert!(t.iter().all(|r| r.sensor == Temperature));
     assert_eq!(
@@ -598,18 +652,321 @@ pub async fn check_large_batch_round_trips(store: &dyn ReadingStore) {
     );
 }
 
+// ---- channels of any machine -------------------------------------------------------------------
+
+/// `pairs` with consecutive offsets from 0 on partition 0, for `write_batch`.
+fn at_offsets(rows: &[Reading]) -> Vec<(SourceOffset, Reading)> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| (SourceOffset { partition: 0, offset: i as u64 }, r.clone()))
+        .collect()
+}
+
+/// The catalog rows of the devices whose name starts with `prefix`.
+async fn channels_of(store: &dyn ReadingStore, prefix: &str) -> Vec<ChannelInfo> {
+    let all = store.channels().await.unwrap();
+    all.into_iter().filter(|c| c.device.as_str().starts_with(prefix)).collect()
+}
+
+fn info(
+    device: &str,
+    sensor: &str,
+    in_unit: &str,
+    first_ts_ns: i64,
+    last_ts_ns: i64,
+) -> ChannelInfo {
+    ChannelInfo {
+        device: dev(device),
+        sensor: channel(sensor),
+        unit: unit(in_unit),
+        first_ts_ns,
+        last_ts_ns,
+    }
+}
+
+/// Readings of channels no profile knows (`current` in A, `vibration_x` in g, a dimensionless
+/// `state`), and a pump channel in another unit than the pump's, come back with their channel
+/// and unit, mixed with pump readings, through both write paths.
+pub async fn check_channels_of_any_machine_round_trip(store: &dyn ReadingStore) {
+    use SensorKind::{Pressure, Temperature};
+    let t0 = 3_000_000;
+    let batch_rows = vec![
+        channel_reading("anych-m", "current", "A", t0, 0, 12.5),
+        reading("anych-m", Temperature, t0, 0, 61.0),
+        channel_reading("anych-m", "vibration_x", "g", t0 + 1, 1, 0.25),
+        reading("anych-p", Pressure, t0, 0, 2.5),
+        channel_reading("anych-m", "state", "", t0 + 2, 2, 1.0),
+        channel_reading("anych-m", "vibration_x", "m/s²", t0 + 3, 3, 2.45),
+    ];
+    let out = store
+        .write_batch(&batch("anych-group", "anych-topic", at_offsets(&batch_rows), &[(0, 6)]))
+        .await
+        .unwrap();
+    assert_eq!(out.readings_inserted, 6);
+    let bulk_rows = vec![
+        channel_reading("anych-m", "current", "A", t0 + 4, 4, 13.0),
+        // The pump's channel, in kelvin: the unit is stored, not derived from the name.
+        channel_reading("anych-p", "temperature", "K", t0 + 4, 4, 300.15),
+        channel_reading("anych-m", "flow.rate", "m³/h", t0 + 5, 5, 4.0),
+        reading("anych-p", Temperature, t0 + 5, 5, 27.0),
+    ];
+    assert_eq!(store.insert_readings(&bulk_rows).await.unwrap(), 4);
+
+    let mut all = batch_rows;
+    all.extend(bulk_rows);
+    let back = store.query_range(&everything_of(&["anych-m", "anych-p"])).await.unwrap();
+    assert_eq!(back, sorted(all.clone()), "every channel and unit comes back");
+    let units: Vec<&str> = back.iter().map(|r| r.unit.as_str()).collect();
+    assert!(units.contains(&"g") && units.contains(&"K") && units.contains(&""), "{units:?}");
+    let pump = back.iter().find(|r| r.sensor == Pressure).unwrap();
+    assert_eq!(pump.unit, Unit::from(Pressure));
+    assert_eq!(pump.sensor.kind(), Some(Pressure));
+
+    // The whole store, unfiltered, holds them too (the all-devices statement).
+    let every = store.query_range(&everything()).await.unwrap();
+    let ours: Vec<Reading> =
+        every.into_iter().filter(|r| r.device.as_str().starts_with("anych-")).collect();
+    assert_eq!(ours, sorted(all));
+}
+
+/// A filter on one channel returns that channel only, on one device and on all; a filter on six
+/// (pump and others, one that no device has) returns exactly those.
+pub async fn check_channel_filters_take_any_number_of_channels(store: &dyn ReadingStore) {
+    let t0 = 4_000_000;
+    let names = [
+        ("temperature", "°C"),
+        ("vibration", "mm/s"),
+        ("pressure", "bar"),
+        ("humidity", "%"),
+        ("current", "A"),
+        ("vibration_x", "g"),
+        ("vibration_y", "g"),
+        ("speed", "rpm"),
+    ];
+    let rows: Vec<Reading> = (0..32u64)
+        .map(|i| {
+            let (sensor, u) = names[i as usize % names.len()];
+            let device = if i % 3 == 0 { "filter-b" } else { "filter-a" };
+            channel_reading(device, sensor, u, t0 + i as i64, i, i as f64)
+        })
+        .collect();
+    let out = store
+        .write_batch(&batch("filter-group", "filter-topic", at_offsets(&rows), &[(0, 32)]))
+        .await
+        .unwrap();
+    assert_eq!(out.readings_inserted, 32);
+    let query = |devices: &[&str], sensors: &[&str]| RangeQuery {
+        devices: devices.iter().map(|d| dev(d)).collect(),
+        sensors: sensors.iter().map(|s| channel(s)).collect(),
+        from_ns: t0,
+        to_ns: t0 + 100,
+    };
+    let expect = |devices: &[&str], sensors: &[&str]| {
+        sorted(
+            rows.iter()
+                .filter(|r| devices.contains(&r.device.as_str()))
+                .filter(|r| sensors.contains(&r.sensor.as_str()))
+                .cloned()
+                .collect(),
+        )
+    };
+    let ours = |all: Vec<Reading>| -> Vec<Reading> {
+        all.into_iter().filter(|r| r.device.as_str().starts_with("filter-")).collect()
+    };
+    let both = ["filter-a", "filter-b"];
+
+    let current = store.query_range(&query(&["filter-a"], &["current"])).await.unwrap();
+    assert!(!current.is_empty());
+    assert_eq!(current, expect(&["filter-a"], &["current"]), "one channel, one device");
+    let current = ours(store.query_range(&query(&[], &["current"])).await.unwrap());
+    assert_eq!(current, expect(&both, &["current"]), "one channel, every device");
+
+    let six = ["temperature", "pressure", "current", "vibration_x", "speed", "no_such_channel"];
+    let got = store.query_range(&query(&both, &six)).await.unwrap();
+    assert_eq!(got, expect(&both, &six), "six channels");
+    assert_eq!(got.len(), 20, "all but vibration, humidity and vibration_y");
+    let got = ours(store.query_range(&query(&[], &six)).await.unwrap());
+    assert_eq!(got, expect(&both, &six), "six channels, every device");
+
+    let none = store.query_range(&query(&both, &["no_such_channel"])).await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
+}
+
+/// The catalog holds each (device, channel) once, with the span of its timestamps and the unit
+/// of its newest reading (the last written of equal ones), whatever the order readings arrive
+/// in, through both write paths; listed pump channels first, then the others by name.
+pub async fn check_catalog_keeps_span_and_newest_unit(store: &dyn ReadingStore) {
+    let first = vec![
+        channel_reading("catalog-a", "current", "A", 100, 0, 1.0),
+        channel_reading("catalog-a", "current", "mA", 300, 1, 2.0),
+        channel_reading("catalog-a", "current", "A", 200, 2, 3.0),
+        reading("catalog-a", SensorKind::Humidity, 150, 0, 40.0),
+        channel_reading("catalog-a", "aaa", "", 120, 0, 0.0),
+        reading("catalog-a", SensorKind::Temperature, 110, 0, 20.0),
+        reading("catalog-b", SensorKind::Temperature, -50, 0, 20.0),
+    ];
+    store
+        .write_batch(&batch("catalog-group", "catalog-topic", at_offsets(&first), &[(0, 7)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        channels_of(store, "catalog-").await,
+        [
+            info("catalog-a", "temperature", "°C", 110, 110),
+            info("catalog-a", "humidity", "%", 150, 150),
+            info("catalog-a", "aaa", "", 120, 120),
+            info("catalog-a", "current", "mA", 100, 300),
+            info("catalog-b", "temperature", "°C", -50, -50),
+        ],
+        "pump channels first, then by name; the newest reading's unit"
+    );
+
+    // Older readings widen the span and leave the unit; a newer one brings its unit; a tie with
+    // the newest takes the later write's.
+    store
+        .insert_readings(&[
+            channel_reading("catalog-a", "current", "kA", 50, 3, 4.0),
+            channel_reading("catalog-a", "current", "µA", 250, 4, 5.0),
+            reading("catalog-b", SensorKind::Temperature, -60, 1, 20.0),
+        ])
+        .await
+        .unwrap();
+    let current = |got: Vec<ChannelInfo>| {
+        got.into_iter().find(|c| c.device.as_str() == "catalog-a" && c.sensor.as_str() == "current")
+    };
+    assert_eq!(
+        current(channels_of(store, "catalog-").await),
+        Some(info("catalog-a", "current", "mA", 50, 300))
+    );
+    store
+        .insert_readings(&[channel_reading("catalog-a", "current", "A", 300, 5, 6.0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        current(channels_of(store, "catalog-").await),
+        Some(info("catalog-a", "current", "A", 50, 300))
+    );
+    let b2 = vec![channel_reading("catalog-a", "current", "kA", 400, 6, 7.0)];
+    store
+        .write_batch(&batch("catalog-group", "catalog-topic", at_offsets_from(&b2, 7), &[(0, 8)]))
+        .await
+        .unwrap();
+    let got = channels_of(store, "catalog-").await;
+    assert_eq!(current(got.clone()), Some(info("catalog-a", "current", "kA", 50, 400)));
+    assert_eq!(got.len(), 5, "one row per (device, channel): {got:#?}");
+    assert_eq!(got[4], info("catalog-b", "temperature", "°C", -60, -50));
+}
+
+/// `pairs` with consecutive offsets from `start` on partition 0.
+fn at_offsets_from(rows: &[Reading], start: u64) -> Vec<(SourceOffset, Reading)> {
+    at_offsets(rows)
+        .into_iter()
+        .map(|(o, r)| (SourceOffset { offset: o.offset + start, ..o }, r))
+        .collect()
+}
+
+/// Readings a replay skips (their offsets are stored already) do not touch the catalog, even
+/// when they would widen a span, change a unit or add a channel; the new part of an overlapping
+/// batch does.
+pub async fn check_replays_leave_the_catalog_alone(store: &dyn ReadingStore) {
+    let (group, topic) = ("recat-group", "recat-topic");
+    let rows = vec![
+        channel_reading("recat-a", "current", "A", 1_000, 0, 1.0),
+        channel_reading("recat-a", "current", "A", 2_000, 1, 2.0),
+    ];
+    store.write_batch(&batch(group, topic, at_offsets(&rows), &[(0, 2)])).await.unwrap();
+    let before = channels_of(store, "recat-").await;
+    assert_eq!(before, [info("recat-a", "current", "A", 1_000, 2_000)]);
+
+    // The same offsets again, with other contents: a newer unit, a wider span, a new channel.
+    let replay = vec![
+        channel_reading("recat-a", "current", "mA", 9_000, 0, 1.0),
+        channel_reading("recat-a", "voltage", "V", 10, 1, 230.0),
+    ];
+    for _ in 0..2 {
+        let out =
+            store.write_batch(&batch(group, topic, at_offsets(&replay), &[(0, 2)])).await.unwrap();
+        assert_eq!(out.replayed_skipped, 2);
+        assert_eq!(out.readings_inserted, 0);
+        assert_eq!(channels_of(store, "recat-").await, before, "a replay changed the catalog");
+    }
+    // Overlapping: offset 1 is skipped, offset 2 is new.
+    let mut overlap = at_offsets(&replay);
+    overlap.push((
+        SourceOffset { partition: 0, offset: 2 },
+        channel_reading("recat-a", "current", "mA", 3_000, 2, 3.0),
+    ));
+    let out = store.write_batch(&batch(group, topic, overlap[1..].to_vec(), &[(0, 3)])).await;
+    assert_eq!(out.unwrap().readings_inserted, 1);
+    assert_eq!(
+        channels_of(store, "recat-").await,
+        [info("recat-a", "current", "mA", 1_000, 3_000)]
+    );
+}
+
+/// Count, minimum, maximum and mean per (device, channel, unit) over a half-open range, in
+/// channel order, then by unit.
+pub async fn check_channel_stats_of_a_known_set(store: &dyn ReadingStore) {
+    // A time range no other check writes in.
+    let t0 = 2_000_000_000_000_000_000;
+    let rows = vec![
+        channel_reading("chstats-a", "current", "A", t0, 0, 1.0),
+        channel_reading("chstats-a", "current", "A", t0 + 1, 1, 6.0),
+        channel_reading("chstats-a", "current", "A", t0 + 2, 2, 2.0),
+        channel_reading("chstats-a", "current", "A", t0 + 3, 3, 3.0),
+        // The same channel in another unit is another group.
+        channel_reading("chstats-a", "current", "mA", t0 + 4, 4, 1_500.0),
+        reading("chstats-a", SensorKind::Temperature, t0 + 5, 0, 20.0),
+        reading("chstats-a", SensorKind::Temperature, t0 + 6, 1, 23.5),
+        reading("chstats-b", SensorKind::Humidity, t0 + 7, 0, -4.25),
+        // At `to_ns`: out of the range.
+        reading("chstats-b", SensorKind::Humidity, t0 + 8, 1, 1e6),
+    ];
+    store.insert_readings(&rows[..5]).await.unwrap();
+    store
+        .write_batch(&batch("chstats-group", "chstats-topic", at_offsets(&rows[5..]), &[(0, 4)]))
+        .await
+        .unwrap();
+    let stats = |device: &str, sensor: &str, u: &str, count, min, max, mean| ChannelStats {
+        device: dev(device),
+        sensor: channel(sensor),
+        unit: unit(u),
+        count,
+        min,
+        max,
+        mean,
+    };
+    let got = store.channel_stats(t0, t0 + 8).await.unwrap();
+    assert_eq!(
+        got,
+        [
+            stats("chstats-a", "temperature", "°C", 2, 20.0, 23.5, 21.75),
+            stats("chstats-a", "current", "A", 4, 1.0, 6.0, 3.0),
+            stats("chstats-a", "current", "mA", 1, 1_500.0, 1_500.0, 1_500.0),
+            stats("chstats-b", "humidity", "%", 1, -4.25, -4.25, -4.25),
+        ]
+    );
+    // From is inclusive, to exclusive.
+    let got = store.channel_stats(t0 + 1, t0 + 3).await.unwrap();
+    assert_eq!(got, [stats("chstats-a", "current", "A", 2, 2.0, 6.0, 4.0)]);
+    let got = store.channel_stats(t0 + 8, t0 + 9).await.unwrap();
+    assert_eq!(got, [stats("chstats-b", "humidity", "%", 1, 1e6, 1e6, 1e6)]);
+    assert!(store.channel_stats(t0 + 9, t0 + 100).await.unwrap().is_empty());
+    assert!(store.channel_stats(t0 + 5, t0 + 5).await.unwrap().is_empty());
+    assert!(store.channel_stats(t0 + 5, t0).await.unwrap().is_empty());
+}
+
 // ---- builders for backend-specific tests ------------------------------------------------------
 
 /// Reading number `offset` of `device`: the four sensors in turn, four readings a second.
 pub fn offset_reading(device: &DeviceId, offset: u64) -> Reading {
-    Reading {
-        device: device.clone(),
-        sensor: SensorKind::ALL[(offset % 4) as usize],
-        ts_ns: 1_700_000_000_000_000_000 + offset as i64 * 250_000_000,
-        value: 20.0 + (offset % 100) as f64 * 0.125,
-        seq: offset,
-        injected: None,
-    }
+    Reading::pump(
+        device.clone(),
+        SensorKind::ALL[(offset % 4) as usize],
+        1_700_000_000_000_000_000 + offset as i64 * 250_000_000,
+        20.0 + (offset % 100) as f64 * 0.125,
+        offset,
+    )
 }
 
 /// The batch an ETL consumer would write for `offsets` of one partition of `sensor-data`.
@@ -915,13 +1272,16 @@ pub async fn check_latest_readings_newest_per_device_and_sensor(store: &dyn Read
 /// reading in `query_range` order (newest timestamp, then largest sequence number), in order.
 pub async fn check_latest_readings_agree_with_the_readings(store: &dyn ReadingStore) {
     let latest = store.latest_readings(i64::MIN).await.unwrap();
-    let key = |r: &Reading| (r.device.as_str().to_owned(), r.sensor.index());
+    let key = |r: &Reading| {
+        let (rank, name) = channel_order(&r.sensor);
+        (r.device.as_str().to_owned(), rank, name.to_owned())
+    };
     let keys: Vec<_> = latest.iter().map(key).collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "ordered by device, then sensor, each once");
 
     // `query_range` cannot reach a reading stamped i64::MAX: leave those (device, sensor) out.
     let unreachable: Vec<_> = latest.iter().filter(|r| r.ts_ns == i64::MAX).map(key).collect();
-    let mut newest: BTreeMap<(String, usize), Reading> = BTreeMap::new();
+    let mut newest: BTreeMap<(String, usize, String), Reading> = BTreeMap::new();
     for r in store.query_range(&everything()).await.unwrap() {
         newest.insert(key(&r), r);
     }
@@ -930,6 +1290,168 @@ pub async fn check_latest_readings_agree_with_the_readings(store: &dyn ReadingSt
     let got: Vec<Reading> = latest.into_iter().filter(|r| r.ts_ns != i64::MAX).collect();
     assert_eq!(got.len(), expected.len());
     assert_eq!(got, expected);
+}
+
+/// The newest reading of every channel a device has, not only the pump's: a machine with six
+/// channels reported since `since` (and a seventh, not since then: absent) and a pump, each
+/// channel in its unit, the pump's channels first, then the others by name.
+pub async fn check_latest_readings_of_every_channel(store: &dyn ReadingStore) {
+    use SensorKind::{Humidity, Pressure, Temperature, Vibration};
+    let since = 6_000_000;
+    let m = |sensor: &str, u: &str, dt: i64, seq: u64, value: f64| {
+        channel_reading("latestch-m", sensor, u, since + dt, seq, value)
+    };
+    let p = |kind: SensorKind, dt: i64, seq: u64, value: f64| {
+        reading("latestch-p", kind, since + dt, seq, value)
+    };
+    let rows = vec![
+        m("vibration_x", "g", 1, 0, 0.1),
+        m("current", "A", 2, 0, 10.0),
+        m("vibration_x", "g", 3, 1, 0.2),
+        m("humidity", "%", 0, 0, 41.0),
+        m("spare", "V", -1, 0, 5.0), // before `since`: absent from the answer
+        m("temperature", "°C", 4, 0, 55.0),
+        m("current", "mA", 5, 1, 10_500.0),
+        m("pressure", "bar", 1, 0, 3.0),
+        m("vibration", "mm/s", 2, 0, 1.5),
+        m("temperature", "°C", 3, 1, 54.0),
+        p(Humidity, 2, 0, 50.0),
+        p(Temperature, 1, 0, 20.0),
+        p(Pressure, 3, 0, 2.0),
+        p(Vibration, 4, 0, 0.5),
+        p(Temperature, 5, 1, 20.5),
+        p(Temperature, -10, 2, 19.0),
+    ];
+    store.insert_readings(&rows[..8]).await.unwrap();
+    let pairs = at_offsets(&rows[8..]);
+    store.write_batch(&batch("latestch-group", "latestch-topic", pairs, &[(0, 8)])).await.unwrap();
+
+    let ours = |all: Vec<Reading>| -> Vec<Reading> {
+        all.into_iter().filter(|r| r.device.as_str().starts_with("latestch-")).collect()
+    };
+    let got = ours(store.latest_readings(since).await.unwrap());
+    let expected = vec![
+        rows[5].clone(),  // temperature, newest of two
+        rows[8].clone(),  // vibration
+        rows[7].clone(),  // pressure
+        rows[3].clone(),  // humidity, at `since` exactly
+        rows[6].clone(),  // current, in mA now
+        rows[2].clone(),  // vibration_x
+        rows[14].clone(), // the pump: temperature, vibration, pressure, humidity
+        rows[13].clone(),
+        rows[12].clone(),
+        rows[10].clone(),
+    ];
+    assert_eq!(got, expected);
+    let names: Vec<&str> = got[..6].iter().map(|r| r.sensor.as_str()).collect();
+    assert_eq!(
+        names,
+        ["temperature", "vibration", "pressure", "humidity", "current", "vibration_x"]
+    );
+
+    // From the beginning, the channel not reported since then is there too, in name order.
+    let got = ours(store.latest_readings(i64::MIN).await.unwrap());
+    assert_eq!(got.len(), 11);
+    assert_eq!((got[4].sensor.as_str(), &got[5]), ("current", &rows[4]), "{got:#?}");
+    // Past the machine's newest reading but not the pump's.
+    let got = ours(store.latest_readings(since + 5).await.unwrap());
+    assert_eq!(got, [rows[6].clone(), rows[14].clone()]);
+}
+
+/// Over every device the checks wrote: the catalog lists each (device, channel) that has
+/// readings, once, in channel order, with the span of its readings and the unit of its newest.
+pub async fn check_catalog_agrees_with_the_readings(store: &dyn ReadingStore) {
+    let catalog = store.channels().await.unwrap();
+    let key = |device: &DeviceId, sensor: &Channel| {
+        let (rank, name) = channel_order(sensor);
+        (device.as_str().to_owned(), rank, name.to_owned())
+    };
+    let keys: Vec<_> = catalog.iter().map(|c| key(&c.device, &c.sensor)).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "ordered by device, then channel, each once");
+
+    // What the readings say, but for channels with a reading at i64::MAX (out of a range's reach).
+    let mut expected: BTreeMap<_, ChannelInfo> = BTreeMap::new();
+    // Of the readings at a channel's newest timestamp, any unit may be the last written.
+    let mut units_at_newest: BTreeMap<_, Vec<Unit>> = BTreeMap::new();
+    for r in store.query_range(&everything()).await.unwrap() {
+        let k = key(&r.device, &r.sensor);
+        let e = expected.entry(k.clone()).or_insert_with(|| ChannelInfo {
+            device: r.device.clone(),
+            sensor: r.sensor.clone(),
+            unit: r.unit.clone(),
+            first_ts_ns: r.ts_ns,
+            last_ts_ns: r.ts_ns,
+        });
+        e.first_ts_ns = e.first_ts_ns.min(r.ts_ns);
+        if r.ts_ns > e.last_ts_ns {
+            units_at_newest.remove(&k);
+        }
+        if r.ts_ns >= e.last_ts_ns {
+            e.last_ts_ns = r.ts_ns;
+            e.unit = r.unit.clone();
+            units_at_newest.entry(k).or_default().push(r.unit.clone());
+        }
+    }
+    let reachable: Vec<&ChannelInfo> =
+        catalog.iter().filter(|c| c.last_ts_ns != i64::MAX).collect();
+    assert_eq!(reachable.len(), expected.len(), "one catalog row per channel with readings");
+    for c in reachable {
+        let k = key(&c.device, &c.sensor);
+        let want = &expected[&k];
+        assert_eq!(
+            (c.first_ts_ns, c.last_ts_ns),
+            (want.first_ts_ns, want.last_ts_ns),
+            "span of {}/{}",
+            c.device,
+            c.sensor
+        );
+        assert!(units_at_newest[&k].contains(&c.unit), "unit of {c:?}: {:?}", units_at_newest[&k]);
+    }
+    // The devices of the catalog are the devices with readings.
+    let mut devices: Vec<DeviceId> = catalog.iter().map(|c| c.device.clone()).collect();
+    devices.dedup();
+    assert_eq!(devices, store.devices().await.unwrap());
+}
+
+/// Over every reading the checks wrote from `1_000_000` on (before that lie the extreme values,
+/// whose sums overflow): per (device, channel, unit), `channel_stats` agrees with the readings.
+pub async fn check_channel_stats_agree_with_the_readings(store: &dyn ReadingStore) {
+    let (from_ns, to_ns) = (1_000_000, i64::MAX);
+    let got = store.channel_stats(from_ns, to_ns).await.unwrap();
+    let query = RangeQuery { from_ns, to_ns, ..everything() };
+    let mut expected: BTreeMap<(String, usize, String, String), (ChannelStats, f64)> =
+        BTreeMap::new();
+    for r in store.query_range(&query).await.unwrap() {
+        let (rank, name) = channel_order(&r.sensor);
+        let k = (r.device.as_str().to_owned(), rank, name.to_owned(), r.unit.as_str().to_owned());
+        let (s, sum) = expected.entry(k).or_insert_with(|| {
+            let s = ChannelStats {
+                device: r.device.clone(),
+                sensor: r.sensor.clone(),
+                unit: r.unit.clone(),
+                count: 0,
+                min: r.value,
+                max: r.value,
+                mean: 0.0,
+            };
+            (s, 0.0)
+        });
+        s.count += 1;
+        s.min = s.min.min(r.value);
+        s.max = s.max.max(r.value);
+        *sum += r.value;
+    }
+    assert_eq!(got.len(), expected.len(), "one group per (device, channel, unit)");
+    for (g, (want, sum)) in got.iter().zip(expected.values()) {
+        assert_eq!(
+            (&g.device, &g.sensor, &g.unit, g.count, g.min, g.max),
+            (&want.device, &want.sensor, &want.unit, want.count, want.min, want.max)
+        );
+        // Summation order differs between databases: equal up to rounding.
+        let mean = sum / want.count as f64;
+        let scale = want.min.abs().max(want.max.abs()).max(1.0);
+        assert!((g.mean - mean).abs() <= scale * 1e-12, "mean of {g:?}: expected {mean}");
+    }
 }
 
 /// `devices` lists each device that has readings once, in byte order; devices with only scores
@@ -952,4 +1474,104 @@ pub async fn check_devices_are_sorted_and_distinct(store: &dyn ReadingStore) {
     for d in ["scores-a", "upsert-a", "alert-a"] {
         assert!(!names.contains(&d), "{d} has no readings but is listed");
     }
+}
+
+// ---- upgrades ---------------------------------------------------------------------------------
+
+/// Rows as a build at schema 2 wrote them: the pump's four sensors, no unit column. (Plus a
+/// channel such a build never wrote, `current`, to show what a NULL unit of any other name reads
+/// as.)
+const SCHEMA_2_READINGS: &str = "INSERT INTO sensor_readings
+        (device, sensor, ts_ns, value, seq, injected) VALUES
+    ('old-a', 'temperature', 100, 20.5, 0, NULL),
+    ('old-a', 'vibration', 100, 0.25, 0, NULL),
+    ('old-a', 'pressure', 100, 2.5, 0, 'pressure_flat'),
+    ('old-a', 'humidity', 100, 45.0, 0, NULL),
+    ('old-a', 'temperature', 200, 21.5, 1, NULL),
+    ('old-a', 'temperature', 50, 19.5, 2, NULL),
+    ('old-b', 'pressure', 300, 3.5, 0, NULL),
+    ('old-b', 'current', 300, 7.0, 0, NULL)";
+
+/// A store migrated by an older build to schema 2 and holding its rows, then migrated by this
+/// one: the old rows read back with the pump's default units, the catalog holds their channels,
+/// and the reads that rest on it (`latest_readings`) see them. Run on a fresh store that is not
+/// migrated yet.
+pub async fn check_upgrade_from_schema_2(store: &dyn OlderSchema) {
+    let applied = store.migrate_to(2).await.unwrap();
+    assert_eq!(applied.iter().map(|m| m.version).collect::<Vec<_>>(), [1, 2]);
+    store.execute_batch(SCHEMA_2_READINGS).await.unwrap();
+    let applied = store.migrate().await.unwrap();
+    assert!(applied.iter().any(|m| m.version == 3 && m.name == "channels"), "{applied:?}");
+    let store: &dyn ReadingStore = store;
+
+    let old = |device: &str, kind: SensorKind, ts_ns: i64, seq: u64, value: f64| {
+        reading(device, kind, ts_ns, seq, value)
+    };
+    use SensorKind::{Humidity, Pressure, Temperature, Vibration};
+    let expected = sorted(vec![
+        old("old-a", Temperature, 100, 0, 20.5),
+        old("old-a", Vibration, 100, 0, 0.25),
+        Reading {
+            injected: Some(AnomalyKind::PressureFlat),
+            ..old("old-a", Pressure, 100, 0, 2.5)
+        },
+        old("old-a", Humidity, 100, 0, 45.0),
+        old("old-a", Temperature, 200, 1, 21.5),
+        old("old-a", Temperature, 50, 2, 19.5),
+        old("old-b", Pressure, 300, 0, 3.5),
+        channel_reading("old-b", "current", "", 300, 0, 7.0),
+    ]);
+    assert_eq!(store.query_range(&everything()).await.unwrap(), expected, "pump default units");
+    assert_eq!(
+        store.channels().await.unwrap(),
+        [
+            info("old-a", "temperature", Temperature.unit(), 50, 200),
+            info("old-a", "vibration", Vibration.unit(), 100, 100),
+            info("old-a", "pressure", Pressure.unit(), 100, 100),
+            info("old-a", "humidity", Humidity.unit(), 100, 100),
+            info("old-b", "pressure", Pressure.unit(), 300, 300),
+            info("old-b", "current", "", 300, 300),
+        ],
+        "the catalog filled from the old rows"
+    );
+    let latest = store.latest_readings(i64::MIN).await.unwrap();
+    let at: Vec<(&str, &str, i64)> =
+        latest.iter().map(|r| (r.device.as_str(), r.sensor.as_str(), r.ts_ns)).collect();
+    assert_eq!(
+        at,
+        [
+            ("old-a", "temperature", 200),
+            ("old-a", "vibration", 100),
+            ("old-a", "pressure", 100),
+            ("old-a", "humidity", 100),
+            ("old-b", "pressure", 300),
+            ("old-b", "current", 300),
+        ]
+    );
+
+    // New writes on top: an explicit pump unit joins the old rows' group; another unit is its
+    // own and, being newer, becomes the channel's.
+    store
+        .insert_readings(&[
+            old("old-a", Temperature, 150, 3, 22.5),
+            channel_reading("old-a", "temperature", "K", 400, 4, 300.0),
+        ])
+        .await
+        .unwrap();
+    let temperature = store.channels().await.unwrap().remove(0);
+    assert_eq!(temperature, info("old-a", "temperature", "K", 50, 400));
+    let stats = store.channel_stats(i64::MIN, i64::MAX).await.unwrap();
+    let of_temperature: Vec<(&str, u64, f64, f64, f64)> = stats
+        .iter()
+        .filter(|s| s.device.as_str() == "old-a" && s.sensor == Temperature)
+        .map(|s| (s.unit.as_str(), s.count, s.min, s.max, s.mean))
+        .collect();
+    assert_eq!(
+        of_temperature,
+        [("K", 1, 300.0, 300.0, 300.0), (Temperature.unit(), 4, 19.5, 22.5, 21.0)],
+        "{stats:#?}"
+    );
+    let current = stats.iter().find(|s| s.sensor.as_str() == "current").unwrap();
+    assert_eq!((current.unit.as_str(), current.count, current.mean), ("", 1, 7.0));
+    assert!(store.migrate().await.unwrap().is_empty());
 }

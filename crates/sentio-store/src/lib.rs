@@ -11,6 +11,11 @@
 //! alert) and the score of every scored window (`anomaly_scores`, [`ScorePoint`]), which the
 //! dashboard charts next to the newest readings ([`ReadingStore::latest_readings`]).
 //!
+//! Readings are of any channel of any machine, each with its unit: the pump's four and whatever
+//! else a device reports. A catalog of the channels each device has ever reported
+//! ([`ReadingStore::channels`], written in the same transaction as the readings) tells the reads
+//! which (device, channel) to look for, so that "the newest of each" never scans the readings.
+//!
 //! Exactly-once ingestion rests on [`ReadingStore::write_batch`]: the rows of a batch and the
 //! consumer offsets that cover them commit in one transaction, and rows from offsets the store has
 //! already passed are skipped inside that same transaction. A crash at any point therefore neither
@@ -18,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use sentio_core::{Alert, DeviceId, Reading, SensorKind};
+use sentio_core::{Alert, Channel, DeviceId, Reading, SensorKind, Unit};
 
 /// Where a message came from on the bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,11 +65,12 @@ pub struct BatchOutcome {
     pub replayed_skipped: u64,
 }
 
-/// The range query training uses. Empty `devices` or `sensors` mean all of them.
+/// The range query training uses. Empty `devices` or `sensors` mean all of them; either may list
+/// any number of names (a channel no device has simply matches nothing).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeQuery {
     pub devices: Vec<DeviceId>,
-    pub sensors: Vec<SensorKind>,
+    pub sensors: Vec<Channel>,
     /// Inclusive start, nanoseconds since the epoch.
     pub from_ns: i64,
     /// Exclusive end.
@@ -116,6 +122,34 @@ impl ScoreQuery {
     pub fn all() -> ScoreQuery {
         ScoreQuery { device: None, from_ns: i64::MIN, to_ns: i64::MAX }
     }
+}
+
+/// One row of the channel catalog: a (device, channel) the store holds readings of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelInfo {
+    pub device: DeviceId,
+    pub sensor: Channel,
+    /// The unit of the channel's newest reading (of the newest written, on a tie). Readings
+    /// stored before units were (schema 2 and older) count as the pump default unit of a pump
+    /// channel, and as `""` for any other name.
+    pub unit: Unit,
+    /// The oldest and newest timestamps of the channel's readings, nanoseconds since the epoch
+    /// (both inclusive).
+    pub first_ts_ns: i64,
+    pub last_ts_ns: i64,
+}
+
+/// Summary statistics of one (device, channel, unit) over a time range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelStats {
+    pub device: DeviceId,
+    pub sensor: Channel,
+    pub unit: Unit,
+    /// Readings in the range (at least 1).
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
 }
 
 /// A migration known to the store.
@@ -255,16 +289,36 @@ pub trait ReadingStore: Send + Sync {
     /// `ts_ns`.
     async fn scores(&self, query: &ScoreQuery) -> Result<Vec<ScorePoint>, StoreError>;
 
-    /// The newest reading of each (device, sensor) among the readings stamped at or after
-    /// `since_ns`, ordered by device (byte order of the names), then sensor in
-    /// [`SensorKind::ALL`] order. A device or sensor with no reading since then is absent. Of
-    /// readings with the same newest timestamp, the one with the largest sequence number wins.
+    /// The newest reading of every channel of every device among the readings stamped at or
+    /// after `since_ns`, in [channel order](channel_order): by device (byte order of the names),
+    /// then the pump's four channels in [`SensorKind::ALL`] order, then any other channel by
+    /// name. A device or channel with no reading since then is absent. Of readings with the same
+    /// newest timestamp, the one with the largest sequence number wins.
     ///
-    /// Served by the `(device, ts_ns)` index: one probe per device, then per device and sensor
-    /// a backward walk of the device's entries since `since_ns` that stops at the sensor's
-    /// newest (a few entries, as the sensors interleave; the whole range only for a sensor the
-    /// device has not reported since then). Never a scan of the table.
+    /// Served by the channel catalog and the `(device, ts_ns)` index: the catalog's rows (one per
+    /// device and channel; those whose newest reading is older than `since_ns` are skipped
+    /// there), then per row a backward walk of the device's entries since `since_ns` that stops
+    /// at the channel's newest (a few entries, as the channels interleave). Never a scan of the
+    /// readings.
     async fn latest_readings(&self, since_ns: i64) -> Result<Vec<Reading>, StoreError>;
+
+    /// The channel catalog: every (device, channel) the store holds readings of, with the unit
+    /// of its newest reading and the span of its timestamps, in [channel order](channel_order).
+    /// A read of the catalog only (one row per device and channel), never of the readings.
+    async fn channels(&self) -> Result<Vec<ChannelInfo>, StoreError>;
+
+    /// Count, minimum, maximum and mean of `value` per (device, channel, unit) over the readings
+    /// stamped in `[from_ns, to_ns)`, in [channel order](channel_order), then by unit. Readings
+    /// stored without a unit (schema 2 and older) count under the pump default unit of a pump
+    /// channel and `""` for any other name, together with the readings that name that unit.
+    ///
+    /// For one-off commands (`sentio profile suggest`): it reads every reading of the range (a
+    /// scan of that part of the table, or of the table for a wide range), so do not poll it.
+    async fn channel_stats(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<ChannelStats>, StoreError>;
 
     /// The distinct devices that have readings, in byte order of their names (one index probe
     /// per device).
@@ -278,4 +332,4 @@ pub mod postgres;
 mod row;
 pub mod sqlite;
 
-pub use row::InvalidValue;
+pub use row::{InvalidValue, channel_order};

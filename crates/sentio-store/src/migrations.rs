@@ -31,6 +31,11 @@ pub const SQLITE: &[Script] = &[
         name: "scores",
         sql: include_str!("../migrations/sqlite/0002_scores.sql"),
     },
+    Script {
+        version: 3,
+        name: "channels",
+        sql: include_str!("../migrations/sqlite/0003_channels.sql"),
+    },
 ];
 
 /// The PostgreSQL migrations, in order: the same versions and names as [`SQLITE`].
@@ -40,6 +45,11 @@ pub const POSTGRES: &[Script] = &[
         version: 2,
         name: "scores",
         sql: include_str!("../migrations/postgres/0002_scores.sql"),
+    },
+    Script {
+        version: 3,
+        name: "channels",
+        sql: include_str!("../migrations/postgres/0003_channels.sql"),
     },
 ];
 

@@ -2,20 +2,24 @@
 //!
 //! - [`PostgresStore::connect`] creates the database when it is missing, then opens the pool.
 //! - Readings go in with binary `COPY` (`insert_readings` and `write_batch`), by far the fastest
-//!   way into PostgreSQL; dead letters and offsets, a handful per batch, with prepared statements.
+//!   way into PostgreSQL; dead letters and offsets, a handful per batch, with prepared statements;
+//!   the channel catalog with one `INSERT … SELECT FROM unnest(…) … ON CONFLICT` per write, its
+//!   rows in (device, sensor) order so that concurrent writers lock shared rows in one order.
 //! - `write_batch` serializes writers of one (group, topic, partition) with a transaction-scoped
 //!   advisory lock per partition, taken in partition order (so two batches never deadlock), then
-//!   reads the stored offsets, advances them, filters the batch in Rust and copies the rows, all in
-//!   one transaction: SQLite's semantics, with writers of different partitions in parallel. Two
-//!   round trips besides the `COPY`'s data: `BEGIN`, the lock, the read, the offsets' upsert and
-//!   the `COPY`'s start, pipelined; then `COMMIT`. The `COPY`'s data is encoded here into one
-//!   buffer and sent as one message, so the connection's task streams it to the server by itself.
+//!   reads the stored offsets, advances them, filters the batch in Rust, copies the rows and
+//!   records their channels, all in one transaction: SQLite's semantics, with writers of
+//!   different partitions in parallel. Two round trips: `BEGIN`, the lock, the read, the offsets'
+//!   upsert and the `COPY`'s start, pipelined; then the `COPY`'s data, its end, the catalog's
+//!   upsert and `COMMIT`, pipelined (dead letters, when a batch has any, go between, one round
+//!   trip each). The `COPY`'s data is encoded here into one buffer and sent as one message, so
+//!   the connection's task streams it to the server by itself.
 //!   A connection whose transaction did not commit is closed, never returned to the pool.
 //!   (An advisory lock rather than `SELECT … FOR UPDATE` on the offsets rows: a partition seen for
 //!   the first time has no row to lock, and a placeholder row would show in `committed_offsets`.)
-//! - One index, `(device, ts_ns)`, serves every read: a range per device, and by a loose index scan
-//!   (one probe per device) the list of devices, the newest timestamp and the newest reading of
-//!   each (device, sensor).
+//! - One index, `(device, ts_ns)`, serves every read: a range per device; by a loose index scan
+//!   (one probe per device) the list of devices and the newest timestamp; and, walking the channel
+//!   catalog, the newest reading of each (device, channel).
 //! - Anomaly scores go in with one `INSERT … SELECT FROM unnest(…)` per call (the points as six
 //!   arrays), an upsert on the primary key `(device, ts_ns)`.
 //! - Migrations run one transaction each under `pg_advisory_xact_lock`, so processes starting
@@ -28,7 +32,7 @@
 //! `pg_terminate_backend` costs a retry, never a row. Retrying is safe because every call is
 //! idempotent or atomic: `write_batch` skips what its offsets already cover, reads are reads, and
 //! `insert_readings` is retried only when the server cannot have committed it (a connection lost
-//! while the `COPY` was completing is reported as not transient, since retrying could duplicate).
+//! once its `COMMIT` was sent is reported as not transient, since retrying could duplicate).
 //!
 //! TLS: not supported yet (`sslmode = "disable"` is the only mode; no TLS stack is compiled in).
 //! Adding it needs a connector such as `tokio-postgres-rustls`.
@@ -45,16 +49,19 @@ use deadpool_postgres::{
 use futures::future::BoxFuture;
 use futures::{SinkExt, TryStreamExt};
 use sentio_config::{PostgresConfig, SslMode};
-use sentio_core::{Alert, DeviceId, Reading, SensorKind};
+use sentio_core::{Alert, DeviceId, Reading};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{IsolationLevel, NoTls, Row};
+use tokio_postgres::{IsolationLevel, NoTls, Row, Statement};
 
 use crate::migrations::{self, Script};
-use crate::row::{self, AlertRow, AlertRowOwned, EncodedBatch, InvalidValue, ReadingRow, ScoreRow};
+use crate::row::{
+    self, AlertRow, AlertRowOwned, CatalogRow, EncodedBatch, InvalidValue, ReadingRow, ScoreRow,
+    StatsBuilder, StatsGroup,
+};
 use crate::{
-    AnomalyQuery, BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore,
-    ScorePoint, ScoreQuery, SourceOffset, StoreError, StoreStats,
+    AnomalyQuery, BatchOutcome, ChannelInfo, ChannelStats, DeadLetter, IngestBatch, Migration,
+    RangeQuery, ReadingStore, ScorePoint, ScoreQuery, SourceOffset, StoreError, StoreStats,
 };
 
 const MIGRATIONS: &[Script] = migrations::POSTGRES;
@@ -82,9 +89,23 @@ const SELECT_APPLIED: &str = "SELECT version, name FROM schema_migrations ORDER 
 const INSERT_APPLIED: &str = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
 
 /// The one `COPY` of readings in the codebase (the benchmarks' raw peer uses it too): binary
-/// format, these six columns in this order.
-pub const COPY_READINGS: &str = "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected)
+/// format, these seven columns in this order.
+pub const COPY_READINGS: &str =
+    "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected, unit)
     FROM STDIN (FORMAT binary)";
+// The channels of a write, one row per (device, sensor), in that order (the order rows are
+// locked in). The span only grows; the unit is the newer side's (the write's on a tie: it was
+// written last). The WHERE skips a write that changes nothing (late readings inside the known
+// span), sparing a dead row version.
+const UPSERT_CHANNELS: &str = "INSERT INTO channels (device, sensor, unit, first_ts_ns, last_ts_ns)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+    ON CONFLICT (device, sensor) DO UPDATE SET
+        unit = CASE WHEN excluded.last_ts_ns >= channels.last_ts_ns
+            THEN excluded.unit ELSE channels.unit END,
+        first_ts_ns = LEAST(channels.first_ts_ns, excluded.first_ts_ns),
+        last_ts_ns = GREATEST(channels.last_ts_ns, excluded.last_ts_ns)
+    WHERE excluded.first_ts_ns < channels.first_ts_ns
+        OR excluded.last_ts_ns >= channels.last_ts_ns";
 // One lock per (group, topic, partition), in the order of the (sorted) array. A hash collision
 // only makes two unrelated partitions wait for each other.
 const LOCK_PARTITIONS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, p))
@@ -106,10 +127,12 @@ const SELECT_OFFSETS: &str = "SELECT partition, next_offset FROM consumer_offset
     WHERE group_id = $1 AND topic = $2 ORDER BY partition";
 const SELECT_DEAD_LETTERS: &str = "SELECT partition, \"offset\", code, reason, key, payload
     FROM dead_letters WHERE topic = $1 ORDER BY partition, \"offset\", group_id";
-// `device` and `sensor` are COLLATE "C" in the schema: byte order, as SQLite sorts.
-const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected
+// `device` and `sensor` are COLLATE "C" in the schema: byte order, as SQLite sorts. The channel
+// filter is one array of any length, empty for every channel.
+const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected, unit
     FROM sensor_readings
-    WHERE device = $1 AND ts_ns >= $2 AND ts_ns < $3 AND sensor = ANY($4)
+    WHERE device = $1 AND ts_ns >= $2 AND ts_ns < $3
+        AND (cardinality($4::text[]) = 0 OR sensor = ANY($4))
     ORDER BY ts_ns, sensor, seq";
 
 /// `devices`: the distinct devices of `$table`, by a loose scan of the index that leads with
@@ -140,22 +163,28 @@ macro_rules! with_devices {
 }
 const SELECT_DEVICES: &str =
     with_devices!("SELECT device FROM devices WHERE device IS NOT NULL ORDER BY device");
-// Per device and sensor, the newest reading since $1: a backward scan of the device's index range
-// that stops at the first entry of that sensor (the sensors interleave, so a few entries). The
-// sensors are bound ($2, in SensorKind::ALL order) rather than spelled out here.
-const SELECT_LATEST: &str = with_devices!(
-    "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected
-    FROM devices d
-    CROSS JOIN unnest($2::text[]) WITH ORDINALITY AS k(sensor, ord)
+// Per (device, channel) of the catalog reported since $1, the newest reading since then: a
+// backward scan of the device's index range that stops at the first entry of that channel (the
+// channels interleave, so a few entries). The catalog is read whole (one row per device and
+// channel); a channel whose newest reading is older than $1 is skipped there, without touching
+// the readings. No ORDER BY: the rows are put in channel order in Rust (the pump's first).
+const SELECT_LATEST: &str = "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected, r.unit
+    FROM channels c
     CROSS JOIN LATERAL (
-        SELECT x.device, x.sensor, x.ts_ns, x.value, x.seq, x.injected
+        SELECT x.device, x.sensor, x.ts_ns, x.value, x.seq, x.injected, x.unit
         FROM sensor_readings x
-        WHERE x.device = d.device AND x.sensor = k.sensor AND x.ts_ns >= $1
+        WHERE x.device = c.device AND x.sensor = c.sensor AND x.ts_ns >= $1
         ORDER BY x.ts_ns DESC, x.seq DESC LIMIT 1
     ) r
-    WHERE d.device IS NOT NULL
-    ORDER BY d.device, k.ord"
-);
+    WHERE c.last_ts_ns >= $1";
+// Put in channel order in Rust, as above.
+const SELECT_CHANNELS: &str = "SELECT device, sensor, unit, first_ts_ns, last_ts_ns FROM channels";
+// A scan of the range (a one-off command's read). NULL units form their own group, merged in
+// Rust with the pump default unit's. The sum, not avg(): see row::StatsGroup.
+const SELECT_CHANNEL_STATS: &str =
+    "SELECT device, sensor, unit, count(*), min(value), max(value), sum(value)
+    FROM sensor_readings WHERE ts_ns >= $1 AND ts_ns < $2
+    GROUP BY device, sensor, unit";
 // Every point of a call in one statement (one round trip, one transaction); the points are
 // deduplicated on (device, ts_ns) first, since one INSERT cannot update a row twice.
 const UPSERT_SCORES: &str =
@@ -468,9 +497,10 @@ async fn applied_migrations(pool: &Pool) -> Result<Vec<Migration>, StoreError> {
     read_applied(&**client).await
 }
 
-/// Applies pending migrations one transaction each, each under the migration lock and re-reading
-/// the history inside it, so that two processes migrating at once apply each script once.
-async fn migrate(pool: &Pool) -> Result<Vec<Migration>, StoreError> {
+/// Applies pending migrations up to version `up_to`, one transaction each, each under the
+/// migration lock and re-reading the history inside it, so that two processes migrating at once
+/// apply each script once.
+async fn migrate(pool: &Pool, up_to: u32) -> Result<Vec<Migration>, StoreError> {
     let mut client = get(pool, "migrate").await?;
     let mut done = Vec::new();
     loop {
@@ -479,7 +509,8 @@ async fn migrate(pool: &Pool) -> Result<Vec<Migration>, StoreError> {
         tx.execute(LOCK_MIGRATIONS, &[&MIGRATION_LOCK]).await.map_err(&q)?;
         tx.batch_execute(CREATE_SCHEMA_MIGRATIONS).await.map_err(&q)?;
         let applied = read_applied(&*tx).await?;
-        let Some(script) = migrations::pending(MIGRATIONS, &applied)?.first().copied() else {
+        let pending = migrations::pending(MIGRATIONS, &applied)?;
+        let Some(script) = pending.first().copied().filter(|s| s.version <= up_to) else {
             tx.commit().await.map_err(&q)?;
             return Ok(done);
         };
@@ -507,7 +538,7 @@ const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The end of it: a tuple with -1 fields.
 const COPY_TRAILER: i16 = -1;
 /// Columns per row of [`COPY_READINGS`].
-const COPY_COLUMNS: i16 = 6;
+const COPY_COLUMNS: i16 = 7;
 
 /// Encodes `rows` as one whole binary `COPY` stream (header, one tuple per row in the columns and
 /// types of [`COPY_READINGS`], trailer), the bytes `BinaryCopyInWriter` would send, in one buffer.
@@ -515,18 +546,18 @@ const COPY_COLUMNS: i16 = 6;
 /// own task: the caller is free meanwhile (the ETL decodes the next batch), where the writer has
 /// to be driven 4 KiB at a time.
 fn encode_copy<'r>(rows: impl ExactSizeIterator<Item = &'r ReadingRow>) -> Bytes {
-    // Lengths are bounded: a device id is at most MAX_DEVICE_ID_LEN bytes, the other texts are
-    // names of this crate.
+    // Lengths are bounded: a device id is at most MAX_DEVICE_ID_LEN bytes, a channel
+    // MAX_CHANNEL_LEN, a unit MAX_UNIT_LEN, the other texts are names of this crate.
     fn text(buf: &mut BytesMut, s: &str) {
         buf.put_i32(i32::try_from(s.len()).unwrap_or(i32::MAX));
         buf.put_slice(s.as_bytes());
     }
-    let mut buf = BytesMut::with_capacity(COPY_HEADER.len() + rows.len() * 80 + 2);
+    let mut buf = BytesMut::with_capacity(COPY_HEADER.len() + rows.len() * 96 + 2);
     buf.put_slice(COPY_HEADER);
     for r in rows {
         buf.put_i16(COPY_COLUMNS);
         text(&mut buf, r.device.as_str());
-        text(&mut buf, r.sensor);
+        text(&mut buf, r.sensor.as_str());
         buf.put_i32(8);
         buf.put_i64(r.ts_ns);
         buf.put_i32(8);
@@ -537,9 +568,58 @@ fn encode_copy<'r>(rows: impl ExactSizeIterator<Item = &'r ReadingRow>) -> Bytes
             Some(kind) => text(&mut buf, kind),
             None => buf.put_i32(-1),
         }
+        text(&mut buf, r.unit.as_str());
     }
     buf.put_i16(COPY_TRAILER);
     buf.freeze()
+}
+
+/// The catalog rows of a write as the five arrays [`UPSERT_CHANNELS`] binds.
+struct CatalogColumns<'a> {
+    devices: Vec<&'a str>,
+    sensors: Vec<&'a str>,
+    units: Vec<&'a str>,
+    first: Vec<i64>,
+    last: Vec<i64>,
+}
+
+impl<'a> CatalogColumns<'a> {
+    fn of(rows: &[CatalogRow<'a>]) -> Self {
+        Self {
+            devices: rows.iter().map(|c| c.device).collect(),
+            sensors: rows.iter().map(|c| c.sensor).collect(),
+            units: rows.iter().map(|c| c.unit).collect(),
+            first: rows.iter().map(|c| c.first_ts_ns).collect(),
+            last: rows.iter().map(|c| c.last_ts_ns).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [&self.devices, &self.sensors, &self.units, &self.first, &self.last]
+    }
+}
+
+/// Ends a write's transaction: `finish` (what completes the rows: the end of their `COPY`, or
+/// nothing), the catalog's upsert (skipped when the write stored no readings) and `COMMIT`, sent
+/// together and answered in one round trip. Returns `finish`'s output.
+///
+/// Polled in this order (`biased`), each statement goes to the connection only once the one
+/// before it has: a statement that fails before it is sent (its parameters do not encode) fails
+/// the call with nothing after it sent, so `COMMIT` never commits rows without their catalog.
+/// A statement the server refuses aborts the transaction, and the `COMMIT` behind it rolls back.
+/// The connection queues requests behind an unfinished `COPY`, so they reach the server after it.
+async fn record_and_commit<T>(
+    client: &Object,
+    finish: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    upsert: &Statement,
+    catalog: &[CatalogRow<'_>],
+) -> Result<T, tokio_postgres::Error> {
+    let columns = CatalogColumns::of(catalog);
+    let record = async {
+        if catalog.is_empty() { Ok(0) } else { client.execute(upsert, &columns.params()).await }
+    };
+    let (out, _, ()) = tokio::try_join!(biased; finish, record, client.batch_execute("COMMIT"))?;
+    Ok(out)
 }
 
 /// A pooled connection in a transaction begun by hand (`BEGIN` sent with the statements after
@@ -576,11 +656,12 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
     let tx = InTransaction(Some(get(pool, OP).await?));
     let client = tx.client();
     // Prepared once per connection, in one round trip.
-    let (lock, select, upsert, copy) = tokio::try_join!(
+    let (lock, select, upsert, copy, channels) = tokio::try_join!(
         client.prepare_cached(LOCK_PARTITIONS),
         client.prepare_cached(SELECT_BATCH_OFFSETS),
         client.prepare_cached(UPSERT_OFFSETS),
         client.prepare_cached(COPY_READINGS),
+        client.prepare_cached(UPSERT_CHANNELS),
     )
     .map_err(&q)?;
 
@@ -618,12 +699,24 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
         .map(|(.., r)| r)
         .collect();
     outcome.replayed_skipped += (batch.readings.len() - fresh.len()) as u64;
+    // Only what is inserted: a replay leaves the catalog as it is.
+    let catalog = row::catalog_rows(fresh.iter().copied());
     // The whole COPY in one message (see `encode_copy`); none at all is a COPY of no rows.
     let mut sink = pin!(sink);
     sink.send(encode_copy(fresh.iter().copied())).await.map_err(&q)?;
-    outcome.readings_inserted = sink.finish().await.map_err(&q)?;
 
-    if !batch.dead_letters.is_empty() {
+    // The common case, a batch without dead letters, ends in one round trip: the COPY's end,
+    // the catalog and COMMIT.
+    if batch.dead_letters.is_empty() {
+        // A commit whose answer is lost may have happened: retrying is still safe, since the
+        // retry finds the offsets advanced and skips the rows.
+        outcome.readings_inserted =
+            record_and_commit(client, sink.finish(), &channels, &catalog).await.map_err(&q)?;
+        tx.committed();
+        return Ok(outcome);
+    }
+    outcome.readings_inserted = sink.finish().await.map_err(&q)?;
+    {
         let insert = client.prepare_cached(INSERT_DEAD_LETTER).await.map_err(&q)?;
         for (p, offset, d) in &batch.dead_letters {
             if *offset < from(*p) {
@@ -655,9 +748,8 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
         }
     }
 
-    // A commit whose answer is lost may have happened: retrying is still safe, since the retry
-    // finds the offsets advanced and skips the rows.
-    client.batch_execute("COMMIT").await.map_err(&q)?;
+    // As above: safe to retry whatever happened to the COMMIT.
+    record_and_commit(client, async { Ok(()) }, &channels, &catalog).await.map_err(&q)?;
     tx.committed();
     Ok(outcome)
 }
@@ -665,20 +757,34 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
 async fn insert_readings(pool: &Pool, rows: &[ReadingRow]) -> Result<u64, StoreError> {
     const OP: &str = "insert_readings";
     let q = query_err(OP);
-    let client = get(pool, OP).await?;
-    // One COPY is one statement, hence one transaction of its own.
-    let copy = client.prepare_cached(COPY_READINGS).await.map_err(&q)?;
-    // Until the end-of-copy message is sent the server cannot commit, so a failure before it is
-    // safe to retry. Once it is, a lost connection leaves the outcome unknown.
-    let mut sink = pin!(client.copy_in::<_, Bytes>(&copy).await.map_err(&q)?);
+    let tx = InTransaction(Some(get(pool, OP).await?));
+    let client = tx.client();
+    let (copy, channels) = tokio::try_join!(
+        client.prepare_cached(COPY_READINGS),
+        client.prepare_cached(UPSERT_CHANNELS),
+    )
+    .map_err(&q)?;
+    // The rows and their catalog in one transaction: `BEGIN` and the COPY's start in one round
+    // trip, then the data, its end, the catalog and `COMMIT` in another.
+    let (_, sink) =
+        tokio::try_join!(client.batch_execute("BEGIN"), client.copy_in::<_, Bytes>(&copy))
+            .map_err(&q)?;
+    let mut sink = pin!(sink);
     sink.send(encode_copy(rows.iter())).await.map_err(&q)?;
-    sink.finish().await.map_err(|e| {
-        if e.code().is_none() {
-            StoreError::Query { operation: OP, source: Box::new(OutcomeUnknown(e)) }
-        } else {
-            q(e)
-        }
-    })
+    let catalog = row::catalog_rows(rows);
+    // Until `COMMIT` is sent the server cannot commit, so a failure before it is safe to retry.
+    // Once it is, a lost connection leaves the outcome unknown; a statement the server refused
+    // (an error with a SQLSTATE) rolled the whole transaction back.
+    let inserted =
+        record_and_commit(client, sink.finish(), &channels, &catalog).await.map_err(|e| {
+            if e.code().is_none() {
+                StoreError::Query { operation: OP, source: Box::new(OutcomeUnknown(e)) }
+            } else {
+                q(e)
+            }
+        })?;
+    tx.committed();
+    Ok(inserted)
 }
 
 // ---- reads ------------------------------------------------------------------------------------
@@ -700,7 +806,8 @@ async fn committed_offsets(
     Ok(out)
 }
 
-/// Decodes the rows of `SELECT device, sensor, ts_ns, value, seq, injected` as they stream in.
+/// Decodes the rows of `SELECT device, sensor, ts_ns, value, seq, injected, unit` as they stream
+/// in.
 async fn collect_readings(
     rows: tokio_postgres::RowStream,
     out: &mut Vec<Reading>,
@@ -724,6 +831,7 @@ async fn collect_readings(
         out.push(row::decode_reading(
             device,
             r.try_get(1).map_err(&bad)?,
+            r.try_get(6).map_err(&bad)?,
             r.try_get(2).map_err(&bad)?,
             r.try_get(3).map_err(&bad)?,
             r.try_get(4).map_err(&bad)?,
@@ -740,11 +848,8 @@ async fn query_range(pool: &Pool, query: &RangeQuery) -> Result<Vec<Reading>, St
     if query.from_ns >= query.to_ns {
         return Ok(out);
     }
-    let sensors: Vec<&str> = if query.sensors.is_empty() {
-        SensorKind::ALL.iter().map(|s| s.as_str()).collect()
-    } else {
-        query.sensors.iter().map(|s| s.as_str()).collect()
-    };
+    // Empty: every channel.
+    let sensors: Vec<&str> = query.sensors.iter().map(|s| s.as_str()).collect();
     let mut client = get(pool, OP).await?;
     // One snapshot for every statement below, as one SQLite read transaction would give.
     let tx = snapshot(&mut client).await.map_err(&q)?;
@@ -952,14 +1057,60 @@ async fn scores(pool: &Pool, query: &ScoreQuery) -> Result<Vec<ScorePoint>, Stor
 async fn latest_readings(pool: &Pool, since_ns: i64) -> Result<Vec<Reading>, StoreError> {
     const OP: &str = "latest_readings";
     let q = query_err(OP);
-    let sensors: Vec<&str> = SensorKind::ALL.iter().map(|s| s.as_str()).collect();
     let client = get(pool, OP).await?;
     let stmt = client.prepare_cached(SELECT_LATEST).await.map_err(&q)?;
-    let params: [&(dyn ToSql + Sync); 2] = [&since_ns, &sensors];
+    let params: [&(dyn ToSql + Sync); 1] = [&since_ns];
     let rows = client.query_raw(&stmt, params).await.map_err(&q)?;
     let mut out = Vec::new();
     collect_readings(rows, &mut out).await?;
+    row::sort_by_channel(&mut out, |r| (&r.device, &r.sensor));
     Ok(out)
+}
+
+async fn channels(pool: &Pool) -> Result<Vec<ChannelInfo>, StoreError> {
+    const OP: &str = "channels";
+    let (q, bad) = (query_err(OP), row_err(OP));
+    let client = get(pool, OP).await?;
+    let stmt = client.prepare_cached(SELECT_CHANNELS).await.map_err(&q)?;
+    let mut out = Vec::new();
+    for r in client.query(&stmt, &[]).await.map_err(&q)? {
+        out.push(row::decode_channel_info(
+            r.try_get(0).map_err(&bad)?,
+            r.try_get(1).map_err(&bad)?,
+            r.try_get(2).map_err(&bad)?,
+            r.try_get(3).map_err(&bad)?,
+            r.try_get(4).map_err(&bad)?,
+        )?);
+    }
+    row::sort_by_channel(&mut out, |c| (&c.device, &c.sensor));
+    Ok(out)
+}
+
+async fn channel_stats(
+    pool: &Pool,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<Vec<ChannelStats>, StoreError> {
+    const OP: &str = "channel_stats";
+    let (q, bad) = (query_err(OP), row_err(OP));
+    let mut out = StatsBuilder::default();
+    if from_ns >= to_ns {
+        return Ok(out.finish());
+    }
+    let client = get(pool, OP).await?;
+    let stmt = client.prepare_cached(SELECT_CHANNEL_STATS).await.map_err(&q)?;
+    for r in client.query(&stmt, &[&from_ns, &to_ns]).await.map_err(&q)? {
+        out.push(StatsGroup {
+            device: r.try_get(0).map_err(&bad)?,
+            sensor: r.try_get(1).map_err(&bad)?,
+            unit: r.try_get(2).map_err(&bad)?,
+            count: r.try_get(3).map_err(&bad)?,
+            min: r.try_get(4).map_err(&bad)?,
+            max: r.try_get(5).map_err(&bad)?,
+            sum: r.try_get(6).map_err(&bad)?,
+        })?;
+    }
+    Ok(out.finish())
 }
 
 async fn devices(pool: &Pool) -> Result<Vec<DeviceId>, StoreError> {
@@ -970,7 +1121,7 @@ async fn devices(pool: &Pool) -> Result<Vec<DeviceId>, StoreError> {
 #[async_trait::async_trait]
 impl ReadingStore for PostgresStore {
     async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
-        self.retry("migrate", || Box::pin(migrate(&self.pool))).await
+        self.retry("migrate", || Box::pin(migrate(&self.pool, u32::MAX))).await
     }
 
     async fn applied_migrations(&self) -> Result<Vec<Migration>, StoreError> {
@@ -1064,15 +1215,41 @@ impl ReadingStore for PostgresStore {
     async fn devices(&self) -> Result<Vec<DeviceId>, StoreError> {
         self.retry("devices", || Box::pin(devices(&self.pool))).await
     }
+
+    async fn channels(&self) -> Result<Vec<ChannelInfo>, StoreError> {
+        self.retry("channels", || Box::pin(channels(&self.pool))).await
+    }
+
+    async fn channel_stats(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<ChannelStats>, StoreError> {
+        self.retry("channel_stats", || Box::pin(channel_stats(&self.pool, from_ns, to_ns))).await
+    }
+}
+
+#[cfg(feature = "testkit")]
+#[async_trait::async_trait]
+impl crate::contract::OlderSchema for PostgresStore {
+    async fn migrate_to(&self, version: u32) -> Result<Vec<Migration>, StoreError> {
+        self.retry("migrate", || Box::pin(migrate(&self.pool, version))).await
+    }
+
+    async fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        const OP: &str = "execute_batch";
+        let client = get(&self.pool, OP).await?;
+        client.batch_execute(sql).await.map_err(query_err(OP))
+    }
 }
 
 #[cfg(feature = "testkit")]
 impl PostgresStore {
     /// The plans (`EXPLAIN ANALYZE`, one string per line: the statements run) of the reads a
     /// dashboard polls, named by the method that runs them: `latest_readings(since_ns)`,
-    /// `devices`, and `scores` (the device list, then `device`'s range). For tests that check
-    /// they probe the indexes rather than scan the tables. (`ANALYZE`, because a plain `EXPLAIN`
-    /// leaves out the subplan of the loose index scan's recursive step.)
+    /// `channels`, `devices`, and `scores` (the device list, then `device`'s range). For tests
+    /// that check they probe the indexes rather than scan the tables. (`ANALYZE`, because a
+    /// plain `EXPLAIN` leaves out the subplan of the loose index scan's recursive step.)
     pub async fn explain_reads(
         &self,
         since_ns: i64,
@@ -1081,9 +1258,9 @@ impl PostgresStore {
         const OP: &str = "explain";
         let q = query_err(OP);
         let client = get(&self.pool, OP).await?;
-        let sensors: Vec<&str> = SensorKind::ALL.iter().map(|s| s.as_str()).collect();
-        let reads: [(&'static str, &str, Vec<&(dyn ToSql + Sync)>); 4] = [
-            ("latest_readings", SELECT_LATEST, vec![&since_ns, &sensors]),
+        let reads: [(&'static str, &str, Vec<&(dyn ToSql + Sync)>); 5] = [
+            ("latest_readings", SELECT_LATEST, vec![&since_ns]),
+            ("channels", SELECT_CHANNELS, vec![]),
             ("devices", SELECT_DEVICES, vec![]),
             ("scores: devices", SELECT_SCORE_DEVICES, vec![]),
             ("scores: one device", SELECT_SCORES_ONE_DEVICE, vec![&device, &since_ns, &i64::MAX]),
@@ -1108,21 +1285,23 @@ mod tests {
     /// takes it is shown by the store contract suite against PostgreSQL.
     #[test]
     fn copy_data_is_postgres_binary_copy_format() {
-        let row = |injected| ReadingRow {
+        let row = |sensor, unit, injected| ReadingRow {
             device: DeviceId::new("pump-7").unwrap(),
-            sensor: "pressure",
+            sensor: sentio_core::Channel::new(sensor).unwrap(),
+            unit: sentio_core::Unit::new(unit).unwrap(),
             ts_ns: -2,
             value: 1.5,
             seq: 258,
             injected,
         };
-        let rows = [row(None), row(Some("pressure_flat"))];
+        let cases = [("pressure", "bar", None), ("vibration_x", "m/s²", Some("pressure_flat"))];
+        let rows = cases.map(|(sensor, unit, injected)| row(sensor, unit, injected));
         let data = encode_copy(rows.iter());
         let mut want: Vec<u8> = b"PGCOPY\n\xff\r\n\0".to_vec();
         want.extend([0, 0, 0, 0, 0, 0, 0, 0]); // flags, header extension length
-        for injected in [None, Some("pressure_flat")] {
-            want.extend(6i16.to_be_bytes());
-            for text in ["pump-7", "pressure"] {
+        for (sensor, unit, injected) in cases {
+            want.extend(7i16.to_be_bytes());
+            for text in ["pump-7", sensor] {
                 want.extend((text.len() as i32).to_be_bytes());
                 want.extend(text.as_bytes());
             }
@@ -1137,6 +1316,8 @@ mod tests {
                     want.extend(kind.as_bytes());
                 }
             }
+            want.extend((unit.len() as i32).to_be_bytes());
+            want.extend(unit.as_bytes());
         }
         want.extend((-1i16).to_be_bytes());
         assert_eq!(&data[..], &want[..]);

@@ -3,11 +3,15 @@
 //! SQL has signed 64-bit integers only, so the `u64` fields of the domain (a reading's `seq`, bus
 //! offsets) are stored as `i64`: values above `i64::MAX` are refused with [`InvalidValue`] before
 //! anything is written, never wrapped. Reading back, a value that does not decode (a negative
-//! sequence number, an unknown sensor name) is [`StoreError::Corrupt`].
+//! sequence number, a channel name that is not one) is [`StoreError::Corrupt`].
 
-use sentio_core::{Alert, AlertState, AnomalyKind, DeviceId, Reading, SensorKind, Severity};
+use std::collections::BTreeMap;
 
-use crate::{DeadLetter, IngestBatch, ScorePoint, StoreError};
+use sentio_core::{
+    Alert, AlertState, AnomalyKind, Channel, DeviceId, Reading, SensorKind, Severity, Unit,
+};
+
+use crate::{ChannelInfo, ChannelStats, DeadLetter, IngestBatch, ScorePoint, StoreError};
 
 /// A value the store refuses to write. It is the `source` of a [`StoreError::Query`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -47,7 +51,8 @@ pub(crate) fn from_sql_partition(value: i64) -> Result<u32, StoreError> {
 #[derive(Debug, Clone)]
 pub(crate) struct ReadingRow {
     pub device: DeviceId,
-    pub sensor: &'static str,
+    pub sensor: Channel,
+    pub unit: Unit,
     pub ts_ns: i64,
     pub value: f64,
     pub seq: i64,
@@ -61,7 +66,8 @@ impl ReadingRow {
         }
         Ok(Self {
             device: reading.device.clone(),
-            sensor: reading.sensor.as_str(),
+            sensor: reading.sensor.clone(),
+            unit: reading.unit.clone(),
             ts_ns: reading.ts_ns,
             value: reading.value,
             seq: to_sql_u64("seq", reading.seq)?,
@@ -71,24 +77,196 @@ impl ReadingRow {
 }
 
 /// Decodes the columns of a stored reading. `device` is already validated: backends reuse the
-/// previous row's id when the name repeats, which it does for long runs in a range query.
+/// previous row's id when the name repeats, which it does for long runs in a range query. `unit`
+/// is NULL for a reading stored before units were (see [`decode_unit`]).
 pub(crate) fn decode_reading(
     device: DeviceId,
     sensor: &str,
+    unit: Option<&str>,
     ts_ns: i64,
     value: f64,
     seq: i64,
     injected: Option<&str>,
 ) -> Result<Reading, StoreError> {
-    let sensor = SensorKind::parse(sensor)
-        .ok_or_else(|| StoreError::Corrupt { detail: format!("unknown sensor {sensor:?}") })?;
+    let sensor = decode_channel(sensor)?;
+    let unit = decode_unit(&sensor, unit)?;
     let injected = match injected {
         None => None,
         Some(name) => Some(AnomalyKind::parse(name).ok_or_else(|| StoreError::Corrupt {
             detail: format!("unknown anomaly kind {name:?}"),
         })?),
     };
-    Ok(Reading { device, sensor, ts_ns, value, seq: from_sql_u64("seq", seq)?, injected })
+    Ok(Reading { device, sensor, unit, ts_ns, value, seq: from_sql_u64("seq", seq)?, injected })
+}
+
+/// Validates a stored channel name.
+pub(crate) fn decode_channel(name: &str) -> Result<Channel, StoreError> {
+    Channel::new(name)
+        .map_err(|e| StoreError::Corrupt { detail: format!("stored channel name {name:?}: {e}") })
+}
+
+/// A stored unit, or for NULL (a row written before migration 0003 added the column, when every
+/// reading was of a pump channel in its profile's unit) the pump default unit of a pump channel
+/// and `""` for any other name.
+pub(crate) fn decode_unit(sensor: &Channel, unit: Option<&str>) -> Result<Unit, StoreError> {
+    match (unit, sensor.kind()) {
+        (Some(unit), _) => Unit::new(unit)
+            .map_err(|e| StoreError::Corrupt { detail: format!("stored unit {unit:?}: {e}") }),
+        (None, Some(kind)) => Ok(Unit::from(kind)),
+        (None, None) => Unit::new("").map_err(|e| StoreError::Corrupt { detail: e.to_string() }),
+    }
+}
+
+/// The order channels are listed in, per device: the pump's four in [`SensorKind::ALL`] order,
+/// then any other by name (byte order). Lists of (device, channel) sort by
+/// `(device.as_str(), channel_order(channel))`.
+pub fn channel_order(channel: &Channel) -> (usize, &str) {
+    (channel.kind().map_or(SensorKind::ALL.len(), SensorKind::index), channel.as_str())
+}
+
+/// Sorts `items` by device (bytes), then [`channel_order`]: the order the reads promise. The
+/// backends read (device, channel) in byte order, which puts `humidity` before `pressure`.
+pub(crate) fn sort_by_channel<T>(items: &mut [T], key: impl Fn(&T) -> (&DeviceId, &Channel)) {
+    items.sort_by(|a, b| {
+        let (da, ca) = key(a);
+        let (db, cb) = key(b);
+        (da.as_str(), channel_order(ca)).cmp(&(db.as_str(), channel_order(cb)))
+    });
+}
+
+/// What one write adds to the channel catalog for one (device, channel).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CatalogRow<'a> {
+    pub device: &'a str,
+    pub sensor: &'a str,
+    /// The unit of the reading with the largest timestamp (the last written of those).
+    pub unit: &'a str,
+    pub first_ts_ns: i64,
+    pub last_ts_ns: i64,
+}
+
+/// The catalog rows of the readings a write stores: one per (device, channel), sorted by
+/// (device, channel) in byte order, the order writers lock catalog rows in (so that two
+/// PostgreSQL writers of overlapping channels wait for each other instead of deadlocking).
+pub(crate) fn catalog_rows<'a>(
+    rows: impl IntoIterator<Item = &'a ReadingRow>,
+) -> Vec<CatalogRow<'a>> {
+    let mut out: BTreeMap<(&str, &str), CatalogRow<'a>> = BTreeMap::new();
+    for r in rows {
+        let (device, sensor) = (r.device.as_str(), r.sensor.as_str());
+        out.entry((device, sensor))
+            .and_modify(|c| {
+                c.first_ts_ns = c.first_ts_ns.min(r.ts_ns);
+                if r.ts_ns >= c.last_ts_ns {
+                    c.last_ts_ns = r.ts_ns;
+                    c.unit = r.unit.as_str();
+                }
+            })
+            .or_insert(CatalogRow {
+                device,
+                sensor,
+                unit: r.unit.as_str(),
+                first_ts_ns: r.ts_ns,
+                last_ts_ns: r.ts_ns,
+            });
+    }
+    out.into_values().collect()
+}
+
+/// Decodes a stored catalog row.
+pub(crate) fn decode_channel_info(
+    device: &str,
+    sensor: &str,
+    unit: Option<&str>,
+    first_ts_ns: i64,
+    last_ts_ns: i64,
+) -> Result<ChannelInfo, StoreError> {
+    let sensor = decode_channel(sensor)?;
+    Ok(ChannelInfo {
+        device: decode_device(device)?,
+        unit: decode_unit(&sensor, unit)?,
+        sensor,
+        first_ts_ns,
+        last_ts_ns,
+    })
+}
+
+/// One group of `SELECT device, sensor, unit, count, min, max, sum ... GROUP BY device, sensor,
+/// unit` as read, before NULL units are resolved. The sum rather than the mean: two groups merge
+/// by adding their sums, and PostgreSQL's `avg(float8)` also sums squares, which overflow for
+/// values that are large but finite (above ~1e154).
+#[derive(Debug, Clone)]
+pub(crate) struct StatsGroup<'a> {
+    pub device: &'a str,
+    pub sensor: &'a str,
+    pub unit: Option<&'a str>,
+    pub count: i64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+}
+
+/// Accumulates [`StatsGroup`]s into [`ChannelStats`]. A pump channel's NULL-unit group (readings
+/// stored before units) and its group in the pump default unit are one (device, channel, unit):
+/// they are merged here, since the database groups them apart.
+#[derive(Debug, Default)]
+pub(crate) struct StatsBuilder {
+    /// Each group, with its sum in `mean` until [`StatsBuilder::finish`].
+    groups: Vec<ChannelStats>,
+}
+
+impl StatsBuilder {
+    pub(crate) fn push(&mut self, g: StatsGroup<'_>) -> Result<(), StoreError> {
+        let sensor = decode_channel(g.sensor)?;
+        let unit = decode_unit(&sensor, g.unit)?;
+        // Groups mostly come device by device: validate a repeated name once.
+        let device = match self.groups.last() {
+            Some(prev) if prev.device.as_str() == g.device => prev.device.clone(),
+            _ => decode_device(g.device)?,
+        };
+        self.groups.push(ChannelStats {
+            device,
+            sensor,
+            unit,
+            count: from_sql_u64("reading count", g.count)?,
+            min: g.min,
+            max: g.max,
+            mean: g.sum,
+        });
+        Ok(())
+    }
+
+    /// The statistics in the promised order (device, [`channel_order`], unit), one per key.
+    pub(crate) fn finish(mut self) -> Vec<ChannelStats> {
+        self.groups.sort_by(|a, b| {
+            (a.device.as_str(), channel_order(&a.sensor), a.unit.as_str()).cmp(&(
+                b.device.as_str(),
+                channel_order(&b.sensor),
+                b.unit.as_str(),
+            ))
+        });
+        let mut out: Vec<ChannelStats> = Vec::with_capacity(self.groups.len());
+        for g in self.groups {
+            match out.last_mut() {
+                Some(same)
+                    if same.device == g.device
+                        && same.sensor == g.sensor
+                        && same.unit == g.unit =>
+                {
+                    same.count += g.count;
+                    same.min = same.min.min(g.min);
+                    same.max = same.max.max(g.max);
+                    same.mean += g.mean;
+                }
+                _ => out.push(g),
+            }
+        }
+        for s in &mut out {
+            // A group has at least one reading; the sum becomes the mean.
+            s.mean /= s.count.max(1) as f64;
+        }
+        out
+    }
 }
 
 /// Validates a stored device name.
@@ -344,23 +522,161 @@ mod tests {
 
     fn reading(seq: u64, value: f64) -> Reading {
         Reading {
-            device: DeviceId::new("pump-01").unwrap(),
-            sensor: SensorKind::Pressure,
-            ts_ns: -5,
-            value,
-            seq,
             injected: Some(AnomalyKind::PressureFlat),
+            ..Reading::pump(DeviceId::new("pump-01").unwrap(), SensorKind::Pressure, -5, value, seq)
         }
+    }
+
+    fn any(device: &str, sensor: &str, unit: &str, ts_ns: i64) -> Reading {
+        Reading {
+            device: DeviceId::new(device).unwrap(),
+            sensor: Channel::new(sensor).unwrap(),
+            unit: Unit::new(unit).unwrap(),
+            ts_ns,
+            value: 1.0,
+            seq: 0,
+            injected: None,
+        }
+    }
+
+    fn decode(row: &ReadingRow) -> Result<Reading, StoreError> {
+        decode_reading(
+            row.device.clone(),
+            row.sensor.as_str(),
+            Some(row.unit.as_str()),
+            row.ts_ns,
+            row.value,
+            row.seq,
+            row.injected,
+        )
     }
 
     #[test]
     fn encodes_and_decodes_back() {
-        let r = reading(i64::MAX as u64, 2.5);
-        let row = ReadingRow::encode(&r).unwrap();
-        let back =
-            decode_reading(row.device, row.sensor, row.ts_ns, row.value, row.seq, row.injected)
-                .unwrap();
-        assert_eq!(back, r);
+        for r in
+            [reading(i64::MAX as u64, 2.5), any("m-1", "vibration_x", "g", 7), any("m", "t", "", 0)]
+        {
+            let row = ReadingRow::encode(&r).unwrap();
+            assert_eq!(decode(&row).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn a_missing_unit_is_the_pump_default_or_empty() {
+        let dev = DeviceId::new("d").unwrap();
+        for kind in SensorKind::ALL {
+            let r = decode_reading(dev.clone(), kind.as_str(), None, 0, 1.0, 0, None).unwrap();
+            assert_eq!(r.unit, Unit::from(kind));
+            assert_eq!(r.unit.as_str(), kind.unit());
+        }
+        let r = decode_reading(dev.clone(), "current", None, 0, 1.0, 0, None).unwrap();
+        assert_eq!(r.unit.as_str(), "");
+        // A stored unit is kept, even on a pump channel.
+        let r = decode_reading(dev, "temperature", Some("K"), 0, 1.0, 0, None).unwrap();
+        assert_eq!(r.unit.as_str(), "K");
+    }
+
+    #[test]
+    fn catalog_rows_span_each_channel_with_its_newest_unit_in_key_order() {
+        let rows: Vec<ReadingRow> = [
+            any("b", "current", "A", 5),
+            any("a", "temperature", "°C", 3),
+            any("b", "current", "mA", 9),
+            any("b", "current", "kA", 1),
+            any("a", "humidity", "%", 4),
+            // A tie on the newest timestamp: the last written wins.
+            any("b", "current", "µA", 9),
+            any("a", "temperature", "K", 2),
+        ]
+        .iter()
+        .map(|r| ReadingRow::encode(r).unwrap())
+        .collect();
+        let got = catalog_rows(&rows);
+        let row = |device, sensor, unit, first_ts_ns, last_ts_ns| CatalogRow {
+            device,
+            sensor,
+            unit,
+            first_ts_ns,
+            last_ts_ns,
+        };
+        assert_eq!(
+            got,
+            [
+                row("a", "humidity", "%", 4, 4),
+                row("a", "temperature", "°C", 2, 3),
+                row("b", "current", "µA", 1, 9),
+            ]
+        );
+        assert!(catalog_rows(&[]).is_empty());
+    }
+
+    #[test]
+    fn channels_sort_pump_first_then_by_name() {
+        let mut items: Vec<(DeviceId, Channel)> = [
+            ("b", "temperature"),
+            ("a", "current"),
+            ("a", "humidity"),
+            ("a", "temperature"),
+            ("a", "aaa"),
+            ("a", "pressure"),
+            ("a", "vibration"),
+            ("B", "zeta"),
+        ]
+        .iter()
+        .map(|(d, c)| (DeviceId::new(d).unwrap(), Channel::new(c).unwrap()))
+        .collect();
+        sort_by_channel(&mut items, |(d, c)| (d, c));
+        let names: Vec<String> = items.iter().map(|(d, c)| format!("{d}/{c}")).collect();
+        assert_eq!(
+            names,
+            [
+                "B/zeta",
+                "a/temperature",
+                "a/vibration",
+                "a/pressure",
+                "a/humidity",
+                "a/aaa",
+                "a/current",
+                "b/temperature"
+            ]
+        );
+    }
+
+    #[test]
+    fn stats_merge_a_missing_unit_into_the_pump_default() {
+        let group = |device, sensor, unit, count, min, max, sum| StatsGroup {
+            device,
+            sensor,
+            unit,
+            count,
+            min,
+            max,
+            sum,
+        };
+        let mut b = StatsBuilder::default();
+        // Old rows (NULL) and new ones in °C are one group; in K, another; `current` NULL is "".
+        b.push(group("p", "temperature", Some("°C"), 2, 10.0, 30.0, 40.0)).unwrap();
+        b.push(group("p", "current", None, 1, 2.0, 2.0, 2.0)).unwrap();
+        b.push(group("p", "temperature", None, 3, 5.0, 20.0, 35.0)).unwrap();
+        b.push(group("p", "temperature", Some("K"), 1, 300.0, 300.0, 300.0)).unwrap();
+        let got = b.finish();
+        let key: Vec<(&str, &str, u64, f64, f64, f64)> = got
+            .iter()
+            .map(|s| (s.sensor.as_str(), s.unit.as_str(), s.count, s.min, s.max, s.mean))
+            .collect();
+        assert_eq!(
+            key,
+            [
+                ("temperature", "K", 1, 300.0, 300.0, 300.0),
+                ("temperature", "°C", 5, 5.0, 30.0, 15.0),
+                ("current", "", 1, 2.0, 2.0, 2.0),
+            ]
+        );
+        let mut bad = StatsBuilder::default();
+        assert!(matches!(
+            bad.push(group("p", "Temp", None, 1, 0.0, 0.0, 0.0)),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]
@@ -428,16 +744,26 @@ mod tests {
     #[test]
     fn bad_stored_values_are_corrupt() {
         let dev = DeviceId::new("d").unwrap();
+        // Any well-formed channel name decodes; one that is not a name is corrupt, and says so.
+        assert!(decode_reading(dev.clone(), "voltage", None, 0, 0.0, 0, None).is_ok());
+        for bad in ["Voltage", "", "a b"] {
+            match decode_reading(dev.clone(), bad, None, 0, 0.0, 0, None) {
+                Err(StoreError::Corrupt { detail }) => {
+                    assert!(detail.contains(&format!("{bad:?}")), "{detail}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
         assert!(matches!(
-            decode_reading(dev.clone(), "voltage", 0, 0.0, 0, None),
+            decode_reading(dev.clone(), "pressure", Some("a\nb"), 0, 0.0, 0, None),
             Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
-            decode_reading(dev.clone(), "pressure", 0, 0.0, -1, None),
+            decode_reading(dev.clone(), "pressure", None, 0, 0.0, -1, None),
             Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(
-            decode_reading(dev, "pressure", 0, 0.0, 0, Some("meteor")),
+            decode_reading(dev, "pressure", None, 0, 0.0, 0, Some("meteor")),
             Err(StoreError::Corrupt { .. })
         ));
         assert!(matches!(decode_device("a b"), Err(StoreError::Corrupt { .. })));

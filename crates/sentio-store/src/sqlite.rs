@@ -17,13 +17,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use sentio_core::{Alert, DeviceId, Reading, SensorKind};
+use sentio_core::{Alert, DeviceId, Reading};
 
 use crate::migrations::{self, Script};
-use crate::row::{self, AlertRow, AlertRowOwned, EncodedBatch, InvalidValue, ReadingRow, ScoreRow};
+use crate::row::{
+    self, AlertRow, AlertRowOwned, CatalogRow, EncodedBatch, InvalidValue, ReadingRow, ScoreRow,
+    StatsBuilder, StatsGroup,
+};
 use crate::{
-    AnomalyQuery, BatchOutcome, DeadLetter, IngestBatch, Migration, RangeQuery, ReadingStore,
-    ScorePoint, ScoreQuery, SourceOffset, StoreError, StoreStats,
+    AnomalyQuery, BatchOutcome, ChannelInfo, ChannelStats, DeadLetter, IngestBatch, Migration,
+    RangeQuery, ReadingStore, ScorePoint, ScoreQuery, SourceOffset, StoreError, StoreStats,
 };
 
 /// How long a statement waits for another writer before failing with "database is busy".
@@ -43,8 +46,20 @@ const SELECT_APPLIED: &str = "SELECT version, name FROM schema_migrations ORDER 
 const INSERT_APPLIED: &str = "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)";
 
 const INSERT_READING: &str =
-    "INSERT INTO sensor_readings (device, sensor, ts_ns, value, seq, injected)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT INTO sensor_readings (device, sensor, ts_ns, value, seq, injected, unit)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+// One per (device, channel) of a write, in key order, after its readings. The span only grows;
+// the unit is the newer side's (the write's on a tie: it was written last). The WHERE skips a
+// write that changes nothing (late readings inside the known span).
+const UPSERT_CHANNEL: &str = "INSERT INTO channels (device, sensor, unit, first_ts_ns, last_ts_ns)
+    VALUES (?1, ?2, ?3, ?4, ?5)
+    ON CONFLICT (device, sensor) DO UPDATE SET
+        unit = CASE WHEN excluded.last_ts_ns >= channels.last_ts_ns
+            THEN excluded.unit ELSE channels.unit END,
+        first_ts_ns = MIN(channels.first_ts_ns, excluded.first_ts_ns),
+        last_ts_ns = MAX(channels.last_ts_ns, excluded.last_ts_ns)
+    WHERE excluded.first_ts_ns < channels.first_ts_ns
+        OR excluded.last_ts_ns >= channels.last_ts_ns";
 const SELECT_OFFSET: &str = "SELECT next_offset FROM consumer_offsets
     WHERE group_id = ?1 AND topic = ?2 AND partition = ?3";
 const UPSERT_OFFSET: &str = "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
@@ -60,15 +75,18 @@ const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters
     ON CONFLICT (topic, partition, \"offset\", group_id) DO NOTHING";
 const SELECT_DEAD_LETTERS: &str = "SELECT partition, \"offset\", code, reason, key, payload
     FROM dead_letters WHERE topic = ?1 ORDER BY partition, \"offset\", group_id";
-// The sensor filter always binds four names (the query's, padded by repeating one, or all four),
-// so one statement serves every filter and none is built from data.
-const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected
+// The channel filter is one bound value, whatever its length: NULL for every channel, else a
+// JSON array of the names, which `json_each` turns into the set `IN` tests (built once per
+// statement). One statement serves every filter and none is built from data.
+const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected, unit
     FROM sensor_readings
-    WHERE device = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 AND sensor IN (?4, ?5, ?6, ?7)
+    WHERE device = ?1 AND ts_ns >= ?2 AND ts_ns < ?3
+        AND (?4 IS NULL OR sensor IN (SELECT value FROM json_each(?4)))
     ORDER BY ts_ns, sensor, seq";
-const SELECT_RANGE_ALL_DEVICES: &str = "SELECT device, sensor, ts_ns, value, seq, injected
+const SELECT_RANGE_ALL_DEVICES: &str = "SELECT device, sensor, ts_ns, value, seq, injected, unit
     FROM sensor_readings
-    WHERE ts_ns >= ?1 AND ts_ns < ?2 AND sensor IN (?3, ?4, ?5, ?6)
+    WHERE ts_ns >= ?1 AND ts_ns < ?2
+        AND (?3 IS NULL OR sensor IN (SELECT value FROM json_each(?3)))
     ORDER BY device, ts_ns, sensor, seq";
 const SELECT_COUNTS: &str =
     "SELECT (SELECT COUNT(*) FROM sensor_readings), (SELECT COUNT(*) FROM dead_letters)";
@@ -101,21 +119,27 @@ const SELECT_DEVICES: &str = with_devices_of!(
     "sensor_readings",
     "SELECT device FROM devices WHERE device IS NOT NULL ORDER BY device"
 );
-// Per device and sensor, the newest reading since ?1: a backward walk of the device's index range
-// that stops at the first entry of that sensor (the sensors interleave, so a few entries). The
-// sensors are bound (?2..?5, in SensorKind::ALL order) rather than spelled out here.
-const SELECT_LATEST: &str = with_devices_of!(
-    "sensor_readings",
-    "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected
-    FROM devices AS d
-    CROSS JOIN (VALUES (?2, 0), (?3, 1), (?4, 2), (?5, 3)) AS s
+// Per (device, channel) of the catalog reported since ?1, the newest reading since then: a
+// backward walk of the device's index range that stops at the first entry of that channel (the
+// channels interleave, so a few entries). The catalog is read whole (one row per device and
+// channel, in key order); a channel whose newest reading is older than ?1 is skipped there,
+// without touching the readings. In Rust, the pump's channels move ahead of the others.
+const SELECT_LATEST: &str = "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected, r.unit
+    FROM channels AS c
     CROSS JOIN sensor_readings AS r ON r.rowid = (
         SELECT x.rowid FROM sensor_readings AS x
-        WHERE x.device = d.device AND x.sensor = s.column1 AND x.ts_ns >= ?1
+        WHERE x.device = c.device AND x.sensor = c.sensor AND x.ts_ns >= ?1
         ORDER BY x.ts_ns DESC, x.seq DESC LIMIT 1)
-    WHERE d.device IS NOT NULL
-    ORDER BY d.device, s.column2"
-);
+    WHERE c.last_ts_ns >= ?1
+    ORDER BY c.device, c.sensor";
+const SELECT_CHANNELS: &str = "SELECT device, sensor, unit, first_ts_ns, last_ts_ns
+    FROM channels ORDER BY device, sensor";
+// A scan of the range (a one-off command's read). NULL units form their own group, merged in
+// Rust with the pump default unit's. TOTAL rather than SUM: always a REAL.
+const SELECT_CHANNEL_STATS: &str =
+    "SELECT device, sensor, unit, COUNT(*), MIN(value), MAX(value), TOTAL(value)
+    FROM sensor_readings WHERE ts_ns >= ?1 AND ts_ns < ?2
+    GROUP BY device, sensor, unit";
 const UPSERT_SCORE: &str = "INSERT INTO anomaly_scores
     (device, ts_ns, score, threshold, top_sensor, model_version)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -264,9 +288,9 @@ fn applied_migrations(conn: &mut Connection) -> Result<Vec<Migration>, StoreErro
     read_applied(conn)
 }
 
-/// Applies pending migrations one transaction each, re-reading the history inside every
-/// transaction so that two processes migrating at once apply each script once.
-fn migrate(conn: &mut Connection) -> Result<Vec<Migration>, StoreError> {
+/// Applies pending migrations up to version `up_to`, one transaction each, re-reading the history
+/// inside every transaction so that two processes migrating at once apply each script once.
+fn migrate(conn: &mut Connection, up_to: u32) -> Result<Vec<Migration>, StoreError> {
     conn.execute_batch(CREATE_SCHEMA_MIGRATIONS).map_err(query_err("create schema_migrations"))?;
     let mut done = Vec::new();
     loop {
@@ -274,7 +298,8 @@ fn migrate(conn: &mut Connection) -> Result<Vec<Migration>, StoreError> {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(query_err("begin migration"))?;
         let applied = read_applied(&tx)?;
-        let Some(script) = migrations::pending(MIGRATIONS, &applied)?.first().copied() else {
+        let pending = migrations::pending(MIGRATIONS, &applied)?;
+        let Some(script) = pending.first().copied().filter(|s| s.version <= up_to) else {
             return Ok(done);
         };
         let failed = |e: rusqlite::Error| StoreError::Migration {
@@ -296,7 +321,27 @@ fn insert_reading(
     stmt: &mut rusqlite::CachedStatement<'_>,
     r: &ReadingRow,
 ) -> rusqlite::Result<()> {
-    stmt.execute(params![r.device.as_str(), r.sensor, r.ts_ns, r.value, r.seq, r.injected])?;
+    stmt.execute(params![
+        r.device.as_str(),
+        r.sensor.as_str(),
+        r.ts_ns,
+        r.value,
+        r.seq,
+        r.injected,
+        r.unit.as_str()
+    ])?;
+    Ok(())
+}
+
+/// Records the channels of readings just inserted, in the same transaction.
+fn upsert_channels(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[CatalogRow<'_>],
+) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(UPSERT_CHANNEL)?;
+    for c in rows {
+        upsert.execute(params![c.device, c.sensor, c.unit, c.first_ts_ns, c.last_ts_ns])?;
+    }
     Ok(())
 }
 
@@ -322,14 +367,18 @@ fn write_batch(conn: &mut Connection, batch: &EncodedBatch) -> Result<BatchOutco
     let mut outcome = BatchOutcome::default();
     {
         let mut insert = tx.prepare_cached(INSERT_READING).map_err(&q)?;
+        let mut fresh = Vec::with_capacity(batch.readings.len());
         for (p, offset, r) in &batch.readings {
             if *offset < from(*p) {
                 outcome.replayed_skipped += 1;
                 continue;
             }
             insert_reading(&mut insert, r).map_err(&q)?;
-            outcome.readings_inserted += 1;
+            fresh.push(r);
         }
+        outcome.readings_inserted = fresh.len() as u64;
+        // Only what was inserted: a replay leaves the catalog as it is.
+        upsert_channels(&tx, &row::catalog_rows(fresh)).map_err(&q)?;
     }
     {
         let mut insert = tx.prepare_cached(INSERT_DEAD_LETTER).map_err(&q)?;
@@ -382,6 +431,7 @@ fn insert_readings(conn: &mut Connection, rows: &[ReadingRow]) -> Result<u64, St
         for r in rows {
             insert_reading(&mut insert, r).map_err(&q)?;
         }
+        upsert_channels(&tx, &row::catalog_rows(rows)).map_err(&q)?;
     }
     tx.commit().map_err(&q)?;
     Ok(rows.len() as u64)
@@ -407,25 +457,16 @@ fn committed_offsets(
     Ok(out)
 }
 
-/// The four sensor names bound to `sensor IN (?, ?, ?, ?)`.
-fn sensor_filter(sensors: &[SensorKind]) -> [&'static str; 4] {
-    let mut names = SensorKind::ALL.map(SensorKind::as_str);
-    if let Some(&first) = sensors.first() {
-        names = [first.as_str(); 4];
-        for (slot, s) in names.iter_mut().zip(sensors) {
-            *slot = s.as_str();
-        }
-        // More than four can only repeat one of the four.
-        for s in sensors.iter().skip(4) {
-            if !names.contains(&s.as_str()) {
-                names = SensorKind::ALL.map(SensorKind::as_str);
-            }
-        }
+/// The value bound to the channel filter: NULL for every channel, else the names as a JSON array.
+fn channel_filter(query: &RangeQuery) -> Option<String> {
+    if query.sensors.is_empty() {
+        return None;
     }
-    names
+    let names: Vec<&str> = query.sensors.iter().map(|c| c.as_str()).collect();
+    Some(serde_json::Value::from(names).to_string())
 }
 
-/// Reads rows of `SELECT device, sensor, ts_ns, value, seq, injected` into `out`.
+/// Reads rows of `SELECT device, sensor, ts_ns, value, seq, injected, unit` into `out`.
 fn collect_readings(
     mut rows: rusqlite::Rows<'_>,
     out: &mut Vec<Reading>,
@@ -446,9 +487,11 @@ fn collect_readings(
         };
         let sensor = r.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(&bad)?;
         let injected = r.get_ref(5).and_then(|v| Ok(v.as_str_or_null()?)).map_err(&bad)?;
+        let unit = r.get_ref(6).and_then(|v| Ok(v.as_str_or_null()?)).map_err(&bad)?;
         out.push(row::decode_reading(
             device,
             sensor,
+            unit,
             r.get(2).map_err(&bad)?,
             r.get(3).map_err(&bad)?,
             r.get(4).map_err(&bad)?,
@@ -464,10 +507,10 @@ fn query_range(conn: &mut Connection, query: &RangeQuery) -> Result<Vec<Reading>
     if query.from_ns >= query.to_ns {
         return Ok(out);
     }
-    let [s1, s2, s3, s4] = sensor_filter(&query.sensors);
+    let channels = channel_filter(query);
     if query.devices.is_empty() {
         let mut stmt = conn.prepare_cached(SELECT_RANGE_ALL_DEVICES).map_err(&q)?;
-        let rows = stmt.query(params![query.from_ns, query.to_ns, s1, s2, s3, s4]).map_err(&q)?;
+        let rows = stmt.query(params![query.from_ns, query.to_ns, channels]).map_err(&q)?;
         collect_readings(rows, &mut out)?;
     } else {
         // One index range scan per device, in device order, gives the required order.
@@ -477,7 +520,7 @@ fn query_range(conn: &mut Connection, query: &RangeQuery) -> Result<Vec<Reading>
         let mut stmt = conn.prepare_cached(SELECT_RANGE_ONE_DEVICE).map_err(&q)?;
         for device in devices {
             let rows = stmt
-                .query(params![device.as_str(), query.from_ns, query.to_ns, s1, s2, s3, s4])
+                .query(params![device.as_str(), query.from_ns, query.to_ns, channels])
                 .map_err(&q)?;
             collect_readings(rows, &mut out)?;
         }
@@ -677,19 +720,67 @@ fn scores(conn: &mut Connection, query: &ScoreQuery) -> Result<Vec<ScorePoint>, 
 }
 
 fn latest_readings(conn: &mut Connection, since_ns: i64) -> Result<Vec<Reading>, StoreError> {
-    let [s1, s2, s3, s4] = SensorKind::ALL.map(SensorKind::as_str);
     let mut stmt = conn.prepare_cached(SELECT_LATEST).map_err(query_err("latest_readings"))?;
-    let rows =
-        stmt.query(params![since_ns, s1, s2, s3, s4]).map_err(query_err("latest_readings"))?;
+    let rows = stmt.query(params![since_ns]).map_err(query_err("latest_readings"))?;
     let mut out = Vec::new();
     collect_readings(rows, &mut out)?;
+    row::sort_by_channel(&mut out, |r| (&r.device, &r.sensor));
     Ok(out)
+}
+
+fn channels(conn: &mut Connection) -> Result<Vec<ChannelInfo>, StoreError> {
+    const OP: &str = "channels";
+    let bad = row_err(OP);
+    let mut stmt = conn.prepare_cached(SELECT_CHANNELS).map_err(query_err(OP))?;
+    let mut rows = stmt.query([]).map_err(query_err(OP))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(&bad)? {
+        let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?)).map_err(&bad);
+        let unit = r.get_ref(2).and_then(|v| Ok(v.as_str_or_null()?)).map_err(&bad)?;
+        out.push(row::decode_channel_info(
+            text(0)?,
+            text(1)?,
+            unit,
+            r.get(3).map_err(&bad)?,
+            r.get(4).map_err(&bad)?,
+        )?);
+    }
+    row::sort_by_channel(&mut out, |c| (&c.device, &c.sensor));
+    Ok(out)
+}
+
+fn channel_stats(
+    conn: &mut Connection,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<Vec<ChannelStats>, StoreError> {
+    const OP: &str = "channel_stats";
+    let bad = row_err(OP);
+    let mut out = StatsBuilder::default();
+    if from_ns >= to_ns {
+        return Ok(out.finish());
+    }
+    let mut stmt = conn.prepare_cached(SELECT_CHANNEL_STATS).map_err(query_err(OP))?;
+    let mut rows = stmt.query(params![from_ns, to_ns]).map_err(query_err(OP))?;
+    while let Some(r) = rows.next().map_err(&bad)? {
+        let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?)).map_err(&bad);
+        out.push(StatsGroup {
+            device: text(0)?,
+            sensor: text(1)?,
+            unit: r.get_ref(2).and_then(|v| Ok(v.as_str_or_null()?)).map_err(&bad)?,
+            count: r.get(3).map_err(&bad)?,
+            min: r.get(4).map_err(&bad)?,
+            max: r.get(5).map_err(&bad)?,
+            sum: r.get(6).map_err(&bad)?,
+        })?;
+    }
+    Ok(out.finish())
 }
 
 #[async_trait::async_trait]
 impl ReadingStore for SqliteStore {
     async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
-        blocking(&self.writer, migrate).await
+        blocking(&self.writer, |c| migrate(c, u32::MAX)).await
     }
 
     async fn applied_migrations(&self) -> Result<Vec<Migration>, StoreError> {
@@ -781,26 +872,54 @@ impl ReadingStore for SqliteStore {
     async fn devices(&self) -> Result<Vec<DeviceId>, StoreError> {
         blocking(&self.reader, |c| device_names(c, SELECT_DEVICES, "devices")).await
     }
+
+    async fn channels(&self) -> Result<Vec<ChannelInfo>, StoreError> {
+        blocking(&self.reader, channels).await
+    }
+
+    async fn channel_stats(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<ChannelStats>, StoreError> {
+        blocking(&self.reader, move |c| channel_stats(c, from_ns, to_ns)).await
+    }
+}
+
+#[cfg(feature = "testkit")]
+#[async_trait::async_trait]
+impl crate::contract::OlderSchema for SqliteStore {
+    async fn migrate_to(&self, version: u32) -> Result<Vec<Migration>, StoreError> {
+        blocking(&self.writer, move |c| migrate(c, version)).await
+    }
+
+    async fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        let sql = sql.to_owned();
+        blocking(&self.writer, move |c| c.execute_batch(&sql).map_err(query_err("execute_batch")))
+            .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use sentio_core::{Channel, SensorKind};
+
     #[test]
-    fn sensor_filter_pads_and_falls_back_to_all() {
-        use SensorKind::*;
-        let all = SensorKind::ALL.map(SensorKind::as_str);
-        assert_eq!(sensor_filter(&[]), all);
-        assert_eq!(sensor_filter(&[Pressure]), ["pressure"; 4]);
+    fn channel_filter_is_null_for_all_and_a_json_array_otherwise() {
+        let query = |names: &[&str]| RangeQuery {
+            devices: vec![],
+            sensors: names.iter().map(|n| Channel::new(n).unwrap()).collect(),
+            from_ns: 0,
+            to_ns: 1,
+        };
+        assert_eq!(channel_filter(&query(&[])), None);
+        assert_eq!(channel_filter(&query(&["pressure"])).as_deref(), Some(r#"["pressure"]"#));
         assert_eq!(
-            sensor_filter(&[Humidity, Vibration]),
-            ["humidity", "vibration", "humidity", "humidity"]
+            channel_filter(&query(&["current", "vibration_x", "t.1"])).as_deref(),
+            Some(r#"["current","vibration_x","t.1"]"#)
         );
-        let five = [Humidity, Vibration, Humidity, Humidity, Vibration];
-        assert_eq!(sensor_filter(&five), ["humidity", "vibration", "humidity", "humidity"]);
-        let five = [Humidity, Humidity, Humidity, Humidity, Pressure];
-        assert_eq!(sensor_filter(&five), all);
     }
 
     #[tokio::test]
@@ -809,14 +928,7 @@ mod tests {
         // contract therefore compares zeros by value, not by bits.
         let store = SqliteStore::open_in_memory().unwrap();
         store.migrate().await.unwrap();
-        let r = Reading {
-            device: DeviceId::new("z").unwrap(),
-            sensor: SensorKind::Humidity,
-            ts_ns: 0,
-            value: -0.0,
-            seq: 0,
-            injected: None,
-        };
+        let r = Reading::pump(DeviceId::new("z").unwrap(), SensorKind::Humidity, 0, -0.0, 0);
         store.insert_readings(&[r]).await.unwrap();
         let q = RangeQuery { devices: vec![], sensors: vec![], from_ns: 0, to_ns: 1 };
         let back = store.query_range(&q).await.unwrap();
@@ -825,18 +937,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn explain_uses_the_device_index() {
+    async fn range_reads_search_the_device_index_whatever_the_channel_filter() {
         let store = SqliteStore::open_in_memory().unwrap();
         store.migrate().await.unwrap();
-        let conn = store.reader.lock().unwrap();
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {SELECT_RANGE_ONE_DEVICE}"))
-            .unwrap()
-            .query_map(params!["d", 0, 1, "a", "b", "c", "d"], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(plan.iter().any(|p| p.contains("sensor_readings_device_ts")), "{plan:?}");
+        let six = r#"["temperature","vibration","pressure","humidity","current","vibration_x"]"#;
+        for filter in [None, Some(r#"["current"]"#), Some(six)] {
+            let plan = plan(&store, SELECT_RANGE_ONE_DEVICE, params!["d", 0, 1, filter]);
+            assert!(!scans_a_table(&plan), "{filter:?}: {plan:#?}");
+            assert!(
+                plan.iter().any(|l| l.starts_with(
+                    "SEARCH sensor_readings USING INDEX sensor_readings_device_ts \
+                     (device=? AND ts_ns>? AND ts_ns<?)"
+                )),
+                "{filter:?}: {plan:#?}"
+            );
+        }
     }
 
     /// The detail lines of `EXPLAIN QUERY PLAN sql` bound to `params`.
@@ -852,7 +967,8 @@ mod tests {
 
     /// Whether a plan reads a table whole: `SCAN <table or its alias>`, with or without an
     /// index (a `SCAN ... USING COVERING INDEX` reads every entry of it). The other scans are of
-    /// the `devices` CTE (`d`) and the four sensor names (`s`).
+    /// the `devices` CTE (`d`), the channel catalog (`c`, a row per device and channel) and the
+    /// channel filter (`json_each`).
     fn scans_a_table(plan: &[String]) -> bool {
         plan.iter().any(|line| {
             let mut words = line.split_whitespace();
@@ -867,23 +983,26 @@ mod tests {
     async fn dashboard_reads_probe_the_indexes_and_scan_no_table() {
         let store = SqliteStore::open_in_memory().unwrap();
         store.migrate().await.unwrap();
-        let [a, b, c, d] = SensorKind::ALL.map(SensorKind::as_str);
-
-        let latest = plan(&store, SELECT_LATEST, params![0, a, b, c, d]);
+        let latest = plan(&store, SELECT_LATEST, params![0]);
         assert!(!scans_a_table(&latest), "{latest:#?}");
-        // The device list by MIN probes past the previous name, the newest reading of each
-        // sensor by a search of the device's time range.
-        assert!(
-            latest.iter().any(|l| l
-                .starts_with("SEARCH t USING COVERING INDEX sensor_readings_device_ts (device>?)")),
-            "{latest:#?}"
-        );
+        // The catalog walked in key order (no sort), then per row the newest reading of the
+        // channel by a search of the device's time range, and that reading by its rowid.
+        assert!(latest.iter().any(|l| l == "SCAN c"), "{latest:#?}");
+        assert!(!latest.iter().any(|l| l.contains("TEMP B-TREE FOR ORDER BY")), "{latest:#?}");
         assert!(
             latest.iter().any(|l| l.starts_with(
                 "SEARCH x USING INDEX sensor_readings_device_ts (device=? AND ts_ns>?)"
             )),
             "{latest:#?}"
         );
+        assert!(
+            latest.iter().any(|l| l.starts_with("SEARCH r USING INTEGER PRIMARY KEY (rowid=?)")),
+            "{latest:#?}"
+        );
+
+        let channels = plan(&store, SELECT_CHANNELS, []);
+        assert!(!scans_a_table(&channels), "{channels:#?}");
+        assert!(!channels.iter().any(|l| l.contains("sensor_readings")), "{channels:#?}");
 
         let devices = plan(&store, SELECT_DEVICES, []);
         assert!(!scans_a_table(&devices), "{devices:#?}");

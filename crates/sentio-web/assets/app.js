@@ -4,6 +4,9 @@
 
 const SENSORS = ["temperature", "vibration", "pressure", "humidity"];
 const COLORS = { temperature: "#f0883e", vibration: "#a371f7", pressure: "#58a6ff", humidity: "#3fb950" };
+// Any other machine's channels, in turn.
+const PALETTE = ["#f0883e", "#a371f7", "#58a6ff", "#3fb950", "#d29922", "#db61a2", "#39c5cf", "#e5534b"];
+const color = (s, i) => COLORS[s] || PALETTE[i % PALETTE.length];
 const RANGES = ["15m", "1h", "6h", "1d", "7d"];
 const view = document.getElementById("view");
 let current = null; // the page on screen: { stop(), on{Readings,Scores,Alert}(data) }
@@ -109,7 +112,7 @@ const pages = {
         const ratio = d.score ? d.score.score / d.score.threshold : 0;
         return h("a", { class: `card ${d.state}`, href: `#/device/${encodeURIComponent(d.device)}`, "data-testid": "device-card", "data-device": d.device, "data-state": d.state },
           h("div", { class: "title" }, d.device, h("span", { class: `badge ${d.state}` }, d.state)),
-          h("div", { class: "kv" }, SENSORS.flatMap((s) => {
+          h("div", { class: "kv" }, (d.channels && d.channels.length ? d.channels : SENSORS).flatMap((s) => {
             const r = d.readings[s];
             return [h("span", { class: "k" }, s), h("span", {}, r ? `${fmt(r.value)} ${r.unit}` : "–")];
           }),
@@ -136,11 +139,13 @@ const pages = {
     view.replaceChildren(h("h1", {}, `Device ${d.device}`), toolbar, h("div", { id: "charts", "data-testid": "charts" }), h("h2", {}, "Alerts in this range"), h("div", { id: "dev-alerts" }));
     const box = view.querySelector("#charts");
     const span = d.to - d.from;
-    const data = SENSORS.map((_, i) => [d.ts.map((t) => t / 1000), d.values[i]]);
-    const plots = SENSORS.map((s, i) => {
+    // One chart per channel the device reported in the range, as the API orders them.
+    const channels = d.sensors;
+    const data = channels.map((_, i) => [d.ts.map((t) => t / 1000), d.values[i]]);
+    const plots = channels.map((s, i) => {
       const el = h("div", { class: "chart", "data-testid": `chart-${s}`, "data-points": data[i][0].length, "data-last": data[i][0][data[i][0].length - 1] });
       box.append(el);
-      return new uPlot(chartOpts(`${s} (${d.units[i]})`, [{ label: s, stroke: COLORS[s], width: 1.2, spanGaps: false }], width, () => spans), data[i], el);
+      return new uPlot(chartOpts(`${s} (${d.units[i]})`, [{ label: s, stroke: color(s, i), width: 1.2, spanGaps: false }], width, () => spans), data[i], el);
     });
     const sdata = [d.scores.ts.map((t) => t / 1000), d.scores.score, d.scores.threshold];
     const sel = h("div", { class: "chart", "data-testid": "chart-score", "data-points": sdata[0].length });
@@ -161,8 +166,11 @@ const pages = {
       onReadings(all) {
         const r = all[d.device];
         if (!r) return;
-        SENSORS.forEach((_, i) => {
-          r.ts.forEach((t, j) => { if (r.values[i][j] !== null) { data[i][0].push(t / 1000); data[i][1].push(r.values[i][j]); } });
+        channels.forEach((s, i) => {
+          // The feed names its columns: a channel it does not carry this time is skipped.
+          const c = r.sensors.indexOf(s);
+          if (c < 0) return;
+          r.ts.forEach((t, j) => { if (r.values[c][j] !== null) { data[i][0].push(t / 1000); data[i][1].push(r.values[c][j]); } });
           keep(data[i]);
           plots[i].setData(data[i]);
           const el = plots[i].root.parentElement;

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use sentio_core::time::{NANOS_PER_SEC, now_ns};
-use sentio_core::{Alert, AlertState, DeviceId, Reading, SensorKind};
+use sentio_core::{Alert, AlertState, Channel, DeviceId, Reading, SensorKind, Unit};
 use sentio_store::{AnomalyQuery, RangeQuery, ScorePoint, ScoreQuery};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -103,13 +103,15 @@ async fn overview(State(web): State<Web>, q: RawParams) -> Answer {
     let out: Vec<Value> = devices
         .iter()
         .map(|d| {
-            let readings: serde_json::Map<String, Value> = latest
+            let mine: Vec<&Reading> = latest.iter().filter(|r| &r.device == d).collect();
+            // The store's order: the pump's four, then the device's other channels by name.
+            let channels: Vec<&str> = mine.iter().map(|r| r.sensor.as_str()).collect();
+            let readings: serde_json::Map<String, Value> = mine
                 .iter()
-                .filter(|r| &r.device == d)
                 .map(|r| {
                     (
                         r.sensor.as_str().to_owned(),
-                        json!({ "value": r.value, "unit": r.sensor.unit(), "ts": ms(r.ts_ns) }),
+                        json!({ "value": r.value, "unit": r.unit.as_str(), "ts": ms(r.ts_ns) }),
                     )
                 })
                 .collect();
@@ -122,6 +124,7 @@ async fn overview(State(web): State<Web>, q: RawParams) -> Answer {
             json!({
                 "device": d.as_str(),
                 "state": state,
+                "channels": channels,
                 "latest": newest.get(d).map(|t| ms(*t)),
                 "readings": readings,
                 "score": last_score.get(d).map(|s| json!({
@@ -201,7 +204,8 @@ async fn series(State(web): State<Web>, Path(device): Path<String>, q: RawParams
             )));
         }
     }
-    let frames = Frames::align(&readings);
+    let channels = channels_of(&readings);
+    let frames = Frames::align(&readings, &channels);
     let raw_frames = frames.ts.len();
     let frames = frames.reduce(points);
     let score_frames = Frames::scores(&scores).reduce(points);
@@ -217,13 +221,35 @@ async fn series(State(web): State<Web>, Path(device): Path<String>, q: RawParams
         "to": ms(to),
         "raw_frames": raw_frames,
         "reduced": frames.ts.len() < raw_frames,
-        "units": SensorKind::ALL.map(|s| s.unit()),
-        "sensors": SensorKind::ALL.map(|s| s.as_str()),
+        "units": channels.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>(),
+        "sensors": channels.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
         "ts": frames.ts,
         "values": frames.columns,
         "scores": { "ts": score_frames.ts, "score": score_frames.columns[0], "threshold": score_frames.columns[1] },
         "alerts": spans,
     })))
+}
+
+/// The channels of `readings` with the unit of each one's newest reading, in the order the
+/// dashboard draws them: the pump's four (all of them, when the readings have any) in
+/// `SensorKind::ALL` order, then every other channel by name.
+pub fn channels_of(readings: &[Reading]) -> Vec<(Channel, Unit)> {
+    let mut others: BTreeMap<&Channel, &Unit> = BTreeMap::new();
+    let mut pump = false;
+    for r in readings {
+        match r.sensor.kind() {
+            Some(_) => pump = true,
+            None => {
+                others.insert(&r.sensor, &r.unit);
+            }
+        }
+    }
+    let mut out: Vec<(Channel, Unit)> = Vec::new();
+    if pump {
+        out.extend(SensorKind::ALL.map(|k| (Channel::from(k), Unit::from(k))));
+    }
+    out.extend(others.into_iter().map(|(c, u)| (c.clone(), u.clone())));
+    out
 }
 
 /// Columns on one time axis (milliseconds); `None` where a sensor has no reading at that time.
@@ -234,9 +260,11 @@ pub struct Frames {
 }
 
 impl Frames {
-    /// Readings ordered by time (as the store returns one device's) to one row per timestamp.
-    pub fn align(readings: &[Reading]) -> Frames {
-        let mut f = Frames { ts: vec![], columns: vec![vec![]; 4] };
+    /// Readings ordered by time (as the store returns one device's) to one row per timestamp,
+    /// one column per channel of `channels` (see [`channels_of`]); readings of other channels are
+    /// left out.
+    pub fn align(readings: &[Reading], channels: &[(Channel, Unit)]) -> Frames {
+        let mut f = Frames { ts: vec![], columns: vec![vec![]; channels.len()] };
         let mut last = None;
         for r in readings {
             if last != Some(r.ts_ns) {
@@ -246,7 +274,8 @@ impl Frames {
                     c.push(None);
                 }
             }
-            if let Some(cell) = f.columns[r.sensor.index()].last_mut() {
+            let Some(column) = channels.iter().position(|(c, _)| *c == r.sensor) else { continue };
+            if let Some(cell) = f.columns[column].last_mut() {
                 *cell = Some(r.value);
             }
         }
@@ -610,30 +639,59 @@ mod tests {
     use super::*;
 
     fn reading(sensor: SensorKind, t: i64, value: f64) -> Reading {
+        Reading::pump(DeviceId::new("pump-01").unwrap(), sensor, t * NANOS_PER_SEC, value, 0)
+    }
+
+    fn other(channel: &str, unit: &str, t: i64, value: f64) -> Reading {
         Reading {
-            device: DeviceId::new("pump-01").unwrap(),
-            sensor,
-            ts_ns: t * NANOS_PER_SEC,
-            value,
-            seq: 0,
-            injected: None,
+            sensor: Channel::new(channel).unwrap(),
+            unit: Unit::new(unit).unwrap(),
+            ..reading(SensorKind::Temperature, t, value)
         }
     }
 
     #[test]
     fn readings_align_on_one_axis_with_gaps_where_a_sensor_is_missing() {
         use SensorKind::*;
-        let f = Frames::align(&[
+        let readings = [
             reading(Temperature, 1, 20.0),
             reading(Pressure, 1, 2.0),
+            other("oil_level", "%", 1, 80.0),
             reading(Temperature, 2, 21.0),
             reading(Humidity, 2, 50.0),
-        ]);
+            other("current", "A", 2, 7.5),
+        ];
+        let channels = channels_of(&readings);
+        let names: Vec<(&str, &str)> =
+            channels.iter().map(|(c, u)| (c.as_str(), u.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("temperature", "°C"),
+                ("vibration", "RMS"),
+                ("pressure", "bar"),
+                ("humidity", "%"),
+                ("current", "A"),
+                ("oil_level", "%")
+            ]
+        );
+        let f = Frames::align(&readings, &channels);
         assert_eq!(f.ts, [1000.0, 2000.0]);
         assert_eq!(f.columns[0], [Some(20.0), Some(21.0)]);
         assert_eq!(f.columns[1], [None, None]);
         assert_eq!(f.columns[2], [Some(2.0), None]);
         assert_eq!(f.columns[3], [None, Some(50.0)]);
+        assert_eq!(f.columns[4], [None, Some(7.5)]);
+        assert_eq!(f.columns[5], [Some(80.0), None]);
+    }
+
+    /// A machine with none of the pump's channels gets only its own.
+    #[test]
+    fn another_machine_has_only_its_channels() {
+        let readings = [other("flow", "m³/h", 1, 3.0), other("current", "A", 1, 7.0)];
+        let channels = channels_of(&readings);
+        let names: Vec<&str> = channels.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, ["current", "flow"]);
     }
 
     #[test]

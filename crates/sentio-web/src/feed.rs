@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::Web;
-use crate::api::{Frames, alert_json};
+use crate::api::{Frames, alert_json, channels_of};
 use crate::params::{ApiError, Params};
 
 /// Events buffered per client before it counts as behind.
@@ -160,8 +160,13 @@ impl Cursor {
             if let Some(newest) = rs.iter().map(|r| r.ts_ns).max() {
                 self.readings.insert(device.clone(), newest);
             }
-            let f = Frames::align(&rs);
-            readings.insert(device.as_str().to_owned(), json!({ "ts": f.ts, "values": f.columns }));
+            let channels = channels_of(&rs);
+            let f = Frames::align(&rs, &channels);
+            let sensors: Vec<&str> = channels.iter().map(|(c, _)| c.as_str()).collect();
+            readings.insert(
+                device.as_str().to_owned(),
+                json!({ "sensors": sensors, "ts": f.ts, "values": f.columns }),
+            );
         }
         if !readings.is_empty() {
             events.push(event("readings", Value::Object(readings)));

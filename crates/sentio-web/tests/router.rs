@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use sentio_bus::Bus;
 use sentio_bus::memory::MemoryBus;
 use sentio_core::time::{NANOS_PER_SEC, now_ns};
-use sentio_core::{Alert, AlertState, DeviceId, Reading, SensorKind, Severity};
+use sentio_core::{Alert, AlertState, Channel, DeviceId, Reading, SensorKind, Severity, Unit};
 use sentio_store::sqlite::SqliteStore;
 use sentio_store::{DeadLetter, IngestBatch, ReadingStore, ScorePoint, SourceOffset};
 use sentio_tracking::{LocalTracking, Metric, Tracking};
@@ -90,14 +90,13 @@ async fn fixture(token: Option<&str>) -> Fixture {
         for i in 0..600 {
             let ts = t0 - (599 - i) * S;
             for (k, sensor) in SensorKind::ALL.into_iter().enumerate() {
-                readings.push(Reading {
-                    device: dev(d),
+                readings.push(Reading::pump(
+                    dev(d),
                     sensor,
-                    ts_ns: ts,
-                    value: 10.0 * k as f64 + i as f64 / 100.0,
-                    seq: i as u64,
-                    injected: None,
-                });
+                    ts,
+                    10.0 * k as f64 + i as f64 / 100.0,
+                    i as u64,
+                ));
             }
             scores.push(ScorePoint {
                 device: dev(d),
@@ -250,6 +249,55 @@ async fn series_aligns_the_sensors_and_carries_scores_and_alert_spans() {
     let to = f.t0 / 1_000_000 + 1;
     let d = json(&app, &format!("/api/devices/pump-02/series?from={}&to={to}", to - 10_000)).await;
     assert_eq!(d["raw_frames"], 10);
+}
+
+/// Another machine's channels, which no profile models, are shown with their units: on the
+/// overview and as one chart each on the device page; a pump's extra channel is drawn after its four.
+#[tokio::test]
+async fn channels_no_profile_models_are_shown() {
+    let f = fixture(None).await;
+    let mut readings = Vec::new();
+    for i in 0..60 {
+        let ts = f.t0 - (59 - i) * S;
+        for (channel, unit, value) in
+            [("current", "A", 7.5), ("flow", "m³/h", 3.0), ("vibration_x", "g", 0.25)]
+        {
+            readings.push(Reading {
+                sensor: Channel::new(channel).unwrap(),
+                unit: Unit::new(unit).unwrap(),
+                ..Reading::pump(dev("comp-1"), SensorKind::Temperature, ts, value, i as u64)
+            });
+        }
+        readings.push(Reading {
+            sensor: Channel::new("voltage").unwrap(),
+            unit: Unit::new("V").unwrap(),
+            ..Reading::pump(dev("pump-01"), SensorKind::Temperature, ts, 230.0, i as u64)
+        });
+    }
+    f.store.insert_readings(&readings).await.unwrap();
+    let app = f.web.router();
+
+    let o = json(&app, "/api/overview").await;
+    let comp = o["devices"].as_array().unwrap().iter().find(|d| d["device"] == "comp-1").unwrap();
+    assert_eq!(comp["channels"], serde_json::json!(["current", "flow", "vibration_x"]));
+    assert_eq!(comp["readings"]["flow"]["unit"], "m³/h");
+    assert_eq!(comp["readings"]["vibration_x"]["value"], 0.25);
+    let pump = &o["devices"][1];
+    assert_eq!(pump["device"], "pump-01");
+    assert_eq!(
+        pump["channels"],
+        serde_json::json!(["temperature", "vibration", "pressure", "humidity", "voltage"])
+    );
+
+    let d = json(&app, "/api/devices/comp-1/series?last=5m").await;
+    assert_eq!(d["sensors"], serde_json::json!(["current", "flow", "vibration_x"]));
+    assert_eq!(d["units"], serde_json::json!(["A", "m³/h", "g"]));
+    assert_eq!(d["raw_frames"], 60);
+    assert_eq!(d["values"][1][59], 3.0);
+    let d = json(&app, "/api/devices/pump-01/series?last=5m").await;
+    assert_eq!(d["sensors"][4], "voltage");
+    assert_eq!(d["values"][4][299], 230.0);
+    assert_eq!(d["values"][1][299], 10.0 + 5.99);
 }
 
 #[tokio::test]
@@ -487,14 +535,7 @@ async fn the_event_stream_sends_new_readings_scores_and_alert_changes() {
     // Let the poller note where things stand, then add a reading, a score and an alert change.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = f.t0 + S;
-    let fresh = Reading {
-        device: dev("pump-01"),
-        sensor: SensorKind::Humidity,
-        ts_ns: t,
-        value: 97.5,
-        seq: 600,
-        injected: None,
-    };
+    let fresh = Reading::pump(dev("pump-01"), SensorKind::Humidity, t, 97.5, 600);
     f.store.insert_readings(&[fresh]).await.unwrap();
     f.store
         .save_scores(&[ScorePoint {

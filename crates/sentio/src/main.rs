@@ -91,6 +91,9 @@ enum Command {
     Evaluate(commands::evaluate::Args),
     /// List, inspect and promote registered model versions.
     Model(commands::model::Args),
+    /// Asset profiles: which kind of machine each stored device is, the channels stored but not
+    /// modelled, and a profile to paste for machines no profile declares (`profile suggest`).
+    Profile(commands::profile::Args),
     /// Print the effective configuration (defaults, file, environment), secrets masked.
     Config(commands::config::Args),
     /// Measure throughput against peers: the embedded pipeline against its parts, with --real the
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(load()?, args).await,
             Command::Evaluate(args) => commands::evaluate::run(load()?, args).await,
             Command::Model(args) => commands::model::run(load()?, args).await,
+            Command::Profile(args) => commands::profile::run(load()?, args).await,
             Command::Config(args) => commands::config::run(cli.config.as_deref(), args),
             Command::Bench(args) => commands::bench::run(load()?, args).await,
         }

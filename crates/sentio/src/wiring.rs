@@ -116,15 +116,21 @@ pub async fn archiver(config: &Config) -> anyhow::Result<Option<Archiver>> {
     Ok(Some(Archiver::new(open_objects(config).await?, config.archive.slice)))
 }
 
-/// The ETL on the configured topics and consumer group.
-pub fn etl(config: &Config, bus: &Arc<dyn Bus>, store: &Arc<dyn ReadingStore>) -> Etl {
-    Etl::new(
+/// The ETL on the configured topics and consumer group, checking units against the configured
+/// profiles.
+pub fn etl(
+    config: &Config,
+    bus: &Arc<dyn Bus>,
+    store: &Arc<dyn ReadingStore>,
+) -> anyhow::Result<Etl> {
+    Ok(Etl::new(
         bus.clone(),
         store.clone(),
         &config.topics.readings,
         &config.topics.dead_letters,
         &config.ingest,
     )
+    .with_profiles(config.profiles()?))
 }
 
 /// The experiment tracker and model registry.

@@ -89,6 +89,93 @@ fn simulate_piped_into_ingest_stores_the_readings_and_dead_letters_the_rest() {
     assert!(stdout.contains("38400 readings repeat the timestamp and seq"), "{stdout}");
 }
 
+/// `sentio ingest --stdin` with `input`, in `dir`, optionally with a configuration file; stdout.
+fn ingest_stdin(dir: &Path, config: Option<&Path>, input: &str) -> String {
+    let mut cmd = sentio(dir);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let mut child = cmd
+        .args(["ingest", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn line(device: &str, channel: &str, unit: &str, t: u32, value: f64) -> String {
+    format!(
+        "{{\"v\":1,\"device\":\"{device}\",\"sensor\":\"{channel}\",\"ts\":\"2026-11-24T00:{:02}:{:02}Z\",\"value\":{value},\"unit\":\"{unit}\",\"seq\":{t}}}\n",
+        t / 60,
+        t % 60
+    )
+}
+
+/// A machine Sentio has no profile for: its readings are stored with their units (never
+/// dead-lettered), `sentio profile list` shows them as not modelled, `profile suggest` drafts the
+/// profile, and once pasted, the profile claims the devices and checks their units.
+#[test]
+fn another_machines_channels_are_stored_shown_and_given_a_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for t in 0..120 {
+        for device in ["comp-01", "comp-02"] {
+            input += &line(device, "current", "A", t, 20.0 + f64::from(t % 7));
+            input += &line(device, "flow", "m³/h", t, 11.5 + f64::from(t % 3) / 2.0);
+        }
+        // A pump with a channel the pump profile does not declare, and one in a wrong unit.
+        input += &line("pump-01", "voltage", "V", t, 230.0);
+    }
+    input += &line("pump-01", "temperature", "K", 0, 300.0);
+    let out = ingest_stdin(dir.path(), None, &input);
+    assert!(out.contains("600 rows stored, 1 dead letters"), "{out}");
+
+    let listed =
+        String::from_utf8(run(sentio(dir.path()).args(["profile", "list"])).stdout).unwrap();
+    assert!(
+        listed.contains("profile pump (temperature, vibration, pressure, humidity)"),
+        "{listed}"
+    );
+    assert!(listed.contains("stored: comp-01, comp-02, pump-01"), "{listed}");
+    assert!(
+        listed.contains("comp-01 (pump) also sends current (A), flow (m³/h): stored, not modelled"),
+        "{listed}"
+    );
+    assert!(listed.contains("pump-01 (pump) also sends voltage (V)"), "{listed}");
+
+    let suggested =
+        String::from_utf8(run(sentio(dir.path()).args(["profile", "suggest"])).stdout).unwrap();
+    assert!(
+        suggested.contains(
+            "[profiles.comp]\ndevices = [\"comp-0*\"]\nchannels = [\n  { name = \"current\", unit = \
+             \"A\", range = [20, 26] },\n  { name = \"flow\", unit = \"m³/h\", range = [11.5, 12.5] },\n]"
+        ),
+        "{suggested}"
+    );
+
+    // Pasted as it is, the profile claims the compressors and checks their units.
+    let config = dir.path().join("profiles.toml");
+    std::fs::write(&config, &suggested).unwrap();
+    let mut cmd = sentio(dir.path());
+    let listed =
+        String::from_utf8(run(cmd.arg("--config").arg(&config).args(["profile", "list"])).stdout)
+            .unwrap();
+    assert!(
+        listed.contains(
+            "profile comp (current, flow)\n  devices matching comp-0*\n  stored: comp-01, comp-02"
+        ),
+        "{listed}"
+    );
+    assert!(!listed.contains("comp-01 (pump)"), "{listed}");
+    let out = ingest_stdin(dir.path(), Some(&config), &line("comp-01", "current", "mA", 200, 1.0));
+    assert!(out.contains("0 rows stored, 1 dead letters"), "{out}");
+}
+
 #[test]
 fn bad_configuration_names_the_key_the_value_and_the_expected_form() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,7 +211,7 @@ fn migrate_reports_the_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(sentio(dir.path()).arg("migrate"));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("store schema at version 2"), "{text}");
+    assert!(text.contains("migration    3  channels\nstore schema at version 3"), "{text}");
     assert!(text.contains("topics ready: sensor-data, sensor-data.dlq"), "{text}");
 }
 

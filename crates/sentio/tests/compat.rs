@@ -69,6 +69,19 @@ fn an_old_store_and_registry_are_read_scored_and_trained_on() {
     let listed = stdout(&sentio(dir, &["model", "list"]));
     assert!(listed.contains("version   1") && listed.contains("@champion"), "{listed}");
 
+    // The store migrates itself to the schema with units and the channel catalog; its pumps are
+    // the built-in pump profile's, with nothing left unmodelled.
+    let migrated = stdout(&sentio(dir, &["migrate"]));
+    assert!(migrated.contains("migration    3  channels\nstore schema at version 3"), "{migrated}");
+    let profiles = stdout(&sentio(dir, &["profile", "list"]));
+    assert!(profiles.contains("stored: pump-01, pump-02\n"), "{profiles}");
+    assert!(!profiles.contains("not modelled"), "{profiles}");
+    let suggested = stdout(&sentio(dir, &["profile", "suggest"]));
+    assert!(
+        suggested.contains("# pump-01, pump-02: every channel is declared by profile pump already"),
+        "{suggested}"
+    );
+
     // The old champion scores the old readings.
     let detected = sentio(dir, &["detect", "--from", FROM, "--to", TO, "--dry-run"]);
     let text = format!("{}{}", stdout(&detected), String::from_utf8_lossy(&detected.stderr));

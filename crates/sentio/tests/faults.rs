@@ -262,7 +262,7 @@ async fn check(dir: &Path, devices: u64) {
                 }),
         );
     }
-    let key = |r: &Reading| (r.device.as_str().to_owned(), r.ts_ns, r.sensor.index(), r.seq);
+    let key = |r: &Reading| (r.device.as_str().to_owned(), r.ts_ns, r.sensor.clone(), r.seq);
     let mut got = stored.clone();
     got.sort_by_key(key);
     want.sort_by_key(key);
@@ -289,7 +289,7 @@ async fn check(dir: &Path, devices: u64) {
         // Which readings of which device, over which times, one side lacks.
         let (a, s): (std::collections::BTreeSet<_>, std::collections::BTreeSet<_>) =
             (archived.iter().map(key).collect(), got.iter().map(key).collect());
-        let spans = |only: Vec<&(String, i64, usize, u64)>| {
+        let spans = |only: Vec<&(String, i64, sentio_core::Channel, u64)>| {
             let mut per: BTreeMap<&str, (i64, i64, usize)> = BTreeMap::new();
             for (d, ts, _, _) in only {
                 let e = per.entry(d.as_str()).or_insert((*ts, *ts, 0));

@@ -247,7 +247,7 @@ fn malformed(i: usize) -> Bytes {
             "{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":\"1\",\"unit\":\"bar\",\"seq\":{i}}}"
         ),
         4 => format!(
-            "{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"voltage\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"V\",\"seq\":{i}}}"
+            "{{\"v\":1,\"device\":\"bad-{i}\",\"sensor\":\"Voltage\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"V\",\"seq\":{i}}}"
         ),
         5 => format!(
             "{{\"v\":2,\"device\":\"bad-{i}\",\"sensor\":\"pressure\",\"ts\":\"{ts}\",\"value\":1.0,\"unit\":\"bar\",\"seq\":{i}}}"

@@ -35,10 +35,10 @@ const INVALID_READINGS: &[&str] = &[
     r#"{"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":1}"#,
     r#"{"v":2,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":1}"#,
     r#"{"v":1,"device":"pump 01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":1}"#,
-    r#"{"v":1,"device":"pump-01","sensor":"voltage","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"V","seq":1}"#,
+    r#"{"v":1,"device":"pump-01","sensor":"Voltage","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"V","seq":1}"#,
+    r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar\u0007","seq":1}"#,
     r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":1795478400,"value":2.5,"unit":"bar","seq":1}"#,
     r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":"2.5","unit":"bar","seq":1}"#,
-    r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"°C","seq":1}"#,
     r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":-1}"#,
     r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":1,"injected":"gremlins"}"#,
     r#"["v",1]"#,
@@ -73,6 +73,9 @@ fn simulated_readings_match_the_schema_and_rejected_ones_break_it() {
         valid.iter().any(|l| !l.contains("\"injected\":null")),
         "no injected reading in the sample"
     );
+    // Another machine's channels, in their own units, are valid too.
+    valid.push(r#"{"v":1,"device":"comp-1","sensor":"current","ts":"2026-11-24T00:00:00Z","value":7.5,"unit":"A","seq":1}"#.into());
+    valid.push(r#"{"v":1,"device":"comp-1","sensor":"flow.rate","ts":"2026-11-24T00:00:00Z","value":3.0,"unit":"m³/h","seq":1}"#.into());
     check("reading.v1.json", &valid, INVALID_READINGS);
 
     // The ETL turns every one of them into a dead letter.

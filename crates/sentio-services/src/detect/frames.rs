@@ -99,8 +99,12 @@ impl DeviceFrames {
         if self.next_slot.is_some_and(|next| slot < next) {
             return Pushed::Late;
         }
+        // Another machine's channel has no column in the pump's frame (not modelled).
+        let Some(kind) = r.sensor.kind() else {
+            return Pushed::Accepted;
+        };
         let cell = self.pending.entry(slot).or_default();
-        cell.cells[r.sensor.index()] = Some(r.value);
+        cell.cells[kind.index()] = Some(r.value);
         cell.newest_ns = cell.newest_ns.max(r.ts_ns);
         self.newest_ns = self.newest_ns.max(r.ts_ns);
         Pushed::Accepted
@@ -211,14 +215,7 @@ mod tests {
     }
 
     fn reading(sensor: SensorKind, ts_ns: i64, value: f64) -> Reading {
-        Reading {
-            device: DeviceId::new("d").unwrap(),
-            sensor,
-            ts_ns,
-            value,
-            seq: 0,
-            injected: None,
-        }
+        Reading::pump(DeviceId::new("d").unwrap(), sensor, ts_ns, value, 0)
     }
 
     /// `n` seconds of readings, with some missing and some out of order (within the grace).

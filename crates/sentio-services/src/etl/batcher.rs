@@ -3,7 +3,7 @@
 
 use sentio_bus::Record;
 use sentio_core::message::decode_truncated;
-use sentio_core::{DecodeError, DecodeLimits, decode_reading};
+use sentio_core::{DecodeError, DecodeLimits, Profiles, decode_reading};
 use sentio_store::{DeadLetter, IngestBatch, SourceOffset};
 use tokio::time::{Duration, Instant};
 
@@ -12,6 +12,8 @@ pub struct Batcher {
     group: String,
     topic: String,
     limits: DecodeLimits,
+    /// A reading whose unit contradicts its device's profile is a dead letter.
+    profiles: Profiles,
     linger: Duration,
     batch: IngestBatch,
     /// When the oldest record of the open batch arrived.
@@ -24,10 +26,17 @@ impl Batcher {
             group: group.to_owned(),
             topic: topic.to_owned(),
             limits,
+            profiles: Profiles::builtin(),
             linger,
             batch: Self::empty(group, topic),
             opened_at: None,
         }
+    }
+
+    /// Checks units against `profiles` instead of the built-in pump for every device.
+    pub fn with_profiles(mut self, profiles: Profiles) -> Self {
+        self.profiles = profiles;
+        self
     }
 
     fn empty(group: &str, topic: &str) -> IngestBatch {
@@ -45,7 +54,11 @@ impl Batcher {
         }
         self.opened_at.get_or_insert(now);
         let source = SourceOffset { partition: record.partition, offset: record.offset };
-        match decode_reading(&record.payload, &self.limits, now_ns) {
+        let decoded = decode_reading(&record.payload, &self.limits, now_ns).and_then(|reading| {
+            self.profiles.check(&reading).map_err(DecodeError::from)?;
+            Ok(reading)
+        });
+        match decoded {
             Ok(reading) => self.batch.readings.push((source, reading)),
             Err(e) => {
                 let payload = kept_payload(&record.payload, self.limits.max_bytes);
@@ -105,7 +118,9 @@ mod tests {
 
     use bytes::Bytes;
     use proptest::prelude::*;
-    use sentio_core::{DeviceId, Reading, SensorKind, encode_reading};
+    use sentio_core::{
+        Channel, ChannelSpec, DeviceId, Profile, Reading, SensorKind, Unit, encode_reading,
+    };
 
     use super::*;
 
@@ -113,14 +128,13 @@ mod tests {
 
     fn record(partition: u32, offset: u64, valid: bool) -> Record {
         let payload = if valid {
-            encode_reading(&Reading {
-                device: DeviceId::new(&format!("d-{partition}")).unwrap(),
-                sensor: SensorKind::Pressure,
-                ts_ns: NOW_NS - 1_000,
-                value: offset as f64,
-                seq: offset,
-                injected: None,
-            })
+            encode_reading(&Reading::pump(
+                DeviceId::new(&format!("d-{partition}")).unwrap(),
+                SensorKind::Pressure,
+                NOW_NS - 1_000,
+                offset as f64,
+                offset,
+            ))
         } else {
             format!("{{\"v\":1,\"broken\":{offset}").into_bytes()
         };
@@ -265,5 +279,72 @@ mod tests {
             prop_assert_eq!(got, sent);
             prop_assert_eq!(resume, next.iter().map(|(p, o)| (*p, o + 1)).collect::<BTreeMap<_, _>>());
         }
+    }
+
+    /// Units are checked against the device's profile; a channel or a device that no profile
+    /// declares is kept as it came (stored, not modelled), never dead-lettered.
+    #[test]
+    fn units_follow_the_profile_and_unknown_channels_are_kept() {
+        let compressor = Profile {
+            name: "compressor".into(),
+            channels: vec![ChannelSpec {
+                name: Channel::new("current").unwrap(),
+                unit: Unit::new("A").unwrap(),
+                range: None,
+            }],
+            devices: vec!["comp-*".into()],
+        };
+        let profiles =
+            Profiles::new(vec![Profile::pump(vec!["pump-*".into()]), compressor]).unwrap();
+        let mut b = Batcher::new("g", "t", DecodeLimits::default(), Duration::from_secs(1))
+            .with_profiles(profiles);
+        let send = |b: &mut Batcher, offset: u64, device: &str, channel: &str, unit: &str| {
+            let reading = Reading {
+                sensor: Channel::new(channel).unwrap(),
+                unit: Unit::new(unit).unwrap(),
+                ..Reading::pump(
+                    DeviceId::new(device).unwrap(),
+                    SensorKind::Temperature,
+                    NOW_NS - 1_000,
+                    1.5,
+                    offset,
+                )
+            };
+            let payload = Bytes::from(encode_reading(&reading));
+            let record = Record { payload, ..record(0, offset, true) };
+            assert!(b.push(&record, NOW_NS, Instant::now()));
+        };
+        send(&mut b, 0, "comp-1", "current", "A");
+        send(&mut b, 1, "comp-1", "current", "mA");
+        send(&mut b, 2, "comp-1", "oil_level", "%");
+        send(&mut b, 3, "pump-1", "temperature", "K");
+        send(&mut b, 4, "pump-1", "voltage", "V");
+        send(&mut b, 5, "lathe-9", "spindle_speed", "rpm");
+        let batch = b.take();
+        let kept: Vec<(u64, &str)> =
+            batch.readings.iter().map(|(s, r)| (s.offset, r.sensor.as_str())).collect();
+        assert_eq!(kept, [(0, "current"), (2, "oil_level"), (4, "voltage"), (5, "spindle_speed")]);
+        let dead: Vec<(u64, &str, &str)> = batch
+            .dead_letters
+            .iter()
+            .map(|d| (d.source.offset, d.code.as_str(), d.reason.as_str()))
+            .collect();
+        assert_eq!(
+            dead,
+            [
+                (
+                    1,
+                    "unit_mismatch",
+                    "unit \"mA\" does not match channel current of profile compressor, which \
+                     reports in \"A\""
+                ),
+                (
+                    3,
+                    "unit_mismatch",
+                    "unit \"K\" does not match channel temperature of profile pump, which reports \
+                     in \"°C\""
+                ),
+            ]
+        );
     }
 }

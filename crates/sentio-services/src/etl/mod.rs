@@ -36,8 +36,8 @@ use std::time::Duration;
 use anyhow::Context;
 use sentio_bus::{Bus, BusError, Consumer, Record};
 use sentio_config::IngestConfig;
-use sentio_core::DecodeLimits;
 use sentio_core::time::now_ns;
+use sentio_core::{DecodeLimits, Profiles};
 use sentio_store::{BatchOutcome, IngestBatch, ReadingStore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -131,6 +131,7 @@ pub struct Etl {
     topic: String,
     dead_letter_topic: String,
     config: IngestConfig,
+    profiles: Profiles,
     stats: Arc<EtlStats>,
     /// Set up when the run starts, from the store's newest readings.
     repeats: std::sync::Mutex<Repeats>,
@@ -150,9 +151,18 @@ impl Etl {
             topic: topic.to_owned(),
             dead_letter_topic: dead_letter_topic.to_owned(),
             config: config.clone(),
+            profiles: Profiles::builtin(),
             stats: Arc::default(),
             repeats: std::sync::Mutex::default(),
         }
+    }
+
+    /// The configured profiles: a reading in a unit other than the one its device's profile
+    /// declares for the channel is a dead letter (`unit_mismatch`). By default the built-in pump
+    /// profile claims every device.
+    pub fn with_profiles(mut self, profiles: Profiles) -> Self {
+        self.profiles = profiles;
+        self
     }
 
     pub fn stats(&self) -> Arc<EtlStats> {
@@ -178,7 +188,8 @@ impl Etl {
             // Only the repeat warning depends on it.
             Err(e) => tracing::warn!(error = %e, "cannot read the newest stored readings"),
         }
-        let mut batcher = Batcher::new(&group, &self.topic, limits, self.config.batch_linger);
+        let mut batcher = Batcher::new(&group, &self.topic, limits, self.config.batch_linger)
+            .with_profiles(self.profiles.clone());
         let mut assigned = BTreeSet::new();
         let mut watch = RejoinWatch::new(self.config.rejoin_after, Instant::now());
         let mut drain_until: Option<Instant> = None;

@@ -14,16 +14,19 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sentio_core::{DeviceId, Reading};
+use sentio_core::{Channel, DeviceId, Reading};
 
 /// How often the warning may repeat while repeats keep coming.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// The newest (timestamp, seq) per device and sensor, and the repeats seen.
+/// The newest (timestamp, seq) of one device and channel, once seen.
+type Newest = Option<(i64, u64)>;
+
+/// The newest (timestamp, seq) per device and channel, and the repeats seen.
 #[derive(Debug, Default)]
 pub struct Repeats {
-    /// Per device (by `index`), per sensor (`SensorKind::index`).
-    newest: Vec<[Option<(i64, u64)>; 4]>,
+    /// Per device (by `index`), per channel (a few per device: a linear search).
+    newest: Vec<Vec<(Channel, Newest)>>,
     index: HashMap<DeviceId, usize>,
     /// The device looked up last: a device's readings come in runs (its sensors at one tick, on
     /// one partition), so most lookups skip the hash.
@@ -39,7 +42,7 @@ impl Repeats {
         let mut r = Self::default();
         for reading in stored {
             let i = r.slot(&reading.device);
-            r.newest[i][reading.sensor.index()] = Some((reading.ts_ns, reading.seq));
+            *r.channel(i, &reading.sensor) = Some((reading.ts_ns, reading.seq));
         }
         r
     }
@@ -50,7 +53,7 @@ impl Repeats {
         let mut n = 0;
         for r in readings {
             let i = self.slot(&r.device);
-            let slot = &mut self.newest[i][r.sensor.index()];
+            let slot = self.channel(i, &r.sensor);
             match slot {
                 Some((ts, seq)) if r.ts_ns <= *ts && r.seq <= *seq => n += 1,
                 Some(newest) if r.ts_ns < newest.0 => {}
@@ -83,13 +86,26 @@ impl Repeats {
         let i = match self.index.get(device) {
             Some(&i) => i,
             None => {
-                self.newest.push([None; 4]);
+                self.newest.push(Vec::new());
                 self.index.insert(device.clone(), self.newest.len() - 1);
                 self.newest.len() - 1
             }
         };
         self.last = Some((device.clone(), i));
         i
+    }
+
+    /// Device `i`'s newest (timestamp, seq) of `channel`, made on first sight.
+    fn channel(&mut self, i: usize, channel: &Channel) -> &mut Newest {
+        let channels = &mut self.newest[i];
+        let at = match channels.iter().position(|(c, _)| c == channel) {
+            Some(at) => at,
+            None => {
+                channels.push((channel.clone(), None));
+                channels.len() - 1
+            }
+        };
+        &mut channels[at].1
     }
 
     /// Repeats seen in all.
@@ -107,14 +123,7 @@ mod tests {
     use super::*;
 
     fn reading(device: &str, sensor: SensorKind, ts_ns: i64, seq: u64) -> Reading {
-        Reading {
-            device: DeviceId::new(device).unwrap(),
-            sensor,
-            ts_ns,
-            value: 1.0,
-            seq,
-            injected: None,
-        }
+        Reading::pump(DeviceId::new(device).unwrap(), sensor, ts_ns, 1.0, seq)
     }
 
     #[test]

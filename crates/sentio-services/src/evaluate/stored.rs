@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sentio_core::time::NANOS_PER_SEC;
-use sentio_core::{AlertState, AnomalyKind, DeviceId, SensorKind};
+use sentio_core::{AlertState, AnomalyKind, Channel, DeviceId, SensorKind};
 use sentio_store::{RangeQuery, ReadingStore};
 use serde::Serialize;
 
@@ -228,8 +228,13 @@ async fn ground_truth(
     let mut at = from_ns;
     while at < to_ns {
         let end = at.saturating_add(QUERY_SLICE_NS).min(to_ns);
-        let query =
-            RangeQuery { devices: devices.to_vec(), sensors: vec![], from_ns: at, to_ns: end };
+        // The modelled channels' ground truth: another machine's readings are not scored.
+        let query = RangeQuery {
+            devices: devices.to_vec(),
+            sensors: SensorKind::ALL.map(Channel::from).to_vec(),
+            from_ns: at,
+            to_ns: end,
+        };
         let rows = store.query_range(&query).await.context("reading the ground truth")?;
         for r in rows {
             let cell = slots

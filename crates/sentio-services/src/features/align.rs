@@ -123,8 +123,12 @@ impl SeriesBuilder {
         let Ok(row) = usize::try_from(slot_of(r.ts_ns, self.cadence_ns) - self.first_slot) else {
             return;
         };
+        // Another machine's channel has no column in the pump's frame (not modelled).
+        let Some(kind) = r.sensor.kind() else {
+            return;
+        };
         if let Some(cells) = self.raw.get_mut(row) {
-            cells[r.sensor.index()] = r.value;
+            cells[kind.index()] = r.value;
             self.labelled[row] |= r.injected.is_some();
         }
     }
@@ -179,12 +183,8 @@ mod tests {
 
     fn reading(sensor: SensorKind, ts_s: i64, value: f64, label: bool) -> Reading {
         Reading {
-            device: DeviceId::new("d").unwrap(),
-            sensor,
-            ts_ns: ts_s * 1_000_000_000,
-            value,
-            seq: 0,
             injected: label.then_some(sentio_core::AnomalyKind::TemperatureSpike),
+            ..Reading::pump(DeviceId::new("d").unwrap(), sensor, ts_s * 1_000_000_000, value, 0)
         }
     }
 

@@ -239,8 +239,9 @@ impl Simulator {
             if ts < *start {
                 continue;
             }
-            for reading in model.sample(ts) {
-                if reading.ts_ns <= skip[reading.sensor.index()] {
+            // In `SensorKind::ALL` order, as `skip` is.
+            for (sensor, reading) in model.sample(ts).into_iter().enumerate() {
+                if reading.ts_ns <= skip[sensor] {
                     continue;
                 }
                 if reading.injected.is_some() {

@@ -213,8 +213,11 @@ impl Simulator {
         // Each device's newest stored reading per sensor.
         let mut newest: BTreeMap<String, [Option<(i64, u64)>; 4]> = BTreeMap::new();
         for r in store.latest_readings(i64::MIN).await.context("reading where devices stopped")? {
-            newest.entry(r.device.as_str().to_owned()).or_default()[r.sensor.index()] =
-                Some((r.ts_ns, r.seq));
+            // Only the pump's channels are simulated; another producer's are none of its business.
+            if let Some(kind) = r.sensor.kind() {
+                newest.entry(r.device.as_str().to_owned()).or_default()[kind.index()] =
+                    Some((r.ts_ns, r.seq));
+            }
         }
 
         let mut out = Resumed::default();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use sentio_config::TrainConfig;
-use sentio_core::DeviceId;
+use sentio_core::{Channel, DeviceId, SensorKind};
 use sentio_store::{RangeQuery, ReadingStore};
 use serde::{Deserialize, Serialize};
 
@@ -104,8 +104,13 @@ pub async fn read_series(
     let mut at = from_ns;
     while at < to_ns {
         let end = at.saturating_add(QUERY_SLICE_NS).min(to_ns);
-        let query =
-            RangeQuery { devices: devices.to_vec(), sensors: vec![], from_ns: at, to_ns: end };
+        // Only the channels the model reads: another machine's are stored, not modelled.
+        let query = RangeQuery {
+            devices: devices.to_vec(),
+            sensors: SensorKind::ALL.map(Channel::from).to_vec(),
+            from_ns: at,
+            to_ns: end,
+        };
         let rows = store.query_range(&query).await.context("reading history from the store")?;
         readings += rows.len() as u64;
         for r in &rows {

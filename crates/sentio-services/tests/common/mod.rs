@@ -354,6 +354,18 @@ impl ReadingStore for SlowStore {
         self.inner.query_range(query).await
     }
 
+    async fn channels(&self) -> Result<Vec<sentio_store::ChannelInfo>, sentio_store::StoreError> {
+        self.inner.channels().await
+    }
+
+    async fn channel_stats(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<sentio_store::ChannelStats>, sentio_store::StoreError> {
+        self.inner.channel_stats(from_ns, to_ns).await
+    }
+
     async fn dead_letters(
         &self,
         topic: &str,

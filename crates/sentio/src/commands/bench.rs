@@ -158,7 +158,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let store = wiring::open_store(&config).await?;
     let bus = wiring::open_bus(&config, Some(store.as_ref())).await?;
     let started = Instant::now();
-    let etl = wiring::etl(&config, &bus, &store);
+    let etl = wiring::etl(&config, &bus, &store)?;
     let etl_stats = etl.stats();
     let etl_stop = CancellationToken::new();
     let etl_task = tokio::spawn(etl.run(etl_stop.clone()));

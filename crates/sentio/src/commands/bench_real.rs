@@ -43,8 +43,8 @@ use crate::wiring;
 const PYTHON_PRODUCER: &str = include_str!("../../../../scripts/kafka_produce.py");
 
 /// The column types of the store's `COPY` ([`COPY_READINGS`]), for tokio-postgres's encoder.
-const COPY_TYPES: [Type; 6] =
-    [Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT];
+const COPY_TYPES: [Type; 7] =
+    [Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT, Type::TEXT];
 
 /// How long an ETL may go without storing a row before the benchmark gives up on it.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -546,6 +546,7 @@ async fn raw_copy(
                     &r.value,
                     &seq,
                     &injected,
+                    &r.unit.as_str(),
                 ])
                 .await
                 .context("writing COPY rows")?;
@@ -595,7 +596,7 @@ async fn etl_until(
     expected: u64,
     bar: &ProgressBar,
 ) -> anyhow::Result<EtlTiming> {
-    let etl = wiring::etl(config, bus, store);
+    let etl = wiring::etl(config, bus, store)?;
     let stats = etl.stats();
     let stop = CancellationToken::new();
     let started = Instant::now();

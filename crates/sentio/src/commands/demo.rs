@@ -93,7 +93,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
 
     // The ETL stops only after the simulator has, so it can drain what the simulator published.
     let etl_stop = CancellationToken::new();
-    let etl = wiring::etl(&config, &bus, &store);
+    let etl = wiring::etl(&config, &bus, &store)?;
     let etl_stats = etl.stats();
     let etl_task = shutdown.spawn("ingest", etl.run(etl_stop.clone()));
     let probe = Arc::new(Probe {

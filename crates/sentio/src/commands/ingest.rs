@@ -37,7 +37,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let store = wiring::open_store(&config).await?;
     let bus = wiring::open_bus(&config, Some(store.as_ref())).await?;
 
-    let etl = wiring::etl(&config, &bus, &store);
+    let etl = wiring::etl(&config, &bus, &store)?;
     let stats = etl.stats();
     let etl_stop = tokio_util::sync::CancellationToken::new();
     let etl_task = shutdown.spawn("ingest", etl.run(etl_stop.clone()));
@@ -281,14 +281,13 @@ mod tests {
         sqlite.migrate().await.unwrap();
         let store: Arc<dyn ReadingStore> = Arc::new(sqlite);
 
-        let valid = encode_reading(&Reading {
-            device: DeviceId::new("pump-01").unwrap(),
-            sensor: SensorKind::Pressure,
-            ts_ns: now_ns() - NANOS_PER_SEC,
-            value: 2.5,
-            seq: 0,
-            injected: None,
-        });
+        let valid = encode_reading(&Reading::pump(
+            DeviceId::new("pump-01").unwrap(),
+            SensorKind::Pressure,
+            now_ns() - NANOS_PER_SEC,
+            2.5,
+            0,
+        ));
         let mut tail = b"\n".to_vec();
         tail.extend_from_slice(&valid);
         tail.push(b'\n');

@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod ingest;
 pub mod migrate;
 pub mod model;
+pub mod profile;
 pub mod serve;
 pub mod simulate;
 mod time_arg;
