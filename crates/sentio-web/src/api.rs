@@ -234,21 +234,23 @@ async fn series(State(web): State<Web>, Path(device): Path<String>, q: RawParams
 /// dashboard draws them: the pump's four (all of them, when the readings have any) in
 /// `SensorKind::ALL` order, then every other channel by name.
 pub fn channels_of(readings: &[Reading]) -> Vec<(Channel, Unit)> {
-    let mut others: BTreeMap<&Channel, &Unit> = BTreeMap::new();
-    let mut pump = false;
+    // Later readings overwrite earlier ones: the newest unit of each channel.
+    let mut units: BTreeMap<&Channel, &Unit> = BTreeMap::new();
     for r in readings {
-        match r.sensor.kind() {
-            Some(_) => pump = true,
-            None => {
-                others.insert(&r.sensor, &r.unit);
-            }
-        }
+        units.insert(&r.sensor, &r.unit);
     }
     let mut out: Vec<(Channel, Unit)> = Vec::new();
-    if pump {
-        out.extend(SensorKind::ALL.map(|k| (Channel::from(k), Unit::from(k))));
+    if units.keys().any(|c| c.kind().is_some()) {
+        // A pump channel not in the range still gets its chart, in the pump's unit.
+        out.extend(SensorKind::ALL.map(|k| {
+            let channel = Channel::from(k);
+            let unit = units.get(&channel).map_or_else(|| Unit::from(k), |u| (*u).clone());
+            (channel, unit)
+        }));
     }
-    out.extend(others.into_iter().map(|(c, u)| (c.clone(), u.clone())));
+    out.extend(
+        units.into_iter().filter(|(c, _)| c.kind().is_none()).map(|(c, u)| (c.clone(), u.clone())),
+    );
     out
 }
 
@@ -692,6 +694,10 @@ mod tests {
         let channels = channels_of(&readings);
         let names: Vec<&str> = channels.iter().map(|(c, _)| c.as_str()).collect();
         assert_eq!(names, ["current", "flow"]);
+        // A channel named like the pump's keeps the unit its device sends.
+        let channels = channels_of(&[other("pressure", "psi", 1, 30.0)]);
+        assert_eq!((channels[2].0.as_str(), channels[2].1.as_str()), ("pressure", "psi"));
+        assert_eq!(channels[0].1.as_str(), "°C");
     }
 
     #[test]
