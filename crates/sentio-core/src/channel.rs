@@ -1,7 +1,9 @@
 //! Channel names and units: what a reading measures, on any machine.
 
+use std::cmp::Ordering;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,10 +20,20 @@ pub const MAX_UNIT_LEN: usize = 32;
 /// [`SensorKind`]; any other machine brings its own.
 ///
 /// Like [`crate::DeviceId`], it goes into SQL, object keys and file columns unescaped. Cloning is
-/// cheap (a shared string), and the pump's four channels are shared by every reading of them.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// cheap: the pump's four channels are a tag (no reference count, which every reading of them
+/// would otherwise bump on a cache line shared by every thread), any other a shared string.
+/// Equality, order and hashing are those of the name.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Channel(Arc<str>);
+pub struct Channel(Name);
+
+/// A name that is one of the pump's (by tag) or any other (shared). [`Channel::new`] and
+/// [`Unit::new`] keep a pump name always as its tag, so equal names are equal variants.
+#[derive(Clone, PartialEq, Eq)]
+enum Name {
+    Pump(SensorKind),
+    Other(Arc<str>),
+}
 
 /// Why a string is not a valid [`Channel`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,12 +47,6 @@ pub enum InvalidChannel {
          and '-'"
     )]
     BadChar { name: String, bad: char },
-}
-
-/// The pump's four channels, shared so that decoding and simulating them allocates nothing.
-fn pump_channels() -> &'static [Channel; 4] {
-    static PUMP: OnceLock<[Channel; 4]> = OnceLock::new();
-    PUMP.get_or_init(|| SensorKind::ALL.map(|kind| Channel(Arc::from(kind.as_str()))))
 }
 
 impl Channel {
@@ -59,26 +65,54 @@ impl Channel {
         }) {
             return Err(InvalidChannel::BadChar { name: name.to_owned(), bad });
         }
-        Ok(Self(Arc::from(name)))
+        Ok(Self(Name::Other(Arc::from(name))))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Name::Pump(kind) => kind.as_str(),
+            Name::Other(name) => name,
+        }
     }
 
     /// The pump channel this is, if it is one of the four.
     pub fn kind(&self) -> Option<SensorKind> {
-        let pump = pump_channels();
-        if let Some(i) = pump.iter().position(|c| Arc::ptr_eq(&c.0, &self.0)) {
-            return Some(SensorKind::ALL[i]);
+        match self.0 {
+            Name::Pump(kind) => Some(kind),
+            Name::Other(_) => None,
         }
-        SensorKind::parse(&self.0)
     }
 }
 
 impl From<SensorKind> for Channel {
     fn from(kind: SensorKind) -> Self {
-        pump_channels()[kind.index()].clone()
+        Self(Name::Pump(kind))
+    }
+}
+
+impl PartialEq for Channel {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Channel {}
+
+impl Hash for Channel {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Channel {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Channel {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -97,7 +131,7 @@ impl TryFrom<String> for Channel {
 
 impl From<Channel> for String {
     fn from(value: Channel) -> Self {
-        value.0.to_string()
+        value.as_str().to_owned()
     }
 }
 
@@ -110,22 +144,23 @@ impl std::str::FromStr for Channel {
 
 impl fmt::Display for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Channel({})", &self.0)
+        write!(f, "Channel({})", self.as_str())
     }
 }
 
 /// The unit a reading's value is in, as its producer wrote it (`°C`, `bar`, `m³/h`); empty for a
 /// dimensionless value. At most 32 bytes, no control characters. A profile that declares the
-/// channel fixes its unit; otherwise any unit is kept as it came.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// channel fixes its unit; otherwise any unit is kept as it came. Cloning is cheap, as for
+/// [`Channel`]: the pump's four units are tags. Equality, order and hashing are the text's.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Unit(Arc<str>);
+pub struct Unit(Name);
 
 /// Why a string is not a valid [`Unit`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,15 +171,10 @@ pub enum InvalidUnit {
     Control { unit: String, bad: char },
 }
 
-fn pump_units() -> &'static [Unit; 4] {
-    static PUMP: OnceLock<[Unit; 4]> = OnceLock::new();
-    PUMP.get_or_init(|| SensorKind::ALL.map(|kind| Unit(Arc::from(kind.unit()))))
-}
-
 impl Unit {
     pub fn new(unit: &str) -> Result<Self, InvalidUnit> {
-        if let Some(shared) = pump_units().iter().find(|u| &*u.0 == unit) {
-            return Ok(shared.clone());
+        if let Some(kind) = SensorKind::ALL.into_iter().find(|k| k.unit() == unit) {
+            return Ok(Self::from(kind));
         }
         if unit.len() > MAX_UNIT_LEN {
             return Err(InvalidUnit::TooLong { len: unit.len() });
@@ -152,18 +182,47 @@ impl Unit {
         if let Some(bad) = unit.chars().find(|c| c.is_control()) {
             return Err(InvalidUnit::Control { unit: unit.to_owned(), bad });
         }
-        Ok(Self(Arc::from(unit)))
+        Ok(Self(Name::Other(Arc::from(unit))))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Name::Pump(kind) => kind.unit(),
+            Name::Other(unit) => unit,
+        }
     }
 }
 
 impl From<SensorKind> for Unit {
     /// The unit the pump profile gives this channel.
     fn from(kind: SensorKind) -> Self {
-        pump_units()[kind.index()].clone()
+        Self(Name::Pump(kind))
+    }
+}
+
+impl PartialEq for Unit {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Unit {}
+
+impl Hash for Unit {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Unit {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Unit {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -176,19 +235,19 @@ impl TryFrom<String> for Unit {
 
 impl From<Unit> for String {
     fn from(value: Unit) -> Self {
-        value.0.to_string()
+        value.as_str().to_owned()
     }
 }
 
 impl fmt::Display for Unit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Unit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Unit({:?})", &self.0)
+        write!(f, "Unit({:?})", self.as_str())
     }
 }
 
@@ -201,7 +260,8 @@ mod tests {
         for kind in SensorKind::ALL {
             let c = Channel::new(kind.as_str()).unwrap();
             assert_eq!(c.kind(), Some(kind));
-            assert!(Arc::ptr_eq(&c.0, &Channel::from(kind).0));
+            assert!(matches!(c.0, Name::Pump(k) if k == kind), "kept as a tag, not a string");
+            assert_eq!(c, Channel::from(kind));
             assert_eq!(c, kind);
             assert_eq!(Unit::from(kind).as_str(), kind.unit());
         }
@@ -219,6 +279,28 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Order, equality and hashing follow the names, whichever form holds them.
+    #[test]
+    fn channels_compare_as_their_names() {
+        use std::collections::hash_map::DefaultHasher;
+        let hash = |c: &Channel| {
+            let mut h = DefaultHasher::new();
+            c.hash(&mut h);
+            h.finish()
+        };
+        let mut names: Vec<Channel> = ["vibration", "current", "temperature", "humidity", "zeta"]
+            .into_iter()
+            .map(|n| Channel::new(n).unwrap())
+            .collect();
+        names.sort();
+        let sorted: Vec<&str> = names.iter().map(Channel::as_str).collect();
+        assert_eq!(sorted, ["current", "humidity", "temperature", "vibration", "zeta"]);
+        let t = Channel::new("temperature").unwrap();
+        assert_eq!(hash(&t), hash(&Channel::from(SensorKind::Temperature)));
+        assert_eq!(Unit::new("%").unwrap(), Unit::from(SensorKind::Humidity));
+        assert!(Unit::new("A").unwrap() < Unit::new("bar").unwrap());
     }
 
     #[test]

@@ -568,7 +568,10 @@ fn encode_copy<'r>(rows: impl ExactSizeIterator<Item = &'r ReadingRow>) -> Bytes
             Some(kind) => text(&mut buf, kind),
             None => buf.put_i32(-1),
         }
-        text(&mut buf, r.unit.as_str());
+        match r.stored_unit() {
+            Some(unit) => text(&mut buf, unit),
+            None => buf.put_i32(-1),
+        }
     }
     buf.put_i16(COPY_TRAILER);
     buf.freeze()
@@ -578,7 +581,7 @@ fn encode_copy<'r>(rows: impl ExactSizeIterator<Item = &'r ReadingRow>) -> Bytes
 struct CatalogColumns<'a> {
     devices: Vec<&'a str>,
     sensors: Vec<&'a str>,
-    units: Vec<&'a str>,
+    units: Vec<Option<&'a str>>,
     first: Vec<i64>,
     last: Vec<i64>,
 }
@@ -1316,8 +1319,13 @@ mod tests {
                     want.extend(kind.as_bytes());
                 }
             }
-            want.extend((unit.len() as i32).to_be_bytes());
-            want.extend(unit.as_bytes());
+            // A pump channel in the pump's unit is stored as NULL (see `ReadingRow::stored_unit`).
+            if sensor == "pressure" && unit == "bar" {
+                want.extend((-1i32).to_be_bytes());
+            } else {
+                want.extend((unit.len() as i32).to_be_bytes());
+                want.extend(unit.as_bytes());
+            }
         }
         want.extend((-1i16).to_be_bytes());
         assert_eq!(&data[..], &want[..]);

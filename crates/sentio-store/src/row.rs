@@ -5,7 +5,7 @@
 //! anything is written, never wrapped. Reading back, a value that does not decode (a negative
 //! sequence number, a channel name that is not one) is [`StoreError::Corrupt`].
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use sentio_core::{
     Alert, AlertState, AnomalyKind, Channel, DeviceId, Reading, SensorKind, Severity, Unit,
@@ -74,6 +74,16 @@ impl ReadingRow {
             injected: reading.injected.map(AnomalyKind::as_str),
         })
     }
+
+    /// The `unit` column: NULL for a pump channel in the pump's unit, as every row stored before
+    /// units were (and [`decode_unit`] reads it back the same), the unit otherwise. The common
+    /// case costs the store neither the bytes nor the bind.
+    pub fn stored_unit(&self) -> Option<&str> {
+        match self.sensor.kind() {
+            Some(kind) if self.unit == Unit::from(kind) => None,
+            _ => Some(self.unit.as_str()),
+        }
+    }
 }
 
 /// Decodes the columns of a stored reading. `device` is already validated: backends reuse the
@@ -139,8 +149,9 @@ pub(crate) fn sort_by_channel<T>(items: &mut [T], key: impl Fn(&T) -> (&DeviceId
 pub(crate) struct CatalogRow<'a> {
     pub device: &'a str,
     pub sensor: &'a str,
-    /// The unit of the reading with the largest timestamp (the last written of those).
-    pub unit: &'a str,
+    /// The unit of the reading with the largest timestamp (the last written of those), as
+    /// [`ReadingRow::stored_unit`] stores it.
+    pub unit: Option<&'a str>,
     pub first_ts_ns: i64,
     pub last_ts_ns: i64,
 }
@@ -151,26 +162,35 @@ pub(crate) struct CatalogRow<'a> {
 pub(crate) fn catalog_rows<'a>(
     rows: impl IntoIterator<Item = &'a ReadingRow>,
 ) -> Vec<CatalogRow<'a>> {
-    let mut out: BTreeMap<(&str, &str), CatalogRow<'a>> = BTreeMap::new();
+    // Per reading on the ETL's path: a hash lookup, not a walk of an ordered map; a batch has few
+    // channels, sorted once at the end.
+    let mut at: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut out: Vec<CatalogRow<'a>> = Vec::new();
     for r in rows {
         let (device, sensor) = (r.device.as_str(), r.sensor.as_str());
-        out.entry((device, sensor))
-            .and_modify(|c| {
+        match at.get(&(device, sensor)) {
+            Some(&i) => {
+                let c = &mut out[i];
                 c.first_ts_ns = c.first_ts_ns.min(r.ts_ns);
                 if r.ts_ns >= c.last_ts_ns {
                     c.last_ts_ns = r.ts_ns;
-                    c.unit = r.unit.as_str();
+                    c.unit = r.stored_unit();
                 }
-            })
-            .or_insert(CatalogRow {
-                device,
-                sensor,
-                unit: r.unit.as_str(),
-                first_ts_ns: r.ts_ns,
-                last_ts_ns: r.ts_ns,
-            });
+            }
+            None => {
+                at.insert((device, sensor), out.len());
+                out.push(CatalogRow {
+                    device,
+                    sensor,
+                    unit: r.stored_unit(),
+                    first_ts_ns: r.ts_ns,
+                    last_ts_ns: r.ts_ns,
+                });
+            }
+        }
     }
-    out.into_values().collect()
+    out.sort_unstable_by(|a, b| (a.device, a.sensor).cmp(&(b.device, b.sensor)));
+    out
 }
 
 /// Decodes a stored catalog row.
@@ -602,12 +622,15 @@ mod tests {
         assert_eq!(
             got,
             [
-                row("a", "humidity", "%", 4, 4),
-                row("a", "temperature", "°C", 2, 3),
-                row("b", "current", "µA", 1, 9),
+                // The pump's units are stored as NULL, another unit as itself.
+                row("a", "humidity", None, 4, 4),
+                row("a", "temperature", None, 2, 3),
+                row("b", "current", Some("µA"), 1, 9),
             ]
         );
         assert!(catalog_rows(&[]).is_empty());
+        let k = any("a", "temperature", "K", 2);
+        assert_eq!(ReadingRow::encode(&k).unwrap().stored_unit(), Some("K"));
     }
 
     #[test]

@@ -328,7 +328,7 @@ fn insert_reading(
         r.value,
         r.seq,
         r.injected,
-        r.unit.as_str()
+        r.stored_unit()
     ])?;
     Ok(())
 }
