@@ -191,6 +191,13 @@ impl Profiles {
         best.map(|(_, p)| p)
     }
 
+    /// Whether a model reads `reading`: its device's profile declares its channel. Readings of
+    /// other channels, or of devices no profile claims, are stored, not modelled.
+    pub fn models(&self, reading: &Reading) -> bool {
+        self.for_device(reading.device.as_str())
+            .is_some_and(|p| p.channels.iter().any(|c| c.name == reading.sensor))
+    }
+
     /// Whether `reading` agrees with its device's profile. A channel the profile does not declare,
     /// or a device no profile claims, passes: such readings are stored, not modelled.
     pub fn check(&self, reading: &Reading) -> Result<(), UnitMismatch> {
@@ -314,6 +321,10 @@ mod tests {
         // Undeclared channels pass, whatever their unit: stored, not modelled.
         assert_eq!(profiles.check(&reading("comp-7", "oil_level", "%")), Ok(()));
         assert_eq!(profiles.check(&reading("pump-1", "voltage", "V")), Ok(()));
+        assert!(profiles.models(&reading("comp-7", "current", "A")));
+        assert!(!profiles.models(&reading("comp-7", "oil_level", "%")));
+        assert!(profiles.models(&reading("pump-1", "temperature", "°C")));
+        assert!(!profiles.models(&reading("pump-1", "voltage", "V")));
 
         let only_compressors = Profiles::new(vec![compressor(&["comp-*"])]).unwrap();
         assert_eq!(only_compressors.for_device("pump-1"), None);

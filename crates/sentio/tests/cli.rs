@@ -134,6 +134,10 @@ fn another_machines_channels_are_stored_shown_and_given_a_profile() {
     input += &line("pump-01", "temperature", "K", 0, 300.0);
     let out = ingest_stdin(dir.path(), None, &input);
     assert!(out.contains("600 rows stored, 1 dead letters"), "{out}");
+    assert!(
+        out.contains("600 readings are of channels no profile declares for their device"),
+        "{out}"
+    );
 
     let listed =
         String::from_utf8(run(sentio(dir.path()).args(["profile", "list"])).stdout).unwrap();

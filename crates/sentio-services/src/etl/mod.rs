@@ -97,6 +97,9 @@ pub struct EtlStats {
     /// Readings that repeat what was already stored for their device and sensor (see
     /// [`repeats`]); they are stored again.
     pub repeated: AtomicU64,
+    /// Readings stored whose channel the device's profile does not declare (or whose device no
+    /// profile claims): kept, not modelled.
+    pub unmodelled: AtomicU64,
     pub batches: AtomicU64,
 }
 
@@ -108,6 +111,7 @@ pub struct EtlSnapshot {
     pub dead_letters: u64,
     pub replayed_skipped: u64,
     pub repeated: u64,
+    pub unmodelled: u64,
     pub batches: u64,
 }
 
@@ -119,6 +123,7 @@ impl EtlStats {
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             replayed_skipped: self.replayed_skipped.load(Ordering::Relaxed),
             repeated: self.repeated.load(Ordering::Relaxed),
+            unmodelled: self.unmodelled.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
         }
     }
@@ -337,6 +342,8 @@ impl Etl {
         }
         let repeated = self.lock_repeats().observe(batch.readings.iter().map(|(_, r)| r));
         self.stats.repeated.fetch_add(repeated, Ordering::Relaxed);
+        let unmodelled = batch.readings.iter().filter(|(_, r)| !self.profiles.models(r)).count();
+        self.stats.unmodelled.fetch_add(unmodelled as u64, Ordering::Relaxed);
         Some(Box::pin(async move {
             if !batch.dead_letters.is_empty() {
                 let records = batch

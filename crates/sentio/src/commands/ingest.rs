@@ -74,6 +74,13 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
             s.repeated
         );
     }
+    if s.unmodelled > 0 {
+        say!(
+            "{} readings are of channels no profile declares for their device: stored, not \
+             modelled (`sentio profile list` shows them, `sentio profile suggest` drafts a profile)",
+            s.unmodelled
+        );
+    }
     shutdown.cancel();
     shutdown.wait(Duration::from_secs(5)).await;
     Ok(())
