@@ -191,18 +191,12 @@ impl Profiles {
         best.map(|(_, p)| p)
     }
 
-    /// Whether a model reads `reading`: its device's profile declares its channel. Readings of
-    /// other channels, or of devices no profile claims, are stored, not modelled.
-    pub fn models(&self, reading: &Reading) -> bool {
-        self.for_device(reading.device.as_str())
-            .is_some_and(|p| p.channels.iter().any(|c| c.name == reading.sensor))
-    }
-
-    /// Whether `reading` agrees with its device's profile. A channel the profile does not declare,
-    /// or a device no profile claims, passes: such readings are stored, not modelled.
-    pub fn check(&self, reading: &Reading) -> Result<(), UnitMismatch> {
+    /// Whether `reading` agrees with its device's profile, and then whether a model reads it
+    /// (the profile declares its channel). A channel the profile does not declare, or a device no
+    /// profile claims, passes unmodelled (`Ok(false)`): such readings are stored, not modelled.
+    pub fn check(&self, reading: &Reading) -> Result<bool, UnitMismatch> {
         let Some(profile) = self.for_device(reading.device.as_str()) else {
-            return Ok(());
+            return Ok(false);
         };
         match profile.channels.iter().find(|c| c.name == reading.sensor) {
             Some(spec) if spec.unit != reading.unit => Err(UnitMismatch {
@@ -211,7 +205,8 @@ impl Profiles {
                 found: reading.unit.as_str().to_owned(),
                 expected: spec.unit.clone(),
             }),
-            _ => Ok(()),
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 }
@@ -310,7 +305,7 @@ mod tests {
         assert_eq!(profiles.for_device("comp-7").unwrap().name, "compressor");
         assert_eq!(profiles.for_device("press-01").unwrap().name, "compressor");
 
-        assert_eq!(profiles.check(&reading("comp-7", "current", "A")), Ok(()));
+        assert_eq!(profiles.check(&reading("comp-7", "current", "A")), Ok(true));
         let err = profiles.check(&reading("comp-7", "current", "mA")).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -319,16 +314,13 @@ mod tests {
         );
         assert!(profiles.check(&reading("pump-1", "temperature", "K")).is_err());
         // Undeclared channels pass, whatever their unit: stored, not modelled.
-        assert_eq!(profiles.check(&reading("comp-7", "oil_level", "%")), Ok(()));
-        assert_eq!(profiles.check(&reading("pump-1", "voltage", "V")), Ok(()));
-        assert!(profiles.models(&reading("comp-7", "current", "A")));
-        assert!(!profiles.models(&reading("comp-7", "oil_level", "%")));
-        assert!(profiles.models(&reading("pump-1", "temperature", "°C")));
-        assert!(!profiles.models(&reading("pump-1", "voltage", "V")));
+        assert_eq!(profiles.check(&reading("comp-7", "oil_level", "%")), Ok(false));
+        assert_eq!(profiles.check(&reading("pump-1", "voltage", "V")), Ok(false));
+        assert_eq!(profiles.check(&reading("pump-1", "temperature", "°C")), Ok(true));
 
         let only_compressors = Profiles::new(vec![compressor(&["comp-*"])]).unwrap();
         assert_eq!(only_compressors.for_device("pump-1"), None);
-        assert_eq!(only_compressors.check(&reading("pump-1", "temperature", "K")), Ok(()));
+        assert_eq!(only_compressors.check(&reading("pump-1", "temperature", "K")), Ok(false));
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Batcher {
     limits: DecodeLimits,
     /// A reading whose unit contradicts its device's profile is a dead letter.
     profiles: Profiles,
+    /// Readings kept that no profile models, in all.
+    unmodelled: u64,
     linger: Duration,
     batch: IngestBatch,
     /// When the oldest record of the open batch arrived.
@@ -27,6 +29,7 @@ impl Batcher {
             topic: topic.to_owned(),
             limits,
             profiles: Profiles::builtin(),
+            unmodelled: 0,
             linger,
             batch: Self::empty(group, topic),
             opened_at: None,
@@ -55,7 +58,8 @@ impl Batcher {
         self.opened_at.get_or_insert(now);
         let source = SourceOffset { partition: record.partition, offset: record.offset };
         let decoded = decode_reading(&record.payload, &self.limits, now_ns).and_then(|reading| {
-            self.profiles.check(&reading).map_err(DecodeError::from)?;
+            let modelled = self.profiles.check(&reading).map_err(DecodeError::from)?;
+            self.unmodelled += u64::from(!modelled);
             Ok(reading)
         });
         match decoded {
@@ -80,6 +84,12 @@ impl Batcher {
         }
         self.batch.next_offsets.insert(record.partition, record.offset + 1);
         true
+    }
+
+    /// Readings kept so far whose channel their device's profile does not declare (or whose
+    /// device no profile claims): stored, not modelled.
+    pub fn unmodelled(&self) -> u64 {
+        self.unmodelled
     }
 
     /// Records in the open batch.
@@ -320,6 +330,7 @@ mod tests {
         send(&mut b, 3, "pump-1", "temperature", "K");
         send(&mut b, 4, "pump-1", "voltage", "V");
         send(&mut b, 5, "lathe-9", "spindle_speed", "rpm");
+        assert_eq!(b.unmodelled(), 3, "oil_level, voltage and spindle_speed");
         let batch = b.take();
         let kept: Vec<(u64, &str)> =
             batch.readings.iter().map(|(s, r)| (s.offset, r.sensor.as_str())).collect();

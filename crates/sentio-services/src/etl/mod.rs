@@ -97,8 +97,8 @@ pub struct EtlStats {
     /// Readings that repeat what was already stored for their device and sensor (see
     /// [`repeats`]); they are stored again.
     pub repeated: AtomicU64,
-    /// Readings stored whose channel the device's profile does not declare (or whose device no
-    /// profile claims): kept, not modelled.
+    /// Readings kept whose channel the device's profile does not declare (or whose device no
+    /// profile claims): stored, not modelled.
     pub unmodelled: AtomicU64,
     pub batches: AtomicU64,
 }
@@ -239,6 +239,7 @@ impl Etl {
             for record in &records {
                 batcher.push(record, wall, now);
             }
+            self.stats.unmodelled.store(batcher.unmodelled(), Ordering::Relaxed);
             if in_flight.write.is_some() && !idle {
                 // Lets the tasks the write woke run: the database connection's task, woken to
                 // send the batch, waits in this worker's queue (where no other worker takes it
@@ -342,8 +343,6 @@ impl Etl {
         }
         let repeated = self.lock_repeats().observe(batch.readings.iter().map(|(_, r)| r));
         self.stats.repeated.fetch_add(repeated, Ordering::Relaxed);
-        let unmodelled = batch.readings.iter().filter(|(_, r)| !self.profiles.models(r)).count();
-        self.stats.unmodelled.fetch_add(unmodelled as u64, Ordering::Relaxed);
         Some(Box::pin(async move {
             if !batch.dead_letters.is_empty() {
                 let records = batch
