@@ -57,17 +57,7 @@ fn simulate_piped_into_ingest_stores_the_readings_and_dead_letters_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let mut input = simulate(dir.path(), "7");
     input.extend_from_slice(b"{\"v\":1,\"device\":\"pump-01\"\n[1,2,3]\n");
-    let mut child = sentio(dir.path())
-        .args(["ingest", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = ingest_stdin(dir.path(), None, &input);
     assert!(stdout.contains("38400 rows stored, 2 dead letters"), "{stdout}");
     assert!(!stdout.contains("repeat"), "{stdout}");
     assert!(dir.path().join("data/sentio.db").is_file());
@@ -75,22 +65,14 @@ fn simulate_piped_into_ingest_stores_the_readings_and_dead_letters_the_rest() {
     // Feeding the same input again stores it again (new messages, new offsets), never mixing up
     // offsets with the first run: rows + dead letters still equal the stored offsets. Before,
     // it did so without a word.
-    let mut child = sentio(dir.path())
-        .args(["ingest", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = ingest_stdin(dir.path(), None, &input);
     assert!(stdout.contains("store holds 76800 rows"), "{stdout}");
     // ... and says so: the store keeps messages once, not values.
     assert!(stdout.contains("38400 readings repeat the timestamp and seq"), "{stdout}");
 }
 
 /// `sentio ingest --stdin` with `input`, in `dir`, optionally with a configuration file; stdout.
-fn ingest_stdin(dir: &Path, config: Option<&Path>, input: &str) -> String {
+fn ingest_stdin(dir: &Path, config: Option<&Path>, input: &[u8]) -> String {
     let mut cmd = sentio(dir);
     if let Some(config) = config {
         cmd.arg("--config").arg(config);
@@ -102,7 +84,7 @@ fn ingest_stdin(dir: &Path, config: Option<&Path>, input: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -132,7 +114,7 @@ fn another_machines_channels_are_stored_shown_and_given_a_profile() {
         input += &line("pump-01", "voltage", "V", t, 230.0);
     }
     input += &line("pump-01", "temperature", "K", 0, 300.0);
-    let out = ingest_stdin(dir.path(), None, &input);
+    let out = ingest_stdin(dir.path(), None, input.as_bytes());
     assert!(out.contains("600 rows stored, 1 dead letters"), "{out}");
     assert!(
         out.contains("600 readings are of channels no profile declares for their device"),
@@ -176,7 +158,11 @@ fn another_machines_channels_are_stored_shown_and_given_a_profile() {
         "{listed}"
     );
     assert!(!listed.contains("comp-01 (pump)"), "{listed}");
-    let out = ingest_stdin(dir.path(), Some(&config), &line("comp-01", "current", "mA", 200, 1.0));
+    let out = ingest_stdin(
+        dir.path(),
+        Some(&config),
+        line("comp-01", "current", "mA", 200, 1.0).as_bytes(),
+    );
     assert!(out.contains("0 rows stored, 1 dead letters"), "{out}");
 }
 
