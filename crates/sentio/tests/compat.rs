@@ -26,6 +26,11 @@ fn copy_dir(from: &Path, to: &Path) {
 fn old_data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/release-2026-12-02");
+    // Without the old store every later check would run on a fresh, empty one.
+    assert!(
+        fixture.join("sentio.db").is_file(),
+        "the fixture's sentio.db is missing: is it committed?"
+    );
     copy_dir(&fixture, &dir.path().join("data"));
     dir
 }
