@@ -1,4 +1,5 @@
-//! The kinds of anomaly the mission names, one per example in its table.
+//! The kinds of anomaly: the pump's, one per example in the mission's table; the generic ones the
+//! simulator injects on any channel; and `labelled`, ground truth imported with real data.
 
 use std::fmt;
 
@@ -27,9 +28,23 @@ pub enum AnomalyKind {
     HumidityHigh,
     /// Humidity drops below 10 %.
     HumidityLow,
+    /// Any channel jumps far above its range for a short while.
+    Spike,
+    /// Any channel falls far below its range.
+    Drop,
+    /// Any channel freezes at one value: a stuck sensor.
+    Flat,
+    /// Any channel becomes strong random noise around its level.
+    Noise,
+    /// Any channel's level moves to a new, wrong operating point and stays there.
+    LevelShift,
+    /// A period marked anomalous by an imported label column (`sentio import --label-column`):
+    /// the kind and the channel are not known.
+    Labelled,
 }
 
 impl AnomalyKind {
+    /// The pump's kinds, the mission's table, in the order of `simulator.anomaly_mix`.
     pub const ALL: [AnomalyKind; 8] = [
         AnomalyKind::TemperatureSpike,
         AnomalyKind::TemperatureDrop,
@@ -39,6 +54,33 @@ impl AnomalyKind {
         AnomalyKind::PressureFlat,
         AnomalyKind::HumidityHigh,
         AnomalyKind::HumidityLow,
+    ];
+
+    /// The kinds the simulator can inject on any channel of any profile.
+    pub const GENERIC: [AnomalyKind; 5] = [
+        AnomalyKind::Spike,
+        AnomalyKind::Drop,
+        AnomalyKind::Flat,
+        AnomalyKind::Noise,
+        AnomalyKind::LevelShift,
+    ];
+
+    /// Every kind: the pump's, the generic ones, then `labelled`.
+    pub const EVERY: [AnomalyKind; 14] = [
+        AnomalyKind::TemperatureSpike,
+        AnomalyKind::TemperatureDrop,
+        AnomalyKind::VibrationSpike,
+        AnomalyKind::VibrationNoise,
+        AnomalyKind::PressureDrop,
+        AnomalyKind::PressureFlat,
+        AnomalyKind::HumidityHigh,
+        AnomalyKind::HumidityLow,
+        AnomalyKind::Spike,
+        AnomalyKind::Drop,
+        AnomalyKind::Flat,
+        AnomalyKind::Noise,
+        AnomalyKind::LevelShift,
+        AnomalyKind::Labelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,21 +93,36 @@ impl AnomalyKind {
             AnomalyKind::PressureFlat => "pressure_flat",
             AnomalyKind::HumidityHigh => "humidity_high",
             AnomalyKind::HumidityLow => "humidity_low",
+            AnomalyKind::Spike => "spike",
+            AnomalyKind::Drop => "drop",
+            AnomalyKind::Flat => "flat",
+            AnomalyKind::Noise => "noise",
+            AnomalyKind::LevelShift => "level_shift",
+            AnomalyKind::Labelled => "labelled",
         }
     }
 
-    /// The sensor this fault shows on.
-    pub fn sensor(self) -> SensorKind {
+    /// The pump sensor a pump fault shows on; `None` for the generic and labelled kinds, whose
+    /// channel is the tagged reading's own (or, for `labelled`, unknown).
+    pub fn sensor(self) -> Option<SensorKind> {
         match self {
-            AnomalyKind::TemperatureSpike | AnomalyKind::TemperatureDrop => SensorKind::Temperature,
-            AnomalyKind::VibrationSpike | AnomalyKind::VibrationNoise => SensorKind::Vibration,
-            AnomalyKind::PressureDrop | AnomalyKind::PressureFlat => SensorKind::Pressure,
-            AnomalyKind::HumidityHigh | AnomalyKind::HumidityLow => SensorKind::Humidity,
+            AnomalyKind::TemperatureSpike | AnomalyKind::TemperatureDrop => {
+                Some(SensorKind::Temperature)
+            }
+            AnomalyKind::VibrationSpike | AnomalyKind::VibrationNoise => Some(SensorKind::Vibration),
+            AnomalyKind::PressureDrop | AnomalyKind::PressureFlat => Some(SensorKind::Pressure),
+            AnomalyKind::HumidityHigh | AnomalyKind::HumidityLow => Some(SensorKind::Humidity),
+            AnomalyKind::Spike
+            | AnomalyKind::Drop
+            | AnomalyKind::Flat
+            | AnomalyKind::Noise
+            | AnomalyKind::LevelShift
+            | AnomalyKind::Labelled => None,
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+        Self::EVERY.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -82,9 +139,10 @@ mod tests {
     #[test]
     fn every_sensor_has_two_kinds_and_names_round_trip() {
         for s in SensorKind::ALL {
-            assert_eq!(AnomalyKind::ALL.iter().filter(|k| k.sensor() == s).count(), 2);
+            assert_eq!(AnomalyKind::ALL.iter().filter(|k| k.sensor() == Some(s)).count(), 2);
         }
-        for k in AnomalyKind::ALL {
+        assert!(AnomalyKind::GENERIC.iter().all(|k| k.sensor().is_none()));
+        for k in AnomalyKind::EVERY {
             assert_eq!(AnomalyKind::parse(k.as_str()), Some(k));
             assert_eq!(serde_json::to_string(&k).ok(), Some(format!("\"{k}\"")));
         }

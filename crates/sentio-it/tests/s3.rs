@@ -177,7 +177,7 @@ fn readings() -> Vec<Reading> {
                     value: values[n % values.len()] * if n.is_multiple_of(3) { 1.0 } else { -0.5 },
                     seq: step as u64 + if d == 1 { (1 << 53) + 1 } else { 0 },
                     injected: (n % 3 == 1)
-                        .then(|| AnomalyKind::ALL.into_iter().find(|k| k.sensor() == sensor))
+                        .then(|| AnomalyKind::ALL.into_iter().find(|k| k.sensor() == Some(sensor)))
                         .flatten(),
                 });
             }

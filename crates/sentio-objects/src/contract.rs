@@ -211,7 +211,7 @@ fn archive_readings() -> Vec<Reading> {
                     value: (n as f64 * 0.37).sin() * 100.0 - 20.0,
                     seq: step as u64,
                     injected: (step % 11 == 3)
-                        .then(|| AnomalyKind::ALL.into_iter().find(|k| k.sensor() == sensor))
+                        .then(|| AnomalyKind::ALL.into_iter().find(|k| k.sensor() == Some(sensor)))
                         .flatten(),
                 });
             }

@@ -34,7 +34,7 @@ fn varied_readings() -> Vec<Reading> {
             for (s, sensor) in SensorKind::ALL.into_iter().enumerate() {
                 let n = (d * 28 + step as usize * 4 + s) as i64;
                 let kinds: Vec<AnomalyKind> =
-                    AnomalyKind::ALL.into_iter().filter(|k| k.sensor() == sensor).collect();
+                    AnomalyKind::ALL.into_iter().filter(|k| k.sensor() == Some(sensor)).collect();
                 out.push(Reading {
                     device: device.clone(),
                     sensor: sensor.into(),

@@ -108,8 +108,8 @@ async fn a_trained_model_alerts_on_unseen_faults_and_names_their_sensor() {
             [] => false_alarms += 1,
             [e] => {
                 single += 1;
-                named += usize::from(top == e.kind.sensor());
-                if top != e.kind.sensor() {
+                named += usize::from(Some(top) == e.kind.sensor());
+                if Some(top) != e.kind.sensor() {
                     report.push_str(&format!(
                         "{} {:?} named {top:?}: {:?}\n",
                         e.device, e.kind, a.sensor_share

@@ -461,12 +461,18 @@ pub async fn check_query_range_filters_and_orders(store: &dyn ReadingStore) {
 
 /// The simulator's ground truth survives the store, and so does its absence.
 pub async fn check_injected_round_trips(store: &dyn ReadingStore) {
-    let mut rows: Vec<Reading> = AnomalyKind::ALL
+    let mut rows: Vec<Reading> = AnomalyKind::EVERY
         .into_iter()
         .enumerate()
         .map(|(i, kind)| Reading {
             injected: Some(kind),
-            ..reading("injected-a", kind.sensor(), i as i64, i as u64, 60.0)
+            ..reading(
+                "injected-a",
+                kind.sensor().unwrap_or(SensorKind::Pressure),
+                i as i64,
+                i as u64,
+                60.0,
+            )
         })
         .collect();
     rows.push(reading("injected-a", SensorKind::Temperature, 100, 100, 20.0));

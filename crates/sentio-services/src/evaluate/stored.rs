@@ -160,7 +160,7 @@ pub async fn evaluate_store(
             let delay = (first.opened_ns - f.from_ns).max(0) as f64 / NANOS_PER_SEC as f64;
             entry.1 += 1;
             entry.2.push(delay);
-            entry.3 += u64::from(first.top == f.kind.sensor());
+            entry.3 += u64::from(Some(first.top) == f.kind.sensor());
             delays.push(delay);
         }
     }

@@ -200,9 +200,11 @@ impl AnomalyInjector {
                     return None;
                 }
                 State::Active(mut episode) => {
-                    let sensor = episode.kind.sensor();
-                    let slot = &mut values[sensor.index()];
-                    *slot = round_to_resolution(sensor, self.alter(&episode, *slot));
+                    // The pump injector draws the pump's kinds only, each with its sensor.
+                    if let Some(sensor) = episode.kind.sensor() {
+                        let slot = &mut values[sensor.index()];
+                        *slot = round_to_resolution(sensor, self.alter(&episode, *slot));
+                    }
                     episode.step += 1;
                     self.state = State::Active(episode);
                     return Some(episode.kind);
@@ -254,6 +256,12 @@ impl AnomalyInjector {
             AnomalyKind::PressureFlat => stuck_pressure,
             AnomalyKind::HumidityHigh => uniform(rng, HUMIDITY_HIGH),
             AnomalyKind::HumidityLow => uniform(rng, HUMIDITY_LOW),
+            AnomalyKind::Spike
+            | AnomalyKind::Drop
+            | AnomalyKind::Flat
+            | AnomalyKind::Noise
+            | AnomalyKind::LevelShift
+            | AnomalyKind::Labelled => 0.0,
         };
         Episode {
             kind,
@@ -296,6 +304,12 @@ impl AnomalyInjector {
                 let (lo, hi) = HUMIDITY_LOW_BOUNDS;
                 (episode.level + HUMIDITY_LOW_NOISE * normal(rng)).clamp(lo, hi)
             }
+            AnomalyKind::Spike
+            | AnomalyKind::Drop
+            | AnomalyKind::Flat
+            | AnomalyKind::Noise
+            | AnomalyKind::LevelShift
+            | AnomalyKind::Labelled => healthy,
         }
     }
 }
@@ -343,6 +357,7 @@ mod tests {
             AnomalyKind::PressureFlat => (1.0..=5.0).contains(&value),
             AnomalyKind::HumidityHigh => value > 95.0,
             AnomalyKind::HumidityLow => value < 10.0,
+            _ => false,
         }
     }
 
@@ -370,7 +385,7 @@ mod tests {
                 for r in row {
                     if let Some(tag) = r.injected {
                         assert_eq!(tag, kind);
-                        assert_eq!(r.sensor, kind.sensor(), "{r:?}");
+                        assert_eq!(r.sensor.kind(), kind.sensor(), "{r:?}");
                         assert!(satisfies(kind, r.value), "{r:?}");
                         assert_eq!(r.value, round_to_resolution(r.sensor.kind().unwrap(), r.value));
                     } else {
@@ -381,7 +396,7 @@ mod tests {
                     }
                 }
             }
-            let s = kind.sensor().index();
+            let s = kind.sensor().unwrap().index();
             match kind {
                 AnomalyKind::PressureFlat => {
                     for &(start, len, _) in &eps {

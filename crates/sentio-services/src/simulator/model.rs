@@ -436,7 +436,7 @@ impl DeviceModel {
             ts_ns,
             value: values[sensor.index()],
             seq,
-            injected: injected.filter(|kind| kind.sensor() == sensor),
+            injected: injected.filter(|kind| kind.sensor() == Some(sensor)),
         })
     }
 }
