@@ -5,6 +5,7 @@
 //! - [`detect`]: a registered model scoring windows, and the alert life cycle.
 //! - [`evaluate`]: detection quality on labelled data (CSV benchmarks such as SKAB, and the
 //!   simulator's ground truth in the store).
+//! - [`import`]: CSV history published as readings through the ETL (`sentio import`).
 //! - [`features`]: readings to frames, gaps, scaling, windows and splits (training and detection).
 //! - [`rejoin`]: the watchdog that makes a consumer-group member left without partitions join
 //!   again (the ETL and the streaming detector).
@@ -14,6 +15,7 @@ pub mod detect;
 pub mod etl;
 pub mod evaluate;
 pub mod features;
+pub mod import;
 pub mod rejoin;
 pub mod shutdown;
 pub mod simulator;

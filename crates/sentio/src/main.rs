@@ -61,6 +61,34 @@ enum Command {
     Simulate(commands::simulate::Args),
     /// Consume readings from the bus and store them exactly once (dead letters to the DLQ).
     Ingest(commands::ingest::Args),
+    /// Import history from CSV files: publish their rows as readings on the bus, through the
+    /// same ETL as live data (decoding, the profile's unit check, dead letters, the store).
+    ///
+    /// Formats: SKAB's `;`-separated files and `,`-separated ones, with a header row and a
+    /// timestamp column (datetime, timestamp, time or ts, or --timestamp-column). Timestamps are
+    /// `2020-03-09 10:14:33[.fff]` (UTC), RFC 3339, or a number since the Unix epoch in seconds
+    /// (below 1e11), milliseconds (below 1e14), microseconds (below 1e17) or nanoseconds.
+    ///
+    /// Every other column is a channel, named after its header: lower case, each run of
+    /// characters other than a-z, 0-9, `_`, `.`, `-` replaced by `_`, at most 64 (SKAB's
+    /// `Volume Flow RateRMS` is `volume_flow_raterms`); `changepoint` and --skip-column columns
+    /// are left out, the --label-column is ground truth. A channel the profile declares takes its
+    /// unit; any other is stored, not modelled.
+    ///
+    /// Devices: --device once (every file is that device's history), --device once per file, or
+    /// --device-prefix P (each file is device P + its file name without extension).
+    ///
+    /// Rows are imported in timestamp order (rows out of order are counted, then sorted); a row
+    /// with the timestamp of an earlier row of the device, a row whose timestamp, label or field
+    /// count cannot be read, is skipped and reported with its file and line; an unreadable value
+    /// skips that reading only. `seq` counts each channel's readings from 0. The store keeps every
+    /// message, not every value, so importing rows the store already holds (same device and
+    /// channel, overlapping time span) is refused unless --allow-overlap.
+    ///
+    /// With the embedded bus the command runs the ETL itself and exits once every reading is
+    /// stored; with Kafka too, unless --publish-only leaves storing to a running `sentio ingest`.
+    /// See docs/import.md.
+    Import(commands::import::Args),
     /// Apply pending store migrations and create the topics.
     Migrate,
     /// Train the LSTM autoencoder on stored history, calibrate its threshold, log the run and
@@ -137,6 +165,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => commands::demo::run(load()?, args).await,
             Command::Simulate(args) => commands::simulate::run(load()?, args).await,
             Command::Ingest(args) => commands::ingest::run(load()?, args).await,
+            Command::Import(args) => commands::import::run(load()?, args).await,
             Command::Migrate => commands::migrate::run(load()?).await,
             Command::Train(args) => commands::train::run(load()?, args).await,
             Command::Detect(args) => commands::detect::run(load()?, args).await,

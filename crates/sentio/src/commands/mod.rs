@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod evaluate;
+pub mod import;
 pub mod ingest;
 pub mod migrate;
 pub mod model;
