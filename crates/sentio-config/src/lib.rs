@@ -6,8 +6,10 @@
 //! every error names the key, the bad value and the expected form.
 //!
 //! - [`sections`]: the typed sections, one per role or port, and the asset profiles.
+//! - [`fleet`]: the simulated devices, by profile (`demo.profiles`), and their names.
 //! - [`secret`]: [`Secret`], a string that never prints.
 
+pub mod fleet;
 pub mod secret;
 pub mod sections;
 
@@ -17,6 +19,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use fleet::FleetDevice;
 pub use secret::Secret;
 pub use sections::*;
 
@@ -132,7 +135,8 @@ impl Config {
         self.tracking.validate()?;
         self.detect.validate()?;
         self.web.validate()?;
-        self.profiles.validate()
+        self.profiles.validate()?;
+        self.fleet().map(drop)
     }
 
     /// The asset profiles in effect: the pump first, then the others in name order. Built anew on

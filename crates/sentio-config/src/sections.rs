@@ -466,7 +466,10 @@ pub struct AnomalyConfig {
     pub min_duration: Duration,
     #[serde(with = "humantime_serde")]
     pub max_duration: Duration,
+    /// The pump's kinds, for devices of the built-in pump profile.
     pub mix: AnomalyMix,
+    /// The generic kinds, for devices of every other profile (on any of their channels).
+    pub generic_mix: GenericMix,
 }
 
 /// Relative weights of the anomaly kinds, named as in `sentio_core::AnomalyKind`.
@@ -495,6 +498,31 @@ impl AnomalyMix {
             ("pressure_flat", self.pressure_flat),
             ("humidity_high", self.humidity_high),
             ("humidity_low", self.humidity_low),
+        ]
+    }
+}
+
+/// Relative weights of the generic anomaly kinds (`sentio_core::AnomalyKind::GENERIC`), which the
+/// simulator injects on any channel of a device whose profile is not the pump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericMix {
+    pub spike: f64,
+    pub drop: f64,
+    pub flat: f64,
+    pub noise: f64,
+    pub level_shift: f64,
+}
+
+impl GenericMix {
+    /// The weights with their key names, in `sentio_core::AnomalyKind::GENERIC` order.
+    pub fn weights(&self) -> [(&'static str, f64); 5] {
+        [
+            ("spike", self.spike),
+            ("drop", self.drop),
+            ("flat", self.flat),
+            ("noise", self.noise),
+            ("level_shift", self.level_shift),
         ]
     }
 }
@@ -569,6 +597,18 @@ impl SimulatorConfig {
                 "at least one positive weight while rate_per_hour is above 0",
             ));
         }
+        // All 0 is allowed here: the other profiles' devices then run healthy.
+        for (name, weight) in a.generic_mix.weights() {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(ConfigError::Invalid {
+                    key: "simulator.anomalies.generic_mix",
+                    value: format!("{name} = {weight}"),
+                    expected: "a finite weight of 0 or more for every kind (spike, drop, flat, \
+                               noise, level_shift)"
+                        .into(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -638,6 +678,10 @@ impl IngestConfig {
 pub struct DemoConfig {
     #[serde(with = "humantime_serde")]
     pub backfill: Duration,
+    /// The simulated fleet, by profile: how many devices of each (`{ pump = 6, compressor = 2 }`).
+    /// Empty: `simulator.devices` pumps named after `simulator.device_prefix`. See
+    /// [`crate::fleet`].
+    pub profiles: BTreeMap<String, u32>,
 }
 
 impl DemoConfig {
@@ -647,7 +691,36 @@ impl DemoConfig {
             self.backfill,
             Duration::ZERO,
             Duration::from_secs(366 * 86_400),
-        )
+        )?;
+        // Whether each name is a declared profile, and how its devices are named, is
+        // `Config::fleet`'s to check: it needs the profiles.
+        let mut total = 0u64;
+        for (name, count) in &self.profiles {
+            if *count > crate::fleet::MAX_DEVICES {
+                return Err(invalid_entry(
+                    format!("demo.profiles.{}", toml_key(name)),
+                    count,
+                    "a device count from 0 to 100000",
+                ));
+            }
+            total += u64::from(*count);
+        }
+        if total > u64::from(crate::fleet::MAX_DEVICES) {
+            return Err(invalid(
+                "demo.profiles",
+                format!("{total} devices in all"),
+                "at most 100000 devices in all",
+            ));
+        }
+        if !self.profiles.is_empty() && total == 0 {
+            return Err(invalid(
+                "demo.profiles",
+                "0 devices in all",
+                "at least one device, such as { pump = 6, compressor = 2 }, or {} for \
+                 simulator.devices pumps",
+            ));
+        }
+        Ok(())
     }
 }
 

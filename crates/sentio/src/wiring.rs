@@ -117,6 +117,20 @@ pub async fn archiver(config: &Config) -> anyhow::Result<Option<Archiver>> {
 }
 
 /// The ETL on the configured topics and consumer group, checking units against the configured
+/// The simulator of the configured fleet: `demo.profiles`, or `simulator.devices` pumps.
+pub fn simulator(
+    config: &Config,
+    output: sentio_services::simulator::Output,
+    archiver: Option<Archiver>,
+) -> anyhow::Result<sentio_services::simulator::Simulator> {
+    sentio_services::simulator::Simulator::with_fleet(
+        &config.simulator,
+        config.fleet()?,
+        output,
+        archiver,
+    )
+}
+
 /// profiles.
 pub fn etl(
     config: &Config,

@@ -1,4 +1,6 @@
-//! The anomaly injector: turns one device's healthy readings into labelled faults.
+//! The pump's anomaly injector: turns one pump's healthy readings into labelled faults (the
+//! mission's table below; the generic kinds of every other profile are
+//! [`super::generic_anomaly`]'s).
 //!
 //! Episodes start at random, at most one at a time per device. The gap from the end of one
 //! episode to the start of the next is exponential with mean `1 / rate - mean duration` (at least
@@ -61,8 +63,53 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
     rng.sample(StandardNormal)
 }
 
-fn duration_ns(d: std::time::Duration) -> i64 {
+pub(crate) fn duration_ns(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Running sums of the finite, positive weights (others count as 0), and their total.
+pub(crate) fn cumulative<const N: usize>(weights: [(&str, f64); N]) -> ([f64; N], f64) {
+    let mut cumulative = [0.0; N];
+    let mut total = 0.0;
+    for (slot, (_, weight)) in cumulative.iter_mut().zip(weights) {
+        if weight.is_finite() && weight > 0.0 {
+            total += weight;
+        }
+        *slot = total;
+    }
+    (cumulative, total)
+}
+
+/// An exponential gap with mean `mean_ns`, at least `min_ns`.
+pub(crate) fn draw_gap_ns(rng: &mut ChaCha8Rng, mean_ns: f64, min_ns: i64) -> i64 {
+    // 1 - U lies in (0, 1], so the logarithm is finite.
+    let u = 1.0 - rng.random::<f64>();
+    let gap = -mean_ns * u.ln();
+    if gap >= i64::MAX as f64 { i64::MAX } else { (gap as i64).max(min_ns) }
+}
+
+/// One of `kinds`, by the weights whose running sums are `cumulative` (the last one, their total,
+/// above 0).
+pub(crate) fn draw_kind<const N: usize>(
+    rng: &mut ChaCha8Rng,
+    kinds: [AnomalyKind; N],
+    cumulative: &[f64; N],
+) -> AnomalyKind {
+    let total = cumulative[N - 1];
+    let u = rng.random::<f64>() * total;
+    let mut chosen = kinds[0];
+    let mut below = 0.0;
+    for (kind, &upto) in kinds.into_iter().zip(cumulative) {
+        if upto > below {
+            // The last kind with a positive weight catches rounding at the top.
+            chosen = kind;
+            if u < upto {
+                break;
+            }
+        }
+        below = upto;
+    }
+    chosen
 }
 
 /// One episode in progress.
@@ -137,14 +184,7 @@ impl AnomalyInjector {
     /// Seeded from `(seed, index)` on a stream of its own, independent of the healthy signal.
     pub fn new(seed: u64, index: u32, config: &SimulatorConfig) -> Self {
         let a = &config.anomalies;
-        let mut cumulative = [0.0; 8];
-        let mut total = 0.0;
-        for (slot, (_, weight)) in cumulative.iter_mut().zip(a.mix.weights()) {
-            if weight.is_finite() && weight > 0.0 {
-                total += weight;
-            }
-            *slot = total;
-        }
+        let (cumulative, total) = cumulative(a.mix.weights());
         let min_duration_ns = duration_ns(a.min_duration).max(1);
         let max_duration_ns = duration_ns(a.max_duration).max(min_duration_ns);
         let min_gap_ns = duration_ns(config.cadence).max(1);
@@ -214,28 +254,11 @@ impl AnomalyInjector {
     }
 
     fn draw_gap_ns(&mut self) -> i64 {
-        // 1 - U lies in (0, 1], so the logarithm is finite.
-        let u = 1.0 - self.rng.random::<f64>();
-        let gap = -self.mean_gap_ns * u.ln();
-        if gap >= i64::MAX as f64 { i64::MAX } else { (gap as i64).max(self.min_gap_ns) }
+        draw_gap_ns(&mut self.rng, self.mean_gap_ns, self.min_gap_ns)
     }
 
     fn draw_kind(&mut self) -> AnomalyKind {
-        let total = self.cumulative[7];
-        let u = self.rng.random::<f64>() * total;
-        let mut chosen = AnomalyKind::ALL[0];
-        let mut below = 0.0;
-        for (kind, &upto) in AnomalyKind::ALL.into_iter().zip(&self.cumulative) {
-            if upto > below {
-                // The last kind with a positive weight catches rounding at the top.
-                chosen = kind;
-                if u < upto {
-                    break;
-                }
-            }
-            below = upto;
-        }
-        chosen
+        draw_kind(&mut self.rng, AnomalyKind::ALL, &self.cumulative)
     }
 
     /// Starts an episode scheduled at `scheduled_ns` with the sample at `ts_ns`.

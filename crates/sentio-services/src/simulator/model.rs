@@ -35,13 +35,13 @@ const MAX_STEP_NS: i64 = DAY_NS;
 /// Key domain of the healthy-signal random stream ("SENTIO/H").
 const HEALTHY_DOMAIN: u64 = 0x5345_4e54_494f_2f48;
 
-// Duty cycle (seconds, load fraction).
+// Duty cycle (seconds, load fraction); the generic model runs the same machine.
 const ON_S: (f64, f64) = (20.0 * 60.0, 90.0 * 60.0);
 const OFF_S: (f64, f64) = (5.0 * 60.0, 30.0 * 60.0);
 const LOAD_CHANGE_S: (f64, f64) = (5.0 * 60.0, 20.0 * 60.0);
 const LOAD: (f64, f64) = (0.3, 1.0);
-const SPIN_TAU_S: f64 = 20.0;
-const LOAD_TAU_S: f64 = 60.0;
+pub(crate) const SPIN_TAU_S: f64 = 20.0;
+pub(crate) const LOAD_TAU_S: f64 = 60.0;
 
 // Temperature (°C).
 const TEMP_BASE: (f64, f64) = (22.0, 27.0);
@@ -103,7 +103,7 @@ pub(crate) fn device_rng(seed: u64, index: u32, domain: u64) -> ChaCha8Rng {
 
 /// Maps `x` into `[lo, hi]`: unchanged in the middle, compressed smoothly (tanh) within `margin`
 /// of either bound (which only far-out values reach, once tanh rounds to 1).
-fn soft_clamp(x: f64, lo: f64, hi: f64, margin: f64) -> f64 {
+pub(crate) fn soft_clamp(x: f64, lo: f64, hi: f64, margin: f64) -> f64 {
     let upper = hi - margin;
     let lower = lo + margin;
     if x > upper {
@@ -124,11 +124,11 @@ fn finish(sensor: SensorKind, raw: f64) -> f64 {
     round_to_resolution(sensor, soft_clamp(raw, lo, hi, (hi - lo) * 0.02))
 }
 
-fn uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
+pub(crate) fn uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
     lo + (hi - lo) * rng.random::<f64>()
 }
 
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
     rng.sample(StandardNormal)
 }
 
@@ -189,54 +189,31 @@ impl StepCoefficients {
     }
 }
 
-/// The evolving healthy state of one device.
+/// The machine's schedule: running or resting, and while running, the load it is asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct HealthyState {
-    on: bool,
+pub(crate) struct DutyCycle {
+    pub(crate) on: bool,
     /// Seconds left in the current on or off period.
     phase_left_s: f64,
-    load_target: f64,
+    pub(crate) load_target: f64,
     /// Seconds until the load target changes (while on).
     load_left_s: f64,
-    /// 0 (stopped) to 1 (running), lagging `on`.
-    spin: f64,
-    /// Lagging `load_target`.
-    load: f64,
-    /// Degrees of load heating, lagging `heat_gain * spin * load`.
-    heat: f64,
-    /// Pressure before noise, lagging its load-driven target.
-    pressure: f64,
-    temp_drift: f64,
-    humidity_drift: f64,
 }
 
-impl HealthyState {
-    /// A state drawn from the model's long-run behaviour, so no warm-up is visible.
-    fn initial(rng: &mut ChaCha8Rng, p: &DeviceParams) -> Self {
+impl DutyCycle {
+    /// A schedule drawn from its long-run behaviour, so no warm-up is visible.
+    pub(crate) fn initial(rng: &mut ChaCha8Rng) -> Self {
         let mean_on = (ON_S.0 + ON_S.1) / 2.0;
         let mean_off = (OFF_S.0 + OFF_S.1) / 2.0;
         let on = rng.random::<f64>() < mean_on / (mean_on + mean_off);
         let phase_left_s = uniform(rng, if on { ON_S } else { OFF_S }) * rng.random::<f64>();
         let load_target = uniform(rng, LOAD);
         let load_left_s = uniform(rng, LOAD_CHANGE_S) * rng.random::<f64>();
-        let spin = if on { 1.0 } else { 0.0 };
-        let mech = spin * load_target;
-        Self {
-            on,
-            phase_left_s,
-            load_target,
-            load_left_s,
-            spin,
-            load: load_target,
-            heat: p.heat_gain * mech,
-            pressure: p.pressure_idle + p.pressure_span * mech,
-            temp_drift: TEMP_DRIFT_SIGMA * normal(rng),
-            humidity_drift: HUMIDITY_DRIFT_SIGMA * normal(rng),
-        }
+        Self { on, phase_left_s, load_target, load_left_s }
     }
 
     /// Advances the on/off periods and the load schedule by `dt_s`.
-    fn advance_duty_cycle(&mut self, rng: &mut ChaCha8Rng, dt_s: f64) {
+    pub(crate) fn advance(&mut self, rng: &mut ChaCha8Rng, dt_s: f64) {
         self.phase_left_s -= dt_s;
         while self.phase_left_s <= 0.0 {
             self.on = !self.on;
@@ -254,6 +231,43 @@ impl HealthyState {
             }
         }
     }
+}
+
+/// The evolving healthy state of one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct HealthyState {
+    /// Flattened: the snapshot's JSON keeps the fields it had before the schedule was shared.
+    #[serde(flatten)]
+    duty: DutyCycle,
+    /// 0 (stopped) to 1 (running), lagging `on`.
+    spin: f64,
+    /// Lagging `load_target`.
+    load: f64,
+    /// Degrees of load heating, lagging `heat_gain * spin * load`.
+    heat: f64,
+    /// Pressure before noise, lagging its load-driven target.
+    pressure: f64,
+    temp_drift: f64,
+    humidity_drift: f64,
+}
+
+impl HealthyState {
+    /// A state drawn from the model's long-run behaviour, so no warm-up is visible.
+    fn initial(rng: &mut ChaCha8Rng, p: &DeviceParams) -> Self {
+        let duty = DutyCycle::initial(rng);
+        let spin = if duty.on { 1.0 } else { 0.0 };
+        let load_target = duty.load_target;
+        let mech = spin * load_target;
+        Self {
+            duty,
+            spin,
+            load: load_target,
+            heat: p.heat_gain * mech,
+            pressure: p.pressure_idle + p.pressure_span * mech,
+            temp_drift: TEMP_DRIFT_SIGMA * normal(rng),
+            humidity_drift: HUMIDITY_DRIFT_SIGMA * normal(rng),
+        }
+    }
 
     /// Advances by one step and returns the healthy readings at `ts_ns`, in `SensorKind::ALL`
     /// order, clamped and rounded.
@@ -264,10 +278,10 @@ impl HealthyState {
         c: &StepCoefficients,
         ts_ns: i64,
     ) -> [f64; 4] {
-        self.advance_duty_cycle(rng, c.dt_s);
-        let spin_target = if self.on { 1.0 } else { 0.0 };
+        self.duty.advance(rng, c.dt_s);
+        let spin_target = if self.duty.on { 1.0 } else { 0.0 };
         self.spin += c.spin * (spin_target - self.spin);
-        self.load += c.load * (self.load_target - self.load);
+        self.load += c.load * (self.duty.load_target - self.load);
         let mech = self.spin * self.load;
         self.heat += c.heat * (p.heat_gain * mech - self.heat);
         let pressure_target = p.pressure_idle + p.pressure_span * mech;
@@ -446,7 +460,7 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use proptest::prelude::*;
-    use sentio_config::{AnomalyConfig, AnomalyMix};
+    use sentio_config::{AnomalyConfig, AnomalyMix, GenericMix};
 
     use super::*;
 
@@ -483,6 +497,13 @@ pub(crate) mod tests {
                     pressure_flat: w(AnomalyKind::PressureFlat),
                     humidity_high: w(AnomalyKind::HumidityHigh),
                     humidity_low: w(AnomalyKind::HumidityLow),
+                },
+                generic_mix: GenericMix {
+                    spike: w(AnomalyKind::Spike),
+                    drop: w(AnomalyKind::Drop),
+                    flat: w(AnomalyKind::Flat),
+                    noise: w(AnomalyKind::Noise),
+                    level_shift: w(AnomalyKind::LevelShift),
                 },
             },
         }

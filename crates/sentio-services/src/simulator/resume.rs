@@ -4,7 +4,7 @@
 //! device's stream origin, and the last [`SNAPSHOTS_KEPT`] snapshots of every device's model
 //! (levels, load, duty cycle, `seq`, the anomaly schedule and the random streams' positions),
 //! written atomically (a temporary file, then a rename) after a publish. On restart the **store**
-//! says where each device stopped (its newest stored reading of each sensor), and the file says
+//! says where each device stopped (its newest stored reading of each channel), and the file says
 //! how the device's model stood there: the newest snapshot at or before that point is restored
 //! and sampled forward to it (or, when the bus lost more than the snapshots span, the model is
 //! replayed from its origin). So the readings a crash lost are published again, identical, and
@@ -21,11 +21,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use sentio_core::Channel;
 use sentio_store::{RangeQuery, ReadingStore};
 use serde::{Deserialize, Serialize};
 
 use super::Simulator;
-use super::model::{DeviceModel, DeviceSnapshot};
+use super::generic::GenericSnapshot;
+use super::machine::Machine;
+use super::model::DeviceSnapshot;
 
 /// Version of the state file's layout.
 const STATE_FORMAT: u32 = 1;
@@ -72,7 +75,22 @@ struct Origin {
 struct Snapshot {
     /// The timestamp every device samples next.
     next_ns: i64,
+    /// The pumps'.
     devices: BTreeMap<String, DeviceSnapshot>,
+    /// The other profiles' devices' (absent from files written before there were any).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    generic: BTreeMap<String, GenericSnapshot>,
+}
+
+impl Snapshot {
+    /// Restores `model` from its snapshot in this one; false when there is none that fits.
+    fn restore(&self, model: &mut Machine) -> bool {
+        let name = model.device().as_str().to_owned();
+        match model {
+            Machine::Pump(m) => self.devices.get(&name).map(|d| m.restore(d)).is_some(),
+            Machine::Generic(m) => self.generic.get(&name).is_some_and(|d| m.restore(d)),
+        }
+    }
 }
 
 impl StateFile {
@@ -137,15 +155,21 @@ impl StateKeeper {
     /// written, and saves the file.
     pub(crate) fn record(
         &mut self,
-        models: &[DeviceModel],
+        models: &[Machine],
         next_ns: i64,
         archived_through_ns: Option<i64>,
     ) -> anyhow::Result<()> {
-        let devices =
-            models.iter().map(|m| (m.device().as_str().to_owned(), m.snapshot())).collect();
+        let (mut devices, mut generic) = (BTreeMap::new(), BTreeMap::new());
+        for m in models {
+            let name = m.device().as_str().to_owned();
+            match m {
+                Machine::Pump(p) => drop(devices.insert(name, p.snapshot())),
+                Machine::Generic(g) => drop(generic.insert(name, g.snapshot())),
+            }
+        }
         let snapshots = &mut self.file.snapshots;
         snapshots.retain(|s| s.next_ns < next_ns);
-        snapshots.push(Snapshot { next_ns, devices });
+        snapshots.push(Snapshot { next_ns, devices, generic });
         if snapshots.len() > SNAPSHOTS_KEPT {
             snapshots.drain(..snapshots.len() - SNAPSHOTS_KEPT);
         }
@@ -210,13 +234,13 @@ impl Simulator {
             cadence_ns: cadence,
             ..StateFile::default()
         });
-        // Each device's newest stored reading per sensor.
-        let mut newest: BTreeMap<String, [Option<(i64, u64)>; 4]> = BTreeMap::new();
+        // Each device's newest stored reading per channel.
+        let mut newest: BTreeMap<String, BTreeMap<Channel, (i64, u64)>> = BTreeMap::new();
         for r in store.latest_readings(i64::MIN).await.context("reading where devices stopped")? {
-            // Only the pump's channels are simulated; another producer's are none of its business.
-            if let Some(kind) = r.sensor.kind() {
-                newest.entry(r.device.as_str().to_owned()).or_default()[kind.index()] =
-                    Some((r.ts_ns, r.seq));
+            let channels = newest.entry(r.device.as_str().to_owned()).or_default();
+            let slot = channels.entry(r.sensor).or_insert((r.ts_ns, r.seq));
+            if r.ts_ns > slot.0 {
+                *slot = (r.ts_ns, r.seq);
             }
         }
 
@@ -225,7 +249,13 @@ impl Simulator {
         let ran_recently = file.saved_at_ns.is_some_and(|at| at >= wanted_ns);
         for i in 0..self.models.len() {
             let name = self.models[i].device().as_str().to_owned();
-            let stored = newest.get(&name).copied().unwrap_or_default();
+            // Only the channels the device's model simulates; another producer's are none of its
+            // business.
+            let stored: Vec<Option<(i64, u64)>> = self.models[i]
+                .channels()
+                .iter()
+                .map(|c| newest.get(&name).and_then(|per| per.get(c)).copied())
+                .collect();
             let resume_at = stored.iter().flatten().map(|(ts, _)| *ts).min().map(|t| t + cadence);
             let start = match file.origins.get(&name) {
                 // The simulator ran within the wanted range (a crash, a restart): it goes on
@@ -238,7 +268,8 @@ impl Simulator {
                 // machine did.
                 _ => resume_at.map_or(wanted_ns, |r| r.max(wanted_ns)),
             };
-            self.skip_through[i] = stored.map(|s| s.map_or(i64::MIN, |(ts, _)| ts));
+            self.skip_through[i] =
+                stored.iter().map(|s| s.map_or(i64::MIN, |(ts, _)| ts)).collect();
             self.start_ns[i] = start;
             let any_stored = resume_at.is_some();
             match self.position(i, &file, start) {
@@ -329,20 +360,18 @@ impl Simulator {
         let mut model = self.fresh_model(i);
         model.set_seq(origin.seq);
         let mut next = origin.ts_ns;
-        if let Some((at, snapshot)) = file
+        if let Some(at) = file
             .snapshots
             .iter()
             .rev()
-            .filter(|s| s.next_ns <= start)
-            .find_map(|s| s.devices.get(name).map(|d| (s.next_ns, d)))
-            .filter(|(at, _)| *at >= origin.ts_ns)
+            .filter(|s| s.next_ns <= start && s.next_ns >= origin.ts_ns)
+            .find_map(|s| s.restore(&mut model).then_some(s.next_ns))
         {
-            model.restore(snapshot);
             next = at;
         }
         let mut samples = 0;
         while next < start {
-            let _ = model.sample(next);
+            model.skip(next);
             next += self.cadence_ns;
             samples += 1;
         }
@@ -350,9 +379,8 @@ impl Simulator {
         Some(samples)
     }
 
-    fn fresh_model(&self, i: usize) -> DeviceModel {
-        let device = self.models[i].device().clone();
-        DeviceModel::new(device, i as u32, &self.config)
+    fn fresh_model(&self, i: usize) -> Machine {
+        Machine::new(&self.fleet[i], &self.config)
     }
 }
 
@@ -360,8 +388,8 @@ impl Simulator {
 /// sensor's newest stored reading `k` ticks before `start` must be `k` before the model's next
 /// (and one at `start`, a tick half stored, the model's next itself).
 fn seq_matches(
-    model: &DeviceModel,
-    stored: &[Option<(i64, u64)>; 4],
+    model: &Machine,
+    stored: &[Option<(i64, u64)>],
     start: i64,
     cadence_ns: i64,
 ) -> bool {
@@ -373,4 +401,177 @@ fn seq_matches(
         let ticks = u64::try_from((start - ts) / cadence_ns.max(1)).unwrap_or(u64::MAX);
         seq.checked_add(ticks) == Some(next)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    use object_store::memory::InMemory;
+    use sentio_config::Config;
+    use sentio_core::{DecodeLimits, Reading, decode_reading};
+    use sentio_objects::{Archiver, RawBatch};
+    use sentio_store::sqlite::SqliteStore;
+    use tokio_util::sync::CancellationToken;
+
+    use super::super::Output;
+    use super::super::model::tests::START_NS as ORIGIN;
+    use super::super::tests::{Shared, mixed};
+    use super::*;
+
+    const SEC: i64 = 1_000_000_000;
+    const TICKS: i64 = 1200;
+
+    fn config() -> Config {
+        let mut c = mixed(11, 20.0);
+        c.simulator.cadence = Duration::from_secs(1);
+        c
+    }
+
+    fn simulator(archive: &Arc<InMemory>, lines: &Shared) -> Simulator {
+        let c = config();
+        let archiver = Archiver::new(archive.clone(), Duration::from_secs(60));
+        let out = Output::Lines(Box::new(lines.clone()));
+        Simulator::with_fleet(&c.simulator, c.fleet().unwrap(), out, Some(archiver)).unwrap()
+    }
+
+    fn take(lines: &Shared) -> Vec<Reading> {
+        let limits = DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() };
+        lines
+            .take()
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| decode_reading(l, &limits, ORIGIN).unwrap())
+            .collect()
+    }
+
+    fn sorted(mut r: Vec<Reading>) -> Vec<Reading> {
+        r.sort_by(|a, b| {
+            let key =
+                |r: &Reading| (r.device.as_str().to_owned(), r.ts_ns, r.sensor.clone(), r.seq);
+            key(a).cmp(&key(b))
+        });
+        r
+    }
+
+    async fn stored(store: &SqliteStore) -> Vec<Reading> {
+        let q = RangeQuery { devices: vec![], sensors: vec![], from_ns: i64::MIN, to_ns: i64::MAX };
+        sorted(store.query_range(&q).await.unwrap())
+    }
+
+    async fn archived(archive: &InMemory) -> Vec<Reading> {
+        let metas: Vec<_> = archive.list(None).try_collect().await.unwrap();
+        let mut all = Vec::new();
+        for m in metas {
+            let bytes = archive.get(&m.location).await.unwrap().bytes().await.unwrap();
+            all.extend(RawBatch::from_pickle(&bytes).unwrap().readings().unwrap());
+        }
+        sorted(all)
+    }
+
+    async fn resume_and_backfill(
+        sim: &mut Simulator,
+        store: &SqliteStore,
+        state: &Path,
+        to: i64,
+    ) -> Resumed {
+        let resumed = sim.resume(store, state, ORIGIN, ORIGIN + TICKS * SEC).await.unwrap();
+        sim.backfill(resumed.from_ns, to, &CancellationToken::new(), |_| {}).await.unwrap();
+        resumed
+    }
+
+    async fn setup() -> (tempfile::TempDir, SqliteStore, Arc<InMemory>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("sentio.db")).unwrap();
+        store.migrate().await.unwrap();
+        (dir, store, Arc::new(InMemory::new()))
+    }
+
+    /// The pumps' resume (tests/resume.rs) holds for every profile: a killed mixed fleet, its
+    /// store holding a different prefix of each device (a compressor half of one tick), resumes
+    /// to the uninterrupted seeded stream of every channel, and archive = store.
+    #[tokio::test]
+    async fn a_killed_mixed_fleet_resumes_every_channel_where_the_store_stopped() {
+        let lines = Shared::default();
+        let mut whole = simulator(&Arc::new(InMemory::new()), &lines);
+        whole
+            .backfill(ORIGIN, ORIGIN + TICKS * SEC, &CancellationToken::new(), |_| {})
+            .await
+            .unwrap();
+        whole.finish().await.unwrap();
+        let want = sorted(take(&lines));
+        assert_eq!(want.len() as i64, TICKS * (3 * 4 + 2 * 6));
+
+        let (dir, store, archive) = setup().await;
+        let state = dir.path().join("sentio.simulator.json");
+        let mut first = simulator(&archive, &lines);
+        let resumed = resume_and_backfill(&mut first, &store, &state, ORIGIN + 900 * SEC).await;
+        assert_eq!((resumed.fresh, resumed.continued), (5, 0));
+        drop(first);
+        let half = ["current", "flow", "discharge_pressure"];
+        let kept: Vec<Reading> = take(&lines)
+            .into_iter()
+            .filter(|r| match r.device.as_str() {
+                "compressor-01" => {
+                    r.ts_ns < ORIGIN + 800 * SEC
+                        || (r.ts_ns == ORIGIN + 800 * SEC && half.contains(&r.sensor.as_str()))
+                }
+                "compressor-02" => r.ts_ns < ORIGIN + 300 * SEC,
+                "pump-01" => r.ts_ns < ORIGIN + 500 * SEC,
+                _ => false,
+            })
+            .collect();
+        store.insert_readings(&kept).await.unwrap();
+
+        let mut second = simulator(&archive, &lines);
+        let resumed = resume_and_backfill(&mut second, &store, &state, ORIGIN + TICKS * SEC).await;
+        assert_eq!((resumed.continued, resumed.fresh), (3, 2), "{resumed:?}");
+        assert!(resumed.restarted.is_empty(), "{resumed:?}");
+        assert_eq!(resumed.from_ns, ORIGIN);
+        // compressor-01 came from the snapshot taken at about 680 ticks, not from the origin.
+        assert!(resumed.fast_forwarded < 800 + 300 + 500, "{resumed:?}");
+        second.finish().await.unwrap();
+        store.insert_readings(&take(&lines)).await.unwrap();
+
+        let got = stored(&store).await;
+        assert_eq!(got.len(), want.len(), "no reading lost or stored twice");
+        assert!(got == want, "the stored stream is the uninterrupted seeded stream");
+        assert!(archived(&archive).await == got, "archive = store, each reading once");
+    }
+
+    /// Without the state file, a compressor's signals restart where it stopped and each of its
+    /// channels' numbering goes on.
+    #[tokio::test]
+    async fn without_saved_state_a_compressor_restarts_and_its_numbering_goes_on() {
+        let (dir, store, archive) = setup().await;
+        let state = dir.path().join("sentio.simulator.json");
+        let lines = Shared::default();
+        let mut first = simulator(&archive, &lines);
+        resume_and_backfill(&mut first, &store, &state, ORIGIN + 600 * SEC).await;
+        first.finish().await.unwrap();
+        store.insert_readings(&take(&lines)).await.unwrap();
+        std::fs::remove_file(&state).unwrap();
+
+        let mut second = simulator(&archive, &lines);
+        let resumed = resume_and_backfill(&mut second, &store, &state, ORIGIN + TICKS * SEC).await;
+        assert_eq!(resumed.restarted.len(), 5, "{resumed:?}");
+        assert_eq!(resumed.from_ns, ORIGIN + 600 * SEC);
+        second.finish().await.unwrap();
+        store.insert_readings(&take(&lines)).await.unwrap();
+
+        let mut per: BTreeMap<(String, Channel), Vec<(i64, u64)>> = BTreeMap::new();
+        for r in stored(&store).await {
+            per.entry((r.device.as_str().to_owned(), r.sensor.clone()))
+                .or_default()
+                .push((r.ts_ns, r.seq));
+        }
+        assert_eq!(per.len(), 3 * 4 + 2 * 6);
+        for ((device, channel), points) in per {
+            let want: Vec<(i64, u64)> = (0..TICKS).map(|t| (ORIGIN + t * SEC, t as u64)).collect();
+            assert_eq!(points, want, "{device} {channel}: every second once, seq going on");
+        }
+    }
 }

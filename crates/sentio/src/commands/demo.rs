@@ -16,7 +16,7 @@ use sentio_services::detect::{Scorer, replay, save_replay_scores, top_sensor};
 use sentio_services::etl::EtlStats;
 use sentio_services::shutdown::Shutdown;
 use sentio_services::simulator::resume::state_path;
-use sentio_services::simulator::{Output, SimStats, Simulator};
+use sentio_services::simulator::{Output, SimStats};
 use sentio_services::train::TrainRequest;
 use sentio_store::ReadingStore;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -77,8 +77,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
     let stop = shutdown.token();
-    let mut simulator =
-        Simulator::new(&config.simulator, output, archiver)?.with_abort(shutdown.failed());
+    let mut simulator = wiring::simulator(&config, output, archiver)?.with_abort(shutdown.failed());
     let sim_stats = simulator.stats();
     if let Some(limit) = args.duration {
         let stop = stop.clone();
@@ -106,8 +105,8 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     }
 
     say!(
-        "sentio demo: {} devices, store {}, archive {}",
-        config.simulator.devices,
+        "sentio demo: {}, store {}, archive {}",
+        simulator.describe_fleet(),
         config.store.sqlite.path.display(),
         if config.archive.enabled {
             config.objects.local.root.display().to_string()

@@ -7,22 +7,33 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sentio_config::{BusKind, Config};
 use sentio_core::time::{format_rfc3339, now_ns};
 use sentio_services::shutdown::Shutdown;
-use sentio_services::simulator::{Output, Simulator};
+use sentio_services::simulator::Output;
 
 use super::time_arg::{parse_duration, parse_instant};
 use crate::wiring;
 
 /// Without --from/--to it runs in real time from now until Ctrl-C. With --from and --to it
 /// backfills that range as fast as possible and exits; the same seed and range give the same
-/// messages byte for byte.
+/// messages byte for byte. The fleet is `demo.profiles` (devices per profile, e.g. 6 pumps and 2
+/// compressors), or, when that is empty, `simulator.devices` pumps.
 #[derive(clap::Args)]
 pub struct Args {
     /// Random seed (overrides simulator.seed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Number of devices (overrides simulator.devices).
+    /// Number of pumps (overrides simulator.devices), for a fleet of pumps only.
     #[arg(long)]
     devices: Option<u32>,
+    /// The fleet by profile, e.g. pump=6,compressor=2 (overrides demo.profiles). Each name is a
+    /// profile the configuration declares.
+    #[arg(
+        long,
+        value_name = "NAME=COUNT,...",
+        value_delimiter = ',',
+        value_parser = parse_profile_count,
+        conflicts_with = "devices"
+    )]
+    profiles: Vec<(String, u32)>,
     /// Time between readings, e.g. 1s or 250ms (overrides simulator.cadence).
     #[arg(long, value_parser = parse_duration)]
     cadence: Option<Duration>,
@@ -49,6 +60,19 @@ pub struct Args {
 }
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
+    if args.devices.is_some() && !config.demo.profiles.is_empty() {
+        let counts: Vec<String> =
+            config.demo.profiles.iter().map(|(name, n)| format!("{name}={n}")).collect();
+        bail!(
+            "--devices sets the number of pumps of a fleet of pumps only (simulator.devices), but \
+             this configuration sets its fleet in demo.profiles: give the counts with --profiles, \
+             such as --profiles {}",
+            counts.join(",")
+        );
+    }
+    if !args.profiles.is_empty() {
+        config.demo.profiles = args.profiles.into_iter().collect();
+    }
     let sim = &mut config.simulator;
     sim.seed = args.seed.unwrap_or(sim.seed);
     sim.devices = args.devices.unwrap_or(sim.devices);
@@ -75,8 +99,8 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             topic: config.topics.readings.clone(),
         }
     };
-    let mut simulator =
-        Simulator::new(&config.simulator, output, wiring::archiver(&config).await?)?;
+    let mut simulator = wiring::simulator(&config, output, wiring::archiver(&config).await?)?;
+    tracing::info!(fleet = %simulator.describe_fleet(), "simulating");
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
     let stop = shutdown.token();
@@ -117,4 +141,16 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     );
     shutdown.cancel();
     Ok(())
+}
+
+/// `compressor=2`: a profile name and its device count.
+fn parse_profile_count(s: &str) -> Result<(String, u32), String> {
+    let (name, count) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=COUNT, such as compressor=2"))?;
+    let count = count
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{s:?}: the count {count:?} is not a whole number from 0 up"))?;
+    Ok((name.trim().to_owned(), count))
 }
