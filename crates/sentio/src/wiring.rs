@@ -116,7 +116,6 @@ pub async fn archiver(config: &Config) -> anyhow::Result<Option<Archiver>> {
     Ok(Some(Archiver::new(open_objects(config).await?, config.archive.slice)))
 }
 
-/// The ETL on the configured topics and consumer group, checking units against the configured
 /// The simulator of the configured fleet: `demo.profiles`, or `simulator.devices` pumps.
 pub fn simulator(
     config: &Config,
@@ -131,6 +130,7 @@ pub fn simulator(
     )
 }
 
+/// The ETL on the configured topics and consumer group, checking units against the configured
 /// profiles.
 pub fn etl(
     config: &Config,
