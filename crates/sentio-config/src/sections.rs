@@ -1237,6 +1237,15 @@ impl ProfilesConfig {
                     .map_or_else(|| "(no channels key)".to_owned(), channel_list),
                 "at least one channel, such as channels = [{ name = \"current\", unit = \"A\" }]",
             ),
+            ProfileError::TooManyChannels { profile, count } => invalid_entry(
+                at(&profile, "channels", None),
+                format!("{count} channels"),
+                &format!(
+                    "at most {} channels (split the machine into two profiles, or leave some \
+                     undeclared: they are stored, not modelled)",
+                    sentio_core::profile::MAX_CHANNELS
+                ),
+            ),
             ProfileError::DuplicateChannel { profile, channel } => {
                 let first = channel_at(&profile, &channel, 0).map(|(i, _)| i);
                 let second = channel_at(&profile, &channel, 1).map(|(i, _)| i);

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::DeviceId;
+use crate::{Channel, DeviceId};
 
 /// How bad an alert is, from how far the score is above the threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,11 +33,25 @@ pub struct Alert {
     pub score: f64,
     pub threshold: f64,
     pub severity: Severity,
-    /// Share of the reconstruction error per sensor, in [`crate::SensorKind::ALL`] order; sums to 1.
-    pub sensor_share: [f64; 4],
+    /// Share of the reconstruction error per channel of the model, in
+    /// [`Channel::display_cmp`] order (the pump's four first); sums to 1.
+    pub sensor_share: Vec<(Channel, f64)>,
     pub model_name: String,
     pub model_version: String,
     pub detected_at_ns: i64,
+}
+
+impl Alert {
+    /// The channel with the largest share of the error, the first in display order on ties.
+    pub fn top_sensor(&self) -> Option<&Channel> {
+        let mut best: Option<&(Channel, f64)> = None;
+        for share in &self.sensor_share {
+            if best.is_none_or(|b| share.1 > b.1) {
+                best = Some(share);
+            }
+        }
+        best.map(|(c, _)| c)
+    }
 }
 
 impl Severity {

@@ -109,7 +109,9 @@ impl AnomalyKind {
             AnomalyKind::TemperatureSpike | AnomalyKind::TemperatureDrop => {
                 Some(SensorKind::Temperature)
             }
-            AnomalyKind::VibrationSpike | AnomalyKind::VibrationNoise => Some(SensorKind::Vibration),
+            AnomalyKind::VibrationSpike | AnomalyKind::VibrationNoise => {
+                Some(SensorKind::Vibration)
+            }
             AnomalyKind::PressureDrop | AnomalyKind::PressureFlat => Some(SensorKind::Pressure),
             AnomalyKind::HumidityHigh | AnomalyKind::HumidityLow => Some(SensorKind::Humidity),
             AnomalyKind::Spike

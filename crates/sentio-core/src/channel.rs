@@ -116,6 +116,15 @@ impl Ord for Channel {
     }
 }
 
+impl Channel {
+    /// The order channels are shown and reported in: the pump's four in [`SensorKind::ALL`]
+    /// order, then every other channel by name.
+    pub fn display_cmp(&self, other: &Channel) -> Ordering {
+        let rank = |c: &Channel| c.kind().map_or(SensorKind::ALL.len(), SensorKind::index);
+        rank(self).cmp(&rank(other)).then_with(|| self.cmp(other))
+    }
+}
+
 impl PartialEq<SensorKind> for Channel {
     fn eq(&self, other: &SensorKind) -> bool {
         self.as_str() == other.as_str()

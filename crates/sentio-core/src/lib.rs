@@ -6,7 +6,6 @@
 //! - [`profile`]: [`Profile`] and [`Profiles`], kinds of machine and which devices are one.
 //! - [`anomaly`]: [`AnomalyKind`], one per kind of fault the simulator injects.
 //! - [`reading`]: [`Reading`], one value of one sensor of one device at one instant.
-//! - [`frame`]: [`Frame`], the four sensors of a device aligned on one timestamp.
 //! - [`alert`]: [`Alert`], what the detector reports.
 //! - [`message`]: the reading message v1 on `sensor-data`: encoding and strict decoding.
 //! - [`time`]: nanosecond timestamps and their text form.
@@ -15,7 +14,6 @@ pub mod alert;
 pub mod anomaly;
 pub mod channel;
 pub mod device;
-pub mod frame;
 pub mod message;
 pub mod profile;
 pub mod reading;
@@ -26,7 +24,6 @@ pub use alert::{Alert, AlertState, Severity};
 pub use anomaly::AnomalyKind;
 pub use channel::{Channel, InvalidChannel, InvalidUnit, Unit};
 pub use device::{DeviceId, InvalidDeviceId};
-pub use frame::Frame;
 pub use message::{DecodeError, DecodeLimits, decode_reading, encode_reading};
 pub use profile::{ChannelSpec, Profile, ProfileError, Profiles, UnitMismatch};
 pub use reading::Reading;

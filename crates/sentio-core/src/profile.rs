@@ -7,6 +7,9 @@ use crate::{Channel, DeviceId, Reading, SensorKind, Unit};
 /// The built-in profile: the seed's four-signal pump.
 pub const PUMP: &str = "pump";
 
+/// The most channels one profile models (a frame marks its filled cells in a 64-bit mask).
+pub const MAX_CHANNELS: usize = 64;
+
 /// One channel a profile declares.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelSpec {
@@ -35,6 +38,11 @@ pub enum ProfileError {
     BadName { name: String },
     #[error("profile {profile} declares no channels; give it at least one")]
     NoChannels { profile: String },
+    #[error(
+        "profile {profile} declares {count} channels; a profile models at most {MAX_CHANNELS}: \
+         split the machine into two profiles, or leave channels undeclared (stored, not modelled)"
+    )]
+    TooManyChannels { profile: String, count: usize },
     #[error("profile {profile} declares channel {channel} twice")]
     DuplicateChannel { profile: String, channel: Channel },
     #[error(
@@ -125,6 +133,12 @@ impl Profiles {
             }
             if p.channels.is_empty() {
                 return Err(ProfileError::NoChannels { profile: p.name.clone() });
+            }
+            if p.channels.len() > MAX_CHANNELS {
+                return Err(ProfileError::TooManyChannels {
+                    profile: p.name.clone(),
+                    count: p.channels.len(),
+                });
             }
             for (i, c) in p.channels.iter().enumerate() {
                 if p.channels[..i].iter().any(|d| d.name == c.name) {
@@ -339,6 +353,10 @@ mod tests {
         let mut empty = compressor(&["c*"]);
         empty.channels.clear();
         assert!(matches!(Profiles::new(vec![empty]), Err(ProfileError::NoChannels { .. })));
+        let mut wide = compressor(&["c*"]);
+        wide.channels = (0..=MAX_CHANNELS).map(|i| spec(&format!("c{i}"), "")).collect();
+        let too_many = Profiles::new(vec![wide]).unwrap_err();
+        assert!(matches!(too_many, ProfileError::TooManyChannels { count: 65, .. }), "{too_many}");
         let mut ranged = compressor(&["c*"]);
         ranged.channels[0].range = Some((5.0, 1.0));
         assert!(matches!(Profiles::new(vec![ranged]), Err(ProfileError::BadRange { .. })));

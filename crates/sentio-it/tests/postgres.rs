@@ -297,7 +297,7 @@ async fn dashboard_reads_probe_the_indexes_and_scan_no_table() {
             ts_ns: r.ts_ns,
             score: r.value / 100.0,
             threshold: 0.4,
-            top_sensor: SensorKind::Pressure,
+            top_sensor: SensorKind::Pressure.into(),
             model_version: "1".to_owned(),
         })
         .collect();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{HOURS, START, simulate, trained_model};
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_core::{AlertState, AnomalyKind, DeviceId, Reading};
-use sentio_services::detect::{AlertSettings, Scorer, replay, top_sensor};
+use sentio_services::detect::{AlertSettings, Scorer, replay};
 use sentio_services::train::CHAMPION;
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
@@ -103,7 +103,7 @@ async fn a_trained_model_alerts_on_unseen_faults_and_names_their_sensor() {
     let (mut single, mut named, mut false_alarms) = (0, 0, 0);
     for a in &finals {
         let covered: Vec<&Event> = faults.iter().filter(|e| overlaps(a, e)).collect();
-        let top = sentio_core::SensorKind::ALL[top_sensor(&a.sensor_share)];
+        let top = a.top_sensor().and_then(sentio_core::Channel::kind).unwrap();
         match covered.as_slice() {
             [] => false_alarms += 1,
             [e] => {

@@ -23,7 +23,7 @@ use sentio_services::detect::service::{
 };
 use sentio_services::detect::{
     AlertSettings, AlertV1, SCORES_PER_CALL, Scorer, replay, save_replay_scores, score_point,
-    shares, top_sensor,
+    top_sensor,
 };
 use sentio_services::train::{CHAMPION, TrainRequest};
 use sentio_store::sqlite::SqliteStore;
@@ -79,7 +79,7 @@ async fn stream(
 ) -> Arc<DetectStats> {
     let stats = detector.stats();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(detector.run(scorer, stop.clone()));
+    let task = tokio::spawn(detector.run(vec![scorer], stop.clone()));
     publish(bus, readings).await;
     wait_for(&stats, readings.len() as u64).await;
     stop.cancel();
@@ -92,6 +92,8 @@ fn request(config: &Config, seed: u64) -> TrainRequest {
     train.seed = seed;
     TrainRequest {
         config: train,
+        profiles: sentio_core::Profiles::builtin(),
+        profile: sentio_core::profile::PUMP.into(),
         experiment: "stream".into(),
         from_ns: Some(START),
         to_ns: Some(START + HOURS * 3_600 * NANOS_PER_SEC),
@@ -115,7 +117,8 @@ fn settings(follow: Option<Follow>) -> StreamSettings {
         stride: 1,
         batch_windows: 256,
         alerts: AlertSettings::default(),
-        sensor_weights: [1.0; 4],
+        profiles: sentio_core::Profiles::builtin(),
+        sensor_weights: BTreeMap::new(),
         device_threshold_factor: BTreeMap::new(),
         limits: DecodeLimits { max_future_ns: i64::MAX / 4, ..DecodeLimits::default() },
         follow,
@@ -177,7 +180,7 @@ fn drain_points(
                     ts_ns: window.end_ns,
                     score: window.score,
                     threshold,
-                    top_sensor: SensorKind::ALL[top_sensor(&shares(&window.sensor_error))],
+                    top_sensor: model.sensors.channels()[top_sensor(&window.sensor_error)].clone(),
                     model_version: model.version.clone(),
                 });
                 scores.entry(device).or_default().push((
@@ -329,7 +332,7 @@ async fn promoting_a_new_version_swaps_the_model_between_batches_with_no_window_
     let v1 = s.scorer(CHAMPION).await;
     let follow = Follow {
         tracking: s.tracking.clone(),
-        name: name.clone(),
+        names: [(sentio_core::profile::PUMP.to_owned(), name.clone())].into(),
         alias: CHAMPION.into(),
         cache: models.clone(),
         threads: 2,
@@ -342,7 +345,7 @@ async fn promoting_a_new_version_swaps_the_model_between_batches_with_no_window_
         Detector::new(bus.clone(), store.clone(), settings(Some(follow))).with_observer(tx);
     let stats = detector.stats();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(detector.run(v1.clone(), stop.clone()));
+    let task = tokio::spawn(detector.run(vec![v1.clone()], stop.clone()));
 
     publish(&bus, &readings[..half]).await;
     wait_for(&stats, half as u64).await;
@@ -435,13 +438,14 @@ async fn scores_are_saved_only_when_asked_and_a_replay_saves_its_own() {
         replay(store.as_ref(), scorer.clone(), &[], START, end, 1, AlertSettings::default())
             .await
             .unwrap();
-    let (device, first) = found.scores.iter().next().map(|(d, w)| (d.clone(), w[0])).unwrap();
+    let (device, first) =
+        found.scores.iter().next().map(|(d, w)| (d.clone(), w[0].clone())).unwrap();
     let stale = ScorePoint {
         device: device.clone(),
         ts_ns: first.end_ns,
         score: 1e6,
         threshold: 1.0,
-        top_sensor: SensorKind::Humidity,
+        top_sensor: SensorKind::Humidity.into(),
         model_version: "0".into(),
     };
     store.save_scores(&[stale]).await.unwrap();

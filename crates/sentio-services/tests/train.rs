@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 fn request(config: &Config) -> TrainRequest {
     TrainRequest {
         config: config.train.clone(),
+        profiles: config.profiles().unwrap(),
+        profile: sentio_core::profile::PUMP.into(),
         experiment: "test".into(),
         from_ns: Some(START),
         to_ns: Some(START + HOURS * 3_600 * NANOS_PER_SEC),

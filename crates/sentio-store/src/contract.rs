@@ -1009,7 +1009,11 @@ fn alert(id: &str, device: &str, state: AlertState, start_s: i64, end_s: i64, sc
         score,
         threshold: 0.0081,
         severity: if score > 0.03 { Severity::Critical } else { Severity::Warning },
-        sensor_share: [0.05, 0.8, 0.125, 0.025],
+        sensor_share: SensorKind::ALL
+            .into_iter()
+            .map(Channel::from)
+            .zip([0.05, 0.8, 0.125, 0.025])
+            .collect(),
         model_name: "sentio-lstm-ae".to_owned(),
         model_version: "3".to_owned(),
         detected_at_ns: end_s * 1_000_000_000 + 1,
@@ -1055,7 +1059,7 @@ pub async fn check_alerts_keep_their_latest_state(store: &dyn ReadingStore) {
     assert_eq!(ids(store.anomalies(&overlap(125, 200)).await.unwrap()), ["a-1"]);
 
     let mut bad = alert("c-1", "alert-c", Opened, 1, 2, 0.01);
-    bad.sensor_share[2] = f64::NAN;
+    bad.sensor_share[2].1 = f64::NAN;
     let good = alert("c-2", "alert-c", Opened, 1, 2, 0.01);
     assert_rejected(store.save_alerts(&[good, bad]).await, "NaN share");
     let mut bad = alert("c-3", "alert-c", Opened, 1, 2, 0.01);
@@ -1063,6 +1067,16 @@ pub async fn check_alerts_keep_their_latest_state(store: &dyn ReadingStore) {
     assert_rejected(store.save_alerts(&[bad]).await, "infinite score");
     let c = AnomalyQuery { device: Some(dev("alert-c")), ..AnomalyQuery::all() };
     assert!(store.anomalies(&c).await.unwrap().is_empty(), "nothing of a refused call is written");
+
+    // Another machine's alert names its own channels, in display order (a pump's first, then by
+    // name), whatever order the backend keeps JSON keys in.
+    let mut other = alert("d-1", "alert-d", Opened, 1, 2, 0.01);
+    other.sensor_share = [("current", 0.5), ("flow", 0.125), ("vibration_x", 0.375)]
+        .map(|(c, v)| (Channel::new(c).unwrap(), v))
+        .to_vec();
+    store.save_alerts(std::slice::from_ref(&other)).await.unwrap();
+    let d = AnomalyQuery { device: Some(dev("alert-d")), ..AnomalyQuery::all() };
+    assert_eq!(store.anomalies(&d).await.unwrap(), [other]);
 }
 
 // ---- anomaly scores ---------------------------------------------------------------------------
@@ -1073,7 +1087,7 @@ fn score(device: &str, ts_ns: i64, value: f64, top: SensorKind, version: &str) -
         ts_ns,
         score: value,
         threshold: 0.0081,
-        top_sensor: top,
+        top_sensor: top.into(),
         model_version: version.to_owned(),
     }
 }

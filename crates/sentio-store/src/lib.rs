@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use sentio_core::{Alert, Channel, DeviceId, Reading, SensorKind, Unit};
+use sentio_core::{Alert, Channel, DeviceId, Reading, Unit};
 
 /// Where a message came from on the bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,8 +102,8 @@ pub struct ScorePoint {
     pub score: f64,
     /// The threshold the score was compared with (the model's, times the device's factor).
     pub threshold: f64,
-    /// The sensor with the largest share of the window's error.
-    pub top_sensor: SensorKind,
+    /// The channel with the largest share of the window's error.
+    pub top_sensor: Channel,
     pub model_version: String,
 }
 

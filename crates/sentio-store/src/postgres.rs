@@ -997,7 +997,7 @@ async fn save_scores(pool: &Pool, rows: &[ScoreRow]) -> Result<u64, StoreError> 
     let ts: Vec<i64> = rows.iter().map(|r| r.ts_ns).collect();
     let scores: Vec<f64> = rows.iter().map(|r| r.score).collect();
     let thresholds: Vec<f64> = rows.iter().map(|r| r.threshold).collect();
-    let top: Vec<&str> = rows.iter().map(|r| r.top_sensor).collect();
+    let top: Vec<&str> = rows.iter().map(|r| r.top_sensor.as_str()).collect();
     let versions: Vec<&str> = rows.iter().map(|r| r.model_version.as_str()).collect();
     let client = get(pool, OP).await?;
     let stmt = client.prepare_cached(UPSERT_SCORES).await.map_err(&q)?;

@@ -399,10 +399,10 @@ impl AlertRow {
             }
         };
         let mut share = serde_json::Map::new();
-        for (kind, &v) in SensorKind::ALL.iter().zip(&a.sensor_share) {
+        for (channel, v) in &a.sensor_share {
             share.insert(
-                kind.as_str().to_owned(),
-                serde_json::Value::from(finite("sensor_share", v)?),
+                channel.as_str().to_owned(),
+                serde_json::Value::from(finite("sensor_share", *v)?),
             );
         }
         Ok(AlertRow {
@@ -433,12 +433,18 @@ pub(crate) fn decode_alert(row: AlertRowOwned) -> Result<Alert, StoreError> {
     let shares: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&row.sensor_share)
             .map_err(|e| corrupt(format!("anomaly {}: sensor_share: {e}", row.id)))?;
-    let mut sensor_share = [0.0; 4];
-    for (slot, kind) in sensor_share.iter_mut().zip(SensorKind::ALL) {
-        *slot = shares.get(kind.as_str()).and_then(serde_json::Value::as_f64).ok_or_else(|| {
-            corrupt(format!("anomaly {}: sensor_share has no number for {}", row.id, kind.as_str()))
+    let mut sensor_share = Vec::with_capacity(shares.len());
+    for (name, value) in &shares {
+        let channel = Channel::new(name).map_err(|e| {
+            corrupt(format!("anomaly {}: sensor_share names {name:?}: {e}", row.id))
         })?;
+        let share = value.as_f64().ok_or_else(|| {
+            corrupt(format!("anomaly {}: sensor_share has no number for {name}", row.id))
+        })?;
+        sensor_share.push((channel, share));
     }
+    // JSON objects keep no order (PostgreSQL's jsonb reorders keys): the alert's is display order.
+    sensor_share.sort_by(|a, b| a.0.display_cmp(&b.0));
     Ok(Alert {
         device: decode_device(&row.device)?,
         alert_id: row.id,
@@ -462,7 +468,7 @@ pub(crate) struct ScoreRow {
     pub ts_ns: i64,
     pub score: f64,
     pub threshold: f64,
-    pub top_sensor: &'static str,
+    pub top_sensor: String,
     pub model_version: String,
 }
 
@@ -486,7 +492,7 @@ impl ScoreRow {
                     ts_ns: p.ts_ns,
                     score: finite("score", p.score)?,
                     threshold: finite("threshold", p.threshold)?,
-                    top_sensor: p.top_sensor.as_str(),
+                    top_sensor: p.top_sensor.as_str().to_owned(),
                     model_version: p.model_version.clone(),
                 })
             })
@@ -513,8 +519,8 @@ pub(crate) fn decode_score(
     top_sensor: &str,
     model_version: String,
 ) -> Result<ScorePoint, StoreError> {
-    let top_sensor = SensorKind::parse(top_sensor).ok_or_else(|| StoreError::Corrupt {
-        detail: format!("anomaly score of {device} at {ts_ns}: unknown sensor {top_sensor:?}"),
+    let top_sensor = Channel::new(top_sensor).map_err(|e| StoreError::Corrupt {
+        detail: format!("anomaly score of {device} at {ts_ns}: top sensor {top_sensor:?}: {e}"),
     })?;
     Ok(ScorePoint { device, ts_ns, score, threshold, top_sensor, model_version })
 }
@@ -721,7 +727,7 @@ mod tests {
             ts_ns,
             score,
             threshold: 0.5,
-            top_sensor: SensorKind::Humidity,
+            top_sensor: SensorKind::Humidity.into(),
             model_version: "7".to_owned(),
         }
     }
@@ -740,7 +746,7 @@ mod tests {
             1,
             4.0,
             0.5,
-            rows[0].top_sensor,
+            &rows[0].top_sensor,
             rows[0].model_version.clone(),
         )
         .unwrap();

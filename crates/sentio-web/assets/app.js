@@ -40,9 +40,11 @@ function toast(text) {
   document.getElementById("toasts").append(t);
   setTimeout(() => t.remove(), 6000);
 }
-function shareBar(share) {
-  return h("span", { class: "share", title: SENSORS.map((s) => `${s} ${fmt(100 * share[s], 0)}%`).join(", ") },
-    SENSORS.map((s) => h("i", { style: `width:${100 * share[s]}%;background:${COLORS[s]}` })));
+// An alert's error share over its model's channels (`sensors`, display order: any profile's).
+function shareBar(share, sensors) {
+  const names = sensors && sensors.length ? sensors : Object.keys(share);
+  return h("span", { class: "share", "data-testid": "share", title: names.map((s) => `${s} ${fmt(100 * share[s], 0)}%`).join(", ") },
+    names.map((s, i) => h("i", { style: `width:${100 * share[s]}%;background:${color(s, i)}`, "data-sensor": s })));
 }
 
 // ---------- live feed ----------
@@ -201,7 +203,7 @@ const pages = {
       options.map(([v, label]) => h("option", { value: v, selected: filters[name] === v }, label)));
     view.replaceChildren(h("h1", {}, "Alerts"), h("div", { class: "toolbar" },
       select("device", [["", "all devices"], ...o.devices.map((d) => [d.device, d.device])]),
-      select("sensor", [["", "any top sensor"], ...SENSORS.map((s) => [s, s])]),
+      select("sensor", [["", "any top sensor"], ...[...new Set(o.devices.flatMap((d) => d.channels || SENSORS))].map((s) => [s, s])]),
       select("severity", [["", "any severity"], ["warning", "warning"], ["critical", "critical"]]),
       select("state", [["all", "open and resolved"], ["open", "open"], ["resolved", "resolved"]]),
       select("last", [["1h", "last hour"], ["6h", "last 6 h"], ["1d", "last day"], ["7d", "last week"]])), h("div", { id: "alert-list" }));
@@ -215,8 +217,15 @@ const pages = {
   },
 
   async model() {
-    const m = await api("/api/models");
+    const params = new URLSearchParams(location.hash.split("?")[1] || "");
+    const profile = params.get("profile");
+    const m = await api(profile ? `/api/models?profile=${encodeURIComponent(profile)}` : "/api/models");
     view.replaceChildren(h("h1", {}, `Model ${m.name}`));
+    // One model per asset profile: choose whose.
+    if (m.profiles && m.profiles.length > 1) {
+      view.append(h("div", { class: "toolbar" }, h("select", { "data-testid": "model-profile", onchange: (e) => { location.hash = `#/model?profile=${encodeURIComponent(e.target.value)}`; } },
+        m.profiles.map((p) => h("option", { value: p, selected: (m.profile || "pump") === p }, `profile ${p}`)))));
+    }
     if (m.hint) view.append(h("p", { class: "muted", "data-testid": "model-hint" }, m.hint));
     if (!m.versions.length) return {};
     const rows = m.versions.map((v) => h("tr", { "data-testid": "model-version" },
@@ -276,7 +285,7 @@ function alertTable(alerts, withDevice, freshId) {
       h("td", {}, h("span", { class: `badge ${a.state}` }, a.state)),
       h("td", {}, h("span", { class: `badge ${a.severity}` }, a.severity)),
       h("td", {}, `${fmt(a.score, 3)} / ${fmt(a.threshold, 3)}`),
-      h("td", {}, a.top_sensor), h("td", {}, shareBar(a.sensor_share)), h("td", { class: "muted" }, a.model))));
+      h("td", {}, a.top_sensor), h("td", {}, shareBar(a.sensor_share, a.sensors)), h("td", { class: "muted" }, a.model))));
 }
 
 async function route() {

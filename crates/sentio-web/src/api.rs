@@ -149,11 +149,10 @@ async fn open_alerts(web: &Web, to_ns: i64) -> Result<Vec<Alert>, ApiError> {
 }
 
 pub fn alert_json(a: &Alert) -> Value {
-    let share: serde_json::Map<String, Value> = SensorKind::ALL
-        .iter()
-        .zip(a.sensor_share)
-        .map(|(s, v)| (s.as_str().to_owned(), json!(v)))
-        .collect();
+    let share: serde_json::Map<String, Value> =
+        a.sensor_share.iter().map(|(s, v)| (s.as_str().to_owned(), json!(v))).collect();
+    // The JSON object keeps no order; the list does (display order: the pump's four first).
+    let sensors: Vec<&str> = a.sensor_share.iter().map(|(s, _)| s.as_str()).collect();
     json!({
         "alert_id": a.alert_id,
         "device": a.device.as_str(),
@@ -162,8 +161,9 @@ pub fn alert_json(a: &Alert) -> Value {
         "severity": a.severity.as_str(),
         "score": a.score,
         "threshold": a.threshold,
-        "top_sensor": SensorKind::largest(&a.sensor_share).as_str(),
+        "top_sensor": a.top_sensor().map(Channel::as_str),
         "sensor_share": share,
+        "sensors": sensors,
         "window_start": ms(a.window_start_ns),
         "window_end": ms(a.window_end_ns),
         "detected_at": ms(a.detected_at_ns),
@@ -357,7 +357,7 @@ async fn alerts(State(web): State<Web>, q: RawParams) -> Answer {
         .await
         .map_err(|e| ApiError::backend("the alerts", &e))?;
     all.retain(|a| {
-        sensor.is_none_or(|s| SensorKind::largest(&a.sensor_share) == s)
+        sensor.as_ref().is_none_or(|s| a.top_sensor() == Some(s))
             && severity.is_none_or(|s| a.severity == s)
             && match state {
                 "open" => a.state != AlertState::Resolved,
@@ -490,11 +490,25 @@ fn parse_cadence(s: &str) -> Option<i64> {
     crate::params::parse_duration(s).map(nanos)
 }
 
-/// `GET /api/models`: every version of the model the detector follows, which one the alias
-/// points at, and each version's threshold, data range and loss curves.
+/// `GET /api/models[?profile=P]`: every version of the model the detector follows for the
+/// profile (the pump's by default), which one the alias points at, and each version's threshold,
+/// data range and loss curves.
 async fn models(State(web): State<Web>, q: RawParams) -> Answer {
-    params(q, &[])?;
-    let name = &web.settings.model_name;
+    let p = params(q, &["profile"])?;
+    let profiles = &web.settings.profile_models;
+    let (profile, name) = match p.get("profile") {
+        Some(asked) => match profiles.get(asked) {
+            Some(name) => (Some(asked), name),
+            None => {
+                let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+                return Err(ApiError::bad_request(format!(
+                    "profile={asked:?} is not a profile of the configuration; use one of {}",
+                    known.join(", ")
+                )));
+            }
+        },
+        None => (None, &web.settings.model_name),
+    };
     let versions = match web.tracking.list_model_versions(name).await {
         Ok(v) => v,
         Err(e) if e.is_not_found() => vec![],
@@ -517,6 +531,8 @@ async fn models(State(web): State<Web>, q: RawParams) -> Answer {
     }
     Ok(Json(json!({
         "name": name,
+        "profile": profile,
+        "profiles": profiles.keys().collect::<Vec<_>>(),
         "alias": web.settings.alias,
         "champion": champion,
         "backend": web.tracking.backend(),

@@ -57,8 +57,10 @@ pub(crate) fn clock_ns(probe: Option<&Arc<dyn LiveProbe>>) -> i64 {
 /// Where the dashboard reads from, and how it behaves.
 #[derive(Clone)]
 pub struct WebSettings {
-    /// Registered model name the detector follows.
+    /// Registered model name the detector follows for the pump (and the model page's default).
     pub model_name: String,
+    /// Per asset profile, its registered model (the model page's profile choice); may be empty.
+    pub profile_models: std::collections::BTreeMap<String, String>,
     /// The alias that marks the model in use (`champion`).
     pub alias: String,
     pub readings_topic: String,

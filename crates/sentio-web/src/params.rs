@@ -8,7 +8,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sentio_core::time::NANOS_PER_SEC;
-use sentio_core::{DeviceId, SensorKind, Severity};
+use sentio_core::{Channel, DeviceId, Severity};
 
 /// An API error: a status and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,7 +76,7 @@ impl Params {
         Ok(Params { values })
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
@@ -118,11 +118,12 @@ impl Params {
         device_id(v).map(Some)
     }
 
-    pub fn sensor(&self, name: &str) -> Result<Option<SensorKind>, ApiError> {
+    pub fn sensor(&self, name: &str) -> Result<Option<Channel>, ApiError> {
         let Some(v) = self.get(name) else { return Ok(None) };
-        SensorKind::parse(v).map(Some).ok_or_else(|| {
+        Channel::new(v).map(Some).map_err(|_| {
             ApiError::bad_request(format!(
-                "{name}={v:?} is not a sensor; use temperature, vibration, pressure or humidity"
+                "{name}={v:?} is not a channel name; use 1 to 64 of a-z, 0-9, '_', '.' and '-', \
+                 such as temperature or vibration_x"
             ))
         })
     }

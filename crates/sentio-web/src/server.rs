@@ -133,6 +133,7 @@ mod tests {
         let tracking = LocalTracking::open(dir.path()).unwrap();
         let settings = WebSettings {
             model_name: "m".into(),
+            profile_models: Default::default(),
             alias: "champion".into(),
             readings_topic: "sensor-data".into(),
             dead_letter_topic: "sensor-data.dlq".into(),

@@ -41,6 +41,11 @@ fn dev(id: &str) -> DeviceId {
 fn settings(token: Option<&str>) -> WebSettings {
     WebSettings {
         model_name: MODEL.into(),
+        profile_models: [
+            ("pump".to_owned(), MODEL.to_owned()),
+            ("comp".to_owned(), "sentio-comp".to_owned()),
+        ]
+        .into(),
         alias: "champion".into(),
         readings_topic: "sensor-data".into(),
         dead_letter_topic: "sensor-data.dlq".into(),
@@ -69,7 +74,7 @@ fn alert(
         score: 2.5,
         threshold: 1.0,
         severity,
-        sensor_share: share,
+        sensor_share: SensorKind::ALL.into_iter().map(Channel::from).zip(share).collect(),
         model_name: MODEL.into(),
         model_version: "1".into(),
         detected_at_ns: end + S / 2,
@@ -103,7 +108,7 @@ async fn fixture(token: Option<&str>) -> Fixture {
                 ts_ns: ts,
                 score: 0.1 + i as f64 / 1000.0,
                 threshold: 1.0,
-                top_sensor: SensorKind::Pressure,
+                top_sensor: SensorKind::Pressure.into(),
                 model_version: "1".into(),
             });
         }
@@ -346,6 +351,18 @@ async fn models_show_versions_the_champion_threshold_data_range_and_loss_curves(
     assert_eq!(v["data_from"], "2026-11-24T00:00:00Z");
     assert_eq!(v["train_loss"].as_array().unwrap().len(), 3);
     assert_eq!(v["validation_loss"][2], 0.6 / 3.0);
+    assert_eq!(m["profiles"], serde_json::json!(["comp", "pump"]));
+
+    // Another profile's model, by its profile; none is registered for it here.
+    let comp = json(&app, "/api/models?profile=comp").await;
+    assert_eq!(
+        (comp["name"].as_str(), comp["profile"].as_str()),
+        (Some("sentio-comp"), Some("comp"))
+    );
+    assert_eq!(comp["versions"].as_array().unwrap().len(), 0);
+    let (status, body) = get(&app, "/api/models?profile=boiler").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("one of comp, pump"), "{body}");
 }
 
 #[tokio::test]
@@ -389,7 +406,8 @@ async fn bad_parameters_get_a_400_that_names_them() {
         ("/api/devices/pump-01/series?lsat=1h", "\"lsat\""),
         ("/api/devices/pump%2001/series", "not a device id"),
         ("/api/alerts?severity=urgent", "warning or critical"),
-        ("/api/alerts?sensor=speed", "temperature, vibration, pressure or humidity"),
+        // Any profile's channel may be an alert's top sensor; only a malformed name is refused.
+        ("/api/alerts?sensor=Speed%21", "not a channel name"),
         ("/api/alerts?state=closed", "open or resolved or all"),
         ("/api/alerts?limit=0", "limit=\"0\""),
         ("/api/overview?x=1", "takes none"),
@@ -543,7 +561,7 @@ async fn the_event_stream_sends_new_readings_scores_and_alert_changes() {
             ts_ns: t,
             score: 4.0,
             threshold: 1.0,
-            top_sensor: SensorKind::Humidity,
+            top_sensor: SensorKind::Humidity.into(),
             model_version: "1".into(),
         }])
         .await

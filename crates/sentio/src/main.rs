@@ -149,8 +149,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet_default =
-        matches!(cli.command, Command::Demo(_) | Command::Bench(_) | Command::Train(_));
+    let quiet_default = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Bench(_) | Command::Train(_) | Command::Import(_)
+    );
     logging::init(cli.log_format, cli.log.as_deref(), quiet_default);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

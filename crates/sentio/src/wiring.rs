@@ -1,5 +1,6 @@
 //! Builds the configured backend of each port. The only place that matches on `kind`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -8,10 +9,10 @@ use sentio_bus::Bus;
 use sentio_bus::kafka::KafkaBus;
 use sentio_bus::memory::MemoryBus;
 use sentio_config::{BusKind, Config, ObjectsKind, StoreKind, TrackingKind};
-use sentio_core::{DecodeLimits, DeviceId};
+use sentio_core::{Channel, DecodeLimits, DeviceId, SensorKind};
 use sentio_objects::Archiver;
-use sentio_services::detect::AlertSettings;
 use sentio_services::detect::service::{Follow, StreamSettings};
+use sentio_services::detect::{AlertSettings, Scorer};
 use sentio_services::etl::Etl;
 use sentio_store::ReadingStore;
 use sentio_store::postgres::PostgresStore;
@@ -180,6 +181,57 @@ pub fn detect_model_name(config: &Config) -> &str {
     if d.model_name.is_empty() { &config.train.model_name } else { &d.model_name }
 }
 
+/// The registered model of `profile`: detection's model name for the built-in pump (so
+/// detect.model_name still picks it), `sentio-<profile>` for any other.
+pub fn profile_model_name(config: &Config, profile: &str) -> String {
+    if profile == sentio_core::profile::PUMP {
+        detect_model_name(config).to_owned()
+    } else {
+        sentio_services::train::model_name(&config.train, profile)
+    }
+}
+
+/// Per profile of the configuration, its registered model's name.
+pub fn profile_model_names(config: &Config) -> anyhow::Result<BTreeMap<String, String>> {
+    Ok(config
+        .profiles()?
+        .iter()
+        .map(|p| (p.name.clone(), profile_model_name(config, &p.name)))
+        .collect())
+}
+
+/// The model at detect.alias of every profile that has one registered, downloaded into `cache`;
+/// an error naming what to do when no profile has one.
+pub async fn profile_scorers(
+    config: &Config,
+    tracking: &dyn Tracking,
+    cache: &std::path::Path,
+) -> anyhow::Result<Vec<Arc<Scorer>>> {
+    let d = &config.detect;
+    let threads = sentio_services::train::fit::threads_or_all(d.threads);
+    let mut scorers = Vec::new();
+    let mut missing = Vec::new();
+    for (profile, name) in profile_model_names(config)? {
+        match Scorer::resolve(tracking, &name, &d.alias, cache, threads).await {
+            Ok(s) if s.profile() == profile => scorers.push(Arc::new(s)),
+            Ok(s) => anyhow::bail!(
+                "{name} version {} is a model of profile {}, not {profile}: register it under \
+                 its own profile's name",
+                s.model().version,
+                s.profile()
+            ),
+            Err(e) => missing.push(format!("{profile} ({name}): {e:#}")),
+        }
+    }
+    if scorers.is_empty() {
+        anyhow::bail!("no profile has a model to detect with:\n  {}", missing.join("\n  "));
+    }
+    for m in &missing {
+        tracing::warn!("not scored until a model is registered: {m}");
+    }
+    Ok(scorers)
+}
+
 /// How scores become alerts, from `[detect]`.
 pub fn alert_settings(config: &Config) -> AlertSettings {
     let d = &config.detect;
@@ -215,7 +267,12 @@ pub fn stream_settings(
         stride: d.stride,
         batch_windows: d.batch_windows,
         alerts: alert_settings(config),
-        sensor_weights: d.sensor_weights.as_array(),
+        profiles: config.profiles()?,
+        sensor_weights: SensorKind::ALL
+            .into_iter()
+            .map(Channel::from)
+            .zip(d.sensor_weights.as_array())
+            .collect(),
         device_threshold_factor,
         limits: DecodeLimits {
             max_bytes: config.ingest.max_message_bytes,
@@ -224,7 +281,7 @@ pub fn stream_settings(
         },
         follow: follow.filter(|_| follows_alias).map(|(tracking, cache)| Follow {
             tracking,
-            name: detect_model_name(config).to_owned(),
+            names: profile_model_names(config).unwrap_or_default(),
             alias: d.alias.clone(),
             cache,
             threads: sentio_services::train::fit::threads_or_all(d.threads),
@@ -245,6 +302,8 @@ pub fn web(
     let w = &config.web;
     let settings = sentio_web::WebSettings {
         model_name: detect_model_name(config).to_owned(),
+        // A configuration whose profiles do not check out was refused before a web server starts.
+        profile_models: profile_model_names(config).unwrap_or_default(),
         alias: config.detect.alias.clone(),
         readings_topic: config.topics.readings.clone(),
         dead_letter_topic: config.topics.dead_letters.clone(),

@@ -404,3 +404,75 @@ fn walk(dir: &Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Once a profile declares a machine, `sentio train` trains that profile's own model on its own
+/// devices and channels, and a replay scores them with it.
+#[test]
+fn a_declared_profile_trains_its_own_model_which_replays_its_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("machines.toml");
+    std::fs::write(
+        &config,
+        "[profiles.comp]\ndevices = [\"comp-*\"]\nchannels = [\n  { name = \"current\", unit = \
+         \"A\" },\n  { name = \"flow\", unit = \"m³/h\" },\n]\n",
+    )
+    .unwrap();
+    let mut input = String::new();
+    for t in 0..1_800 {
+        for (d, device) in ["comp-01", "comp-02"].iter().enumerate() {
+            let load = (f64::from(t) / 60.0 + d as f64).sin();
+            input += &line(device, "current", "A", t, 20.0 + 5.0 * load + f64::from(t % 7) / 10.0);
+            input += &line(device, "flow", "m³/h", t, 12.0 + 2.0 * load + f64::from(t % 3) / 10.0);
+        }
+    }
+    let out = ingest_stdin(dir.path(), Some(&config), input.as_bytes());
+    assert!(out.contains("7200 rows stored, 0 dead letters"), "{out}");
+    let small = |cmd: &mut Command| {
+        cmd.arg("--config").arg(&config);
+        for (key, value) in [
+            ("SENTIO__TRAIN__WINDOW", "16"),
+            ("SENTIO__TRAIN__STRIDE", "4"),
+            ("SENTIO__TRAIN__HIDDEN", "8"),
+            ("SENTIO__TRAIN__BOTTLENECK", "4"),
+            ("SENTIO__TRAIN__EPOCHS", "2"),
+        ] {
+            cmd.env(key, value);
+        }
+    };
+
+    // No --profile: every profile with stored devices, here the compressors only.
+    let mut cmd = sentio(dir.path());
+    small(&mut cmd);
+    let trained = String::from_utf8(run(cmd.arg("train")).stdout).unwrap();
+    assert!(trained.contains("registered sentio-comp version 1"), "{trained}");
+    assert!(!trained.contains("sentio-lstm-ae"), "{trained}");
+
+    let mut cmd = sentio(dir.path());
+    small(&mut cmd);
+    let shown =
+        String::from_utf8(run(cmd.args(["model", "show", "--profile", "comp"])).stdout).unwrap();
+    assert!(shown.contains("sentio-comp version 1"), "{shown}");
+    assert!(shown.contains("  profile     comp\n"), "{shown}");
+    assert!(shown.contains("sensors current, flow"), "{shown}");
+
+    let mut cmd = sentio(dir.path());
+    small(&mut cmd);
+    let replayed = run(cmd.args([
+        "detect",
+        "--from",
+        "2026-11-24T00:00:00Z",
+        "--to",
+        "2026-11-24T00:30:00Z",
+        "--dry-run",
+    ]));
+    let text = String::from_utf8(replayed.stdout).unwrap();
+    assert!(text.contains("sentio-comp version 1: 7200 readings, 2 devices"), "{text}");
+
+    // The pump has no devices here: asking for it says so.
+    let mut cmd = sentio(dir.path());
+    small(&mut cmd);
+    let out = cmd.args(["train", "--profile", "pump"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no readings of a device of profile pump"), "{err}");
+}

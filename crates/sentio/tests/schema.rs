@@ -6,8 +6,9 @@ use std::io::Write;
 
 use std::process::{Command, Stdio};
 
-use sentio_core::{Alert, AlertState, DeviceId, Severity};
+use sentio_core::{Alert, AlertState, Channel, DeviceId, SensorKind, Severity};
 use sentio_services::detect::AlertV1;
+use sentio_services::detect::message::SensorShareV1;
 use sentio_services::etl::dead_letter::DeadLetterV1;
 use sentio_store::{DeadLetter, SourceOffset};
 
@@ -124,6 +125,9 @@ fn dead_letters_match_their_schema() {
 
 #[test]
 fn alerts_match_their_schema() {
+    let pump = |shares: [f64; 4]| -> Vec<(Channel, f64)> {
+        SensorKind::ALL.into_iter().map(Channel::from).zip(shares).collect()
+    };
     let alert = |state: AlertState, severity: Severity, detected_at_ns: i64| {
         let a = Alert {
             alert_id: "pump-07-3-1795478464000000000".into(),
@@ -134,27 +138,40 @@ fn alerts_match_their_schema() {
             score: 0.42,
             threshold: 0.008,
             severity,
-            sensor_share: [0.05, 0.8, 0.1, 0.05],
+            sensor_share: pump([0.05, 0.8, 0.1, 0.05]),
             model_name: "sentio-lstm-ae".into(),
             model_version: "3".into(),
             detected_at_ns,
         };
         String::from_utf8(AlertV1::from(&a).to_record().1.to_vec()).unwrap()
     };
+    // Another profile's alert names its own channels.
+    let mut compressor: AlertV1 =
+        serde_json::from_str(&alert(AlertState::Opened, Severity::Warning, 1)).unwrap();
+    compressor.sensors = ["current", "flow", "vibration_x", "discharge.temp-2"]
+        .iter()
+        .zip([0.4, 0.3, 0.2, 0.1])
+        .map(|(c, share)| SensorShareV1 { sensor: Channel::new(c).unwrap(), share })
+        .collect();
     let valid = vec![
+        serde_json::to_string(&compressor).unwrap(),
         alert(AlertState::Opened, Severity::Warning, 1_795_478_465_000_000_000),
         alert(AlertState::Updated, Severity::Critical, 1_795_478_470_123_456_789),
         alert(AlertState::Resolved, Severity::Critical, 1_795_478_530_000_000_000),
     ];
-    let good = &valid[0];
+    let good = &valid[1];
     let broken = [
         good.replace("\"v\":1", "\"v\":2"),
         good.replace("\"opened\"", "\"escalated\""),
         good.replace("\"warning\"", "\"info\""),
-        good.replace("\"vibration\"", "\"voltage\""),
+        good.replace("\"vibration\"", "\"Vibration X\""),
         good.replace("\"2026-11-24T00:00:00Z\"", "1795478400"),
         good.replace("\"version\":\"3\"", "\"version\":3"),
-        good.replace(",{\"sensor\":\"humidity\",\"share\":0.05}", ""),
+        {
+            let start = good.find("\"sensors\":[").unwrap() + "\"sensors\":[".len();
+            let end = start + good[start..].find(']').unwrap();
+            format!("{}{}", &good[..start], &good[end..])
+        },
     ];
     for b in &broken {
         assert_ne!(b, good, "a replacement did not apply: {good}");

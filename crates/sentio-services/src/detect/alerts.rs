@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use sentio_core::{Alert, AlertState, DeviceId, SensorKind, Severity};
+use sentio_core::{Alert, AlertState, Channel, DeviceId, Severity};
+
+use crate::features::Columns;
 
 /// How scores become alerts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,22 +34,24 @@ impl Default for AlertSettings {
 }
 
 /// One scored window of one device.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScoredWindow {
     pub start_ns: i64,
     /// End of the window (exclusive): the event time the score belongs to.
     pub end_ns: i64,
     pub score: f64,
-    /// Each sensor's mean squared error relative to its normal level (its mean over the
-    /// calibration windows), in `SensorKind::ALL` order: the alert's `sensor_share` comes from it.
-    pub sensor_error: [f64; 4],
+    /// Each column's mean squared error relative to its normal level (its mean over the
+    /// calibration windows), in the model's column order: the alert's `sensor_share` comes
+    /// from it.
+    pub sensor_error: Vec<f64>,
 }
 
-/// The model an alert names.
+/// The model an alert names, and the channels its windows' columns are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRef {
     pub name: String,
     pub version: String,
+    pub sensors: Columns,
 }
 
 /// An alert in progress.
@@ -104,7 +108,7 @@ impl AlertTracker {
         if let Some(open) = &mut self.open {
             open.last_above_ns = w.end_ns;
             if w.score > open.peak.score {
-                open.peak = *w;
+                open.peak = w.clone();
             }
             let severity = severity(open.peak.score, threshold, self.settings);
             if severity > open.severity {
@@ -113,9 +117,9 @@ impl AlertTracker {
             }
             return out;
         }
-        let (first, mut peak) = self.pending.unwrap_or((*w, *w));
+        let (first, mut peak) = self.pending.take().unwrap_or_else(|| (w.clone(), w.clone()));
         if w.score > peak.score {
-            peak = *w;
+            peak = w.clone();
         }
         if w.end_ns - first.end_ns < duration_ns(self.settings.open_after) {
             self.pending = Some((first, peak));
@@ -125,8 +129,8 @@ impl AlertTracker {
         self.open = Some(Open {
             id: format!("{}-{}-{}", self.device, model.version, first.end_ns),
             first_start_ns: first.start_ns,
-            peak,
             severity: severity(peak.score, threshold, self.settings),
+            peak,
             last_above_ns: w.end_ns,
         });
         out.push(self.message(AlertState::Opened, threshold, model, detected_at_ns));
@@ -165,7 +169,7 @@ impl AlertTracker {
             score: open.peak.score,
             threshold,
             severity: open.severity,
-            sensor_share: shares(&open.peak.sensor_error),
+            sensor_share: named_shares(&model.sensors, &open.peak.sensor_error),
             model_name: model.name.clone(),
             model_version: model.version.clone(),
             detected_at_ns,
@@ -185,15 +189,28 @@ fn severity(peak: f64, threshold: f64, settings: AlertSettings) -> Severity {
     }
 }
 
-/// Each sensor's share of the reconstruction error (sums to 1; equal shares when all are 0).
-pub fn shares(error: &[f64; 4]) -> [f64; 4] {
+/// Each column's share of the reconstruction error (sums to 1; equal shares when all are 0).
+pub fn shares(error: &[f64]) -> Vec<f64> {
     let total: f64 = error.iter().sum();
-    if total > 0.0 && total.is_finite() { error.map(|e| e / total) } else { [0.25; 4] }
+    if total > 0.0 && total.is_finite() {
+        error.iter().map(|e| e / total).collect()
+    } else {
+        vec![1.0 / error.len().max(1) as f64; error.len()]
+    }
 }
 
-/// The index of the sensor with the largest share.
-pub fn top_sensor(share: &[f64; 4]) -> usize {
-    SensorKind::largest(share).index()
+/// The index of the column with the largest share, the first on ties.
+pub fn top_sensor(share: &[f64]) -> usize {
+    (0..share.len()).fold(0, |best, s| if share[s] > share[best] { s } else { best })
+}
+
+/// The shares of `error` named by the model's channels, in display order (as an [`Alert`] keeps
+/// them).
+pub fn named_shares(columns: &Columns, error: &[f64]) -> Vec<(Channel, f64)> {
+    let mut named: Vec<(Channel, f64)> =
+        columns.channels().iter().cloned().zip(shares(error)).collect();
+    named.sort_by(|a, b| a.0.display_cmp(&b.0));
+    named
 }
 
 /// Resolves every stored alert still open (opened or updated), as it last stood, stamped
@@ -219,6 +236,7 @@ pub async fn resolve_orphaned(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     /// Before, an alert open at a kill -9 stayed open forever: the dashboard showed the device
@@ -238,7 +256,7 @@ mod tests {
             score: 2.0,
             threshold: 1.0,
             severity: Severity::Warning,
-            sensor_share: [0.7, 0.1, 0.1, 0.1],
+            sensor_share: named_shares(&Columns::pump(), &[0.7, 0.1, 0.1, 0.1]),
             model_name: "m".into(),
             model_version: "1".into(),
             detected_at_ns: 70 * S,
@@ -258,7 +276,7 @@ mod tests {
     const S: i64 = 1_000_000_000;
 
     fn model() -> ModelRef {
-        ModelRef { name: "m".into(), version: "3".into() }
+        ModelRef { name: "m".into(), version: "3".into(), sensors: Columns::pump() }
     }
 
     fn window(end_s: i64, score: f64) -> ScoredWindow {
@@ -266,7 +284,7 @@ mod tests {
             start_ns: (end_s - 64) * S,
             end_ns: end_s * S,
             score,
-            sensor_error: [score * 0.1, score * 0.7, score * 0.1, score * 0.1],
+            sensor_error: vec![score * 0.1, score * 0.7, score * 0.1, score * 0.1],
         }
     }
 
@@ -313,8 +331,8 @@ mod tests {
         let resolved = &alerts[2];
         assert_eq!(resolved.score, 4.0);
         assert_eq!(resolved.window_end_ns, 124 * S, "the last window above the threshold");
-        assert_eq!(top_sensor(&resolved.sensor_share), 1);
-        assert!((resolved.sensor_share.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(resolved.top_sensor().map(Channel::as_str), Some("vibration"));
+        assert!((resolved.sensor_share.iter().map(|s| s.1).sum::<f64>() - 1.0).abs() < 1e-12);
     }
 
     #[test]
@@ -347,6 +365,19 @@ mod tests {
     #[test]
     fn shares_of_nothing_are_equal() {
         assert_eq!(shares(&[0.0; 4]), [0.25; 4]);
+        assert_eq!(shares(&[0.0; 8]), [0.125; 8]);
         assert_eq!(top_sensor(&[0.1, 0.2, 0.6, 0.1]), 2);
+        assert_eq!(top_sensor(&[0.1, 0.2, 0.1, 0.1, 0.1, 0.9]), 5);
+    }
+
+    #[test]
+    fn another_profile_s_alert_names_its_channels_in_display_order() {
+        let columns = Columns::new(
+            ["vibration_x", "current", "flow"].map(|c| Channel::new(c).unwrap()).to_vec(),
+        );
+        let named = named_shares(&columns, &[1.0, 2.0, 5.0]);
+        let names: Vec<&str> = named.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, ["current", "flow", "vibration_x"]);
+        assert_eq!(named[1].1, 0.625);
     }
 }

@@ -2,8 +2,8 @@
 //! `features::align` and `features::window::cut_windows`, giving the same frames and windows for
 //! the same readings (tested against them).
 //!
-//! A frame (one slot of the model's cadence) is complete as soon as all four sensors have a
-//! reading in it. One still missing a sensor waits until the device's newest reading is
+//! A frame (one slot of the model's cadence) is complete as soon as every channel of the model
+//! has a reading in it. One still missing a sensor waits until the device's newest reading is
 //! `grace` past the end of its slot, and is then completed without it: filled from the sensor's
 //! last value within the fill limit, as in training, or left with a hole (no window covering it is
 //! scored). Frames are released strictly in slot order. A reading for a slot already released is
@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use sentio_core::Reading;
 
+use crate::features::Columns;
 use crate::features::align::{Filler, slot_of};
 
 /// How readings become frames and windows (from the model card and `[detect]`).
@@ -31,23 +32,31 @@ pub struct FrameSettings {
 }
 
 /// One slot's readings so far.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 struct Slot {
-    cells: [Option<f64>; 4],
+    /// NaN: no reading yet.
+    cells: Vec<f64>,
+    missing: usize,
     /// Event time of the newest reading in the slot.
     newest_ns: i64,
 }
 
+impl Slot {
+    fn empty(width: usize) -> Slot {
+        Slot { cells: vec![f64::NAN; width], missing: width, newest_ns: i64::MIN }
+    }
+}
+
 /// A released frame.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Frame {
     slot: i64,
-    values: [f64; 4],
-    filled: u8,
+    values: Vec<f64>,
+    filled: u64,
     newest_ns: i64,
 }
 
-/// A window ready to score: raw values, `[window][4]` row-major.
+/// A window ready to score: raw values, `[window][columns]` row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadyWindow {
     pub start_ns: i64,
@@ -55,7 +64,7 @@ pub struct ReadyWindow {
     pub end_ns: i64,
     /// Event time of the newest reading in the window (detection latency counts from it).
     pub newest_ns: i64,
-    pub values: Vec<[f64; 4]>,
+    pub values: Vec<f64>,
 }
 
 /// What [`DeviceFrames::push`] did with a reading.
@@ -70,6 +79,7 @@ pub enum Pushed {
 #[derive(Debug, Clone)]
 pub struct DeviceFrames {
     settings: FrameSettings,
+    columns: Columns,
     /// The next slot to release; `None` before the first reading.
     next_slot: Option<i64>,
     pending: BTreeMap<i64, Slot>,
@@ -81,13 +91,14 @@ pub struct DeviceFrames {
 }
 
 impl DeviceFrames {
-    pub fn new(settings: FrameSettings) -> DeviceFrames {
+    pub fn new(settings: FrameSettings, columns: Columns) -> DeviceFrames {
         DeviceFrames {
             settings,
+            filler: Filler::new(columns.len()),
+            columns,
             next_slot: None,
             pending: BTreeMap::new(),
             newest_ns: i64::MIN,
-            filler: Filler::default(),
             recent: VecDeque::with_capacity(settings.window + 1),
             since_window: 0,
         }
@@ -99,12 +110,16 @@ impl DeviceFrames {
         if self.next_slot.is_some_and(|next| slot < next) {
             return Pushed::Late;
         }
-        // Another machine's channel has no column in the pump's frame (not modelled).
-        let Some(kind) = r.sensor.kind() else {
+        // A channel the model does not read has no column (stored, not modelled).
+        let Some(column) = self.columns.index(&r.sensor) else {
             return Pushed::Accepted;
         };
-        let cell = self.pending.entry(slot).or_default();
-        cell.cells[kind.index()] = Some(r.value);
+        let width = self.columns.len();
+        let cell = self.pending.entry(slot).or_insert_with(|| Slot::empty(width));
+        if cell.cells[column].is_nan() {
+            cell.missing -= 1;
+        }
+        cell.cells[column] = r.value;
         cell.newest_ns = cell.newest_ns.max(r.ts_ns);
         self.newest_ns = self.newest_ns.max(r.ts_ns);
         Pushed::Accepted
@@ -122,8 +137,7 @@ impl DeviceFrames {
                     None => return,
                 },
             };
-            let complete =
-                self.pending.get(&next).is_some_and(|slot| slot.cells.iter().all(Option::is_some));
+            let complete = self.pending.get(&next).is_some_and(|slot| slot.missing == 0);
             let slot_end = (next + 1).saturating_mul(s.cadence_ns);
             let expired = slot_end.saturating_add(s.grace_ns) <= self.newest_ns;
             if !complete && !expired {
@@ -139,13 +153,15 @@ impl DeviceFrames {
                 if target - next > s.window as i64 + i64::from(s.fill_limit) {
                     self.recent.clear();
                     self.since_window = 0;
-                    self.filler = Filler::default();
+                    self.filler = Filler::new(self.columns.len());
                     self.next_slot = Some(target);
                     continue;
                 }
             }
-            let slot = self.pending.remove(&next).unwrap_or_default();
-            let (values, filled) = self.filler.fill(slot.cells, s.fill_limit);
+            let slot =
+                self.pending.remove(&next).unwrap_or_else(|| Slot::empty(self.columns.len()));
+            let mut values = Vec::with_capacity(self.columns.len());
+            let filled = self.filler.fill(&slot.cells, s.fill_limit, &mut values);
             self.next_slot = Some(next + 1);
             self.recent.push_back(Frame { slot: next, values, filled, newest_ns: slot.newest_ns });
             if self.recent.len() > s.window {
@@ -166,7 +182,8 @@ impl DeviceFrames {
     /// The current window, unless it has a hole or too many filled cells.
     fn window(&self) -> Option<ReadyWindow> {
         let s = self.settings;
-        let max_filled = (s.max_filled_fraction * (s.window * 4) as f64).floor() as usize;
+        let max_filled =
+            (s.max_filled_fraction * (s.window * self.columns.len()) as f64).floor() as usize;
         let mut filled = 0usize;
         for f in &self.recent {
             if f.values.iter().any(|v| v.is_nan()) {
@@ -183,7 +200,7 @@ impl DeviceFrames {
             start_ns: first.slot.saturating_mul(s.cadence_ns),
             end_ns: (last.slot + 1).saturating_mul(s.cadence_ns),
             newest_ns: self.recent.iter().map(|f| f.newest_ns).max().unwrap_or(i64::MIN),
-            values: self.recent.iter().map(|f| f.values).collect(),
+            values: self.recent.iter().flat_map(|f| f.values.iter().copied()).collect(),
         })
     }
 
@@ -244,7 +261,7 @@ mod tests {
     }
 
     fn run(readings: &[Reading], settings: FrameSettings) -> (Vec<ReadyWindow>, usize) {
-        let mut frames = DeviceFrames::new(settings);
+        let mut frames = DeviceFrames::new(settings, Columns::pump());
         let mut out = Vec::new();
         let mut late = 0;
         for r in readings {
@@ -263,7 +280,14 @@ mod tests {
             let (live, late) = run(&readings, settings(16, stride));
             assert_eq!(late, 0);
             let align_settings = AlignSettings { cadence_ns: S, fill_limit: 2 };
-            let series = align(DeviceId::new("d").unwrap(), &readings, 0, 120 * S, align_settings);
+            let series = align(
+                DeviceId::new("d").unwrap(),
+                &Columns::pump(),
+                &readings,
+                0,
+                120 * S,
+                align_settings,
+            );
             let wanted = cut_windows(
                 std::slice::from_ref(&series),
                 WindowSettings { window: 16, stride, max_filled_fraction: 0.1 },
@@ -277,14 +301,14 @@ mod tests {
             for (l, w) in live.iter().zip(&wanted) {
                 assert_eq!(l.start_ns, series.ts_ns(w.start));
                 assert_eq!(l.end_ns, series.ts_ns(w.start + 16));
-                assert_eq!(l.values, series.values[w.start..w.start + 16].to_vec());
+                assert_eq!(l.values, series.rows(w.start..w.start + 16).to_vec());
             }
         }
     }
 
     #[test]
     fn a_frame_waits_for_a_missing_sensor_only_for_the_grace_period() {
-        let mut frames = DeviceFrames::new(settings(1, 1));
+        let mut frames = DeviceFrames::new(settings(1, 1), Columns::pump());
         let mut out = Vec::new();
         for s in [SensorKind::Temperature, SensorKind::Vibration, SensorKind::Pressure] {
             frames.push(&reading(s, 0, 1.0));
@@ -310,6 +334,30 @@ mod tests {
         assert_eq!(out.len(), 1, "a complete frame is released at once");
         assert_eq!(out[0].start_ns, 3 * S);
         assert_eq!(out[0].newest_ns, 3 * S + 1);
+    }
+
+    #[test]
+    fn any_profile_s_frame_is_complete_once_each_of_its_channels_reported() {
+        let columns = Columns::new(
+            ["current", "flow"].map(|c| sentio_core::Channel::new(c).unwrap()).to_vec(),
+        );
+        let mut frames = DeviceFrames::new(settings(2, 1), columns);
+        let at = |sensor: &str, ts_ns: i64, value: f64| Reading {
+            sensor: sentio_core::Channel::new(sensor).unwrap(),
+            ..reading(SensorKind::Temperature, ts_ns, value)
+        };
+        let mut out = Vec::new();
+        for t in 0..2 {
+            frames.push(&at("current", t * S, 1.0 + t as f64));
+            // A pump channel of this device is not one of the model's: it completes nothing.
+            frames.push(&at("temperature", t * S, 20.0));
+            frames.release(&mut out);
+            assert!(out.is_empty(), "flow may still come");
+            frames.push(&at("flow", t * S + 1, 5.0));
+            frames.release(&mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].values, [1.0, 5.0, 2.0, 5.0]);
     }
 
     #[test]

@@ -3,12 +3,13 @@
 
 use bytes::Bytes;
 use sentio_core::time::format_rfc3339;
-use sentio_core::{Alert, AlertState, SensorKind, Severity};
+use sentio_core::{Alert, AlertState, Channel, Severity};
 use serde::{Deserialize, Serialize};
 
 /// One step of an alert's life (`opened`, `updated`, `resolved`; same `alert_id` throughout),
-/// keyed by device. Times are RFC 3339 UTC; `sensors` lists all four sensors, the largest share of
-/// the reconstruction error (relative to each sensor's normal level) first.
+/// keyed by device. Times are RFC 3339 UTC; `sensors` lists every channel of the model (the
+/// pump's four, or another profile's), the largest share of the reconstruction error (relative
+/// to each channel's normal level) first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertV1 {
     pub v: u32,
@@ -32,7 +33,7 @@ pub struct WindowV1 {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SensorShareV1 {
-    pub sensor: SensorKind,
+    pub sensor: Channel,
     pub share: f64,
 }
 
@@ -44,11 +45,12 @@ pub struct ModelV1 {
 
 impl From<&Alert> for AlertV1 {
     fn from(a: &Alert) -> Self {
-        let mut sensors: Vec<SensorShareV1> = SensorKind::ALL
+        let mut sensors: Vec<SensorShareV1> = a
+            .sensor_share
             .iter()
-            .zip(a.sensor_share)
-            .map(|(&sensor, share)| SensorShareV1 { sensor, share })
+            .map(|(sensor, share)| SensorShareV1 { sensor: sensor.clone(), share: *share })
             .collect();
+        // Stable: equal shares keep display order.
         sensors.sort_by(|x, y| y.share.total_cmp(&x.share));
         AlertV1 {
             v: 1,
@@ -83,7 +85,7 @@ impl AlertV1 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use sentio_core::DeviceId;
+    use sentio_core::{DeviceId, SensorKind};
 
     #[test]
     fn the_top_sensor_comes_first_and_times_are_rfc3339() {
@@ -96,7 +98,11 @@ mod tests {
             score: 0.5,
             threshold: 0.01,
             severity: Severity::Critical,
-            sensor_share: [0.1, 0.6, 0.2, 0.1],
+            sensor_share: SensorKind::ALL
+                .into_iter()
+                .map(Channel::from)
+                .zip([0.1, 0.6, 0.2, 0.1])
+                .collect(),
             model_name: "sentio-lstm-ae".into(),
             model_version: "3".into(),
             detected_at_ns: 1_795_478_465_000_000_000,

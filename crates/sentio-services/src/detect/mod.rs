@@ -30,16 +30,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sentio_core::{Alert, DeviceId, SensorKind};
+use sentio_core::{Alert, DeviceId};
 use sentio_model::{Autoencoder, ModelSpec};
 use sentio_store::{ReadingStore, ScorePoint};
 use sentio_tracking::Tracking;
 
-pub use alerts::{AlertSettings, AlertTracker, ModelRef, ScoredWindow, shares, top_sensor};
+pub use alerts::{
+    AlertSettings, AlertTracker, ModelRef, ScoredWindow, named_shares, shares, top_sensor,
+};
 pub use message::AlertV1;
 
 use crate::features::window::gather;
-use crate::features::{AlignSettings, Series, WindowSettings, cut_windows};
+use crate::features::{AlignSettings, Columns, Series, WindowSettings, cut_windows};
 use crate::train::artifact::ModelCard;
 use crate::train::data::read_series;
 use crate::train::fit;
@@ -60,9 +62,15 @@ pub struct Scorer {
 }
 
 impl Scorer {
-    /// Loads the model in `dir` (as `sentio train` wrote it) for scoring on `threads` threads.
-    pub fn load(dir: &Path, model: ModelRef, threads: usize) -> anyhow::Result<Scorer> {
+    /// Loads the model `name` version `version` in `dir` (as `sentio train` wrote it) for
+    /// scoring on `threads` threads.
+    pub fn load(dir: &Path, name: &str, version: &str, threads: usize) -> anyhow::Result<Scorer> {
         let card = ModelCard::read(dir)?;
+        let model = ModelRef {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            sensors: card.columns()?,
+        };
         let spec = ModelSpec {
             features: card.features,
             hidden: card.hidden,
@@ -73,8 +81,11 @@ impl Scorer {
         let engine = Autoencoder::load_safetensors(&weights, spec)
             .with_context(|| format!("loading the weights {}", weights.display()))?
             .with_threads(threads.max(1));
-        let flat =
-            flat::FlatCheck::new(card.calibration.longest_flat_run, card.window, card.fill_limit);
+        let flat = flat::FlatCheck::new(
+            card.calibration.longest_flat_run.as_deref(),
+            card.window,
+            card.fill_limit,
+        );
         Ok(Scorer { engine, card, model, flat })
     }
 
@@ -123,8 +134,7 @@ impl Scorer {
             std::fs::rename(&partial, &dir)
                 .with_context(|| format!("moving the model into {}", dir.display()))?;
         }
-        let model = ModelRef { name: name.to_owned(), version: version.to_string() };
-        Scorer::load(&dir, model, threads)
+        Scorer::load(&dir, name, &version.to_string(), threads)
     }
 
     pub fn card(&self) -> &ModelCard {
@@ -133,6 +143,16 @@ impl Scorer {
 
     pub fn model(&self) -> &ModelRef {
         &self.model
+    }
+
+    /// The channels of the model's frames, in column order.
+    pub fn columns(&self) -> &Columns {
+        &self.model.sensors
+    }
+
+    /// The asset profile the model is for.
+    pub fn profile(&self) -> &str {
+        &self.card.profile
     }
 
     pub fn threshold(&self) -> f64 {
@@ -145,28 +165,34 @@ impl Scorer {
     }
 
     /// Scores live windows (`card.window` frames of raw values each), as [`Scorer::score_series`]
-    /// does; `weights` scale each sensor's error in the score (all 1: the calibrated score).
-    /// Returns each window's score and per-sensor error relative to its normal level.
+    /// does; `weights` scale each column's error in the score (all 1: the calibrated score).
+    /// Returns each window's score and per-column error relative to its normal level.
     pub fn score_windows(
         &self,
         windows: &[frames::ReadyWindow],
-        weights: [f64; 4],
-    ) -> anyhow::Result<Vec<(f64, [f64; 4])>> {
+        weights: &[f64],
+    ) -> anyhow::Result<Vec<(f64, Vec<f64>)>> {
         let t = self.card.window;
-        let mut data = Vec::with_capacity(windows.len() * t * 4);
+        let width = self.columns().len();
+        anyhow::ensure!(
+            weights.len() == width,
+            "{} weights for a model of {width} channels",
+            weights.len()
+        );
+        let mut data = Vec::with_capacity(windows.len() * t * width);
         for w in windows {
             anyhow::ensure!(
-                w.values.len() == t,
-                "a window of {} frames for a model of {t}",
+                w.values.len() == t * width,
+                "a window of {} values for a model of {t} frames of {width}",
                 w.values.len()
             );
-            for frame in &w.values {
-                data.extend_from_slice(&self.card.scaler.transform(frame));
+            for frame in w.values.chunks_exact(width) {
+                self.card.scaler.transform_into(frame, &mut data);
             }
         }
         let (scores, sensors) = fit::score(&self.engine, &data)?;
-        let normal = self.card.calibration.sensor_mean;
-        let weighted = weights != [1.0; 4];
+        let normal = &self.card.calibration.sensor_mean;
+        let weighted = weights.iter().any(|&w| w != 1.0);
         let flat = self.flat.weighted(weights);
         let threshold = self.threshold();
         Ok(scores
@@ -175,12 +201,13 @@ impl Scorer {
             .zip(windows)
             .map(|((score, raw), w)| {
                 let score = if weighted {
-                    raw.iter().zip(weights).map(|(e, w)| e * w).sum::<f64>() / 4.0
+                    raw.iter().zip(weights).map(|(e, w)| e * w).sum::<f64>() / width as f64
                 } else {
                     score
                 };
-                let relative =
-                    std::array::from_fn(|i| weights[i] * raw[i] / normal[i].max(f64::MIN_POSITIVE));
+                let relative = (0..width)
+                    .map(|i| weights[i] * raw[i] / normal[i].max(f64::MIN_POSITIVE))
+                    .collect();
                 flat.apply(&w.values, threshold, score, relative)
             })
             .collect())
@@ -215,16 +242,16 @@ impl Scorer {
         let windows = cut_windows(series, settings);
         let data = gather(series, &windows, t, &self.card.scaler);
         let (scores, sensors) = fit::score(&self.engine, &data)?;
-        let normal = self.card.calibration.sensor_mean;
+        let normal = &self.card.calibration.sensor_mean;
         let mut out: BTreeMap<DeviceId, Vec<ScoredWindow>> = BTreeMap::new();
         let threshold = self.threshold();
         for ((w, score), raw) in windows.iter().zip(scores).zip(sensors) {
             // Relative to each sensor's normal error, so that a sensor the model always
             // reconstructs loosely (vibration) does not outvote the one that deviated.
-            let sensor_error: [f64; 4] =
-                std::array::from_fn(|i| raw[i] / normal[i].max(f64::MIN_POSITIVE));
+            let sensor_error: Vec<f64> =
+                raw.iter().zip(normal).map(|(r, n)| r / n.max(f64::MIN_POSITIVE)).collect();
             let s = &series[w.series];
-            let frames = &s.values[w.start..w.start + t];
+            let frames = s.rows(w.start..w.start + t);
             let (score, sensor_error) = self.flat.apply(frames, threshold, score, sensor_error);
             out.entry(s.device.clone()).or_default().push(ScoredWindow {
                 start_ns: s.ts_ns(w.start),
@@ -260,7 +287,8 @@ pub async fn replay(
     settings: AlertSettings,
 ) -> anyhow::Result<Replay> {
     let (series, readings) =
-        read_series(store, devices, scorer.align(), from_ns, to_ns, |_, _, _| {}).await?;
+        read_series(store, devices, scorer.columns(), scorer.align(), from_ns, to_ns, |_, _, _| {})
+            .await?;
     let scoring = scorer.clone();
     let scores = tokio::task::spawn_blocking(move || scoring.score_series(&series, stride))
         .await
@@ -293,7 +321,7 @@ pub fn score_point(
         ts_ns: window.end_ns,
         score: window.score,
         threshold,
-        top_sensor: SensorKind::ALL[top_sensor(&shares(&window.sensor_error))],
+        top_sensor: model.sensors.channels()[top_sensor(&window.sensor_error)].clone(),
         model_version: model.version.clone(),
     })
 }

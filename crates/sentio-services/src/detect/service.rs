@@ -4,11 +4,16 @@
 //! saved in the `anomalies` table. Every scored window's score is saved in `anomaly_scores` too
 //! (`detect.save_scores`), in the same batch step, for the dashboard.
 //!
-//! The model follows its alias: a watcher polls the tracking backend every `poll_interval`, loads
-//! a newly promoted version in the background and hands it over; the swap happens between two
-//! scoring batches, so every window is scored exactly once, by the old model or by the new one.
-//! A new version with another cadence, window length or fill rule restarts the devices' windows
-//! (their frames mean something else); the same architecture keeps them.
+//! One process serves every asset profile: each device's readings go to the model of its profile
+//! (the most specific device pattern that matches it), whose channels are the frame's columns;
+//! a device whose profile has no model yet is not scored.
+//!
+//! Each profile's model follows its alias on its own: a watcher polls the tracking backend every
+//! `poll_interval` for every profile's registered model, loads a newly promoted version (or a
+//! profile's first) in the background and hands it over; the swap happens between two scoring
+//! batches, so every window is scored exactly once, by the old model or by the new one. A new
+//! version with another cadence, window length, fill rule or channels restarts the windows of
+//! that profile's devices (their frames mean something else); the same architecture keeps them.
 //!
 //! Offsets are committed on the bus after each batch's alerts and scores are out (so a member that
 //! leaves the group and joins again, see [`crate::rejoin`], resumes where it was). Frames still
@@ -25,10 +30,10 @@ use anyhow::Context;
 use bytes::Bytes;
 use sentio_bus::{Bus, Consumer, Record};
 use sentio_core::time::now_ns;
-use sentio_core::{Alert, DecodeLimits, DeviceId, Reading, decode_reading};
+use sentio_core::{Alert, Channel, DecodeLimits, DeviceId, Profiles, Reading, decode_reading};
 use sentio_store::{RangeQuery, ReadingStore, ScorePoint};
 use sentio_tracking::Tracking;
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{DeviceFrames, FrameSettings, Pushed, ReadyWindow};
@@ -53,12 +58,14 @@ pub struct StreamSettings {
     pub stride: usize,
     pub batch_windows: usize,
     pub alerts: AlertSettings,
-    /// Weight of each sensor's error in the score.
-    pub sensor_weights: [f64; 4],
+    /// Which device is which kind of machine: the profile whose model scores it.
+    pub profiles: Profiles,
+    /// Weight of a channel's error in the score (1 for a channel not listed).
+    pub sensor_weights: BTreeMap<Channel, f64>,
     /// Per-device factor on the model's threshold.
     pub device_threshold_factor: BTreeMap<DeviceId, f64>,
     pub limits: DecodeLimits,
-    /// The alias to follow; `None` keeps the first model.
+    /// The alias to follow; `None` keeps the models the detector starts with.
     pub follow: Option<Follow>,
     /// Save every scored window in the store's `anomaly_scores` (for the dashboard).
     pub save_scores: bool,
@@ -71,7 +78,8 @@ pub struct StreamSettings {
 #[derive(Clone)]
 pub struct Follow {
     pub tracking: Arc<dyn Tracking>,
-    pub name: String,
+    /// Per profile, the registered model to follow.
+    pub names: BTreeMap<String, String>,
     pub alias: String,
     pub cache: std::path::PathBuf,
     pub threads: usize,
@@ -81,7 +89,7 @@ pub struct Follow {
 impl std::fmt::Debug for Follow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Follow")
-            .field("name", &self.name)
+            .field("names", &self.names)
             .field("alias", &self.alias)
             .field("interval", &self.interval)
             .finish_non_exhaustive()
@@ -109,18 +117,26 @@ pub struct DetectStats {
     pub latency: Histogram,
     /// Like `latency`, for the windows that raised an alert message only.
     pub alert_latency: Histogram,
-    model: Mutex<Option<ModelRef>>,
+    /// Readings of devices whose profile has no model (yet): not scored.
+    pub unmodelled: AtomicU64,
+    models: Mutex<BTreeMap<String, ModelRef>>,
 }
 
 impl DetectStats {
-    /// The model version in use.
+    /// The model version in use for the pump profile, or else the first profile that has one.
     pub fn model(&self) -> Option<ModelRef> {
-        self.model.lock().ok().and_then(|m| m.clone())
+        let models = self.models.lock().ok()?;
+        models.get(sentio_core::profile::PUMP).or_else(|| models.values().next()).cloned()
     }
 
-    fn set_model(&self, model: &ModelRef) {
-        if let Ok(mut m) = self.model.lock() {
-            *m = Some(model.clone());
+    /// The model version in use per profile.
+    pub fn models(&self) -> BTreeMap<String, ModelRef> {
+        self.models.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn set_model(&self, profile: &str, model: &ModelRef) {
+        if let Ok(mut m) = self.models.lock() {
+            m.insert(profile.to_owned(), model.clone());
         }
     }
 }
@@ -138,7 +154,9 @@ pub enum DetectEvent {
 pub type Observer = tokio::sync::mpsc::UnboundedSender<DetectEvent>;
 
 struct DeviceState {
-    frames: DeviceFrames,
+    /// The device's profile, and its frames when that profile has a model.
+    profile: Option<Arc<str>>,
+    frames: Option<DeviceFrames>,
     tracker: AlertTracker,
 }
 
@@ -166,28 +184,37 @@ impl Detector {
         self
     }
 
-    /// Scores with `scorer` (and its successors, when following an alias) until `stop` fires.
-    pub async fn run(self, scorer: Arc<Scorer>, stop: CancellationToken) -> anyhow::Result<()> {
+    /// Scores with `scorers` (one per profile; a later one for the same profile wins) and their
+    /// successors, when following an alias, until `stop` fires.
+    pub async fn run(
+        self,
+        scorers: Vec<Arc<Scorer>>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
         let s = &self.settings;
         let consumer =
             self.bus.subscribe(&s.readings_topic, &s.group).await.with_context(|| {
                 format!("joining group {:?} on topic {:?}", s.group, s.readings_topic)
             })?;
-        let (tx, mut models) = watch::channel(scorer.clone());
+        let (tx, mut models) = mpsc::unbounded_channel();
+        let current: BTreeMap<String, String> =
+            scorers.iter().map(|s| (s.profile().to_owned(), s.model().version.clone())).collect();
         let watcher = s.follow.clone().map(|follow| {
             let stop = stop.clone();
-            let current = scorer.model().version.clone();
             tokio::spawn(watch_alias(follow, current, tx, stop))
         });
-        let mut engine = Engine::new(scorer, &self.settings, self.stats.clone());
-        tracing::info!(
-            topic = %s.readings_topic,
-            group = %s.group,
-            model = %engine.scorer.model().name,
-            version = %engine.scorer.model().version,
-            threshold = engine.scorer.threshold(),
-            "detect started"
-        );
+        let mut engine = Engine::new(&self.settings, self.stats.clone());
+        for scorer in scorers {
+            tracing::info!(
+                profile = %scorer.profile(),
+                model = %scorer.model().name,
+                version = %scorer.model().version,
+                threshold = scorer.threshold(),
+                "model loaded"
+            );
+            engine.swap(scorer);
+        }
+        tracing::info!(topic = %s.readings_topic, group = %s.group, "detect started");
         let result = self.consume(consumer, &mut engine, &mut models, &stop).await;
         if let Some(w) = watcher {
             w.abort();
@@ -201,7 +228,7 @@ impl Detector {
         &self,
         mut consumer: Box<dyn Consumer>,
         engine: &mut Engine,
-        models: &mut watch::Receiver<Arc<Scorer>>,
+        models: &mut mpsc::UnboundedReceiver<Arc<Scorer>>,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
         let s = &self.settings;
@@ -232,8 +259,7 @@ impl Detector {
                 _ = stop.cancelled() => return Ok(()),
                 polled = consumer.poll(POLL_MAX, POLL_WAIT) => polled.context("polling the bus")?,
             };
-            if models.has_changed().unwrap_or(false) {
-                let next = models.borrow_and_update().clone();
+            while let Ok(next) = models.try_recv() {
                 engine.swap(next);
             }
             if records.is_empty() {
@@ -243,9 +269,15 @@ impl Detector {
             let readings = engine.decode(&records, &self.settings.limits);
             self.prime_new_devices(engine, &readings).await;
             let ready = engine.take(readings);
-            for chunk in ready.chunks(self.settings.batch_windows.max(1)) {
+            let mut chunks: Vec<(Arc<str>, Batch)> = Vec::new();
+            for (profile, windows) in ready {
+                for chunk in windows.chunks(self.settings.batch_windows.max(1)) {
+                    chunks.push((profile.clone(), chunk.to_vec()));
+                }
+            }
+            for (profile, chunk) in chunks {
                 let Scored { alerts, points } =
-                    engine.score(chunk.to_vec(), self.observer.as_ref()).await?;
+                    engine.score(&profile, chunk, self.observer.as_ref()).await?;
                 if !alerts.is_empty() {
                     self.publish(&alerts).await?;
                     let now = now_ns();
@@ -279,8 +311,12 @@ impl Detector {
         let (Some(from), Some(to)) = (first.values().min(), first.values().max()) else {
             return;
         };
-        let card = engine.scorer.card();
-        let span = card.cadence_ns.saturating_mul(card.window as i64 + 1);
+        let span = engine
+            .models
+            .values()
+            .map(|m| m.scorer.card().cadence_ns.saturating_mul(m.scorer.card().window as i64 + 1))
+            .max()
+            .unwrap_or(0);
         let query = RangeQuery {
             devices: first.keys().cloned().collect(),
             sensors: vec![],
@@ -397,13 +433,25 @@ struct Scored {
     points: Vec<ScorePoint>,
 }
 
-/// The detector's state without I/O: devices' frames and alert trackers, and the model.
-struct Engine {
+/// Windows ready to score, each with its device.
+type Batch = Vec<(DeviceId, ReadyWindow)>;
+
+/// One profile's model and how its frames are built.
+struct ProfileModel {
     scorer: Arc<Scorer>,
-    frame_settings: FrameSettings,
+    frames: FrameSettings,
+    /// Per column, the weight of its error in the score.
+    weights: Vec<f64>,
+}
+
+/// The detector's state without I/O: devices' frames and alert trackers, and each profile's
+/// model.
+struct Engine {
+    models: BTreeMap<Arc<str>, ProfileModel>,
+    profiles: Profiles,
     devices: HashMap<DeviceId, DeviceState>,
     alerts: AlertSettings,
-    weights: [f64; 4],
+    weights: BTreeMap<Channel, f64>,
     factors: BTreeMap<DeviceId, f64>,
     grace_ns: i64,
     stride: usize,
@@ -411,47 +459,67 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(scorer: Arc<Scorer>, s: &StreamSettings, stats: Arc<DetectStats>) -> Engine {
-        let grace_ns = i64::try_from(s.grace.as_nanos()).unwrap_or(i64::MAX);
-        stats.set_model(scorer.model());
+    fn new(s: &StreamSettings, stats: Arc<DetectStats>) -> Engine {
         Engine {
-            frame_settings: scorer.frame_settings(grace_ns, s.stride),
-            scorer,
+            models: BTreeMap::new(),
+            profiles: s.profiles.clone(),
             devices: HashMap::new(),
             alerts: s.alerts,
-            weights: s.sensor_weights,
+            weights: s.sensor_weights.clone(),
             factors: s.device_threshold_factor.clone(),
-            grace_ns,
+            grace_ns: i64::try_from(s.grace.as_nanos()).unwrap_or(i64::MAX),
             stride: s.stride,
             stats,
         }
     }
 
-    /// Takes over with another model version, between two batches.
+    /// Takes over with another model version (or a profile's first), between two batches.
     fn swap(&mut self, next: Arc<Scorer>) {
-        if next.model() == self.scorer.model() {
-            return;
+        let profile: Arc<str> = Arc::from(next.profile());
+        if self.profiles.get(&profile).is_none() {
+            tracing::warn!(
+                profile = %profile,
+                model = %next.model().name,
+                "the model is for a profile the configuration does not declare; it scores no device"
+            );
         }
         let frames = next.frame_settings(self.grace_ns, self.stride);
-        if frames != self.frame_settings {
-            tracing::warn!(
-                version = %next.model().version,
-                "the new model frames readings differently; every device's window restarts"
-            );
-            for d in self.devices.values_mut() {
-                d.frames = DeviceFrames::new(frames);
-            }
-            self.frame_settings = frames;
+        let weights = next
+            .columns()
+            .channels()
+            .iter()
+            .map(|c| self.weights.get(c).copied().unwrap_or(1.0))
+            .collect();
+        let previous = self.models.get(&profile);
+        if previous.is_some_and(|p| p.scorer.model() == next.model()) {
+            return;
         }
-        tracing::info!(
-            from = %self.scorer.model().version,
-            to = %next.model().version,
-            threshold = next.threshold(),
-            "model swapped"
-        );
-        self.stats.set_model(next.model());
-        self.stats.model_swaps.fetch_add(1, Ordering::Relaxed);
-        self.scorer = next;
+        let restart =
+            previous.is_none_or(|p| p.frames != frames || p.scorer.columns() != next.columns());
+        if let Some(p) = previous {
+            if restart {
+                tracing::warn!(
+                    profile = %profile,
+                    version = %next.model().version,
+                    "the new model frames readings differently; the profile's windows restart"
+                );
+            }
+            tracing::info!(
+                profile = %profile,
+                from = %p.scorer.model().version,
+                to = %next.model().version,
+                threshold = next.threshold(),
+                "model swapped"
+            );
+            self.stats.model_swaps.fetch_add(1, Ordering::Relaxed);
+        }
+        if restart {
+            for d in self.devices.values_mut().filter(|d| d.profile.as_ref() == Some(&profile)) {
+                d.frames = Some(DeviceFrames::new(frames, next.columns().clone()));
+            }
+        }
+        self.stats.set_model(&profile, next.model());
+        self.models.insert(profile, ProfileModel { scorer: next, frames, weights });
     }
 
     /// Builds frames from readings that were already scored, dropping the windows they complete.
@@ -461,22 +529,29 @@ impl Engine {
         let mut dropped = Vec::new();
         let mut primed = BTreeSet::new();
         for reading in order {
-            self.device(&reading.device).frames.push(reading);
+            if let Some(frames) = &mut self.device(&reading.device).frames {
+                frames.push(reading);
+            }
             primed.insert(&reading.device);
         }
         for id in primed {
-            if let Some(d) = self.devices.get_mut(id) {
-                d.frames.release(&mut dropped);
+            if let Some(frames) = self.devices.get_mut(id).and_then(|d| d.frames.as_mut()) {
+                frames.release(&mut dropped);
                 dropped.clear();
             }
         }
     }
 
     fn device(&mut self, id: &DeviceId) -> &mut DeviceState {
-        let (frames, alerts) = (self.frame_settings, self.alerts);
-        self.devices.entry(id.clone()).or_insert_with(|| DeviceState {
-            frames: DeviceFrames::new(frames),
-            tracker: AlertTracker::new(id.clone(), alerts),
+        let (profiles, models, alerts) = (&self.profiles, &self.models, self.alerts);
+        self.devices.entry(id.clone()).or_insert_with(|| {
+            let profile: Option<Arc<str>> =
+                profiles.for_device(id.as_str()).map(|p| Arc::from(p.name.as_str()));
+            let frames = profile
+                .as_ref()
+                .and_then(|p| models.get(p))
+                .map(|m| DeviceFrames::new(m.frames, m.scorer.columns().clone()));
+            DeviceState { profile, frames, tracker: AlertTracker::new(id.clone(), alerts) }
         })
     }
 
@@ -492,50 +567,65 @@ impl Engine {
         readings
     }
 
-    /// Assembles frames from `readings` and returns the windows they complete, in arrival order
-    /// per device.
-    fn take(&mut self, readings: Vec<Reading>) -> Vec<(DeviceId, ReadyWindow)> {
+    /// Assembles frames from `readings` and returns the windows they complete, per profile, in
+    /// arrival order per device.
+    fn take(&mut self, readings: Vec<Reading>) -> Vec<(Arc<str>, Batch)> {
         let stats = self.stats.clone();
         let mut touched: BTreeSet<DeviceId> = BTreeSet::new();
+        let mut unmodelled = 0u64;
         for reading in readings {
-            if self.device(&reading.device).frames.push(&reading) == Pushed::Late {
-                stats.late.fetch_add(1, Ordering::Relaxed);
+            match &mut self.device(&reading.device).frames {
+                Some(frames) => {
+                    if frames.push(&reading) == Pushed::Late {
+                        stats.late.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None => unmodelled += 1,
             }
             if !touched.contains(&reading.device) {
                 touched.insert(reading.device);
             }
         }
-        let mut ready = Vec::new();
+        stats.unmodelled.fetch_add(unmodelled, Ordering::Relaxed);
+        let mut ready: BTreeMap<Arc<str>, Batch> = BTreeMap::new();
         let mut windows = Vec::new();
         for id in touched {
-            if let Some(d) = self.devices.get_mut(&id) {
-                d.frames.release(&mut windows);
-                ready.extend(windows.drain(..).map(|w| (id.clone(), w)));
+            let Some(d) = self.devices.get_mut(&id) else { continue };
+            let (Some(frames), Some(profile)) = (&mut d.frames, &d.profile) else { continue };
+            frames.release(&mut windows);
+            if !windows.is_empty() {
+                let list = ready.entry(profile.clone()).or_default();
+                list.extend(windows.drain(..).map(|w| (id.clone(), w)));
             }
         }
-        ready
+        ready.into_iter().collect()
     }
 
-    /// Scores one batch and runs the alert trackers; returns the alert messages and the windows'
-    /// score points.
+    /// Scores one batch of `profile`'s windows and runs the alert trackers; returns the alert
+    /// messages and the windows' score points.
     async fn score(
         &mut self,
+        profile: &Arc<str>,
         batch: Vec<(DeviceId, ReadyWindow)>,
         observer: Option<&Observer>,
     ) -> anyhow::Result<Scored> {
-        let scorer = self.scorer.clone();
-        let weights = self.weights;
+        let Some(m) = self.models.get(profile) else {
+            return Ok(Scored { alerts: vec![], points: vec![] });
+        };
+        let scorer = m.scorer.clone();
+        let weights = m.weights.clone();
+        let scoring = scorer.clone();
         let (batch, scored) = tokio::task::spawn_blocking(move || {
             let windows: Vec<ReadyWindow> = batch.iter().map(|(_, w)| w.clone()).collect();
-            let scored = scorer.score_windows(&windows, weights);
+            let scored = scoring.score_windows(&windows, &weights);
             (batch, scored)
         })
         .await
         .context("the scoring thread failed")?;
         let scored = scored?;
         let now = now_ns();
-        let model = self.scorer.model().clone();
-        let base = self.scorer.threshold();
+        let model = scorer.model().clone();
+        let base = scorer.threshold();
         let mut out = Vec::new();
         let mut points = Vec::with_capacity(batch.len());
         let mut not_finite = 0usize;
@@ -548,14 +638,6 @@ impl Engine {
                 None => not_finite += 1,
             }
             self.stats.latency.record(latency(w.newest_ns, now));
-            if let Some(tx) = observer {
-                let _ = tx.send(DetectEvent::Scored {
-                    device: device.clone(),
-                    window,
-                    threshold,
-                    model: model.clone(),
-                });
-            }
             if let Some(d) = self.devices.get_mut(device) {
                 let was_open = d.tracker.is_open();
                 let messages = d.tracker.observe(&window, threshold, &model, now);
@@ -565,6 +647,14 @@ impl Engine {
                     _ => 0,
                 };
                 out.extend(messages.into_iter().map(|a| (a, w.newest_ns)));
+            }
+            if let Some(tx) = observer {
+                let _ = tx.send(DetectEvent::Scored {
+                    device: device.clone(),
+                    window,
+                    threshold,
+                    model: model.clone(),
+                });
             }
         }
         if not_finite > 0 {
@@ -579,12 +669,13 @@ impl Engine {
     }
 }
 
-/// Polls where the alias points and sends each newly promoted version, loaded, to the detector.
-/// Failures (the tracking server down, a download cut off) are logged and retried next time.
+/// Polls where each profile's alias points and sends each newly promoted version (and each
+/// profile's first), loaded, to the detector. Failures (the tracking server down, a download cut
+/// off) are logged and retried next time.
 async fn watch_alias(
     follow: Follow,
-    mut current: String,
-    tx: watch::Sender<Arc<Scorer>>,
+    mut current: BTreeMap<String, String>,
+    tx: mpsc::UnboundedSender<Arc<Scorer>>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(follow.interval);
@@ -595,38 +686,48 @@ async fn watch_alias(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let version = match follow.tracking.get_alias(&follow.name, &follow.alias).await {
-            Ok(Some(v)) => v.version.to_string(),
-            Ok(None) => {
-                tracing::warn!(name = %follow.name, alias = %follow.alias, "the alias is not set; keeping the current model");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "polling the model alias failed; keeping the current model");
-                continue;
-            }
-        };
-        if version == current {
-            continue;
-        }
-        match Scorer::resolve(
-            follow.tracking.as_ref(),
-            &follow.name,
-            &version,
-            &follow.cache,
-            follow.threads,
-        )
-        .await
-        {
-            Ok(scorer) => {
-                tracing::info!(name = %follow.name, alias = %follow.alias, version = %version, "new model version loaded");
-                current = version;
-                if tx.send(Arc::new(scorer)).is_err() {
-                    return;
+        for (profile, name) in &follow.names {
+            let version = match follow.tracking.get_alias(name, &follow.alias).await {
+                Ok(Some(v)) => v.version.to_string(),
+                Ok(None) => {
+                    if current.contains_key(profile) {
+                        tracing::warn!(name = %name, alias = %follow.alias, "the alias is not set; keeping the current model");
+                    }
+                    continue;
                 }
+                // A profile with no model registered yet: nothing to follow so far.
+                Err(e) if e.is_not_found() && !current.contains_key(profile) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), name = %name, "polling the model alias failed; keeping the current model");
+                    continue;
+                }
+            };
+            if current.get(profile) == Some(&version) {
+                continue;
             }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), version = %version, "loading the new model version failed; keeping the current one");
+            match Scorer::resolve(
+                follow.tracking.as_ref(),
+                name,
+                &version,
+                &follow.cache,
+                follow.threads,
+            )
+            .await
+            {
+                Ok(scorer) if scorer.profile() != profile => {
+                    tracing::warn!(name = %name, version = %version, model_profile = %scorer.profile(), profile = %profile, "the model version is for another profile; not used");
+                    current.insert(profile.clone(), version);
+                }
+                Ok(scorer) => {
+                    tracing::info!(name = %name, alias = %follow.alias, version = %version, "new model version loaded");
+                    current.insert(profile.clone(), version);
+                    if tx.send(Arc::new(scorer)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), version = %version, "loading the new model version failed; keeping the current one");
+                }
             }
         }
     }

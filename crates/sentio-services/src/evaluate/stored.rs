@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sentio_core::time::NANOS_PER_SEC;
-use sentio_core::{AlertState, AnomalyKind, Channel, DeviceId, SensorKind};
+use sentio_core::{AlertState, AnomalyKind, Channel, DeviceId};
 use sentio_store::{RangeQuery, ReadingStore};
 use serde::Serialize;
 
@@ -80,6 +80,8 @@ pub struct StoreEvaluation {
 struct Fault {
     device: DeviceId,
     kind: AnomalyKind,
+    /// The channel the fault was injected on; `None` for an imported label, which names none.
+    channel: Option<Channel>,
     from_ns: i64,
     to_ns: i64,
 }
@@ -90,8 +92,8 @@ struct Life {
     opened_ns: i64,
     start_ns: i64,
     end_ns: i64,
-    /// The sensor the alert named first (at its peak).
-    top: SensorKind,
+    /// The channel the alert named first (at its peak).
+    top: Option<Channel>,
 }
 
 /// Replays `[from_ns, to_ns)` of `devices` (all when empty) through `scorer` with the alert
@@ -107,7 +109,8 @@ pub async fn evaluate_store(
 ) -> anyhow::Result<StoreEvaluation> {
     let found = replay(store, scorer.clone(), devices, from_ns, to_ns, stride, settings).await?;
     let cadence = scorer.align().cadence_ns;
-    let truth = ground_truth(store, devices, from_ns, to_ns, cadence).await?;
+    let truth =
+        ground_truth(store, devices, scorer.columns().channels(), from_ns, to_ns, cadence).await?;
     anyhow::ensure!(
         truth.values().flatten().any(|(_, k)| k.is_some()),
         "no reading between {} and {} carries a ground-truth label: the store path evaluates \
@@ -131,10 +134,12 @@ pub async fn evaluate_store(
         let (tally, _) = evaluate(&predicted, &labels, &ts)?;
         points.add(&tally);
         for run in runs(&labels) {
-            let kind = frames[run.start].1.context("a labelled frame without a kind")?;
+            let (kind, channel) =
+                frames[run.start].1.clone().context("a labelled frame without a kind")?;
             faults.push(Fault {
                 device: device.clone(),
                 kind,
+                channel: (kind != AnomalyKind::Labelled).then_some(channel),
                 from_ns: ts[run.start],
                 to_ns: ts[run.end - 1],
             });
@@ -148,7 +153,8 @@ pub async fn evaluate_store(
     let true_alerts = lives.iter().filter(|l| faults.iter().any(|f| overlaps(l, f))).count();
     let mut false_by_sensor: BTreeMap<String, u64> = BTreeMap::new();
     for l in lives.iter().filter(|l| !faults.iter().any(|f| overlaps(l, f))) {
-        *false_by_sensor.entry(l.top.as_str().to_owned()).or_default() += 1;
+        let top = l.top.as_ref().map_or("-", Channel::as_str);
+        *false_by_sensor.entry(top.to_owned()).or_default() += 1;
     }
     let mut delays = Vec::new();
     let mut per_kind: BTreeMap<AnomalyKind, (u64, u64, Vec<f64>, u64)> = BTreeMap::new();
@@ -160,7 +166,7 @@ pub async fn evaluate_store(
             let delay = (first.opened_ns - f.from_ns).max(0) as f64 / NANOS_PER_SEC as f64;
             entry.1 += 1;
             entry.2.push(delay);
-            entry.3 += u64::from(Some(first.top) == f.kind.sensor());
+            entry.3 += u64::from(f.channel.is_some() && first.top == f.channel);
             delays.push(delay);
         }
     }
@@ -215,23 +221,27 @@ fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
-/// Per device, each slot holding a reading in time order, with the kind injected into any of the
-/// slot's readings.
+/// A slot's ground truth: the kind injected into one of its readings, and that reading's channel.
+type Truth = Option<(AnomalyKind, Channel)>;
+
+/// Per device, each slot holding a reading of `channels` in time order, with the kind injected
+/// into any of the slot's readings.
 async fn ground_truth(
     store: &dyn ReadingStore,
     devices: &[DeviceId],
+    channels: &[Channel],
     from_ns: i64,
     to_ns: i64,
     cadence_ns: i64,
-) -> anyhow::Result<BTreeMap<DeviceId, Vec<(i64, Option<AnomalyKind>)>>> {
-    let mut slots: BTreeMap<DeviceId, BTreeMap<i64, Option<AnomalyKind>>> = BTreeMap::new();
+) -> anyhow::Result<BTreeMap<DeviceId, Vec<(i64, Truth)>>> {
+    let mut slots: BTreeMap<DeviceId, BTreeMap<i64, Truth>> = BTreeMap::new();
     let mut at = from_ns;
     while at < to_ns {
         let end = at.saturating_add(QUERY_SLICE_NS).min(to_ns);
-        // The modelled channels' ground truth: another machine's readings are not scored.
+        // The modelled channels' ground truth: other channels' readings are not scored.
         let query = RangeQuery {
             devices: devices.to_vec(),
-            sensors: SensorKind::ALL.map(Channel::from).to_vec(),
+            sensors: channels.to_vec(),
             from_ns: at,
             to_ns: end,
         };
@@ -243,7 +253,7 @@ async fn ground_truth(
                 .entry(slot_of(r.ts_ns, cadence_ns))
                 .or_insert(None);
             if cell.is_none() {
-                *cell = r.injected;
+                *cell = r.injected.map(|kind| (kind, r.sensor.clone()));
             }
         }
         at = end;
@@ -270,7 +280,7 @@ fn lives(alerts: &[sentio_core::Alert]) -> anyhow::Result<Vec<Life>> {
                     opened_ns,
                     start_ns: a.window_start_ns,
                     end_ns: a.window_end_ns,
-                    top: SensorKind::ALL[crate::detect::top_sensor(&a.sensor_share)],
+                    top: a.top_sensor().cloned(),
                 });
             }
         }

@@ -1,6 +1,11 @@
 //! Readings to frames at a fixed cadence, with explicit filling of missing values.
+//!
+//! A frame has one column per channel of the model's profile, in the profile's order (the pump's:
+//! temperature, vibration, pressure, humidity). Readings of other channels have no column.
 
-use sentio_core::{DeviceId, Reading, SensorKind};
+use std::sync::Arc;
+
+use sentio_core::{Channel, DeviceId, Reading, SensorKind};
 
 /// How readings become frames.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -11,6 +16,40 @@ pub struct AlignSettings {
     pub fill_limit: u32,
 }
 
+/// The columns of a frame: the channels a model reads, in its order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Columns(Arc<[Channel]>);
+
+impl Columns {
+    /// At most [`sentio_core::profile::MAX_CHANNELS`] channels (a frame's filled mask has a bit
+    /// per column); the profile check guarantees it for a profile's channels.
+    pub fn new(channels: Vec<Channel>) -> Columns {
+        Columns(channels.into())
+    }
+
+    /// The pump's four, in [`SensorKind::ALL`] order.
+    pub fn pump() -> Columns {
+        Columns::new(SensorKind::ALL.map(Channel::from).to_vec())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn channels(&self) -> &[Channel] {
+        &self.0
+    }
+
+    /// The column of `channel`, if the frame has one.
+    pub fn index(&self, channel: &Channel) -> Option<usize> {
+        self.0.iter().position(|c| c == channel)
+    }
+}
+
 /// One device's frames over a range of slots: row `i` is slot `first_slot + i`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -18,21 +57,33 @@ pub struct Series {
     /// Slot index of the first row (slot `k` starts at `k * cadence_ns`).
     pub first_slot: i64,
     pub cadence_ns: i64,
-    /// Row-major `[rows][4]` in [`SensorKind::ALL`] order, raw units; NaN marks a hole.
-    pub values: Vec<[f64; 4]>,
-    /// Per row, bit `s` set when sensor `s` was filled from an earlier slot.
-    pub filled: Vec<u8>,
+    /// Columns per row.
+    pub width: usize,
+    /// Row-major `[rows][width]` in column order, raw units; NaN marks a hole.
+    pub values: Vec<f64>,
+    /// Per row, bit `s` set when column `s` was filled from an earlier slot.
+    pub filled: Vec<u64>,
     /// Per row, whether any reading in the slot carried a ground-truth anomaly label.
     pub labelled: Vec<bool>,
 }
 
 impl Series {
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.labelled.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.labelled.is_empty()
+    }
+
+    /// Row `i`'s values.
+    pub fn row(&self, row: usize) -> &[f64] {
+        &self.values[row * self.width..(row + 1) * self.width]
+    }
+
+    /// Rows `rows`, row-major.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> &[f64] {
+        &self.values[rows.start * self.width..rows.end * self.width]
     }
 
     /// Start of row `i`, nanoseconds since the epoch.
@@ -42,40 +93,44 @@ impl Series {
 
     /// Whether row `i` has a hole (a sensor with no value, observed or filled).
     pub fn has_hole(&self, row: usize) -> bool {
-        self.values[row].iter().any(|v| v.is_nan())
+        self.row(row).iter().any(|v| v.is_nan())
     }
 }
 
 /// Fills missing sensors of consecutive frames from the last observed value, within a limit.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Filler {
-    last: [Option<f64>; 4],
+    last: Vec<Option<f64>>,
     /// Consecutive slots each sensor has been filled for.
-    age: [u32; 4],
+    age: Vec<u32>,
 }
 
 impl Filler {
-    /// Completes one slot's raw values: returns the frame (NaN for a hole) and the filled mask.
-    pub fn fill(&mut self, raw: [Option<f64>; 4], limit: u32) -> ([f64; 4], u8) {
-        let mut out = [f64::NAN; 4];
-        let mut filled = 0u8;
-        for s in 0..4 {
-            match raw[s] {
-                Some(v) => {
-                    out[s] = v;
-                    self.last[s] = Some(v);
-                    self.age[s] = 0;
-                }
-                None => {
-                    self.age[s] = self.age[s].saturating_add(1);
-                    if let Some(v) = self.last[s].filter(|_| self.age[s] <= limit) {
-                        out[s] = v;
+    pub fn new(width: usize) -> Filler {
+        Filler { last: vec![None; width], age: vec![0; width] }
+    }
+
+    /// Completes one slot's raw values (NaN: no reading), appending the frame (NaN for a hole)
+    /// to `out`; returns the filled mask.
+    pub fn fill(&mut self, raw: &[f64], limit: u32, out: &mut Vec<f64>) -> u64 {
+        let mut filled = 0u64;
+        for (s, &v) in raw.iter().enumerate() {
+            if !v.is_nan() {
+                out.push(v);
+                self.last[s] = Some(v);
+                self.age[s] = 0;
+            } else {
+                self.age[s] = self.age[s].saturating_add(1);
+                match self.last[s].filter(|_| self.age[s] <= limit) {
+                    Some(v) => {
+                        out.push(v);
                         filled |= 1 << s;
                     }
+                    None => out.push(f64::NAN),
                 }
             }
         }
-        (out, filled)
+        filled
     }
 }
 
@@ -89,33 +144,42 @@ pub fn slot_of(ts_ns: i64, cadence_ns: i64) -> i64 {
 #[derive(Debug, Clone)]
 pub struct SeriesBuilder {
     device: DeviceId,
+    columns: Columns,
     first_slot: i64,
     cadence_ns: i64,
     from_ns: i64,
     to_ns: i64,
-    raw: Vec<[f64; 4]>,
+    raw: Vec<f64>,
     labelled: Vec<bool>,
 }
 
 impl SeriesBuilder {
     /// Covers the slots of `[from_ns, to_ns)`.
-    pub fn new(device: DeviceId, from_ns: i64, to_ns: i64, cadence_ns: i64) -> SeriesBuilder {
+    pub fn new(
+        device: DeviceId,
+        columns: Columns,
+        from_ns: i64,
+        to_ns: i64,
+        cadence_ns: i64,
+    ) -> SeriesBuilder {
         let c = cadence_ns.max(1);
         let first = slot_of(from_ns, c);
         let end = if to_ns > from_ns { slot_of(to_ns - 1, c) + 1 } else { first };
         let rows = usize::try_from(end - first).unwrap_or(0);
         SeriesBuilder {
             device,
+            raw: vec![f64::NAN; rows * columns.len()],
+            columns,
             first_slot: first,
             cadence_ns: c,
             from_ns,
             to_ns,
-            raw: vec![[f64::NAN; 4]; rows],
             labelled: vec![false; rows],
         }
     }
 
-    /// Puts one reading in its slot; readings outside the range are ignored.
+    /// Puts one reading in its slot; readings outside the range, or of a channel with no column,
+    /// are ignored.
     pub fn push(&mut self, r: &Reading) {
         if r.ts_ns < self.from_ns || r.ts_ns >= self.to_ns {
             return;
@@ -123,30 +187,29 @@ impl SeriesBuilder {
         let Ok(row) = usize::try_from(slot_of(r.ts_ns, self.cadence_ns) - self.first_slot) else {
             return;
         };
-        // Another machine's channel has no column in the pump's frame (not modelled).
-        let Some(kind) = r.sensor.kind() else {
+        let Some(column) = self.columns.index(&r.sensor) else {
             return;
         };
-        if let Some(cells) = self.raw.get_mut(row) {
-            cells[kind.index()] = r.value;
+        if let Some(cell) = self.raw.get_mut(row * self.columns.len() + column) {
+            *cell = r.value;
             self.labelled[row] |= r.injected.is_some();
         }
     }
 
     /// Fills short gaps (see [`Filler`]) and returns the series.
     pub fn finish(self, fill_limit: u32) -> Series {
-        let mut filler = Filler::default();
+        let width = self.columns.len();
+        let mut filler = Filler::new(width);
         let mut values = Vec::with_capacity(self.raw.len());
-        let mut filled = Vec::with_capacity(self.raw.len());
-        for cells in &self.raw {
-            let (frame, mask) = filler.fill(cells.map(|v| (!v.is_nan()).then_some(v)), fill_limit);
-            values.push(frame);
-            filled.push(mask);
+        let mut filled = Vec::with_capacity(self.labelled.len());
+        for cells in self.raw.chunks_exact(width.max(1)) {
+            filled.push(filler.fill(cells, fill_limit, &mut values));
         }
         Series {
             device: self.device,
             first_slot: self.first_slot,
             cadence_ns: self.cadence_ns,
+            width,
             values,
             filled,
             labelled: self.labelled,
@@ -157,6 +220,7 @@ impl SeriesBuilder {
 /// Aligns one device's readings (any order) over the slots covering `[from_ns, to_ns)`.
 pub fn align(
     device: DeviceId,
+    columns: &Columns,
     readings: &[Reading],
     from_ns: i64,
     to_ns: i64,
@@ -164,16 +228,12 @@ pub fn align(
 ) -> Series {
     let mut order: Vec<&Reading> = readings.iter().collect();
     order.sort_by_key(|r| r.ts_ns);
-    let mut builder = SeriesBuilder::new(device, from_ns, to_ns, settings.cadence_ns);
+    let mut builder =
+        SeriesBuilder::new(device, columns.clone(), from_ns, to_ns, settings.cadence_ns);
     for r in order {
         builder.push(r);
     }
     builder.finish(settings.fill_limit)
-}
-
-/// The sensor order of every frame, for the model artifact.
-pub fn sensor_order() -> [&'static str; 4] {
-    SensorKind::ALL.map(SensorKind::as_str)
 }
 
 #[cfg(test)]
@@ -199,13 +259,14 @@ mod tests {
             rs.push(reading(SensorKind::Temperature, t, t as f64, t == 2));
         }
         let settings = AlignSettings { cadence_ns: 1_000_000_000, fill_limit: 2 };
-        let s = align(DeviceId::new("d").unwrap(), &rs, 0, 6_000_000_000, settings);
+        let s =
+            align(DeviceId::new("d").unwrap(), &Columns::pump(), &rs, 0, 6_000_000_000, settings);
         assert_eq!(s.len(), 6);
-        assert_eq!(s.values[1][1], 1.0);
+        assert_eq!(s.row(1)[1], 1.0);
         assert_eq!(s.filled[1], 0b1110);
         assert!(!s.has_hole(2));
         assert!(s.has_hole(3));
-        assert_eq!(s.values[5][0], 5.0);
+        assert_eq!(s.row(5)[0], 5.0);
         assert_eq!(s.labelled, vec![false, false, true, false, false, false]);
     }
 
@@ -216,7 +277,32 @@ mod tests {
         let mut b = reading(SensorKind::Pressure, 0, 2.0, false);
         b.ts_ns = 900;
         let settings = AlignSettings { cadence_ns: 1_000, fill_limit: 0 };
-        let s = align(DeviceId::new("d").unwrap(), &[b, a], 0, 1_000, settings);
-        assert_eq!(s.values[0][2], 2.0);
+        let s = align(DeviceId::new("d").unwrap(), &Columns::pump(), &[b, a], 0, 1_000, settings);
+        assert_eq!(s.row(0)[2], 2.0);
+    }
+
+    #[test]
+    fn any_profile_s_channels_are_columns_in_its_order() {
+        let d = DeviceId::new("comp-1").unwrap();
+        let columns = Columns::new(
+            ["flow", "current", "vibration_x"].map(|c| Channel::new(c).unwrap()).to_vec(),
+        );
+        let at = |sensor: &str, ts: i64, value: f64| Reading {
+            sensor: Channel::new(sensor).unwrap(),
+            ..Reading::pump(d.clone(), SensorKind::Temperature, ts, value, 0)
+        };
+        let rs = [
+            at("current", 0, 3.0),
+            at("flow", 0, 7.0),
+            at("pressure", 0, 1.0),
+            at("current", 10, 4.0),
+        ];
+        let settings = AlignSettings { cadence_ns: 10, fill_limit: 1 };
+        let s = align(d.clone(), &columns, &rs, 0, 20, settings);
+        assert_eq!(s.width, 3);
+        assert_eq!(s.row(0)[..2], [7.0, 3.0]);
+        assert!(s.row(0)[2].is_nan(), "vibration_x never reported: a hole");
+        assert_eq!(s.row(1)[..2], [7.0, 4.0]);
+        assert_eq!(s.filled[1], 0b001, "flow filled from the slot before");
     }
 }

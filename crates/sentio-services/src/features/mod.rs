@@ -3,6 +3,9 @@
 //! Training (`train`) and detection read readings the same way, so that a window means the same
 //! thing to both:
 //!
+//! Every step works on any number of channels: a frame has one column per channel of the model's
+//! profile ([`Columns`]), and the model card records them.
+//!
 //! 1. [`align`]: per device, readings land in fixed slots of `cadence` (slot `k` covers
 //!    `[k·cadence, (k+1)·cadence)` since the epoch, the latest reading of a sensor in a slot wins).
 //!    A sensor missing from a slot repeats its last observed value for at most `fill_limit` slots
@@ -21,6 +24,6 @@ pub mod align;
 pub mod scaler;
 pub mod window;
 
-pub use align::{AlignSettings, Filler, Series, SeriesBuilder, align};
+pub use align::{AlignSettings, Columns, Filler, Series, SeriesBuilder, align};
 pub use scaler::Scaler;
 pub use window::{Split, SplitPoints, WindowRef, WindowSettings, cut_windows};

@@ -72,9 +72,10 @@ impl SplitPoints {
 /// too (marked), for evaluation; training must skip them.
 pub fn cut_windows(all: &[Series], settings: WindowSettings) -> Vec<WindowRef> {
     let t = settings.window;
-    let max_filled = (settings.max_filled_fraction * (t * 4) as f64).floor() as usize;
     let mut out = Vec::new();
     for (si, series) in all.iter().enumerate() {
+        let max_filled =
+            (settings.max_filled_fraction * (t * series.width) as f64).floor() as usize;
         if series.len() < t {
             continue;
         }
@@ -100,13 +101,13 @@ pub fn cut_windows(all: &[Series], settings: WindowSettings) -> Vec<WindowRef> {
     out
 }
 
-/// Copies the windows, standardized, into one `[windows][t][4]` f32 buffer.
+/// Copies the windows, standardized, into one `[windows][t][columns]` f32 buffer.
 pub fn gather(all: &[Series], windows: &[WindowRef], t: usize, scaler: &Scaler) -> Vec<f32> {
-    let mut out = Vec::with_capacity(windows.len() * t * 4);
+    let mut out = Vec::with_capacity(windows.len() * t * scaler.width());
     for w in windows {
         let series = &all[w.series];
         for row in w.start..w.start + t {
-            out.extend_from_slice(&scaler.transform(&series.values[row]));
+            scaler.transform_into(series.row(row), &mut out);
         }
     }
     out
@@ -132,7 +133,8 @@ mod tests {
             device: DeviceId::new("d").unwrap(),
             first_slot: 0,
             cadence_ns: 10,
-            values: vec![[0.0; 4]; rows],
+            width: 4,
+            values: vec![0.0; rows * 4],
             filled: vec![0; rows],
             labelled: vec![false; rows],
         }
@@ -141,7 +143,7 @@ mod tests {
     #[test]
     fn windows_skip_holes_and_overfilled_spans_and_mark_labels() {
         let mut s = series(20);
-        s.values[5][2] = f64::NAN;
+        s.values[5 * 4 + 2] = f64::NAN;
         s.filled[12] = 0b1111;
         s.labelled[17] = true;
         let settings = WindowSettings { window: 4, stride: 2, max_filled_fraction: 0.2 };

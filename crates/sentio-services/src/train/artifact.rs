@@ -3,9 +3,9 @@
 //! ```text
 //! model/
 //!   MLmodel              flavors `onnx` and `python_function` (loader mlflow.onnx), signature
-//!   model.onnx           the autoencoder with standard LSTM operators: [batch, T, 4] -> same
+//!   model.onnx           the autoencoder with standard LSTM operators: [batch, T, C] -> same
 //!   weights.safetensors  PyTorch `state_dict` names and layouts (strict load_state_dict works)
-//!   sentio-model.json    the card: spec, scaler, sensor order, cadence, thresholds, data range
+//!   sentio-model.json    the card: profile, spec, scaler, channel order, cadence, thresholds, data range
 //!   requirements.txt, python_env.yaml, conda.yaml   what `mlflow.pyfunc` needs to load it
 //! ```
 //!
@@ -44,7 +44,10 @@ pub struct ModelCard {
     /// Frames per window (T).
     pub window: usize,
     pub stride: usize,
-    /// Column order of every frame.
+    /// The asset profile the model is for (`pump` for models trained before profiles).
+    #[serde(default = "pump_profile")]
+    pub profile: String,
+    /// Column order of every frame: the profile's channels.
     pub sensors: Vec<String>,
     pub cadence_ns: i64,
     pub fill_limit: u32,
@@ -72,7 +75,31 @@ pub struct TrainingSummary {
     pub seconds: f64,
 }
 
+fn pump_profile() -> String {
+    sentio_core::profile::PUMP.to_owned()
+}
+
 impl ModelCard {
+    /// The frame's columns, from `sensors`.
+    pub fn columns(&self) -> anyhow::Result<crate::features::Columns> {
+        let channels = self
+            .sensors
+            .iter()
+            .map(|s| {
+                sentio_core::Channel::new(s)
+                    .with_context(|| format!("the model card's sensors name {s:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(
+            channels.len() == self.features && channels.len() == self.scaler.width(),
+            "the model card lists {} sensors for a model of {} features and a scaler of {}",
+            channels.len(),
+            self.features,
+            self.scaler.width()
+        );
+        Ok(crate::features::Columns::new(channels))
+    }
+
     pub fn read(dir: &Path) -> anyhow::Result<ModelCard> {
         let path = dir.join(CARD_FILE);
         let text = std::fs::read_to_string(&path)
@@ -131,7 +158,7 @@ fn requirements() -> String {
 }
 
 /// The `MLmodel` file: the `onnx` flavor and `python_function` through `mlflow.onnx`, with a
-/// tensor signature `[-1, T, 4]` float32 in and out.
+/// tensor signature `[-1, T, C]` float32 in and out (C channels).
 fn mlmodel(card: &ModelCard, model_uuid: &str) -> String {
     let created = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f");
     let tensor = |name: &str| {

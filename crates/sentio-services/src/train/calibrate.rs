@@ -38,17 +38,17 @@ pub struct Calibration {
     /// Score statistics of the calibration windows.
     pub score_mean: f64,
     pub score_std: f64,
-    /// Per sensor (`SensorKind::ALL` order): mean and standard deviation of the sensor's mean
+    /// Per column (the card's `sensors` order): mean and standard deviation of the column's mean
     /// squared error per window, and its own threshold at the same level.
-    pub sensor_mean: [f64; 4],
-    pub sensor_std: [f64; 4],
-    pub sensor_threshold: [f64; 4],
+    pub sensor_mean: Vec<f64>,
+    pub sensor_std: Vec<f64>,
+    pub sensor_threshold: Vec<f64>,
     /// GPD fit when POT was used: initial threshold u, σ, ξ.
     pub pot: Option<PotFit>,
     /// Per sensor, the longest run of identical consecutive values in the normal windows (the
     /// stuck-sensor check's yardstick, `detect::flat`); absent in models trained before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub longest_flat_run: Option<[u32; 4]>,
+    pub longest_flat_run: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -106,10 +106,12 @@ pub fn pot(scores: &[f64], quantile: f64, risk: f64) -> Option<(f64, PotFit)> {
     z.is_finite().then_some((z.max(u), fit))
 }
 
-/// Calibrates on the window scores and per-sensor errors (`sensor[i]` for window `i`).
+/// Calibrates on the window scores and per-column errors (`sensor[i]` for window `i`, each of
+/// `width` columns).
 pub fn calibrate(
     scores: &[f64],
-    sensor: &[[f64; 4]],
+    sensor: &[Vec<f64>],
+    width: usize,
     method: ThresholdMethod,
     percentile_level: f64,
     pot_quantile: f64,
@@ -128,10 +130,10 @@ pub fn calibrate(
         }
     };
     let (score_mean, score_std) = mean_std(scores);
-    let mut sensor_mean = [0.0; 4];
-    let mut sensor_std = [0.0; 4];
-    let mut sensor_threshold = [0.0; 4];
-    for s in 0..4 {
+    let mut sensor_mean = vec![0.0; width];
+    let mut sensor_std = vec![0.0; width];
+    let mut sensor_threshold = vec![0.0; width];
+    for s in 0..width {
         let column: Vec<f64> = sensor.iter().map(|e| e[s]).collect();
         (sensor_mean[s], sensor_std[s]) = mean_std(&column);
         sensor_threshold[s] = percentile(&column, level);
@@ -180,8 +182,8 @@ mod tests {
     #[test]
     fn calibration_reports_per_sensor_levels() {
         let scores: Vec<f64> = (0..1000).map(f64::from).collect();
-        let sensor: Vec<[f64; 4]> = scores.iter().map(|&s| [s, 0.0, 1.0, s / 2.0]).collect();
-        let c = calibrate(&scores, &sensor, ThresholdMethod::Percentile, 99.0, 0.98, 1e-3);
+        let sensor: Vec<Vec<f64>> = scores.iter().map(|&s| vec![s, 0.0, 1.0, s / 2.0]).collect();
+        let c = calibrate(&scores, &sensor, 4, ThresholdMethod::Percentile, 99.0, 0.98, 1e-3);
         assert!((c.threshold - 989.01).abs() < 1e-9);
         assert_eq!(c.sensor_std[1], 0.0);
         assert!((c.sensor_threshold[3] - 494.505).abs() < 1e-9);

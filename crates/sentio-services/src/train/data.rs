@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use sentio_config::TrainConfig;
-use sentio_core::{Channel, DeviceId, SensorKind};
+use sentio_core::DeviceId;
 use sentio_store::{RangeQuery, ReadingStore};
 use serde::{Deserialize, Serialize};
 
 use crate::features::window::{gather, thin};
 use crate::features::{
-    AlignSettings, Scaler, Series, SeriesBuilder, Split, SplitPoints, WindowRef, WindowSettings,
+    AlignSettings, Columns, Scaler, Series, SeriesBuilder, Split, SplitPoints, WindowRef,
+    WindowSettings,
 };
 
 /// The store is read in slices of this length, all devices at once, so memory holds one slice of
@@ -42,7 +43,7 @@ pub struct DataReport {
     pub calibration_from_ns: i64,
 }
 
-/// Windows of one split, standardized: `len × window × 4` f32, row-major.
+/// Windows of one split, standardized: `len × window × columns` f32, row-major.
 #[derive(Debug, Clone, Default)]
 pub struct Windows {
     pub data: Vec<f32>,
@@ -61,6 +62,7 @@ impl Windows {
 
 /// Everything training needs, prepared.
 pub struct Prepared {
+    pub columns: Columns,
     pub series: Vec<Series>,
     pub points: SplitPoints,
     pub scaler: Scaler,
@@ -70,11 +72,13 @@ pub struct Prepared {
     pub report: DataReport,
 }
 
-/// Reads `[from_ns, to_ns)` from the store (the devices of `config.devices`, or all) into one
-/// aligned series per device. `progress(done_ns, total_ns)` is called after each slice.
+/// Reads the `columns` of `[from_ns, to_ns)` from the store (the devices of `config.devices`, or
+/// all) into one aligned series per device. `progress(done_ns, total_ns)` is called after each
+/// slice.
 pub async fn load_series(
     store: &dyn ReadingStore,
     config: &TrainConfig,
+    columns: &Columns,
     from_ns: i64,
     to_ns: i64,
     progress: impl FnMut(i64, i64, u64),
@@ -86,14 +90,16 @@ pub async fn load_series(
         .map(|d| DeviceId::new(d).with_context(|| format!("train.devices: {d:?}")))
         .collect::<anyhow::Result<_>>()?;
     let align = AlignSettings { cadence_ns, fill_limit: config.fill_limit };
-    read_series(store, &devices, align, from_ns, to_ns, progress).await
+    read_series(store, &devices, columns, align, from_ns, to_ns, progress).await
 }
 
-/// Reads `[from_ns, to_ns)` of `devices` (all when empty) into one aligned series per device,
-/// slice by slice; `progress(done_ns, total_ns, readings)` is called after each slice.
+/// Reads the `columns` of `[from_ns, to_ns)` of `devices` (all when empty) into one aligned
+/// series per device with any of them, slice by slice; `progress(done_ns, total_ns, readings)` is
+/// called after each slice.
 pub async fn read_series(
     store: &dyn ReadingStore,
     devices: &[DeviceId],
+    columns: &Columns,
     align: AlignSettings,
     from_ns: i64,
     to_ns: i64,
@@ -104,10 +110,10 @@ pub async fn read_series(
     let mut at = from_ns;
     while at < to_ns {
         let end = at.saturating_add(QUERY_SLICE_NS).min(to_ns);
-        // Only the channels the model reads: another machine's are stored, not modelled.
+        // Only the channels the model reads: others are stored, not modelled.
         let query = RangeQuery {
             devices: devices.to_vec(),
-            sensors: SensorKind::ALL.map(Channel::from).to_vec(),
+            sensors: columns.channels().to_vec(),
             from_ns: at,
             to_ns: end,
         };
@@ -117,7 +123,13 @@ pub async fn read_series(
             builders
                 .entry(r.device.clone())
                 .or_insert_with(|| {
-                    SeriesBuilder::new(r.device.clone(), from_ns, to_ns, align.cadence_ns)
+                    SeriesBuilder::new(
+                        r.device.clone(),
+                        columns.clone(),
+                        from_ns,
+                        to_ns,
+                        align.cadence_ns,
+                    )
                 })
                 .push(r);
         }
@@ -132,7 +144,7 @@ pub async fn read_series(
 /// the end of the last such slot, clamped to `[from_ns, to_ns)`; `None` when no slot holds one.
 fn data_span(series: &[Series], from_ns: i64, to_ns: i64) -> Option<(i64, i64)> {
     let observed = |s: &Series, row: usize| {
-        s.values[row].iter().enumerate().any(|(i, v)| !v.is_nan() && s.filled[row] & (1 << i) == 0)
+        s.row(row).iter().enumerate().any(|(i, v)| !v.is_nan() && s.filled[row] & (1 << i) == 0)
     };
     let mut span: Option<(i64, i64)> = None;
     for s in series {
@@ -151,6 +163,7 @@ fn data_span(series: &[Series], from_ns: i64, to_ns: i64) -> Option<(i64, i64)> 
 /// `train.lookback` before a short `sentio demo`, or a wide `--from/--to`) would otherwise leave
 /// the training part empty or the calibration part in the future.
 pub fn prepare(
+    columns: Columns,
     series: Vec<Series>,
     readings: u64,
     config: &TrainConfig,
@@ -235,6 +248,7 @@ pub fn prepare(
     let t = config.window;
     let windows = |refs: Vec<WindowRef>| Windows { data: gather(&series, &refs, t, &scaler), refs };
     Ok(Prepared {
+        columns,
         train: windows(kept),
         validation: windows(validation),
         calibration: windows(calibration),

@@ -87,10 +87,10 @@ pub fn threads_or_all(threads: usize) -> usize {
     }
 }
 
-/// The model spec `config` asks for.
-pub fn spec(config: &TrainConfig) -> ModelSpec {
+/// The model spec `config` asks for, over `features` columns.
+pub fn spec(config: &TrainConfig, features: usize) -> ModelSpec {
     ModelSpec {
-        features: 4,
+        features,
         hidden: config.hidden,
         bottleneck: config.bottleneck,
         window: config.window,
@@ -110,8 +110,8 @@ pub fn mean_loss(model: &Autoencoder, windows: &Windows) -> anyhow::Result<f64> 
     Ok(total / count.max(1) as f64)
 }
 
-/// Each window's score (mean squared error) and per-sensor mean squared error.
-pub fn score(model: &Autoencoder, data: &[f32]) -> anyhow::Result<(Vec<f64>, Vec<[f64; 4]>)> {
+/// Each window's score (mean squared error) and per-column mean squared error.
+pub fn score(model: &Autoencoder, data: &[f32]) -> anyhow::Result<(Vec<f64>, Vec<Vec<f64>>)> {
     let len = model.spec().window_len();
     let f = model.spec().features;
     let mut scores = Vec::with_capacity(data.len() / len.max(1));
@@ -120,11 +120,7 @@ pub fn score(model: &Autoencoder, data: &[f32]) -> anyhow::Result<(Vec<f64>, Vec
         let e = model.window_errors(chunk)?;
         scores.extend(e.per_window.iter().map(|&s| f64::from(s)));
         for w in e.per_feature.chunks_exact(f) {
-            let mut row = [0.0; 4];
-            for (r, v) in row.iter_mut().zip(w) {
-                *r = f64::from(*v);
-            }
-            sensors.push(row);
+            sensors.push(w.iter().map(|&v| f64::from(v)).collect());
         }
     }
     Ok((scores, sensors))
@@ -139,7 +135,7 @@ pub fn fit(
 ) -> anyhow::Result<Fitted> {
     let started = Instant::now();
     let threads = threads(config);
-    let spec = spec(config);
+    let spec = spec(config, prepared.scaler.width());
     let mut model = Autoencoder::new(spec, config.seed)?.with_threads(threads);
     let mut adam = Adam::new(config.learning_rate as f32);
     let len = spec.window_len();

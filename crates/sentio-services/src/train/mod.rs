@@ -1,4 +1,6 @@
-//! `sentio train`: history from the store to a calibrated, registered LSTM autoencoder.
+//! `sentio train`: history from the store to a calibrated, registered LSTM autoencoder, one per
+//! asset profile: the profile's channels are the model's features, its devices the data, and
+//! each profile has its own registered model ([`model_name`]) with its own `champion`.
 //!
 //! 1. [`data`]: read the range from the store, align frames, split in time, fit the scaler on the
 //!    training part, cut windows (labelled windows never train).
@@ -25,6 +27,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sentio_config::{Promote, TrainConfig};
+use sentio_core::{DeviceId, Profile, Profiles};
 use sentio_model::onnx::{OnnxSpec, export_autoencoder};
 use sentio_store::ReadingStore;
 use sentio_tracking::{LoggedModelStatus, Metric, RunId, RunStatus, Tracking, now_ms};
@@ -37,10 +40,23 @@ use fit::{EpochReport, Fitted, Observer};
 /// The alias the detector follows.
 pub const CHAMPION: &str = "champion";
 
+/// The registered model of `profile`: `train.model_name` for the built-in pump (so models
+/// registered before profiles keep their name), `sentio-<profile>` for any other.
+pub fn model_name(config: &TrainConfig, profile: &str) -> String {
+    if profile == sentio_core::profile::PUMP {
+        config.model_name.clone()
+    } else {
+        format!("sentio-{profile}")
+    }
+}
+
 /// What `train` is asked to do beyond `TrainConfig`.
 #[derive(Debug, Clone)]
 pub struct TrainRequest {
     pub config: TrainConfig,
+    /// The profiles of the configuration, and the one to train a model for.
+    pub profiles: Profiles,
+    pub profile: String,
     pub experiment: String,
     /// Range override; `None` takes `train.lookback` before the newest reading. Either way the
     /// train / validation / calibration split divides the time span of the data found in the
@@ -80,12 +96,38 @@ pub async fn train(
     stop: CancellationToken,
     mut progress: Box<dyn Progress>,
 ) -> anyhow::Result<TrainOutcome> {
-    let config = request.config.clone();
+    let profile = request.profiles.get(&request.profile).cloned().with_context(|| {
+        format!(
+            "no profile {:?} in the configuration; `sentio profile list` shows the profiles",
+            request.profile
+        )
+    })?;
+    let mut config = request.config.clone();
+    config.model_name = model_name(&config, &profile.name);
     let (from_ns, to_ns) = range(store, &request).await?;
+    let mine = profile_devices(store, &request.profiles, &profile).await?;
+    if config.devices.is_empty() {
+        config.devices = mine;
+    } else {
+        // `train.devices` picks among the profile's devices.
+        let asked = std::mem::take(&mut config.devices);
+        config.devices = asked.iter().filter(|d| mine.contains(d)).cloned().collect();
+        if config.devices.is_empty() {
+            anyhow::bail!(
+                "none of train.devices ({}) is a stored device of profile {}: its devices are {}",
+                asked.join(", "),
+                profile.name,
+                mine.join(", ")
+            );
+        }
+    }
+    let columns = crate::features::Columns::new(profile.channel_names());
     let (series, readings) =
-        data::load_series(store, &config, from_ns, to_ns, |d, t, r| progress.loading(d, t, r))
-            .await?;
-    let prepared = data::prepare(series, readings, &config, from_ns, to_ns)?;
+        data::load_series(store, &config, &columns, from_ns, to_ns, |d, t, r| {
+            progress.loading(d, t, r)
+        })
+        .await?;
+    let prepared = data::prepare(columns, series, readings, &config, from_ns, to_ns)?;
     progress.prepared(&prepared.report);
 
     let experiment = tracking.experiment(&request.experiment).await?;
@@ -107,7 +149,8 @@ pub async fn train(
     }
     let run = tracking.create_run(&experiment, &run_name, &tags).await?;
     let result =
-        train_in_run(&*tracking, &experiment, &run, prepared, &config, stop, progress).await;
+        train_in_run(&*tracking, (&experiment, &run), &profile, prepared, &config, stop, progress)
+            .await;
     let status = match &result {
         Ok(o) if o.card.training.stopped == fit::Stopped::Cancelled.as_str() => RunStatus::Killed,
         Ok(_) => RunStatus::Finished,
@@ -117,6 +160,55 @@ pub async fn train(
         tracing::warn!(run = %run, error = %e, "could not end the run");
     }
     result
+}
+
+/// The stored devices that belong to `profile` (the most specific pattern that matches them is
+/// one of its own) and have stored readings of at least one of its channels.
+pub async fn profile_devices(
+    store: &dyn ReadingStore,
+    profiles: &Profiles,
+    profile: &Profile,
+) -> anyhow::Result<Vec<String>> {
+    let mut devices: Vec<String> = store
+        .channels()
+        .await
+        .context("listing the stored devices")?
+        .into_iter()
+        .filter(|c| profile.position(&c.sensor).is_some())
+        .map(|c| c.device)
+        .filter(|d| profiles.for_device(d.as_str()).is_some_and(|p| p.name == profile.name))
+        .map(|d: DeviceId| d.to_string())
+        .collect();
+    devices.dedup();
+    if devices.is_empty() {
+        anyhow::bail!(
+            "the store holds no readings of a device of profile {} (devices {}): ingest its \
+             readings first, or see `sentio profile list` for which device is which",
+            profile.name,
+            profile.devices.join(", ")
+        );
+    }
+    Ok(devices)
+}
+
+/// The profiles with stored devices to train on (see [`profile_devices`]), the pump first.
+pub async fn stored_profiles(
+    store: &dyn ReadingStore,
+    profiles: &Profiles,
+) -> anyhow::Result<Vec<String>> {
+    let channels = store.channels().await.context("listing the stored devices")?;
+    let mut out: Vec<String> = profiles
+        .iter()
+        .filter(|p| {
+            channels.iter().any(|c| {
+                p.position(&c.sensor).is_some()
+                    && profiles.for_device(c.device.as_str()).is_some_and(|q| q.name == p.name)
+            })
+        })
+        .map(|p| p.name.clone())
+        .collect();
+    out.sort_by_key(|p| p != sentio_core::profile::PUMP);
+    Ok(out)
 }
 
 async fn range(store: &dyn ReadingStore, request: &TrainRequest) -> anyhow::Result<(i64, i64)> {
@@ -167,7 +259,12 @@ fn epoch_metrics(e: &EpochReport, at_ms: i64) -> Vec<Metric> {
     ]
 }
 
-fn params(config: &TrainConfig, report: &DataReport, threads: usize) -> Vec<(String, String)> {
+fn params(
+    config: &TrainConfig,
+    profile: &Profile,
+    report: &DataReport,
+    threads: usize,
+) -> Vec<(String, String)> {
     let t = sentio_core::time::format_rfc3339;
     [
         ("window", config.window.to_string()),
@@ -177,6 +274,11 @@ fn params(config: &TrainConfig, report: &DataReport, threads: usize) -> Vec<(Str
         ("epochs", config.epochs.to_string()),
         ("batch_size", config.batch_size.to_string()),
         ("learning_rate", config.learning_rate.to_string()),
+        ("profile", profile.name.clone()),
+        (
+            "channels",
+            profile.channel_names().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","),
+        ),
         ("patience", config.patience.to_string()),
         ("seed", config.seed.to_string()),
         ("threads", threads.to_string()),
@@ -203,15 +305,15 @@ fn params(config: &TrainConfig, report: &DataReport, threads: usize) -> Vec<(Str
 
 async fn train_in_run(
     tracking: &dyn Tracking,
-    experiment: &sentio_tracking::ExperimentId,
-    run: &RunId,
+    (experiment, run): (&sentio_tracking::ExperimentId, &RunId),
+    profile: &Profile,
     prepared: data::Prepared,
     config: &TrainConfig,
     stop: CancellationToken,
     progress: Box<dyn Progress>,
 ) -> anyhow::Result<TrainOutcome> {
     let threads = fit::threads(config);
-    tracking.log_params(run, &params(config, &prepared.report, threads)).await?;
+    tracking.log_params(run, &params(config, profile, &prepared.report, threads)).await?;
 
     // Training on a blocking thread; epochs reach the tracker as they finish.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -231,9 +333,11 @@ async fn train_in_run(
 
     progress.stage("calibrating the threshold");
     let (scores, sensors) = fit::score(&fitted.model, &prepared.calibration.data)?;
+    let width = prepared.columns.len();
     let mut calibration = calibrate::calibrate(
         &scores,
         &sensors,
+        width,
         config.threshold,
         config.percentile,
         config.pot_quantile,
@@ -243,12 +347,13 @@ async fn train_in_run(
     let last = fitted.history.last();
     let card = ModelCard {
         format: artifact::CARD_FORMAT.to_owned(),
-        features: 4,
+        features: width,
         hidden: config.hidden,
         bottleneck: config.bottleneck,
         window: config.window,
         stride: config.stride,
-        sensors: crate::features::align::sensor_order().map(str::to_owned).to_vec(),
+        profile: profile.name.clone(),
+        sensors: prepared.columns.channels().iter().map(|c| c.as_str().to_owned()).collect(),
         cadence_ns: i64::try_from(config.cadence.as_nanos()).unwrap_or(i64::MAX),
         fill_limit: config.fill_limit,
         max_filled_fraction: config.max_filled_fraction,
@@ -322,13 +427,16 @@ async fn train_in_run(
 
 /// Each sensor's longest run of identical consecutive values in the windows training used (all
 /// free of ground-truth labels).
-fn longest_normal_runs(prepared: &data::Prepared, window: usize) -> [u32; 4] {
+fn longest_normal_runs(prepared: &data::Prepared, window: usize) -> Vec<u32> {
     let parts = [&prepared.train, &prepared.validation, &prepared.calibration];
-    let mut longest = [0u32; 4];
+    let width = prepared.columns.len();
+    let mut longest = vec![0u32; width];
     for w in parts.iter().flat_map(|p| &p.refs) {
-        let frames = &prepared.series[w.series].values[w.start..w.start + window];
-        let runs = crate::detect::flat::longest_runs(frames);
-        longest = std::array::from_fn(|s| longest[s].max(runs[s]));
+        let frames = prepared.series[w.series].rows(w.start..w.start + window);
+        let runs = crate::detect::flat::longest_runs(frames, width);
+        for (l, r) in longest.iter_mut().zip(runs) {
+            *l = (*l).max(r);
+        }
     }
     longest
 }

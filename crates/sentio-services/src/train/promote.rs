@@ -112,10 +112,13 @@ fn score_champion(
     card: &ModelCard,
     prepared: &Prepared,
 ) -> anyhow::Result<Option<f64>> {
-    let ours = super::super::features::align::sensor_order();
-    if card.features != 4 || card.sensors.iter().map(String::as_str).ne(ours.iter().copied()) {
+    let ours = prepared.columns.channels();
+    if card.features != ours.len()
+        || card.sensors.iter().map(String::as_str).ne(ours.iter().map(|c| c.as_str()))
+    {
         return Ok(None);
     }
+    let width = ours.len();
     let spec = ModelSpec {
         features: card.features,
         hidden: card.hidden,
@@ -144,10 +147,11 @@ fn score_champion(
     let data = gather(&prepared.series, &windows, card.window, &card.scaler);
     let mut reconstruction = vec![0.0f32; data.len()];
     model.reconstruct(&data, &mut reconstruction)?;
-    let ratio: [f64; 4] = std::array::from_fn(|s| card.scaler.std[s] / prepared.scaler.std[s]);
+    let ratio: Vec<f64> =
+        card.scaler.std.iter().zip(&prepared.scaler.std).map(|(c, p)| c / p).collect();
     let mut sum = 0.0f64;
     for (i, (x, y)) in data.iter().zip(&reconstruction).enumerate() {
-        let e = f64::from(x - y) * ratio[i % 4];
+        let e = f64::from(x - y) * ratio[i % width];
         sum += e * e;
     }
     Ok(Some(sum / data.len() as f64))

@@ -107,6 +107,8 @@ pub async fn trained_model(dir: &std::path::Path, experiment: &str) -> (Config, 
         Arc::new(sentio_tracking::LocalTracking::open(&dir.join("t")).unwrap());
     let request = TrainRequest {
         config: config.train.clone(),
+        profiles: config.profiles().unwrap(),
+        profile: sentio_core::profile::PUMP.into(),
         experiment: experiment.into(),
         from_ns: Some(START),
         to_ns: Some(START + HOURS * 3_600 * NANOS_PER_SEC),

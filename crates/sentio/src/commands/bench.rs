@@ -86,6 +86,10 @@ pub struct Args {
     /// reported [default: 3 for train, 5 for detect].
     #[arg(long)]
     rounds: Option<usize>,
+    /// With train: the model's channels (features per frame), the same on both sides: 4 is the
+    /// pump, 8 SKAB's valve rig.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    features: u16,
     /// With detect: readings per second the simulator publishes in the latency run.
     #[arg(long, default_value_t = 20_000)]
     rate: u32,
@@ -111,6 +115,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             steps: args.steps.unwrap_or(30),
             rounds: args.rounds.unwrap_or(3),
             python: args.python,
+            features: usize::from(args.features),
         };
         return super::bench_train::run(options).await;
     }

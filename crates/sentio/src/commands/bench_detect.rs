@@ -30,9 +30,9 @@ use sentio_config::{BusKind, Config, StoreKind, TrackingKind};
 use sentio_core::time::now_ns;
 use sentio_core::{DeviceId, Reading};
 use sentio_model::{Autoencoder, ModelSpec};
+use sentio_services::detect::Scorer;
 use sentio_services::detect::frames::{DeviceFrames, ReadyWindow};
 use sentio_services::detect::service::{DetectStats, Detector};
-use sentio_services::detect::{ModelRef, Scorer};
 use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
 use sentio_services::train::{TrainRequest, fit};
@@ -87,7 +87,7 @@ struct Rates {
 }
 
 /// Each window's score and per-sensor error, as the detection path returns them.
-type Scores = Vec<(f64, [f64; 4])>;
+type Scores = Vec<(f64, Vec<f64>)>;
 
 pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
     if options.threads.is_empty() || options.threads.contains(&0) {
@@ -154,6 +154,8 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
     let tracking = wiring::open_tracking(&config)?;
     let request = TrainRequest {
         config: config.train.clone(),
+        profiles: sentio_core::Profiles::builtin(),
+        profile: sentio_core::profile::PUMP.into(),
         experiment: config.tracking.experiment.clone(),
         from_ns: Some(history_to - HISTORY_FRAMES * cadence_ns),
         to_ns: Some(history_to),
@@ -172,13 +174,14 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         .download_model_version(&outcome.model_name, outcome.version, &model_dir)
         .await
         .context("downloading the trained model")?;
-    let model = ModelRef { name: outcome.model_name.clone(), version: outcome.version.to_string() };
+    let version = outcome.version.to_string();
     let load = |threads: usize| {
-        Scorer::load(&model_dir, model.clone(), threads)
+        Scorer::load(&model_dir, &outcome.model_name, &version, threads)
             .map(Arc::new)
             .with_context(|| format!("loading the model from {}", model_dir.display()))
     };
     let reference = load(1)?;
+    let model = reference.model().clone();
     let card = reference.card().clone();
     say!(
         "model: {} v{} trained for {} epoch(s) on {} windows of {} devices x {} frames ({:.1} s \
@@ -212,8 +215,8 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         weights: model_dir.join(sentio_services::train::artifact::WEIGHTS_FILE),
         windows: raw,
         count: windows.len(),
-        mean: card.scaler.mean,
-        std: card.scaler.std,
+        mean: card.scaler.mean.clone(),
+        std: card.scaler.std.clone(),
         spec: (card.features, card.hidden, card.bottleneck, card.window),
         batch,
         steps: options.steps,
@@ -229,7 +232,11 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         window: card.window,
     };
     let standardized: Arc<Vec<f32>> = Arc::new(
-        windows.iter().flat_map(|w| &w.values).flat_map(|f| card.scaler.transform(f)).collect(),
+        windows
+            .iter()
+            .flat_map(|w| w.values.chunks_exact(card.features))
+            .flat_map(|f| card.scaler.transform(f))
+            .collect(),
     );
     let engines: Vec<Arc<Autoencoder>> = options
         .threads
@@ -241,7 +248,7 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let mut engine_alone: Vec<Vec<f64>> = vec![Vec::new(); options.threads.len()];
-    let normal = card.calibration.sensor_mean;
+    let normal = card.calibration.sensor_mean.clone();
     let threshold = card.calibration.threshold;
     let mut measured: Vec<Vec<(Rates, Rates)>> = vec![Vec::new(); options.threads.len()];
     let mut torch_version = String::new();
@@ -268,7 +275,7 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
             torch_version = version;
             if let (Some(path), Some(scores)) = (&check, &scores) {
                 let theirs = read_torch_scores(path, windows.len())?;
-                let a = compare(scores, &theirs, normal, threshold).with_context(|| {
+                let a = compare(scores, &theirs, &normal, threshold).with_context(|| {
                     format!(
                         "PyTorch's scores differ from Sentio's at {threads} thread(s): not the \
                          same model, or a bug"
@@ -373,7 +380,10 @@ fn cut_windows(scorer: &Scorer, history: &[Reading], count: usize) -> Vec<ReadyW
     let from = to.saturating_sub(span.saturating_mul(settings.cadence_ns));
     let mut devices: BTreeMap<DeviceId, DeviceFrames> = BTreeMap::new();
     for r in history.iter().filter(|r| r.ts_ns >= from) {
-        devices.entry(r.device.clone()).or_insert_with(|| DeviceFrames::new(settings)).push(r);
+        devices
+            .entry(r.device.clone())
+            .or_insert_with(|| DeviceFrames::new(settings, scorer.columns().clone()))
+            .push(r);
     }
     let mut out = Vec::with_capacity(count);
     for frames in devices.values_mut() {
@@ -387,10 +397,8 @@ fn cut_windows(scorer: &Scorer, history: &[Reading], count: usize) -> Vec<ReadyW
 fn write_raw(path: &Path, windows: &[ReadyWindow]) -> anyhow::Result<()> {
     let mut bytes = Vec::with_capacity(windows.iter().map(|w| w.values.len() * 32).sum());
     for w in windows {
-        for frame in &w.values {
-            for v in frame {
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
+        for v in &w.values {
+            bytes.extend_from_slice(&v.to_le_bytes());
         }
     }
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
@@ -405,22 +413,22 @@ fn measure_rust(
     steps: usize,
     all: bool,
 ) -> anyhow::Result<(Rates, Option<Scores>)> {
-    let weights = [1.0; 4];
+    let weights = vec![1.0; scorer.columns().len()];
     let batches: Vec<&[ReadyWindow]> = windows.chunks(batch).collect();
     let mut scores = Vec::with_capacity(if all { windows.len() } else { 0 });
     if all {
         for b in &batches {
-            scores.extend(scorer.score_windows(b, weights)?);
+            scores.extend(scorer.score_windows(b, &weights)?);
         }
     }
     for i in 0..WARMUP_BATCHES {
-        std::hint::black_box(scorer.score_windows(batches[i % batches.len()], weights)?);
+        std::hint::black_box(scorer.score_windows(batches[i % batches.len()], &weights)?);
     }
     let (start, cpu) = (Instant::now(), sentio_model::bench::cpu_seconds());
     let mut scored = 0usize;
     for i in 0..steps {
         let b = batches[i % batches.len()];
-        std::hint::black_box(scorer.score_windows(b, weights)?);
+        std::hint::black_box(scorer.score_windows(b, &weights)?);
         scored += b.len();
     }
     let wall = start.elapsed().as_secs_f64();
@@ -457,8 +465,8 @@ struct TorchRun {
     weights: PathBuf,
     windows: PathBuf,
     count: usize,
-    mean: [f64; 4],
-    std: [f64; 4],
+    mean: Vec<f64>,
+    std: Vec<f64>,
     /// Features, hidden, bottleneck, window.
     spec: (usize, usize, usize, usize),
     batch: usize,
@@ -473,7 +481,7 @@ impl TorchRun {
         threads: usize,
         scores_out: Option<&Path>,
     ) -> anyhow::Result<(Rates, String)> {
-        let list = |v: &[f64; 4]| v.iter().map(|x| format!("{x:e}")).collect::<Vec<_>>().join(",");
+        let list = |v: &[f64]| v.iter().map(|x| format!("{x:e}")).collect::<Vec<_>>().join(",");
         let (features, hidden, bottleneck, window) = self.spec;
         let mut cmd = tokio::process::Command::new(&self.python);
         cmd.arg(&self.script)
@@ -545,19 +553,23 @@ impl Agreement {
 /// of the error on one sensor, above the reconstruction error) carries no model output and is
 /// only counted.
 fn compare(
-    sentio: &[(f64, [f64; 4])],
+    sentio: &[(f64, Vec<f64>)],
     torch: &[[f64; 5]],
-    normal: [f64; 4],
+    normal: &[f64],
     threshold: f64,
 ) -> anyhow::Result<Agreement> {
+    // The PyTorch side reports the pump's four sensors.
+    if normal.len() != 4 {
+        bail!("the benchmark compares four-sensor models; this one has {}", normal.len());
+    }
     if sentio.len() != torch.len() {
         bail!("{} scores from Sentio, {} from PyTorch", sentio.len(), torch.len());
     }
     let close = |a: f64, b: f64| (a - b).abs() <= REL_TOLERANCE * b.abs() + ABS_TOLERANCE;
     let mut agreement = Agreement { compared: 0, stuck: 0, max_relative: 0.0 };
     for (i, ((score, relative), theirs)) in sentio.iter().zip(torch).enumerate() {
-        let errors: [f64; 4] =
-            std::array::from_fn(|s| relative[s] * normal[s].max(f64::MIN_POSITIVE));
+        let errors: Vec<f64> =
+            (0..4).map(|s| relative[s] * normal[s].max(f64::MIN_POSITIVE)).collect();
         let same = close(*score, theirs[0]) && (0..4).all(|s| close(errors[s], theirs[s + 1]));
         if !same {
             let one_sensor = relative.iter().filter(|e| **e != 0.0).count() == 1;
@@ -653,7 +665,7 @@ async fn stream(
     let detector = Detector::new(bus.clone(), store, settings);
     let stats = detector.stats();
     let stop = CancellationToken::new();
-    let detect_task = tokio::spawn(detector.run(scorer, stop.clone()));
+    let detect_task = tokio::spawn(detector.run(vec![scorer], stop.clone()));
 
     let output = Output::Bus { bus, topic: config.topics.readings.clone() };
     let mut sim = Simulator::new(&config.simulator, output, None)?;
@@ -850,18 +862,18 @@ mod tests {
     fn torch_scores_must_match_except_where_the_stuck_check_raised_them() {
         let normal = [0.5, 1.0, 2.0, 4.0];
         // Sentio reports each sensor's error relative to its normal level.
-        let sentio = vec![(1.0, [2.0, 1.0, 0.5, 0.25]), (6.0, [0.0, 0.0, 3.0, 0.0])];
+        let sentio = vec![(1.0, vec![2.0, 1.0, 0.5, 0.25]), (6.0, vec![0.0, 0.0, 3.0, 0.0])];
         let torch = vec![[1.00001, 1.0, 1.0, 1.0, 1.0], [0.9, 1.0, 1.0, 0.6, 1.0]];
-        let a = compare(&sentio, &torch, normal, 2.0).unwrap();
+        let a = compare(&sentio, &torch, &normal, 2.0).unwrap();
         assert_eq!((a.compared, a.stuck), (1, 1));
         assert!(a.max_relative < 2e-5, "{a:?}");
 
         let off = vec![[1.01, 1.0, 1.0, 1.0, 1.0], torch[1]];
-        let err = compare(&sentio, &off, normal, 2.0).unwrap_err();
+        let err = compare(&sentio, &off, &normal, 2.0).unwrap_err();
         assert!(format!("{err:#}").contains("window 0"), "{err:#}");
         // A one-sensor error below twice the threshold is a model output: it must match.
-        assert!(compare(&sentio, &torch, normal, 4.0).is_err());
-        assert!(compare(&sentio[..1], &torch, normal, 2.0).is_err());
+        assert!(compare(&sentio, &torch, &normal, 4.0).is_err());
+        assert!(compare(&sentio[..1], &torch, &normal, 2.0).is_err());
     }
 
     #[test]
@@ -872,7 +884,7 @@ mod tests {
             start_ns: 0,
             end_ns: 2,
             newest_ns: 1,
-            values: vec![[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]],
+            values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
         };
         write_raw(&path, &[w.clone(), w]).unwrap();
         let bytes = std::fs::read(&path).unwrap();

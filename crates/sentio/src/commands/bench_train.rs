@@ -29,6 +29,8 @@ pub struct Options {
     pub rounds: usize,
     /// The Python with torch; `None` for the venv of `scripts/torch-env.sh`.
     pub python: Option<PathBuf>,
+    /// Channels per frame (the model's features).
+    pub features: usize,
 }
 
 /// One side's rates for one thread count in one round.
@@ -78,8 +80,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         );
     }
     say!(
-        "sentio bench train: LSTM autoencoder T=64 F=4 H=64, {} steps (train batch 64, inference \
+        "sentio bench train: LSTM autoencoder T=64 F={} H=64, {} steps (train batch 64, inference \
          batch 256) per measurement, threads {:?}, {} round(s), {} cores",
+        options.features,
         options.steps,
         options.threads,
         options.rounds,
@@ -91,13 +94,21 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let mut torch_version = String::new();
     for round in 1..=options.rounds {
         for (i, &threads) in options.threads.iter().enumerate() {
-            let steps = options.steps;
-            let rust =
-                tokio::task::spawn_blocking(move || sentio_model::bench_train(threads, steps))
-                    .await
-                    .context("the Rust benchmark thread")?
-                    .with_context(|| format!("Rust engine, {threads} thread(s)"))?;
-            let (torch, version) = run_torch(&python, &script, threads, steps).await?;
+            let (steps, features) = (options.steps, options.features);
+            let rust = tokio::task::spawn_blocking(move || {
+                let defaults = sentio_model::BenchConfig::default();
+                let spec = sentio_model::ModelSpec { features, ..defaults.spec };
+                sentio_model::bench::bench(&sentio_model::BenchConfig {
+                    threads,
+                    steps,
+                    spec,
+                    ..defaults
+                })
+            })
+            .await
+            .context("the Rust benchmark thread")?
+            .with_context(|| format!("Rust engine, {threads} thread(s)"))?;
+            let (torch, version) = run_torch(&python, &script, threads, steps, features).await?;
             torch_version = version;
             say!(
                 "round {round}, {threads} thread(s): train {:.0} vs {:.0} windows/s, inference \
@@ -188,9 +199,11 @@ async fn run_torch(
     script: &Path,
     threads: usize,
     steps: usize,
+    features: usize,
 ) -> anyhow::Result<(Rates, String)> {
     let mut cmd = tokio::process::Command::new(python);
     cmd.arg(script).args(["--threads", &threads.to_string(), "--steps", &steps.to_string()]);
+    cmd.args(["--features", &features.to_string()]);
     let (json, line) = torch_json(cmd, python).await?;
     let rate = |key: &str| json.get(key).and_then(serde_json::Value::as_f64);
     let (Some(train), Some(infer)) = (rate("train_windows_per_s"), rate("infer_windows_per_s"))

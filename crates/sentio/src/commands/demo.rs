@@ -9,10 +9,10 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sentio_config::Config;
 use sentio_core::time::{NANOS_PER_SEC, format_rfc3339, now_ns};
-use sentio_core::{Alert, AlertState, SensorKind};
+use sentio_core::{Alert, AlertState, DeviceId};
 use sentio_services::detect::alerts::resolve_orphaned;
 use sentio_services::detect::service::{DetectEvent, DetectStats, Detector};
-use sentio_services::detect::{Scorer, replay, save_replay_scores, top_sensor};
+use sentio_services::detect::{replay, save_replay_scores};
 use sentio_services::etl::EtlStats;
 use sentio_services::shutdown::Shutdown;
 use sentio_services::simulator::resume::state_path;
@@ -332,9 +332,10 @@ async fn wait_stored(sim: &SimStats, etl: &EtlStats, stop: &CancellationToken) {
 
 type DetectRun = futures::future::BoxFuture<'static, anyhow::Result<()>>;
 
-/// Makes sure a champion exists (training one on the last `demo.backfill` of history when there
-/// is none, or when --retrain), replays `backfill` through it (alerts saved), and starts the streaming detector.
-/// `None` when Ctrl-C came first.
+/// Makes sure each profile with stored devices has a champion (training one on the last
+/// `demo.backfill` of history when there is none, or when --retrain), replays `backfill` through
+/// each (alerts saved), and starts the streaming detector over every profile. `None` when Ctrl-C
+/// came first.
 async fn start_detection(
     config: &Config,
     args: &Args,
@@ -345,23 +346,29 @@ async fn start_detection(
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<(DetectRun, Arc<DetectStats>, UnboundedReceiver<DetectEvent>)>> {
     let tracking = wiring::open_tracking(config)?;
-    let name = wiring::detect_model_name(config).to_owned();
-    let champion = match tracking.get_alias(&name, &config.detect.alias).await {
-        Ok(found) => found,
-        // No such registered model yet: the first run.
-        Err(e) if e.is_not_found() => None,
-        Err(e) => {
-            return Err(anyhow::Error::new(e))
-                .with_context(|| format!("looking up {name}@{}", config.detect.alias));
+    let profiles = config.profiles()?;
+    for profile in sentio_services::train::stored_profiles(store.as_ref(), &profiles).await? {
+        let name = wiring::profile_model_name(config, &profile);
+        let champion = match tracking.get_alias(&name, &config.detect.alias).await {
+            Ok(found) => found,
+            // No such registered model yet: the first run.
+            Err(e) if e.is_not_found() => None,
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("looking up {name}@{}", config.detect.alias));
+            }
+        };
+        if champion.is_some() && !args.retrain {
+            continue;
         }
-    };
-    if champion.is_none() || args.retrain {
         say!(
-            "{}: training {name} on the stored history",
+            "{}: training {name} on the stored history of profile {profile}",
             if champion.is_none() { "no champion model yet" } else { "--retrain" }
         );
         let request = TrainRequest {
             config: config.train.clone(),
+            profiles: profiles.clone(),
+            profile,
             experiment: config.tracking.experiment.clone(),
             // The demo's history: what the backfill covers (also when a resumed run backfilled
             // only the part since the previous one).
@@ -382,23 +389,32 @@ async fn start_detection(
         if champion.is_none() && !outcome.promotion.promote {
             bail!(
                 "the trained model was not promoted (train.promote = {:?}); promote it with \
-                 `sentio model promote {}` and run the demo again",
+                 `sentio model promote {} --name {}` and run the demo again",
                 config.train.promote,
-                outcome.version
+                outcome.version,
+                outcome.model_name
             );
         }
     }
     let models = config.tracking.local.root.join(".detect-cache");
-    let threads = sentio_services::train::fit::threads_or_all(config.detect.threads);
-    let scorer = Arc::new(
-        Scorer::resolve(tracking.as_ref(), &name, &config.detect.alias, &models, threads).await?,
-    );
+    let scorers = wiring::profile_scorers(config, tracking.as_ref(), &models).await?;
     let (from, to) = backfill;
-    if to > from {
+    for scorer in scorers.iter().filter(|_| to > from) {
+        let profile = profiles.get(scorer.profile()).context("the model's profile is gone")?;
+        let devices: Vec<DeviceId> =
+            sentio_services::train::profile_devices(store.as_ref(), &profiles, profile)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|d| DeviceId::new(d).ok())
+                .collect();
+        if devices.is_empty() {
+            continue;
+        }
         let found = replay(
             store.as_ref(),
             scorer.clone(),
-            &[],
+            &devices,
             from,
             to,
             config.detect.stride,
@@ -408,7 +424,7 @@ async fn start_detection(
         store.save_alerts(&found.alerts).await.context("saving the backfill's alerts")?;
         if config.detect.save_scores {
             // The dashboard's score chart starts with the history, not at the first live window.
-            let saved = save_replay_scores(store.as_ref(), &found.scores, &scorer).await?;
+            let saved = save_replay_scores(store.as_ref(), &found.scores, scorer).await?;
             tracing::info!(scores = saved, "saved the backfill's scores");
         }
         let resolved: Vec<&Alert> =
@@ -428,21 +444,21 @@ async fn start_detection(
     // detector reads them), so live scoring goes on where the replay stopped.
     let detector = Detector::new(bus.clone(), store.clone(), settings).with_observer(tx);
     let stats = detector.stats();
-    Ok(Some((Box::pin(detector.run(scorer, detect_stop.clone())), stats, rx)))
+    Ok(Some((Box::pin(detector.run(scorers, detect_stop.clone())), stats, rx)))
 }
 
 /// ": 5 temperature, 3 vibration" — alerts per top sensor.
 fn top_sensors(alerts: &[&Alert]) -> String {
-    let mut per = [0usize; 4];
+    let mut per: Vec<(&sentio_core::Channel, usize)> = Vec::new();
     for a in alerts {
-        per[top_sensor(&a.sensor_share)] += 1;
+        let Some(top) = a.top_sensor() else { continue };
+        match per.iter_mut().find(|(c, _)| *c == top) {
+            Some((_, n)) => *n += 1,
+            None => per.push((top, 1)),
+        }
     }
-    let parts: Vec<String> = SensorKind::ALL
-        .iter()
-        .zip(per)
-        .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| format!("{n} {}", k.as_str()))
-        .collect();
+    per.sort_by(|a, b| a.0.display_cmp(b.0));
+    let parts: Vec<String> = per.iter().map(|(c, n)| format!("{n} {}", c.as_str())).collect();
     if parts.is_empty() { String::new() } else { format!(" (top sensor: {})", parts.join(", ")) }
 }
 
@@ -543,15 +559,19 @@ async fn live_summary(
 
 /// "alert opened pump-03: critical, 4.2x threshold, vibration 91% (sim time ...)".
 fn alert_line(a: &Alert) -> String {
-    let top = top_sensor(&a.sensor_share);
+    let (top, share) = a
+        .sensor_share
+        .iter()
+        .find(|(c, _)| Some(c) == a.top_sensor())
+        .map_or(("-", 0.0), |(c, s)| (c.as_str(), *s));
     format!(
         "alert {} {}: {}, {:.1}x threshold, {} {:.0}% ({} .. {})",
         a.state.as_str(),
         a.device,
         a.severity.as_str(),
         a.score / a.threshold,
-        SensorKind::ALL[top].as_str(),
-        a.sensor_share[top] * 100.0,
+        top,
+        share * 100.0,
         format_rfc3339(a.window_start_ns),
         format_rfc3339(a.window_end_ns),
     )

@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sentio_config::{BusKind, Config};
 use sentio_core::time::format_rfc3339;
-use sentio_core::{Alert, AlertState, DeviceId, SensorKind};
+use sentio_core::{Alert, AlertState, Channel, DeviceId};
 use sentio_services::detect::service::{DetectStats, Detector};
-use sentio_services::detect::{AlertV1, Scorer, replay, save_replay_scores, top_sensor};
+use sentio_services::detect::{AlertV1, Scorer, replay, save_replay_scores};
 use sentio_services::shutdown::Shutdown;
 use sentio_store::ReadingStore;
 
@@ -23,6 +23,10 @@ use crate::wiring;
 /// the model's threshold for detect.open_after, and names the sensors that deviated (share of the
 /// error, relative to each sensor's normal level), the top one first.
 ///
+/// One model per asset profile: each device is scored by its profile's model (train.model_name,
+/// or detect.model_name, for the built-in pump; sentio-<profile> for any other). A profile with
+/// no model yet is not scored until one is registered.
+///
 /// Without --from/--to, it streams: it consumes topics.readings in the consumer group
 /// detect.group (bus.kind = "kafka"; on the embedded bus, `sentio demo` runs it), assembles each
 /// device's frames in event time, scores the windows in batches, publishes alert messages to
@@ -30,8 +34,9 @@ use crate::wiring;
 /// window's score in anomaly_scores), and switches to a newly promoted version within
 /// detect.poll_interval. Ctrl-C stops it.
 ///
-/// With --from/--to, it replays the stored readings of that range (windows aligned exactly as in
-/// training), lists the alerts and writes them, and the scores, like the stream does (unless
+/// With --from/--to, it replays the stored readings of that range of one profile's devices
+/// (--profile, or the profile of the --device given, or the only profile with stored devices,
+/// else the pump; windows aligned exactly as in training), lists the alerts and writes them, and the scores, like the stream does (unless
 /// --dry-run).
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,9 +46,13 @@ pub struct Args {
     /// End (exclusive) of the range.
     #[arg(long, value_parser = parse_instant, requires = "from")]
     to: Option<i64>,
-    /// Only these devices (repeat the flag; default: every device in the range).
+    /// Only these devices (repeat the flag; default: every device of the profile in the range).
     #[arg(long = "device", value_name = "DEVICE")]
     devices: Vec<String>,
+    /// With --from/--to: the asset profile whose devices and model to replay (default: that of
+    /// the --device given, or the only profile with stored devices, else pump).
+    #[arg(long, requires = "from")]
+    profile: Option<String>,
     /// The model version or alias to use (overrides detect.alias).
     #[arg(long, value_name = "VERSION|ALIAS")]
     model: Option<String>,
@@ -82,17 +91,12 @@ async fn stream(config: Config) -> anyhow::Result<()> {
     let bus = wiring::open_bus(&config, None).await?;
     let tracking = wiring::open_tracking(&config)?;
     let cache = tempfile::tempdir().context("creating a temporary directory for models")?;
-    let name = wiring::detect_model_name(&config);
-    let threads = sentio_services::train::fit::threads_or_all(config.detect.threads);
-    let scorer = Arc::new(
-        Scorer::resolve(tracking.as_ref(), name, &config.detect.alias, cache.path(), threads)
-            .await?,
-    );
+    let scorers = wiring::profile_scorers(&config, tracking.as_ref(), cache.path()).await?;
     let settings =
         wiring::stream_settings(&config, Some((tracking.clone(), cache.path().to_owned())))?;
     let detector = Detector::new(bus, store, settings);
     let stats = detector.stats();
-    let task = shutdown.spawn("detect", detector.run(scorer, shutdown.token()));
+    let task = shutdown.spawn("detect", detector.run(scorers, shutdown.token()));
     let started = std::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
@@ -122,7 +126,12 @@ pub fn summary(stats: &DetectStats, windows_per_s: f64, latency: bool) -> String
     let ms = |d: Option<Duration>| {
         d.map_or("-".to_owned(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3))
     };
-    let model = stats.model().map_or("-".to_owned(), |m| format!("{} v{}", m.name, m.version));
+    let models = stats.models();
+    let model = if models.is_empty() {
+        "-".to_owned()
+    } else {
+        models.values().map(|m| format!("{} v{}", m.name, m.version)).collect::<Vec<_>>().join(", ")
+    };
     let latency = if latency {
         format!(
             "latency p50 {} p99 {}",
@@ -143,8 +152,9 @@ pub fn summary(stats: &DetectStats, windows_per_s: f64, latency: bool) -> String
     )
 }
 
-/// What replaying stored readings needs: the devices asked for, the store, and the model
-/// (detect.alias of detect.model_name), downloaded into a directory that lives as long as this.
+/// What replaying stored readings needs: the devices asked for (or the profile's), the store, and
+/// the profile's model (detect.alias of its registered model), downloaded into a directory that
+/// lives as long as this.
 pub(crate) struct ReplaySetup {
     pub devices: Vec<DeviceId>,
     pub store: Arc<dyn ReadingStore>,
@@ -155,19 +165,52 @@ pub(crate) struct ReplaySetup {
 pub(crate) async fn replay_setup(
     config: &Config,
     devices: &[String],
+    profile: Option<&str>,
 ) -> anyhow::Result<ReplaySetup> {
-    let devices = devices
+    let mut devices: Vec<DeviceId> = devices
         .iter()
         .map(|d| DeviceId::new(d).with_context(|| format!("--device {d:?}")))
         .collect::<anyhow::Result<_>>()?;
-    let d = &config.detect;
-    let name = wiring::detect_model_name(config);
+    let profiles = config.profiles()?;
     let store = wiring::open_store(config).await?;
+    // With neither: the only profile with stored devices, else the pump.
+    let only = match sentio_services::train::stored_profiles(store.as_ref(), &profiles).await?[..] {
+        [ref one] => one.clone(),
+        _ => sentio_core::profile::PUMP.to_owned(),
+    };
+    let profile = match (profile, devices.first()) {
+        (Some(p), _) => profiles.get(p).with_context(|| {
+            format!("--profile {p:?}: no such profile; `sentio profile list` shows them")
+        })?,
+        (None, Some(d)) => profiles.for_device(d.as_str()).with_context(|| {
+            format!("device {d} belongs to no profile; `sentio profile list` shows which is which")
+        })?,
+        (None, None) => profiles.get(&only).context("no profile to replay: give --profile")?,
+    };
+    for d in &devices {
+        let theirs = profiles.for_device(d.as_str()).map(|p| p.name.as_str());
+        anyhow::ensure!(
+            theirs == Some(profile.name.as_str()),
+            "device {d} is of profile {}, not {}: replay one profile at a time (--profile)",
+            theirs.unwrap_or("(none)"),
+            profile.name
+        );
+    }
+    let d = &config.detect;
+    let name = wiring::profile_model_name(config, &profile.name);
     let tracking = wiring::open_tracking(config)?;
     let cache = tempfile::tempdir().context("creating a temporary directory for the model")?;
     let threads = sentio_services::train::fit::threads_or_all(d.threads);
+    // The model first: without one there is nothing to replay, whatever the store holds.
     let scorer =
-        Arc::new(Scorer::resolve(tracking.as_ref(), name, &d.alias, cache.path(), threads).await?);
+        Arc::new(Scorer::resolve(tracking.as_ref(), &name, &d.alias, cache.path(), threads).await?);
+    if devices.is_empty() {
+        devices = sentio_services::train::profile_devices(store.as_ref(), &profiles, profile)
+            .await?
+            .iter()
+            .map(|d| DeviceId::new(d).with_context(|| format!("stored device {d:?}")))
+            .collect::<anyhow::Result<_>>()?;
+    }
     Ok(ReplaySetup { devices, store, scorer, _cache: cache })
 }
 
@@ -175,7 +218,7 @@ pub(crate) async fn replay_setup(
 async fn replay_range(config: Config, args: Args, from: i64, to: i64) -> anyhow::Result<()> {
     anyhow::ensure!(from < to, "--from must be before --to");
     let ReplaySetup { devices, store, scorer, _cache } =
-        replay_setup(&config, &args.devices).await?;
+        replay_setup(&config, &args.devices, args.profile.as_deref()).await?;
     let d = &config.detect;
     let settings = wiring::alert_settings(&config);
     let found =
@@ -233,14 +276,14 @@ async fn replay_range(config: Config, args: Args, from: i64, to: i64) -> anyhow:
 }
 
 /// "vibration 91%, pressure 5%, ...", the top sensor first, shares under 1 % left out.
-fn sensors(share: &[f64; 4]) -> String {
-    let mut order: Vec<usize> = (0..4).collect();
-    order.sort_by(|a, b| share[*b].total_cmp(&share[*a]));
-    debug_assert_eq!(order[0], top_sensor(share));
+fn sensors(share: &[(Channel, f64)]) -> String {
+    let mut order: Vec<&(Channel, f64)> = share.iter().collect();
+    // Stable: equal shares keep display order, as the alert's top sensor does.
+    order.sort_by(|a, b| b.1.total_cmp(&a.1));
     order
         .iter()
-        .filter(|&&s| share[s] >= 0.01)
-        .map(|&s| format!("{} {:.0}%", SensorKind::ALL[s].as_str(), share[s] * 100.0))
+        .filter(|(_, s)| *s >= 0.01)
+        .map(|(c, s)| format!("{} {:.0}%", c.as_str(), s * 100.0))
         .collect::<Vec<_>>()
         .join(", ")
 }

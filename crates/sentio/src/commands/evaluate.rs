@@ -103,9 +103,13 @@ pub struct Args {
     /// End (exclusive) of the stored range.
     #[arg(help_heading = "Stored range", long, value_parser = parse_instant, requires = "from")]
     to: Option<i64>,
-    /// Only these devices (repeat the flag; default: every device in the range).
+    /// Only these devices (repeat the flag; default: every device of the profile in the range).
     #[arg(help_heading = "Stored range", long = "device", value_name = "DEVICE")]
     devices: Vec<String>,
+    /// The asset profile whose devices and model to evaluate (default: that of the --device
+    /// given, or the only profile with stored devices, else pump).
+    #[arg(help_heading = "Stored range", long, conflicts_with = "csv")]
+    profile: Option<String>,
     /// The model version or alias to replay with (overrides detect.alias).
     #[arg(help_heading = "Stored range", long, value_name = "VERSION|ALIAS")]
     model: Option<String>,
@@ -336,7 +340,7 @@ async fn run_store(mut config: Config, args: &Args, from: i64, to: i64) -> anyho
     config.validate()?;
     anyhow::ensure!(from < to, "--from must be before --to");
     let ReplaySetup { devices, store, scorer, _cache } =
-        replay_setup(&config, &args.devices).await?;
+        replay_setup(&config, &args.devices, args.profile.as_deref()).await?;
     let d = &config.detect;
     let settings = wiring::alert_settings(&config);
     let result =

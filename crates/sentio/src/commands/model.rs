@@ -20,9 +20,13 @@ enum ModelCommand {
     List,
     /// Show one version: where it came from, its data range, threshold and training summary.
     Show {
-        /// Registered model name (default: train.model_name).
-        #[arg(long)]
+        /// Registered model name (default: the model of --profile).
+        #[arg(long, conflicts_with = "profile")]
         name: Option<String>,
+        /// The asset profile whose model it is: train.model_name for pump (the default),
+        /// sentio-<profile> for any other.
+        #[arg(long)]
+        profile: Option<String>,
         /// Version number or alias.
         #[arg(default_value = CHAMPION, value_name = "VERSION|ALIAS")]
         which: String,
@@ -32,9 +36,13 @@ enum ModelCommand {
         /// The version number to promote.
         #[arg(value_name = "VERSION")]
         number: u64,
-        /// Registered model name (default: train.model_name).
-        #[arg(long)]
+        /// Registered model name (default: the model of --profile).
+        #[arg(long, conflicts_with = "profile")]
         name: Option<String>,
+        /// The asset profile whose model it is: train.model_name for pump (the default),
+        /// sentio-<profile> for any other.
+        #[arg(long)]
+        profile: Option<String>,
         /// The alias to move.
         #[arg(long, default_value = CHAMPION)]
         alias: String,
@@ -67,8 +75,8 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
                 }
             }
         }
-        ModelCommand::Show { name, which: version } => {
-            let name = name.unwrap_or_else(|| config.train.model_name.clone());
+        ModelCommand::Show { name, profile, which: version } => {
+            let name = model_name(&config, name, profile)?;
             let v = match version.parse::<u64>() {
                 Ok(n) => tracking.get_model_version(&name, n).await?,
                 Err(_) => tracking.get_alias(&name, &version).await?.with_context(|| {
@@ -81,6 +89,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
             tracking.download_model_version(&name, v.version, dir.path()).await?;
             let card = ModelCard::read(dir.path())?;
             say!("{name} version {} (aliases: {})", v.version, v.aliases.join(", "));
+            say!("  profile     {}", card.profile);
             say!("  source      {}", v.source);
             say!("  run         {}", v.run_id.as_ref().map_or("-", |r| r.as_str()));
             say!(
@@ -122,8 +131,8 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
                 );
             }
         }
-        ModelCommand::Promote { number: version, name, alias } => {
-            let name = name.unwrap_or_else(|| config.train.model_name.clone());
+        ModelCommand::Promote { number: version, name, profile, alias } => {
+            let name = model_name(&config, name, profile)?;
             tracking.get_model_version(&name, version).await.with_context(|| {
                 format!("model {name:?} has no version {version}; `sentio model list` shows them")
             })?;
@@ -132,4 +141,22 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--name`, or the registered model of `--profile` (default: pump).
+fn model_name(
+    config: &Config,
+    name: Option<String>,
+    profile: Option<String>,
+) -> anyhow::Result<String> {
+    if let Some(name) = name {
+        return Ok(name);
+    }
+    let profile = profile.unwrap_or_else(|| sentio_core::profile::PUMP.to_owned());
+    anyhow::ensure!(
+        config.profiles()?.get(&profile).is_some(),
+        "--profile {profile:?}: the configuration declares no such profile; `sentio profile list` \
+         shows them"
+    );
+    Ok(sentio_services::train::model_name(&config.train, &profile))
 }

@@ -105,7 +105,13 @@ fn list(profiles: &Profiles, catalog: &[ChannelInfo]) -> String {
         let extra: Vec<String> = channels
             .iter()
             .filter(|c| p.position(&c.sensor).is_none())
-            .map(|c| format!("{} ({})", c.sensor, c.unit))
+            .map(|c| {
+                if c.unit.as_str().is_empty() {
+                    c.sensor.to_string()
+                } else {
+                    format!("{} ({})", c.sensor, c.unit)
+                }
+            })
             .collect();
         if !extra.is_empty() {
             let _ = writeln!(

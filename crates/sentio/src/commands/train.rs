@@ -21,8 +21,10 @@ use crate::wiring;
 /// Reads history from the store (train.lookback before the newest reading, or --from/--to),
 /// trains the LSTM autoencoder with early stopping, calibrates the anomaly threshold on held-out
 /// data, logs the run (params, per-epoch metrics) and the model to the tracker, registers a new
-/// version of train.model_name and moves the alias `champion` to it when it beats the current
-/// champion on the same validation data. The time split (train, validation, calibration) is over
+/// version of the profile's model (train.model_name for the pump, sentio-<profile> for any other)
+/// and moves the alias `champion` to it when it beats the current champion on the same
+/// validation data. One model per asset profile: --profile trains one, otherwise every profile
+/// with stored devices is trained in turn. The time split (train, validation, calibration) is over
 /// the data found in the range, first to last reading, however long the range is. Ctrl-C stops
 /// training and registers the best model so far, which is never promoted.
 #[derive(clap::Args)]
@@ -48,6 +50,10 @@ pub struct Args {
     /// Never move the `champion` alias.
     #[arg(long)]
     no_promote: bool,
+    /// The asset profile to train a model for (`sentio profile list`); default: every profile
+    /// with stored devices.
+    #[arg(long)]
+    profile: Option<String>,
 }
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
@@ -67,13 +73,49 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let tracking = wiring::open_tracking(&config)?;
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
-    let request = TrainRequest {
-        config: config.train.clone(),
-        experiment: config.tracking.experiment.clone(),
-        from_ns: args.from,
-        to_ns: args.to,
+    let profiles = config.profiles()?;
+    let names = match args.profile {
+        Some(name) => {
+            if profiles.get(&name).is_none() {
+                let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+                anyhow::bail!(
+                    "--profile {name:?}: the configuration declares no such profile; it has {}",
+                    known.join(", ")
+                );
+            }
+            vec![name]
+        }
+        None => {
+            let stored = sentio_services::train::stored_profiles(store.as_ref(), &profiles).await?;
+            if stored.is_empty() {
+                anyhow::bail!(
+                    "the store holds no readings of any profile's channels: ingest some first \
+                     (`sentio demo`, `sentio import --csv`, or `sentio simulate --backfill` with \
+                     `sentio ingest`)"
+                );
+            }
+            stored
+        }
     };
-    train_and_report(&config, store.as_ref(), tracking, request, shutdown.token()).await?;
+    let several = names.len() > 1;
+    for profile in names {
+        if shutdown.token().is_cancelled() {
+            break;
+        }
+        if several {
+            say!("profile {profile}:");
+        }
+        let request = TrainRequest {
+            config: config.train.clone(),
+            profiles: profiles.clone(),
+            profile,
+            experiment: config.tracking.experiment.clone(),
+            from_ns: args.from,
+            to_ns: args.to,
+        };
+        train_and_report(&config, store.as_ref(), tracking.clone(), request, shutdown.token())
+            .await?;
+    }
     Ok(())
 }
 
