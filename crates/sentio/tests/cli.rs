@@ -3,28 +3,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SENTIO: &str = env!("CARGO_BIN_EXE_sentio");
+mod common;
 
-/// `sentio` in `dir`, with no SENTIO__ variables leaking in from the caller's environment.
-fn sentio(dir: &Path) -> Command {
-    let mut cmd = Command::new(SENTIO);
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SENTIO") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
+use common::{run_ok as run, sentio_in as sentio};
 
 fn simulate(dir: &Path, seed: &str) -> Vec<u8> {
     run(sentio(dir).args([

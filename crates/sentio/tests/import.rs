@@ -12,26 +12,15 @@ use sentio_core::{AnomalyKind, DeviceId, Reading};
 use sentio_store::sqlite::SqliteStore;
 use sentio_store::{RangeQuery, ReadingStore};
 
-const SENTIO: &str = env!("CARGO_BIN_EXE_sentio");
+mod common;
+
+use common::sentio_in as sentio;
+
 /// 2024-05-01T00:00:00Z, in seconds.
 const BASE: i64 = 1_714_521_600;
 
-/// `sentio` in `dir`, with no SENTIO variables leaking in from the caller's environment.
-fn sentio(dir: &Path) -> Command {
-    let mut cmd = Command::new(SENTIO);
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SENTIO") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(common::run_ok(cmd).stdout).unwrap()
 }
 
 fn fails(cmd: &mut Command) -> Output {

@@ -5,9 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-const SENTIO: &str = env!("CARGO_BIN_EXE_sentio");
+mod common;
+
+use common::run_ok as run;
 
 const PUMP_CHANNELS: [(&str, &str); 4] =
     [("temperature", "°C"), ("vibration", "RMS"), ("pressure", "bar"), ("humidity", "%")];
@@ -27,20 +29,9 @@ fn example() -> PathBuf {
 /// `sentio --config examples/mixed-fleet.toml` in `dir`, with no SENTIO variables leaking in
 /// from the caller's environment.
 fn sentio(dir: &Path) -> Command {
-    let mut cmd = Command::new(SENTIO);
-    cmd.current_dir(dir).arg("--config").arg(example());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SENTIO") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = common::sentio_in(dir);
+    cmd.arg("--config").arg(example());
     cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
 }
 
 /// 20 minutes of the fleet, as JSON lines.

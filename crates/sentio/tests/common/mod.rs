@@ -2,8 +2,8 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sentio_core::{DecodeLimits, Reading, decode_reading};
@@ -16,6 +16,26 @@ pub const START_NS: i64 = 1_795_478_400_000_000_000;
 pub const START: &str = "2026-11-24T00:00:00Z";
 
 pub use sentio_it::repo_root as repo;
+
+/// `sentio` in `dir` on the embedded defaults: no SENTIO variable leaks in from the caller's
+/// environment (the real-server settings of `scripts/test.sh`, say).
+pub fn sentio_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(SENTIO);
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SENTIO") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs `cmd`, which must succeed; its output.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
 
 /// A test's own topics, group, database and bucket on the real servers.
 pub struct Stack {
