@@ -1,7 +1,9 @@
-// End-to-end test of the dashboard: starts `sentio demo` in a scratch directory, drives Debian's
-// chromium with playwright-core through every page, and checks what a person would look at:
-// the devices listed, charts drawn with data that grows live, a new alert (from an anomaly the
-// simulator injects) appearing on the alerts page and on its device's chart without a reload.
+// End-to-end test of the dashboard: starts `sentio demo` on a mixed fleet (examples/mixed-fleet.toml:
+// 6 pumps and 2 six-channel compressors) in a scratch directory, drives Debian's chromium with
+// playwright-core through every page, and checks what a person would look at: the devices listed,
+// charts drawn with data that grows live, a new alert (from an anomaly the simulator injects)
+// appearing on the alerts page and on its device's chart without a reload, a compressor's page
+// with its six charts and an alert naming its channels, and each profile's model.
 // Screenshots go to $SCREENSHOTS (default ./screenshots). Node.js 18 or later (Debian 12's).
 //
 //   SENTIO_BIN=target/debug/sentio node tests/browser/dashboard.mjs
@@ -16,6 +18,8 @@ const BIN = resolve(process.env.SENTIO_BIN || "target/debug/sentio");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = resolve(process.env.SCREENSHOTS || join(dirname(fileURLToPath(import.meta.url)), "screenshots"));
 const DEVICES = 8;
+const FLEET = resolve(dirname(fileURLToPath(import.meta.url)), "../../examples/mixed-fleet.toml");
+const COMPRESSOR = ["current", "flow", "discharge_pressure", "discharge_temperature", "vibration_x", "vibration_y"];
 mkdirSync(SHOTS, { recursive: true });
 
 const log = (...a) => console.log(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -47,7 +51,7 @@ async function until(what, fn, timeoutMs, everyMs = 500) {
 
 // ---- the demo ----
 const work = mkdtempSync(join(tmpdir(), "sentio-browser-"));
-const demo = spawn(BIN, ["demo", "--backfill", "90m", "--speedup", "10", "--duration", "900s", "--bind", "127.0.0.1:0"], {
+const demo = spawn(BIN, ["--config", FLEET, "demo", "--backfill", "90m", "--speedup", "10", "--duration", "900s", "--bind", "127.0.0.1:0"], {
   cwd: work,
   env: {
     ...process.env,
@@ -101,14 +105,17 @@ try {
   await page.goto(`${base}/#/`);
   await page.waitForSelector("[data-testid=device-card]");
   await until(`${DEVICES} device cards`, async () => (await page.locator("[data-testid=device-card]").count()) === DEVICES, 15_000);
-  const firstCard = await page.locator("[data-testid=device-card]").first().innerText();
+  const pumpCard = page.locator('[data-testid=device-card][data-device^="pump-"]').first();
+  const firstCard = await pumpCard.innerText();
   check(/temperature\s+[\d.-]+ °C/.test(firstCard) && /humidity\s+[\d.-]+ %/.test(firstCard), `the overview lists ${DEVICES} devices with their latest readings`);
+  const compressorCard = await page.locator('[data-testid=device-card][data-device^="compressor-"]').first().innerText();
+  check(COMPRESSOR.every((c) => new RegExp(`${c}\\s+[\\d.-]+ `).test(compressorCard)), `a compressor's card lists its six channels with values`);
   await until("the live indicator", async () => (await page.locator("#live").innerText()) === "live", 10_000);
   await clean(page, "overview");
   await page.screenshot({ path: join(SHOTS, "overview.png"), fullPage: true });
 
   // A device page: four sensor charts and the score, with data, growing live.
-  const device = await page.locator("[data-testid=device-card]").first().getAttribute("data-device");
+  const device = await pumpCard.getAttribute("data-device");
   await page.goto(`${base}/#/device/${device}`);
   await page.waitForSelector("[data-testid=chart-score] canvas");
   const points = async (s) => Number(await page.locator(`[data-testid=chart-${s}]`).getAttribute("data-points"));
@@ -149,11 +156,34 @@ try {
   await clean(page, "device (alert)");
   await page.screenshot({ path: join(SHOTS, "device-alert.png"), fullPage: true });
 
+  // A compressor: six aligned charts, and an alert that names its channels.
+  const compressorAlert = await until("an alert on a compressor", async () =>
+    (await api("/api/alerts?last=1d")).alerts.find((a) => a.device.startsWith("compressor-")), 300_000, 1000);
+  check(compressorAlert.sensors.length === 6 && COMPRESSOR.includes(compressorAlert.top_sensor),
+    `compressor alert ${compressorAlert.alert_id} names its top channel ${compressorAlert.top_sensor} of ${compressorAlert.sensors.join(", ")}`);
+  const comp = compressorAlert.device;
+  await page.goto(`${base}/#/device/${comp}?last=6h`);
+  await page.waitForSelector("[data-testid=chart-score] canvas");
+  for (const s of [...COMPRESSOR, "score"]) {
+    check((await points(s)) > 100, `the ${s} chart of ${comp} is drawn with data (${await points(s)} points)`);
+  }
+  const row = page.locator(`[data-alert-id="${compressorAlert.alert_id}"]`);
+  await until("the compressor's alert in its device page's table", async () => (await row.count()) > 0, 10_000);
+  const segments = await row.locator("[data-testid=share] i").evaluateAll((is) => is.map((i) => i.dataset.sensor));
+  check(segments.length === 6 && COMPRESSOR.every((c) => segments.includes(c)), `its error share covers the six channels (${segments.join(", ")})`);
+  await clean(page, "device (compressor)");
+  await page.screenshot({ path: join(SHOTS, "device-compressor.png"), fullPage: true });
+
   // The model page: the champion, its threshold and loss curves.
   await page.goto(`${base}/#/model`);
   await page.waitForSelector("[data-testid=loss-chart] canvas");
   const versions = await page.locator("[data-testid=model-version]").allInnerTexts();
   check(versions.length >= 1 && versions.some((v) => /champion/i.test(v)), `the model page lists ${versions.length} version(s) with the champion`);
+  const profiles = await page.locator("[data-testid=model-profile] option").allInnerTexts();
+  check(profiles.includes("profile compressor") && profiles.includes("profile pump"), `the model page offers each profile's model (${profiles.join(", ")})`);
+  await page.goto(`${base}/#/model?profile=compressor`);
+  await until("the compressor's model", async () => /sentio-compressor/.test(await page.locator("h1").innerText()), 10_000);
+  await page.waitForSelector("[data-testid=loss-chart] canvas");
   await clean(page, "model");
   await page.screenshot({ path: join(SHOTS, "model.png"), fullPage: true });
 
