@@ -764,8 +764,11 @@ mod tests {
             assert!(matches!(err, InvalidValue::ScoreNotFinite { field: "threshold", .. }));
         }
         let dev = DeviceId::new("a").unwrap();
+        // Any profile's channel may be the top sensor; a name no channel can have is corrupt.
+        let other = decode_score(dev.clone(), 0, 1.0, 1.0, "voltage", String::new()).unwrap();
+        assert_eq!(other.top_sensor.as_str(), "voltage");
         assert!(matches!(
-            decode_score(dev, 0, 1.0, 1.0, "voltage", String::new()),
+            decode_score(dev, 0, 1.0, 1.0, "Voltage!", String::new()),
             Err(StoreError::Corrupt { .. })
         ));
     }
