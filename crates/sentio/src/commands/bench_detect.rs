@@ -33,6 +33,8 @@ use sentio_model::{Autoencoder, ModelSpec};
 use sentio_services::detect::Scorer;
 use sentio_services::detect::frames::{DeviceFrames, ReadyWindow};
 use sentio_services::detect::service::{DetectStats, Detector};
+use sentio_config::FleetDevice;
+use sentio_services::simulator::machine::Machine;
 use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
 use sentio_services::train::{TrainRequest, fit};
@@ -73,7 +75,8 @@ pub struct Options {
     pub python: Option<PathBuf>,
     /// Readings per second the simulator publishes in the latency run.
     pub rate: u32,
-    /// Simulated devices in the latency run (four sensors each).
+    /// Simulated pumps in the latency run (four sensors each), unless the configuration's
+    /// `demo.profiles` names a mixed fleet.
     pub devices: u32,
     /// Measured span of the latency run, after the warm-up.
     pub duration: Duration,
@@ -107,9 +110,13 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         );
     }
 
-    // One cadence for the simulator and the model: devices × 4 readings every cadence.
-    let cadence_ns =
-        (u64::from(options.devices) * 4 * 1_000_000_000).div_ceil(u64::from(options.rate));
+    // The latency run's fleet: `--devices` pumps, or the mixed fleet of `demo.profiles`, each
+    // profile with a model of its own.
+    config.simulator.devices = options.devices;
+    let fleet = config.fleet()?;
+    let per_tick: u64 = fleet.iter().map(|d| d.profile.channels.len() as u64).sum();
+    // One cadence for the simulator and the models: the fleet's readings every cadence.
+    let cadence_ns = (per_tick * 1_000_000_000).div_ceil(u64::from(options.rate));
     let cadence = Duration::from_nanos(cadence_ns);
     let cadence_ns = i64::try_from(cadence_ns).context("--devices / --rate is too slow")?;
     let dir = tempfile::Builder::new()
@@ -129,15 +136,15 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
     say!(
         "sentio bench detect: LSTM autoencoder T={} F=4 H={} Z={}, batches of {batch} windows, \
          {} timed batches per measurement, threads {:?}, {} round(s); then {} readings/s \
-         ({} devices x 4 sensors every {}) for {}; {} cores",
+         ({} every {}) for {}; {} cores",
         t.window,
         t.hidden,
         t.bottleneck,
         options.steps,
         options.threads,
         options.rounds,
-        thousands(4e9 * f64::from(options.devices) / cadence_ns as f64),
-        options.devices,
+        thousands(1e9 * per_tick as f64 / cadence_ns as f64),
+        describe(&fleet),
         humantime::format_duration(cadence),
         humantime::format_duration(options.duration),
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -293,16 +300,72 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         }
     }
 
-    // 2. End-to-end latency on the memory bus.
+    // 2. End-to-end latency on the memory bus, every profile of the fleet by its own model: the
+    // pump's above, any other trained the same way on its own devices' history.
+    let detector_threads = fit::threads_or_all(config.detect.threads);
+    let mut scorers = vec![load(detector_threads)?];
+    let profiles = config.profiles()?;
+    let mut others: Vec<&str> = fleet
+        .iter()
+        .map(|d| d.profile.name.as_str())
+        .filter(|p| *p != sentio_core::profile::PUMP)
+        .collect();
+    others.dedup();
+    for profile in others {
+        let devices: Vec<FleetDevice> = fleet
+            .iter()
+            .filter(|d| d.profile.name == profile)
+            .take(HISTORY_DEVICES as usize)
+            .cloned()
+            .collect();
+        let history = simulate_machines(&config, &devices, cadence_ns, history_to);
+        for chunk in history.chunks(config.ingest.batch_size.max(1)) {
+            store.insert_readings(chunk).await.context("storing the simulated history")?;
+        }
+        let request = TrainRequest {
+            config: config.train.clone(),
+            profiles: profiles.clone(),
+            profile: profile.to_owned(),
+            experiment: config.tracking.experiment.clone(),
+            from_ns: Some(history_to - HISTORY_FRAMES * cadence_ns),
+            to_ns: Some(history_to),
+        };
+        let trained = sentio_services::train::train(
+            store.as_ref(),
+            tracking.clone(),
+            request,
+            CancellationToken::new(),
+            Box::new(fit::Silent),
+        )
+        .await
+        .with_context(|| format!("training the benchmark's {profile} model"))?;
+        let version = trained.version.to_string();
+        let cache = dir.path().join("models");
+        let scorer = Scorer::resolve(
+            tracking.as_ref(),
+            &trained.model_name,
+            &version,
+            &cache,
+            detector_threads,
+        )
+        .await?;
+        say!(
+            "model: {} v{} for the {} {profile} device(s), {} channels, threshold {:.4}",
+            trained.model_name,
+            version,
+            fleet.iter().filter(|d| d.profile.name == profile).count(),
+            scorer.columns().len(),
+            scorer.threshold()
+        );
+        scorers.push(Arc::new(scorer));
+    }
     say!(
         "\nstreaming: {} readings/s for {} after a warm-up of one window span and 2 s ...",
-        thousands(4e9 * f64::from(options.devices) / cadence_ns as f64),
+        thousands(1e9 * per_tick as f64 / cadence_ns as f64),
         humantime::format_duration(options.duration)
     );
-    config.simulator.devices = options.devices;
-    let detector_threads = fit::threads_or_all(config.detect.threads);
     let latency =
-        stream(&config, store, load(detector_threads)?, options.duration, detector_threads).await?;
+        stream(&config, store, scorers, fleet, options.duration, detector_threads).await?;
 
     say!("\ntorch {torch_version} ({}); median of {} round(s)", python.display(), options.rounds);
     throughput_table(&options.threads, &measured, batch);
@@ -368,6 +431,40 @@ fn simulate_history(config: &Config, cadence_ns: i64) -> anyhow::Result<(Vec<Rea
         }
     }
     Ok((out, to))
+}
+
+/// `HISTORY_FRAMES` ticks of `devices` (of any profile) ending at `to`, as the simulator samples
+/// them.
+fn simulate_machines(
+    config: &Config,
+    devices: &[FleetDevice],
+    cadence_ns: i64,
+    to: i64,
+) -> Vec<Reading> {
+    let mut machines: Vec<Machine> =
+        devices.iter().map(|d| Machine::new(d, &config.simulator)).collect();
+    let from = to - HISTORY_FRAMES * cadence_ns;
+    let mut out = Vec::new();
+    for k in 0..HISTORY_FRAMES {
+        for m in &mut machines {
+            m.sample_each(from + k * cadence_ns, |_, r| out.push(r));
+        }
+    }
+    out
+}
+
+/// "1000 devices: 500 pump (4 channels), 500 compressor (6 channels)".
+fn describe(fleet: &[FleetDevice]) -> String {
+    let mut per: Vec<(&str, usize, usize)> = Vec::new();
+    for d in fleet {
+        match per.iter_mut().find(|(p, _, _)| *p == d.profile.name) {
+            Some((_, n, _)) => *n += 1,
+            None => per.push((&d.profile.name, 1, d.profile.channels.len())),
+        }
+    }
+    let parts: Vec<String> =
+        per.iter().map(|(p, n, c)| format!("{n} {p} ({c} channels)")).collect();
+    format!("{} devices: {}", fleet.len(), parts.join(", "))
 }
 
 /// The last `count / devices` windows (stride 1) of each device in `history`, framed the way the
@@ -652,23 +749,25 @@ struct Latency {
 async fn stream(
     config: &Config,
     store: Arc<dyn sentio_store::ReadingStore>,
-    scorer: Arc<Scorer>,
+    scorers: Vec<Arc<Scorer>>,
+    fleet: Vec<FleetDevice>,
     duration: Duration,
     threads: usize,
 ) -> anyhow::Result<Latency> {
-    let cadence_ns = scorer.card().cadence_ns;
-    let span =
-        Duration::from_nanos(u64::try_from(cadence_ns)?) * u32::try_from(scorer.card().window)?;
+    let cadence_ns = i64::try_from(config.simulator.cadence.as_nanos())?;
+    let window = scorers.iter().map(|s| s.card().window).max().unwrap_or(0);
+    let span = Duration::from_nanos(u64::try_from(cadence_ns)?) * u32::try_from(window)?;
     let warmup = span + Duration::from_secs(2);
     let bus = wiring::open_bus(config, None).await?;
     let settings = wiring::stream_settings(config, None)?;
     let detector = Detector::new(bus.clone(), store, settings);
     let stats = detector.stats();
     let stop = CancellationToken::new();
-    let detect_task = tokio::spawn(detector.run(vec![scorer], stop.clone()));
+    let detect_task = tokio::spawn(detector.run(scorers, stop.clone()));
 
     let output = Output::Bus { bus, topic: config.topics.readings.clone() };
-    let mut sim = Simulator::new(&config.simulator, output, None)?;
+    let devices = u32::try_from(fleet.len())?;
+    let mut sim = Simulator::with_fleet(&config.simulator, fleet, output, None)?;
     let sim_stats = sim.stats();
     // Start on a whole tick a little ahead and wait for the wall clock to reach it, so each
     // reading's event time is when the simulator publishes it.
@@ -695,7 +794,7 @@ async fn stream(
     let seconds = after.at.duration_since(before.at).as_secs_f64();
     Ok(Latency {
         rate: (after.published - before.published) as f64 / seconds,
-        devices: config.simulator.devices,
+        devices,
         seconds,
         warmup,
         threads,
@@ -748,8 +847,8 @@ impl Latency {
         };
         let count = |b: &[(Duration, u64)]| b.iter().map(|(_, n)| n).sum::<u64>();
         say!(
-            "\nEnd to end on the memory bus: {} readings/s published ({} devices x 4 sensors every \
-             {}), measured for {:.1} s after a {:.1} s warm-up; detector on {} thread(s)",
+            "\nEnd to end on the memory bus: {} readings/s published ({} devices, each reporting \
+             every {}), measured for {:.1} s after a {:.1} s warm-up; detector on {} thread(s)",
             thousands(self.rate),
             self.devices,
             humantime::format_duration(cadence),
