@@ -46,7 +46,7 @@ open_after = "0s"
 cooldown = "0s"
 TOML
 export SENTIO_CONFIG=$PWD/skab.toml RUST_LOG=error
-$S import --csv "$SKAB"/*.csv --device-prefix skab- --label-column anomaly > import.log 2>&1
+$S import --csv "$SKAB"/*.csv --device-prefix skab- --label-column anomaly > import.log 2>&1 || { cat import.log >&2; exit 1; }
 for i in $(seq 0 15); do
   f="$SKAB/$i.csv"
   read t0 t400 tend < <(python3 - "$f" <<'PY'
