@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use sentio_config::FleetDevice;
 use sentio_config::{BusKind, Config, StoreKind, TrackingKind};
 use sentio_core::time::now_ns;
 use sentio_core::{DeviceId, Reading};
@@ -33,7 +34,6 @@ use sentio_model::{Autoencoder, ModelSpec};
 use sentio_services::detect::Scorer;
 use sentio_services::detect::frames::{DeviceFrames, ReadyWindow};
 use sentio_services::detect::service::{DetectStats, Detector};
-use sentio_config::FleetDevice;
 use sentio_services::simulator::machine::Machine;
 use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
