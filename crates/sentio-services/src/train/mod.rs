@@ -179,6 +179,7 @@ pub async fn profile_devices(
         .filter(|d| profiles.for_device(d.as_str()).is_some_and(|p| p.name == profile.name))
         .map(|d: DeviceId| d.to_string())
         .collect();
+    devices.sort();
     devices.dedup();
     if devices.is_empty() {
         anyhow::bail!(

@@ -310,6 +310,7 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         .map(|d| d.profile.name.as_str())
         .filter(|p| *p != sentio_core::profile::PUMP)
         .collect();
+    others.sort_unstable();
     others.dedup();
     for profile in others {
         let devices: Vec<FleetDevice> = fleet
