@@ -1,27 +1,14 @@
-//! `sentio`: one binary, one subcommand per role. This crate only parses arguments and wires the
-//! configured backends into the services; the work happens in `sentio-services`.
+//! `sentio`: one binary, one subcommand per role. This crate only parses arguments; the wiring of
+//! the configured backends lives in `sentio-app`, the work in `sentio-services`, and the
+//! benchmarks (`sentio bench`) in `sentio-bench`.
 
-/// `println!` for a command's report, except that a closed stdout (`sentio … | head`) is not a
-/// panic: the report is for whoever still reads it.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-/// Writes one line to stderr (status lines that must not mix with stdout's data).
-macro_rules! say_err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
+#[macro_use]
+extern crate sentio_app;
 
 mod commands;
 mod logging;
-mod owner;
-mod wiring;
+
+use sentio_app::wiring;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

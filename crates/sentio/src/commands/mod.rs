@@ -1,9 +1,6 @@
 //! One module per subcommand.
 
-pub mod bench;
-mod bench_detect;
-mod bench_real;
-mod bench_train;
+pub use sentio_bench as bench;
 pub mod config;
 pub mod demo;
 pub mod detect;
@@ -15,5 +12,5 @@ pub mod model;
 pub mod profile;
 pub mod serve;
 pub mod simulate;
-mod time_arg;
+use sentio_app::time_arg;
 pub mod train;

@@ -41,11 +41,11 @@ use sentio_services::train::{TrainRequest, fit};
 use tokio_util::sync::CancellationToken;
 
 use super::bench_train::{cell, ratio, resolve_python, thousands};
-use crate::wiring;
+use sentio_app::wiring;
 
 /// The PyTorch side, embedded so that the command runs from any directory.
-const BENCH_TORCH_DETECT_PY: &str = include_str!("../../../../scripts/bench_torch_detect.py");
-const TORCH_REFERENCE_PY: &str = include_str!("../../../../scripts/torch_reference.py");
+const BENCH_TORCH_DETECT_PY: &str = include_str!("../../../scripts/bench_torch_detect.py");
+const TORCH_REFERENCE_PY: &str = include_str!("../../../scripts/torch_reference.py");
 
 /// Devices of the simulated history the model is trained on and the benchmark windows come from.
 const HISTORY_DEVICES: u32 = 16;

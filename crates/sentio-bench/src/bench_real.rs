@@ -37,10 +37,10 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use crate::wiring;
+use sentio_app::wiring;
 
 /// The independent producer, compiled in so the binary runs from any directory.
-const PYTHON_PRODUCER: &str = include_str!("../../../../scripts/kafka_produce.py");
+const PYTHON_PRODUCER: &str = include_str!("../../../scripts/kafka_produce.py");
 
 /// The column types of the store's `COPY` ([`COPY_READINGS`]), for tokio-postgres's encoder.
 const COPY_TYPES: [Type; 7] =

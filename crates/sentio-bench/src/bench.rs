@@ -15,8 +15,8 @@ use sentio_services::simulator::model::DeviceModel;
 use sentio_services::simulator::{Output, Simulator, device_ids};
 use tokio_util::sync::CancellationToken;
 
-use super::time_arg::parse_duration;
-use crate::wiring;
+use sentio_app::time_arg::parse_duration;
+use sentio_app::wiring;
 
 /// What `sentio bench` measures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

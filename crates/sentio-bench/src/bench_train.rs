@@ -14,8 +14,8 @@ use sentio_model::BenchResult;
 
 /// The PyTorch side, embedded so that the command runs from any directory; it imports the model
 /// from its neighbour `torch_reference.py`, so both are written to a temporary directory.
-const BENCH_TORCH_PY: &str = include_str!("../../../../scripts/bench_torch.py");
-const TORCH_REFERENCE_PY: &str = include_str!("../../../../scripts/torch_reference.py");
+const BENCH_TORCH_PY: &str = include_str!("../../../scripts/bench_torch.py");
+const TORCH_REFERENCE_PY: &str = include_str!("../../../scripts/torch_reference.py");
 
 /// Where `scripts/torch-env.sh` puts the venv, under `$HOME`.
 const TORCH_VENV_PYTHON: &str = ".cache/sentio/torch-venv/bin/python";
