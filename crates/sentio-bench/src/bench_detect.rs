@@ -159,23 +159,32 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         store.insert_readings(chunk).await.context("storing the simulated history")?;
     }
     let tracking = wiring::open_tracking(&config)?;
-    let request = TrainRequest {
-        config: config.train.clone(),
-        profiles: sentio_core::Profiles::builtin(),
-        profile: sentio_core::profile::PUMP.into(),
-        experiment: config.tracking.experiment.clone(),
-        from_ns: Some(history_to - HISTORY_FRAMES * cadence_ns),
-        to_ns: Some(history_to),
+    let history_from = history_to - HISTORY_FRAMES * cadence_ns;
+    let train = |profiles: sentio_core::Profiles, profile: &str| {
+        let request = TrainRequest {
+            config: config.train.clone(),
+            profiles,
+            profile: profile.to_owned(),
+            experiment: config.tracking.experiment.clone(),
+            from_ns: Some(history_from),
+            to_ns: Some(history_to),
+        };
+        let (store, tracking) = (store.clone(), tracking.clone());
+        let profile = profile.to_owned();
+        async move {
+            let stop = CancellationToken::new();
+            sentio_services::train::train(
+                store.as_ref(),
+                tracking,
+                request,
+                stop,
+                Box::new(fit::Silent),
+            )
+            .await
+            .with_context(|| format!("training the benchmark's {profile} model"))
+        }
     };
-    let outcome = sentio_services::train::train(
-        store.as_ref(),
-        tracking.clone(),
-        request,
-        CancellationToken::new(),
-        Box::new(fit::Silent),
-    )
-    .await
-    .context("training the benchmark's model")?;
+    let outcome = train(sentio_core::Profiles::builtin(), sentio_core::profile::PUMP).await?;
     let model_dir = dir.path().join("model");
     tracking
         .download_model_version(&outcome.model_name, outcome.version, &model_dir)
@@ -323,23 +332,7 @@ pub async fn run(mut config: Config, options: Options) -> anyhow::Result<()> {
         for chunk in history.chunks(config.ingest.batch_size.max(1)) {
             store.insert_readings(chunk).await.context("storing the simulated history")?;
         }
-        let request = TrainRequest {
-            config: config.train.clone(),
-            profiles: profiles.clone(),
-            profile: profile.to_owned(),
-            experiment: config.tracking.experiment.clone(),
-            from_ns: Some(history_to - HISTORY_FRAMES * cadence_ns),
-            to_ns: Some(history_to),
-        };
-        let trained = sentio_services::train::train(
-            store.as_ref(),
-            tracking.clone(),
-            request,
-            CancellationToken::new(),
-            Box::new(fit::Silent),
-        )
-        .await
-        .with_context(|| format!("training the benchmark's {profile} model"))?;
+        let trained = train(profiles.clone(), profile).await?;
         let version = trained.version.to_string();
         let cache = dir.path().join("models");
         let scorer = Scorer::resolve(
