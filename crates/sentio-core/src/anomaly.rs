@@ -65,23 +65,21 @@ impl AnomalyKind {
         AnomalyKind::LevelShift,
     ];
 
-    /// Every kind: the pump's, the generic ones, then `labelled`.
-    pub const EVERY: [AnomalyKind; 14] = [
-        AnomalyKind::TemperatureSpike,
-        AnomalyKind::TemperatureDrop,
-        AnomalyKind::VibrationSpike,
-        AnomalyKind::VibrationNoise,
-        AnomalyKind::PressureDrop,
-        AnomalyKind::PressureFlat,
-        AnomalyKind::HumidityHigh,
-        AnomalyKind::HumidityLow,
-        AnomalyKind::Spike,
-        AnomalyKind::Drop,
-        AnomalyKind::Flat,
-        AnomalyKind::Noise,
-        AnomalyKind::LevelShift,
-        AnomalyKind::Labelled,
-    ];
+    /// Every kind: the pump's ([`AnomalyKind::ALL`]), the generic ones, then `labelled`.
+    pub const EVERY: [AnomalyKind; 14] = {
+        let mut every = [AnomalyKind::Labelled; 14];
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            every[i] = Self::ALL[i];
+            i += 1;
+        }
+        let mut j = 0;
+        while j < Self::GENERIC.len() {
+            every[Self::ALL.len() + j] = Self::GENERIC[j];
+            j += 1;
+        }
+        every
+    };
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -173,11 +173,6 @@ pub(crate) async fn replay_setup(
         .collect::<anyhow::Result<_>>()?;
     let profiles = config.profiles()?;
     let store = wiring::open_store(config).await?;
-    // With neither: the only profile with stored devices, else the pump.
-    let only = match sentio_services::train::stored_profiles(store.as_ref(), &profiles).await?[..] {
-        [ref one] => one.clone(),
-        _ => sentio_core::profile::PUMP.to_owned(),
-    };
     let profile = match (profile, devices.first()) {
         (Some(p), _) => profiles.get(p).with_context(|| {
             format!("--profile {p:?}: no such profile; `sentio profile list` shows them")
@@ -185,7 +180,15 @@ pub(crate) async fn replay_setup(
         (None, Some(d)) => profiles.for_device(d.as_str()).with_context(|| {
             format!("device {d} belongs to no profile; `sentio profile list` shows which is which")
         })?,
-        (None, None) => profiles.get(&only).context("no profile to replay: give --profile")?,
+        (None, None) => {
+            // The only profile with stored devices, else the pump.
+            let stored = sentio_services::train::stored_profiles(store.as_ref(), &profiles).await?;
+            let only = match &stored[..] {
+                [one] => one.as_str(),
+                _ => sentio_core::profile::PUMP,
+            };
+            profiles.get(only).context("no profile to replay: give --profile")?
+        }
     };
     for d in &devices {
         let theirs = profiles.for_device(d.as_str()).map(|p| p.name.as_str());
