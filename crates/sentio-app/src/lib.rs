@@ -8,8 +8,26 @@
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        if $crate::diverted() {
+            let _ = writeln!(std::io::stderr(), $($arg)*);
+        } else {
+            let _ = writeln!(std::io::stdout(), $($arg)*);
+        }
     }};
+}
+
+static DIVERTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`say!`] writes to stderr: a command that runs other commands' steps (`sentio
+/// evaluate --csv` runs import, train and evaluate) shows their reports there, and keeps stdout
+/// for its own (a JSON document, say).
+pub fn diverted() -> bool {
+    DIVERTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sends [`say!`] to stderr (or back to stdout).
+pub fn divert_reports(divert: bool) {
+    DIVERTED.store(divert, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Writes one line to stderr (status lines that must not mix with stdout's data).

@@ -473,7 +473,9 @@ fn cut_windows(scorer: &Scorer, history: &[Reading], count: usize) -> Vec<ReadyW
     for r in history.iter().filter(|r| r.ts_ns >= from) {
         devices
             .entry(r.device.clone())
-            .or_insert_with(|| DeviceFrames::new(settings, scorer.columns().clone()))
+            .or_insert_with(|| {
+                DeviceFrames::new(settings, scorer.columns().clone(), scorer.post().detrender())
+            })
             .push(r);
     }
     let mut out = Vec::with_capacity(count);
@@ -484,11 +486,13 @@ fn cut_windows(scorer: &Scorer, history: &[Reading], count: usize) -> Vec<ReadyW
     out
 }
 
-/// Raw values `[N, T, 4]`, little-endian f64, for the PyTorch side.
+/// The model's inputs before scaling `[N, T, C]` (the raw values, or their detrended form where
+/// the card says), little-endian f64, for the PyTorch side.
 fn write_raw(path: &Path, windows: &[ReadyWindow]) -> anyhow::Result<()> {
-    let mut bytes = Vec::with_capacity(windows.iter().map(|w| w.values.len() * 32).sum());
+    let mut bytes = Vec::with_capacity(windows.iter().map(|w| w.values.len() * 8).sum());
     for w in windows {
-        for v in &w.values {
+        let input = if w.inputs.is_empty() { &w.values } else { &w.inputs };
+        for v in input {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -978,6 +982,7 @@ mod tests {
             end_ns: 2,
             newest_ns: 1,
             values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            inputs: vec![],
         };
         write_raw(&path, &[w.clone(), w]).unwrap();
         let bytes = std::fs::read(&path).unwrap();

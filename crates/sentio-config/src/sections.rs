@@ -827,6 +827,33 @@ pub enum ThresholdMethod {
     Pot,
 }
 
+/// How `sentio train` divides the windows of its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainSplit {
+    /// In time: the oldest part trains, then validation (early stopping, promotion), then
+    /// calibration (the threshold), by `validation_fraction` and `calibration_fraction`.
+    Time,
+    /// None: every window trains and calibrates the threshold, every epoch runs and the last one
+    /// is kept. For a short normal stretch (SKAB's protocol: each run's first 400 rows), where
+    /// held-out parts would leave too little to learn from; the threshold then comes from
+    /// training windows, which the model fits better than new ones (see `threshold_factor`).
+    None,
+}
+
+/// Which channels the model sees detrended (each value minus the mean of the frames before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetrendChannels {
+    /// None: the values as measured.
+    None,
+    /// The slow channels only: those that wander on the training part (a temperature warming
+    /// up), by `detrend_slowness`. A level shift in the other channels lasts.
+    Slow,
+    /// Every channel.
+    All,
+}
+
 /// When `sentio train` moves the `champion` alias to the version it registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -864,6 +891,17 @@ pub struct TrainConfig {
     pub percentile: f64,
     pub pot_quantile: f64,
     pub pot_risk: f64,
+    /// The threshold is this factor times the calibrated level.
+    pub threshold_factor: f64,
+    pub split: TrainSplit,
+    pub detrend: DetrendChannels,
+    /// Frames of the trailing mean a detrended channel subtracts.
+    pub detrend_window: usize,
+    /// A channel is slow when its variance on the training part is above this many times half
+    /// the variance of its frame-to-frame differences (noise around a level scores about 1).
+    pub detrend_slowness: f64,
+    /// The score is the mean of this many consecutive windows' errors (1: each window's own).
+    pub smooth: usize,
     pub model_name: String,
     pub promote: Promote,
 }
@@ -926,6 +964,22 @@ impl TrainConfig {
                 "a probability in (0, 1 - pot_quantile), such as 0.0001",
             ));
         }
+        if !(self.threshold_factor >= 0.1 && self.threshold_factor <= 100.0) {
+            return Err(invalid(
+                "train.threshold_factor",
+                self.threshold_factor,
+                "a number from 0.1 to 100 (1 keeps the calibrated level)",
+            ));
+        }
+        check_range("train.detrend_window", self.detrend_window, 1, 100_000)?;
+        if !(self.detrend_slowness > 0.0 && self.detrend_slowness.is_finite()) {
+            return Err(invalid(
+                "train.detrend_slowness",
+                self.detrend_slowness,
+                "a positive number such as 3",
+            ));
+        }
+        check_range("train.smooth", self.smooth, 1, 10_000)?;
         let name_ok = !self.model_name.is_empty()
             && self.model_name.len() <= 256
             && self.model_name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));

@@ -485,3 +485,62 @@ async fn a_detector_never_assigned_partitions_joins_again_and_scores_every_windo
     assert_same_windows(&streamed, &batch, |_, i, device| batch[device][i].1);
     assert_eq!(stats.readings.load(Ordering::Relaxed), readings.len() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_detrends_and_smooths_scores_the_same_live_as_in_a_replay() {
+    // Every channel detrended over two minutes, scores smoothed over 5 training strides (40
+    // frames): per-device state in the stream, the same computation in the replay.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.train.detrend = sentio_config::DetrendChannels::All;
+    config.train.detrend_window = 120;
+    config.train.smooth = 5;
+    let store = SqliteStore::open(&dir.path().join("train.db")).unwrap();
+    store.migrate().await.unwrap();
+    history(&store, &config).await;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    train_once(&store, &tracking, request(&config, config.train.seed)).await.unwrap();
+    let name = &config.train.model_name;
+    let models = dir.path().join("models");
+    let scorer =
+        Arc::new(Scorer::resolve(tracking.as_ref(), name, CHAMPION, &models, 2).await.unwrap());
+    let post = scorer.post();
+    assert_eq!((post.detrend.len(), post.detrend_frames, post.smooth), (4, 120, 5));
+
+    let readings = unseen(&config).await;
+    let bus = bus().await;
+    let live = Arc::new(SqliteStore::open(&dir.path().join("live.db")).unwrap());
+    live.migrate().await.unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let detector = Detector::new(bus.clone(), live, settings(None)).with_observer(tx);
+    stream(detector, scorer.clone(), &bus, &readings).await;
+    let (streamed, alerts) = drain(&mut events);
+    let (batch, replay_alerts) = replayed(dir.path(), scorer.clone(), &readings).await;
+    assert_same_windows(&streamed, &batch, |_, i, device| batch[device][i].1);
+    assert!(!alerts.is_empty(), "the unseen faults raise alerts");
+    let key = |a: &Alert| (a.alert_id.clone(), a.state, a.window_end_ns, a.score.to_bits());
+    let replay_keys: Vec<_> = replay_alerts.iter().map(key).collect();
+    for a in &alerts {
+        assert!(replay_keys.contains(&key(a)), "not in the replay: {a:?}");
+    }
+
+    // Smoothing is on: the same model with its card's smoothing taken out scores the windows
+    // differently.
+    let copy = dir.path().join("unsmoothed");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(models.join(format!("{name}-1"))).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let card_path = copy.join("sentio-model.json");
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+    assert_eq!(card["post"]["smooth"], 5);
+    card["post"]["smooth"] = 1.into();
+    std::fs::write(&card_path, serde_json::to_vec(&card).unwrap()).unwrap();
+    let plain = Scorer::load(&copy, name, "unsmoothed", 2).unwrap();
+    let (unsmoothed, _) = replayed(dir.path(), Arc::new(plain), &readings).await;
+    let device = batch.keys().next().unwrap();
+    let differ = batch[device].iter().zip(&unsmoothed[device]).filter(|(a, b)| a.1 != b.1).count();
+    assert!(differ > batch[device].len() / 2, "{differ} of {} windows differ", batch[device].len());
+}

@@ -1,92 +1,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! `evaluate` end to end: the CSV path on real SKAB files (read from the shared data folder,
-//! never copied into the project), and the store path on simulated data with ground truth.
+//! `evaluate` end to end: the store path on simulated data with ground truth (the CSV path, which
+//! imports into a scratch store and evaluates through it, is `crates/sentio/tests/cli.rs`'s).
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::{HOURS, START, simulate, trained_model};
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_services::detect::{AlertSettings, Scorer};
-use sentio_services::evaluate::csv::read_table;
-use sentio_services::evaluate::{FileSettings, Tally, evaluate, evaluate_files, evaluate_store};
+use sentio_services::evaluate::evaluate_store;
 use sentio_services::features::align::slot_of;
 use sentio_services::train::CHAMPION;
 use sentio_store::ReadingStore;
 use sentio_store::sqlite::SqliteStore;
-
-/// SKAB's development subset, next to the workspace (`../shared/data/skab-dev`). GPL-3.0
-/// evaluation data: read in place, never copied here.
-fn skab() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/skab-dev");
-    assert!(
-        dir.join("valve1/0.csv").is_file(),
-        "SKAB data missing: expected {}/valve1/0.csv (the SKAB development subset, \
-         github.com/waico/SKAB data/valve1, kept outside the workspace in ../shared/data/skab-dev)",
-        dir.display()
-    );
-    dir
-}
-
-#[test]
-fn the_csv_path_beats_trivial_predictors_on_skab_files() {
-    let dir = skab().join("valve1");
-    let files: Vec<PathBuf> = ["0.csv", "5.csv", "10.csv"].iter().map(|f| dir.join(f)).collect();
-    let settings = FileSettings { threads: 2, ..FileSettings::default() };
-    let result = evaluate_files(&files, None, "anomaly", &settings).unwrap();
-
-    // The trivial predictors on the same test rows (after the training rows).
-    let mut all_ones = Tally::default();
-    for f in &files {
-        let t = read_table(f, "anomaly").unwrap();
-        let labels = &t.labels.unwrap()[settings.train_rows..];
-        let ts = &t.ts_ns[settings.train_rows..];
-        all_ones.add(&evaluate(&vec![true; labels.len()], labels, ts).unwrap().0);
-    }
-    let trivial = all_ones.scores();
-    let p = &result.pooled;
-    println!(
-        "pooled F1 {:.3} (all ones {:.3}), precision {:.3}, recall {:.3}, FAR {:.1} %, MAR {:.1} %",
-        p.f1, trivial.f1, p.precision, p.recall, p.far_pct, p.mar_pct
-    );
-    for f in &result.files {
-        let tested = f.scores.confusion;
-        assert_eq!(
-            (tested.tp + tested.fp + tested.tn + tested.fn_) as usize,
-            f.rows - settings.train_rows,
-            "{}: every test row is counted once",
-            f.path
-        );
-        assert!(f.threshold.is_finite() && f.threshold > 0.0, "{}: threshold", f.path);
-    }
-    assert_eq!(p.events, 3, "one anomaly per valve1 file");
-    assert_eq!(p.events_detected, 3, "every anomaly is detected");
-    assert!(
-        p.f1 >= trivial.f1 + 0.08,
-        "F1 {:.3} is not well above all-ones {:.3}",
-        p.f1,
-        trivial.f1
-    );
-    assert!(p.precision >= 0.75, "precision {:.3}", p.precision);
-    // Measured: FAR 26.9 %, F1 0.866 (36 % and 0.838 before the wandering temperatures were
-    // detrended, see docs/quality.md); the bound leaves room for other platforms' rounding.
-    assert!(p.far_pct <= 35.0, "FAR {:.1} %", p.far_pct);
-    assert!(p.recall >= 0.6, "recall {:.3}", p.recall);
-
-    // Seeded and independent of how many files run at once.
-    let alone = evaluate_files(
-        &files[1..2],
-        None,
-        "anomaly",
-        &FileSettings { threads: 1, ..settings.clone() },
-    )
-    .unwrap();
-    assert_eq!(alone.files[0].scores, result.files[1].scores);
-    assert_eq!(alone.files[0].threshold, result.files[1].threshold);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_path_scores_alerts_against_the_simulators_ground_truth() {

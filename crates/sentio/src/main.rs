@@ -92,17 +92,20 @@ enum Command {
     /// FP/(FP+TN), MAR = FN/(FN+TP)), event recall and precision, and detection delay; over
     /// several files the counts are pooled (summed, then the ratios), as SKAB does.
     ///
-    /// With --csv, each labelled file (SKAB's `;`-separated files, or `,`-separated ones with a
-    /// timestamp column and a 0/1 label column) trains its own LSTM autoencoder on its first
-    /// --train-rows rows (SKAB's protocol), or one model on --train-file, standardized with the
-    /// training part's statistics only. A point's score is the reconstruction error of the window
-    /// ending at it, smoothed; the threshold is the --quantile of the training part's scores times
-    /// --factor; the rows after the training part are compared with their labels. The defaults
-    /// are the settings measured in docs/quality.md.
+    /// With --csv, the labelled files (SKAB's `;`-separated files, or `,`-separated ones with a
+    /// timestamp column and a 0/1 label column) are imported as devices of --profile into a
+    /// scratch embedded stack (store, bus, registry; --keep keeps it), and each file's model is
+    /// trained there on its first --train-rows rows (SKAB's per-run protocol), or one model on
+    /// --train-file (the fleet protocol); then the rest is replayed and scored as with
+    /// --from/--to. These are the steps of `sentio import`, `sentio train` and `sentio evaluate
+    /// --from/--to`, with the configuration's [train] and [detect] settings: doing them by hand
+    /// gives the same numbers. examples/skab.toml holds SKAB's profile and the settings measured
+    /// in docs/quality.md.
     ///
     /// With --from/--to, a registered model (as for `sentio detect`, the detect.* settings)
-    /// replays a stored range; its alerts are compared with the anomaly kinds the simulator
-    /// stored with each reading, in all and per anomaly kind.
+    /// replays a stored range; its alerts are compared with the ground truth stored with each
+    /// reading (the simulator's anomaly kinds, or an imported label column), in all and per
+    /// anomaly kind. A frame counts as predicted while an alert is open.
     Evaluate(commands::evaluate::Args),
     /// List, inspect and promote registered model versions.
     Model(commands::model::Args),

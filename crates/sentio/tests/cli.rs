@@ -231,34 +231,96 @@ fn skab_file(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// The distinct timestamps of a SKAB file, RFC 3339, in order.
+fn skab_timestamps(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut ts: Vec<String> = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{}Z", l.split(';').next().unwrap().replace(' ', "T")))
+        .collect();
+    ts.sort();
+    ts.dedup();
+    ts
+}
+
+/// One second after an RFC 3339 instant of whole seconds (`2020-03-09T10:14:33Z`).
+fn second_after(ts: &str) -> String {
+    let t = chrono::DateTime::parse_from_rfc3339(ts).unwrap() + chrono::Duration::seconds(1);
+    t.to_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 #[test]
-fn evaluate_csv_reports_metrics_as_json() {
+fn evaluate_csv_is_import_train_and_evaluate_by_hand() {
     let dir = tempfile::tempdir().unwrap();
-    let file = skab_file("0.csv");
-    let out =
-        run(sentio(dir.path()).args(["evaluate", "--json", "--epochs", "5", "--csv"]).arg(&file));
+    let config = dir.path().join("skab.toml");
+    std::fs::copy(common::repo().join("examples/skab.toml"), &config).unwrap();
+    let files = [skab_file("0.csv"), skab_file("5.csv")];
+    let sentio = |args: &[&str]| {
+        let mut cmd = sentio(dir.path());
+        // Fewer epochs than examples/skab.toml's 30, for a debug build's time.
+        cmd.env("SENTIO_CONFIG", &config).env("SENTIO__TRAIN__EPOCHS", "4").args(args);
+        cmd
+    };
+    let out = run(sentio(&["evaluate", "--json", "--profile", "skab", "--csv"]).args(&files));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let files = v["files"].as_array().unwrap();
-    assert_eq!(files.len(), 1);
-    assert_eq!(v["settings"]["epochs"], 5);
-    assert_eq!(files[0]["train_rows"], 400);
-    let p = &v["pooled"];
-    let counted: u64 = ["tp", "fp", "tn", "fn"].iter().map(|k| p[k].as_u64().unwrap()).sum();
-    assert_eq!(counted, files[0]["test_rows"].as_u64().unwrap());
-    assert_eq!(counted, 1147 - 400, "the rows after the 400 training rows");
+    let reports = v["files"].as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(v["model_name"], "sentio-skab");
+    let counts = |p: &serde_json::Value| -> [u64; 4] {
+        ["tp", "fp", "tn", "fn"].map(|k| p[k].as_u64().unwrap())
+    };
+    for (f, path) in reports.iter().zip(&files) {
+        let rows = skab_timestamps(path).len() as u64;
+        assert_eq!(f["rows"].as_u64().unwrap(), rows);
+        assert_eq!(f["train_rows"], 400);
+        assert_eq!(counts(&f["scores"]).iter().sum::<u64>(), rows - 400, "every test row once");
+    }
+    let pooled = counts(&v["pooled"]);
+    let summed: Vec<u64> =
+        (0..4).map(|i| reports.iter().map(|f| counts(&f["scores"])[i]).sum()).collect();
+    assert_eq!(pooled.to_vec(), summed);
     for key in ["f1", "precision", "recall", "event_recall"] {
-        let x = p[key].as_f64().unwrap();
+        let x = v["pooled"][key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&x), "{key} = {x}");
     }
-    assert!((0.0..=100.0).contains(&p["far_pct"].as_f64().unwrap()));
+    assert_eq!(v["pooled"]["events"], 2, "one anomaly per valve1 file");
 
-    // A malformed file is named with its line and column.
+    // The same steps by hand on the configured (embedded) store: the same numbers, exactly.
+    let mut import =
+        sentio(&["import", "--device-prefix", "skab-", "--label-column", "anomaly", "--csv"]);
+    run(import.args(&files));
+    for (f, (path, stem)) in reports.iter().zip(files.iter().zip(["0", "5"])) {
+        let ts = skab_timestamps(path);
+        let device = format!("skab-{stem}");
+        let end = second_after(ts.last().unwrap());
+        run(sentio(&[
+            "train",
+            "--profile",
+            "skab",
+            "--from",
+            &ts[0],
+            "--to",
+            &ts[400],
+            "--promote",
+        ])
+        .env("SENTIO__TRAIN__DEVICES", format!("[\"{device}\"]")));
+        let out = run(&mut sentio(&[
+            "evaluate", "--json", "--from", &ts[400], "--to", &end, "--device", &device,
+        ]));
+        let by_hand: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(by_hand["points"], f["scores"], "{device}");
+        assert_eq!(by_hand["threshold"], f["threshold"], "{device}");
+    }
+
+    // A file with none of the profile's channels: what went wrong is said, with the file.
     let bad = dir.path().join("bad.csv");
-    std::fs::write(&bad, "datetime;a;anomaly\n2020-03-09 10:14:33;x;0\n").unwrap();
-    let out = sentio(dir.path()).args(["evaluate", "--csv"]).arg(&bad).output().unwrap();
+    std::fs::write(&bad, "datetime;a;anomaly\n2020-03-09 10:14:33;1;0\n").unwrap();
+    let out = sentio(&["evaluate", "--profile", "skab", "--csv"]).arg(&bad).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.csv: line 2, column \"a\""), "{err}");
+    assert!(err.contains("bad.csv") && err.contains("skab-bad"), "{err}");
 }
 
 /// Reads the child's stdout lines until one contains `needle` (with a deadline).

@@ -8,6 +8,9 @@
 //! last value within the fill limit, as in training, or left with a hole (no window covering it is
 //! scored). Frames are released strictly in slot order. A reading for a slot already released is
 //! *late*: it is counted and not scored (the store still has it, so a replay sees it).
+//!
+//! Where the model card detrends columns, each released frame also gets the model's input
+//! ([`Detrender`]), from the frames released before it, as the batch path computes it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -15,6 +18,7 @@ use sentio_core::Reading;
 
 use crate::features::Columns;
 use crate::features::align::{Filler, slot_of};
+use crate::features::post::Detrender;
 
 /// How readings become frames and windows (from the model card and `[detect]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,6 +56,8 @@ impl Slot {
 struct Frame {
     slot: i64,
     values: Vec<f64>,
+    /// The model's input, when it differs from `values` (detrended columns); empty otherwise.
+    inputs: Vec<f64>,
     filled: u64,
     newest_ns: i64,
 }
@@ -64,7 +70,11 @@ pub struct ReadyWindow {
     pub end_ns: i64,
     /// Event time of the newest reading in the window (detection latency counts from it).
     pub newest_ns: i64,
+    /// The measured values (the stuck-sensor check reads them).
     pub values: Vec<f64>,
+    /// The model's input, same layout, when the card detrends columns; empty otherwise (the
+    /// input is `values`).
+    pub inputs: Vec<f64>,
 }
 
 /// What [`DeviceFrames::push`] did with a reading.
@@ -85,16 +95,19 @@ pub struct DeviceFrames {
     pending: BTreeMap<i64, Slot>,
     newest_ns: i64,
     filler: Filler,
+    detrender: Detrender,
     recent: VecDeque<Frame>,
     /// Frames released since the window was last full and due, for the stride.
     since_window: usize,
 }
 
 impl DeviceFrames {
-    pub fn new(settings: FrameSettings, columns: Columns) -> DeviceFrames {
+    /// `detrender` (the model card's, `PostProcess::detrender`) gives the model's inputs.
+    pub fn new(settings: FrameSettings, columns: Columns, detrender: Detrender) -> DeviceFrames {
         DeviceFrames {
             settings,
             filler: Filler::new(columns.len()),
+            detrender,
             columns,
             next_slot: None,
             pending: BTreeMap::new(),
@@ -162,8 +175,13 @@ impl DeviceFrames {
                 self.pending.remove(&next).unwrap_or_else(|| Slot::empty(self.columns.len()));
             let mut values = Vec::with_capacity(self.columns.len());
             let filled = self.filler.fill(&slot.cells, s.fill_limit, &mut values);
+            let mut inputs = Vec::new();
+            if self.detrender.is_active() {
+                self.detrender.apply(next, &values, &mut inputs);
+            }
             self.next_slot = Some(next + 1);
-            self.recent.push_back(Frame { slot: next, values, filled, newest_ns: slot.newest_ns });
+            let newest_ns = slot.newest_ns;
+            self.recent.push_back(Frame { slot: next, values, inputs, filled, newest_ns });
             if self.recent.len() > s.window {
                 self.recent.pop_front();
             }
@@ -201,6 +219,7 @@ impl DeviceFrames {
             end_ns: (last.slot + 1).saturating_mul(s.cadence_ns),
             newest_ns: self.recent.iter().map(|f| f.newest_ns).max().unwrap_or(i64::MIN),
             values: self.recent.iter().flat_map(|f| f.values.iter().copied()).collect(),
+            inputs: self.recent.iter().flat_map(|f| f.inputs.iter().copied()).collect(),
         })
     }
 
@@ -216,7 +235,7 @@ mod tests {
     use sentio_core::{DeviceId, SensorKind};
 
     use super::*;
-    use crate::features::{AlignSettings, WindowSettings, align, cut_windows};
+    use crate::features::{AlignSettings, PostProcess, WindowSettings, align, cut_windows};
 
     const S: i64 = 1_000_000_000;
 
@@ -260,8 +279,20 @@ mod tests {
         out
     }
 
+    fn none() -> Detrender {
+        PostProcess::default().detrender()
+    }
+
     fn run(readings: &[Reading], settings: FrameSettings) -> (Vec<ReadyWindow>, usize) {
-        let mut frames = DeviceFrames::new(settings, Columns::pump());
+        run_with(readings, settings, &PostProcess::default())
+    }
+
+    fn run_with(
+        readings: &[Reading],
+        settings: FrameSettings,
+        post: &PostProcess,
+    ) -> (Vec<ReadyWindow>, usize) {
+        let mut frames = DeviceFrames::new(settings, Columns::pump(), post.detrender());
         let mut out = Vec::new();
         let mut late = 0;
         for r in readings {
@@ -307,8 +338,42 @@ mod tests {
     }
 
     #[test]
+    fn detrended_inputs_are_those_of_the_batch_path() {
+        // Pressure and humidity detrended over 7 frames; a missing sensor now and then, holes,
+        // out-of-order arrival within the grace, and a long silence.
+        let mut readings = stream(120);
+        readings.extend(stream(60).into_iter().map(|mut r| {
+            r.ts_ns += 600 * S;
+            r
+        }));
+        let post = PostProcess { detrend: vec![2, 3], detrend_frames: 7, ..Default::default() };
+        let (live, _) = run_with(&readings, settings(16, 1), &post);
+        let mut ordered = readings.clone();
+        ordered.sort_by_key(|r| r.ts_ns);
+        let align_settings = AlignSettings { cadence_ns: S, fill_limit: 2 };
+        let series = align(
+            DeviceId::new("d").unwrap(),
+            &Columns::pump(),
+            &ordered,
+            0,
+            660 * S,
+            align_settings,
+        );
+        let inputs = post.model_input(&series).unwrap();
+        assert!(live.len() > 100, "{}", live.len());
+        for l in &live {
+            let start = usize::try_from(l.start_ns / S).unwrap();
+            assert_eq!(l.values, series.rows(start..start + 16).to_vec());
+            assert_eq!(l.inputs, inputs.rows(start..start + 16).to_vec(), "window at {start}");
+            assert_ne!(l.inputs, l.values);
+        }
+        let (plain, _) = run(&readings, settings(16, 1));
+        assert!(plain.iter().all(|w| w.inputs.is_empty()), "no detrending, no second copy");
+    }
+
+    #[test]
     fn a_frame_waits_for_a_missing_sensor_only_for_the_grace_period() {
-        let mut frames = DeviceFrames::new(settings(1, 1), Columns::pump());
+        let mut frames = DeviceFrames::new(settings(1, 1), Columns::pump(), none());
         let mut out = Vec::new();
         for s in [SensorKind::Temperature, SensorKind::Vibration, SensorKind::Pressure] {
             frames.push(&reading(s, 0, 1.0));
@@ -341,7 +406,7 @@ mod tests {
         let columns = Columns::new(
             ["current", "flow"].map(|c| sentio_core::Channel::new(c).unwrap()).to_vec(),
         );
-        let mut frames = DeviceFrames::new(settings(2, 1), columns);
+        let mut frames = DeviceFrames::new(settings(2, 1), columns, none());
         let at = |sensor: &str, ts_ns: i64, value: f64| Reading {
             sensor: sentio_core::Channel::new(sensor).unwrap(),
             ..reading(SensorKind::Temperature, ts_ns, value)

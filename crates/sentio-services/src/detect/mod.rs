@@ -40,8 +40,9 @@ pub use alerts::{
 };
 pub use message::AlertV1;
 
+use crate::features::post::Smoother;
 use crate::features::window::gather;
-use crate::features::{AlignSettings, Columns, Series, WindowSettings, cut_windows};
+use crate::features::{AlignSettings, Columns, PostProcess, Series, WindowSettings, cut_windows};
 use crate::train::artifact::ModelCard;
 use crate::train::data::read_series;
 use crate::train::fit;
@@ -86,6 +87,12 @@ impl Scorer {
             card.window,
             card.fill_limit,
         );
+        if let Some(&c) = card.post.detrend.iter().find(|&&c| c >= card.features) {
+            anyhow::bail!(
+                "the model card detrends column {c} of a model of {} features",
+                card.features
+            );
+        }
         Ok(Scorer { engine, card, model, flat })
     }
 
@@ -164,9 +171,21 @@ impl Scorer {
         AlignSettings { cadence_ns: self.card.cadence_ns, fill_limit: self.card.fill_limit }
     }
 
-    /// Scores live windows (`card.window` frames of raw values each), as [`Scorer::score_series`]
-    /// does; `weights` scale each column's error in the score (all 1: the calibrated score).
-    /// Returns each window's score and per-column error relative to its normal level.
+    /// The card's detrending and smoothing.
+    pub fn post(&self) -> &PostProcess {
+        &self.card.post
+    }
+
+    /// The stuck-sensor check without the columns whose weight is 0.
+    pub fn flat_check(&self, weights: &[f64]) -> flat::FlatCheck {
+        self.flat.weighted(weights)
+    }
+
+    /// Scores live windows (`card.window` frames each, with the model's inputs when they differ
+    /// from the values), as [`Scorer::score_series`] does before its per-device steps, which
+    /// [`Scorer::post_window`] then applies; `weights` scale each column's error in the score
+    /// (all 1: the calibrated score). Returns each window's score and per-column error relative
+    /// to its normal level.
     pub fn score_windows(
         &self,
         windows: &[frames::ReadyWindow],
@@ -181,25 +200,23 @@ impl Scorer {
         );
         let mut data = Vec::with_capacity(windows.len() * t * width);
         for w in windows {
+            let input = if w.inputs.is_empty() { &w.values } else { &w.inputs };
             anyhow::ensure!(
-                w.values.len() == t * width,
+                input.len() == t * width,
                 "a window of {} values for a model of {t} frames of {width}",
-                w.values.len()
+                input.len()
             );
-            for frame in w.values.chunks_exact(width) {
+            for frame in input.chunks_exact(width) {
                 self.card.scaler.transform_into(frame, &mut data);
             }
         }
         let (scores, sensors) = fit::score(&self.engine, &data)?;
         let normal = &self.card.calibration.sensor_mean;
         let weighted = weights.iter().any(|&w| w != 1.0);
-        let flat = self.flat.weighted(weights);
-        let threshold = self.threshold();
         Ok(scores
             .into_iter()
             .zip(sensors)
-            .zip(windows)
-            .map(|((score, raw), w)| {
+            .map(|(score, raw)| {
                 let score = if weighted {
                     raw.iter().zip(weights).map(|(e, w)| e * w).sum::<f64>() / width as f64
                 } else {
@@ -208,9 +225,29 @@ impl Scorer {
                 let relative = (0..width)
                     .map(|i| weights[i] * raw[i] / normal[i].max(f64::MIN_POSITIVE))
                     .collect();
-                flat.apply(&w.values, threshold, score, relative)
+                (score, relative)
             })
             .collect())
+    }
+
+    /// One device's steps after the model, for its windows in time order: the score smoothed
+    /// with the device's earlier ones, then the stuck-sensor check on the window's measured
+    /// `frames` against `threshold`.
+    pub fn post_window(
+        &self,
+        flat: &flat::FlatCheck,
+        smoother: &mut Smoother,
+        end_ns: i64,
+        frames: &[f64],
+        (score, sensor_error): (f64, Vec<f64>),
+    ) -> (f64, Vec<f64>) {
+        let score = smoother.smooth(end_ns, score);
+        flat.apply(frames, self.threshold(), score, sensor_error)
+    }
+
+    /// A fresh smoother for one device's scores.
+    pub fn smoother(&self) -> Smoother {
+        self.card.post.smoother(self.card.cadence_ns)
     }
 
     /// How live readings become this model's frames and windows.
@@ -227,7 +264,9 @@ impl Scorer {
 
     /// Scores every usable window of `series` starting every `stride` frames (no hole, not too
     /// filled, as in training; labelled windows too: detection must see them), in time order
-    /// per device. Each sensor's error is given relative to its mean on the calibration data.
+    /// per device: the model's inputs (detrended where the card says), the model, then per
+    /// device the smoothing and the stuck-sensor check, as the streaming detector does. Each
+    /// sensor's error is given relative to its mean on the calibration data.
     pub fn score_series(
         &self,
         series: &[Series],
@@ -240,19 +279,35 @@ impl Scorer {
             max_filled_fraction: self.card.max_filled_fraction,
         };
         let windows = cut_windows(series, settings);
-        let data = gather(series, &windows, t, &self.card.scaler);
+        let inputs: Option<Vec<Series>> = self
+            .card
+            .post
+            .detrends()
+            .then(|| series.iter().filter_map(|s| self.card.post.model_input(s)).collect());
+        let data = gather(inputs.as_deref().unwrap_or(series), &windows, t, &self.card.scaler);
         let (scores, sensors) = fit::score(&self.engine, &data)?;
         let normal = &self.card.calibration.sensor_mean;
         let mut out: BTreeMap<DeviceId, Vec<ScoredWindow>> = BTreeMap::new();
-        let threshold = self.threshold();
+        let mut smoother: Option<(usize, Smoother)> = None;
         for ((w, score), raw) in windows.iter().zip(scores).zip(sensors) {
             // Relative to each sensor's normal error, so that a sensor the model always
             // reconstructs loosely (vibration) does not outvote the one that deviated.
             let sensor_error: Vec<f64> =
                 raw.iter().zip(normal).map(|(r, n)| r / n.max(f64::MIN_POSITIVE)).collect();
             let s = &series[w.series];
+            if smoother.as_ref().is_none_or(|(i, _)| *i != w.series) {
+                smoother = Some((w.series, self.smoother()));
+            }
+            let Some((_, device_smoother)) = smoother.as_mut() else { continue };
             let frames = s.rows(w.start..w.start + t);
-            let (score, sensor_error) = self.flat.apply(frames, threshold, score, sensor_error);
+            let end_ns = s.ts_ns(w.start + t);
+            let (score, sensor_error) = self.post_window(
+                &self.flat,
+                device_smoother,
+                end_ns,
+                frames,
+                (score, sensor_error),
+            );
             out.entry(s.device.clone()).or_default().push(ScoredWindow {
                 start_ns: s.ts_ns(w.start),
                 end_ns: s.ts_ns(w.start + t),
@@ -277,6 +332,11 @@ pub struct Replay {
 /// Scores `[from_ns, to_ns)` of the store (the `devices`, or all when empty) with `scorer`,
 /// one window every `stride` frames, and runs the alert life cycle over the scores; alerts still
 /// open at the end are resolved.
+///
+/// Every window whose last frame lies in the range is scored, as a detector running all along
+/// would have scored it: the history before `from_ns` that those windows and the card's
+/// detrending and smoothing need ([`PostProcess::warmup_frames`]) is read too, and only its
+/// windows ending after `from_ns` are kept.
 pub async fn replay(
     store: &dyn ReadingStore,
     scorer: Arc<Scorer>,
@@ -286,13 +346,21 @@ pub async fn replay(
     stride: usize,
     settings: AlertSettings,
 ) -> anyhow::Result<Replay> {
+    let align = scorer.align();
+    let warmup = scorer.card().window.saturating_sub(1) + scorer.post().warmup_frames();
+    let read_from = from_ns
+        .saturating_sub(i64::try_from(warmup).unwrap_or(i64::MAX).saturating_mul(align.cadence_ns));
     let (series, readings) =
-        read_series(store, devices, scorer.columns(), scorer.align(), from_ns, to_ns, |_, _, _| {})
+        read_series(store, devices, scorer.columns(), align, read_from, to_ns, |_, _, _| {})
             .await?;
     let scoring = scorer.clone();
-    let scores = tokio::task::spawn_blocking(move || scoring.score_series(&series, stride))
+    let mut scores = tokio::task::spawn_blocking(move || scoring.score_series(&series, stride))
         .await
         .context("the scoring thread failed")??;
+    for windows in scores.values_mut() {
+        windows.retain(|w| w.end_ns > from_ns);
+    }
+    scores.retain(|_, windows| !windows.is_empty());
     let threshold = scorer.threshold();
     let now = sentio_core::time::now_ns();
     let mut alerts = Vec::new();

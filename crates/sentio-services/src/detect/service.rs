@@ -36,9 +36,11 @@ use sentio_tracking::Tracking;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::flat::FlatCheck;
 use super::frames::{DeviceFrames, FrameSettings, Pushed, ReadyWindow};
 use super::latency::Histogram;
 use super::{AlertSettings, AlertTracker, AlertV1, ModelRef, ScoredWindow, Scorer, score_point};
+use crate::features::post::Smoother;
 use crate::rejoin::{self, RejoinWatch};
 
 /// Records per poll.
@@ -154,9 +156,10 @@ pub enum DetectEvent {
 pub type Observer = tokio::sync::mpsc::UnboundedSender<DetectEvent>;
 
 struct DeviceState {
-    /// The device's profile, and its frames when that profile has a model.
+    /// The device's profile, and its frames and score smoothing when that profile has a model.
     profile: Option<Arc<str>>,
     frames: Option<DeviceFrames>,
+    smoother: Option<Smoother>,
     tracker: AlertTracker,
 }
 
@@ -311,10 +314,17 @@ impl Detector {
         let (Some(from), Some(to)) = (first.values().min(), first.values().max()) else {
             return;
         };
+        // The window, and the trailing mean of the detrended columns.
         let span = engine
             .models
             .values()
-            .map(|m| m.scorer.card().cadence_ns.saturating_mul(m.scorer.card().window as i64 + 1))
+            .map(|m| {
+                let card = m.scorer.card();
+                let frames = card.window
+                    + 1
+                    + if card.post.detrends() { card.post.detrend_frames } else { 0 };
+                card.cadence_ns.saturating_mul(i64::try_from(frames).unwrap_or(i64::MAX))
+            })
             .max()
             .unwrap_or(0);
         let query = RangeQuery {
@@ -442,6 +452,8 @@ struct ProfileModel {
     frames: FrameSettings,
     /// Per column, the weight of its error in the score.
     weights: Vec<f64>,
+    /// The stuck-sensor check, without the columns of weight 0.
+    flat: FlatCheck,
 }
 
 /// The detector's state without I/O: devices' frames and alert trackers, and each profile's
@@ -484,18 +496,26 @@ impl Engine {
             );
         }
         let frames = next.frame_settings(self.grace_ns, self.stride);
-        let weights = next
+        let weights: Vec<f64> = next
             .columns()
             .channels()
             .iter()
             .map(|c| self.weights.get(c).copied().unwrap_or(1.0))
             .collect();
+        let flat = next.flat_check(&weights);
         let previous = self.models.get(&profile);
         if previous.is_some_and(|p| p.scorer.model() == next.model()) {
             return;
         }
-        let restart =
-            previous.is_none_or(|p| p.frames != frames || p.scorer.columns() != next.columns());
+        let detrends = |s: &Scorer| {
+            let post = s.post();
+            post.detrends().then(|| (post.detrend.clone(), post.detrend_frames))
+        };
+        let restart = previous.is_none_or(|p| {
+            p.frames != frames
+                || p.scorer.columns() != next.columns()
+                || detrends(&p.scorer) != detrends(&next)
+        });
         if let Some(p) = previous {
             if restart {
                 tracing::warn!(
@@ -513,13 +533,16 @@ impl Engine {
             );
             self.stats.model_swaps.fetch_add(1, Ordering::Relaxed);
         }
-        if restart {
-            for d in self.devices.values_mut().filter(|d| d.profile.as_ref() == Some(&profile)) {
-                d.frames = Some(DeviceFrames::new(frames, next.columns().clone()));
+        for d in self.devices.values_mut().filter(|d| d.profile.as_ref() == Some(&profile)) {
+            if restart {
+                let detrender = next.post().detrender();
+                d.frames = Some(DeviceFrames::new(frames, next.columns().clone(), detrender));
             }
+            // Another model's scores are on another scale: its smoothing starts afresh.
+            d.smoother = Some(next.smoother());
         }
         self.stats.set_model(&profile, next.model());
-        self.models.insert(profile, ProfileModel { scorer: next, frames, weights });
+        self.models.insert(profile, ProfileModel { scorer: next, frames, weights, flat });
     }
 
     /// Builds frames from readings that were already scored, dropping the windows they complete.
@@ -547,11 +570,13 @@ impl Engine {
         self.devices.entry(id.clone()).or_insert_with(|| {
             let profile: Option<Arc<str>> =
                 profiles.for_device(id.as_str()).map(|p| Arc::from(p.name.as_str()));
-            let frames = profile
-                .as_ref()
-                .and_then(|p| models.get(p))
-                .map(|m| DeviceFrames::new(m.frames, m.scorer.columns().clone()));
-            DeviceState { profile, frames, tracker: AlertTracker::new(id.clone(), alerts) }
+            let model = profile.as_ref().and_then(|p| models.get(p));
+            let frames = model.map(|m| {
+                DeviceFrames::new(m.frames, m.scorer.columns().clone(), m.scorer.post().detrender())
+            });
+            let smoother = model.map(|m| m.scorer.smoother());
+            let tracker = AlertTracker::new(id.clone(), alerts);
+            DeviceState { profile, frames, smoother, tracker }
         })
     }
 
@@ -614,6 +639,7 @@ impl Engine {
         };
         let scorer = m.scorer.clone();
         let weights = m.weights.clone();
+        let flat = m.flat.clone();
         let scoring = scorer.clone();
         let (batch, scored) = tokio::task::spawn_blocking(move || {
             let windows: Vec<ReadyWindow> = batch.iter().map(|(_, w)| w.clone()).collect();
@@ -629,7 +655,11 @@ impl Engine {
         let mut out = Vec::new();
         let mut points = Vec::with_capacity(batch.len());
         let mut not_finite = 0usize;
-        for ((device, w), (score, sensor_error)) in batch.iter().zip(scored) {
+        for ((device, w), scored) in batch.iter().zip(scored) {
+            let Some(d) = self.devices.get_mut(device) else { continue };
+            let Some(smoother) = d.smoother.as_mut() else { continue };
+            let (score, sensor_error) =
+                scorer.post_window(&flat, smoother, w.end_ns, &w.values, scored);
             let window =
                 ScoredWindow { start_ns: w.start_ns, end_ns: w.end_ns, score, sensor_error };
             let threshold = base * self.factors.get(device).copied().unwrap_or(1.0);
@@ -638,16 +668,14 @@ impl Engine {
                 None => not_finite += 1,
             }
             self.stats.latency.record(latency(w.newest_ns, now));
-            if let Some(d) = self.devices.get_mut(device) {
-                let was_open = d.tracker.is_open();
-                let messages = d.tracker.observe(&window, threshold, &model, now);
-                match (was_open, d.tracker.is_open()) {
-                    (false, true) => self.stats.alerts_open.fetch_add(1, Ordering::Relaxed),
-                    (true, false) => self.stats.alerts_open.fetch_sub(1, Ordering::Relaxed),
-                    _ => 0,
-                };
-                out.extend(messages.into_iter().map(|a| (a, w.newest_ns)));
-            }
+            let was_open = d.tracker.is_open();
+            let messages = d.tracker.observe(&window, threshold, &model, now);
+            match (was_open, d.tracker.is_open()) {
+                (false, true) => self.stats.alerts_open.fetch_add(1, Ordering::Relaxed),
+                (true, false) => self.stats.alerts_open.fetch_sub(1, Ordering::Relaxed),
+                _ => 0,
+            };
+            out.extend(messages.into_iter().map(|a| (a, w.newest_ns)));
             if let Some(tx) = observer {
                 let _ = tx.send(DetectEvent::Scored {
                     device: device.clone(),

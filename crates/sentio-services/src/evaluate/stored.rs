@@ -71,6 +71,9 @@ pub struct StoreEvaluation {
     pub windows: usize,
     /// Point-wise and event metrics over frames, pooled over devices.
     pub points: Scores,
+    /// The counts behind `points`, to pool several evaluations.
+    #[serde(skip)]
+    pub tally: Tally,
     pub alerts: AlertReport,
     /// Per anomaly kind, in [`AnomalyKind::ALL`] order (kinds with no fault left out).
     pub kinds: Vec<KindReport>,
@@ -208,6 +211,7 @@ pub async fn evaluate_store(
         devices: truth.len(),
         windows: found.scores.values().map(Vec::len).sum(),
         points: points.scores(),
+        tally: points,
         alerts,
         kinds,
     })

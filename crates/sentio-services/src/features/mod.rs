@@ -17,13 +17,18 @@
 //! 3. [`window`]: windows of `window` frames every `stride` frames; a window with a hole, or with
 //!    more than `max_filled_fraction` of its cells filled, is dropped; a window holding a labelled
 //!    frame (the simulator's ground truth) never trains, validates or calibrates.
-//! 4. [`Split`]: time-ordered: the oldest part of the range trains, then validation, then
+//! 4. [`post`]: where the model card says so, chosen columns enter the model detrended (minus a
+//!    trailing mean, causal), and the scores are smoothed by a trailing mean, the same in training,
+//!    replay and the live detector.
+//! 5. [`Split`]: time-ordered: the oldest part of the range trains, then validation, then
 //!    calibration; a window that straddles a boundary is dropped, so no frame serves two splits.
 
 pub mod align;
+pub mod post;
 pub mod scaler;
 pub mod window;
 
 pub use align::{AlignSettings, Columns, Filler, Series, SeriesBuilder, align};
+pub use post::PostProcess;
 pub use scaler::Scaler;
 pub use window::{Split, SplitPoints, WindowRef, WindowSettings, cut_windows};

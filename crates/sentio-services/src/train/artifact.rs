@@ -5,7 +5,8 @@
 //!   MLmodel              flavors `onnx` and `python_function` (loader mlflow.onnx), signature
 //!   model.onnx           the autoencoder with standard LSTM operators: [batch, T, C] -> same
 //!   weights.safetensors  PyTorch `state_dict` names and layouts (strict load_state_dict works)
-//!   sentio-model.json    the card: profile, spec, scaler, channel order, cadence, thresholds, data range
+//!   sentio-model.json    the card: profile, spec, scaler, detrending and smoothing, channel order,
+//!                        cadence, thresholds, data range
 //!   requirements.txt, python_env.yaml, conda.yaml   what `mlflow.pyfunc` needs to load it
 //! ```
 //!
@@ -17,7 +18,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::features::Scaler;
+use crate::features::{PostProcess, Scaler};
 use crate::train::calibrate::Calibration;
 use crate::train::data::DataReport;
 
@@ -53,6 +54,9 @@ pub struct ModelCard {
     pub fill_limit: u32,
     pub max_filled_fraction: f64,
     pub scaler: Scaler,
+    /// Detrending and smoothing around the model (none for models trained before them).
+    #[serde(default)]
+    pub post: PostProcess,
     pub calibration: Calibration,
     pub data: DataReport,
     pub training: TrainingSummary,

@@ -49,6 +49,29 @@ pub struct Calibration {
     /// stuck-sensor check's yardstick, `detect::flat`); absent in models trained before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub longest_flat_run: Option<Vec<u32>>,
+    /// The factor `threshold` is of the calibrated level (`train.threshold_factor`; 1 for models
+    /// trained before it).
+    #[serde(default = "one")]
+    pub factor: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Calibration {
+    /// The threshold at `factor` times the calibrated level, with the share of the calibration
+    /// `scores` above it.
+    pub fn scaled(mut self, factor: f64, scores: &[f64]) -> Calibration {
+        if factor == self.factor {
+            return self;
+        }
+        self.threshold *= factor / self.factor;
+        self.factor = factor;
+        let above = scores.iter().filter(|&&s| s > self.threshold).count();
+        self.exceed_fraction = above as f64 / scores.len().max(1) as f64;
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -151,6 +174,7 @@ pub fn calibrate(
         sensor_threshold,
         pot: fit,
         longest_flat_run: None,
+        factor: 1.0,
     }
 }
 

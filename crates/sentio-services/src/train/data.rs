@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
-use sentio_config::TrainConfig;
+use sentio_config::{DetrendChannels, TrainConfig, TrainSplit};
 use sentio_core::DeviceId;
 use sentio_store::{RangeQuery, ReadingStore};
 use serde::{Deserialize, Serialize};
 
 use crate::features::window::{gather, thin};
 use crate::features::{
-    AlignSettings, Columns, Scaler, Series, SeriesBuilder, Split, SplitPoints, WindowRef,
-    WindowSettings,
+    AlignSettings, Columns, PostProcess, Scaler, Series, SeriesBuilder, Split, SplitPoints,
+    WindowRef, WindowSettings,
 };
 
 /// The store is read in slices of this length, all devices at once, so memory holds one slice of
@@ -63,13 +63,28 @@ impl Windows {
 /// Everything training needs, prepared.
 pub struct Prepared {
     pub columns: Columns,
+    /// The frames as measured (the stuck-sensor check's yardstick comes from them).
     pub series: Vec<Series>,
+    /// The frames as the model sees them ([`PostProcess::model_input`]), when they differ.
+    pub inputs: Option<Vec<Series>>,
+    pub post: PostProcess,
+    /// Each column's slowness on the training part (`features::post::slowness`), with
+    /// `train.detrend = "slow"`; empty otherwise.
+    pub slowness: Vec<f64>,
     pub points: SplitPoints,
     pub scaler: Scaler,
     pub train: Windows,
     pub validation: Windows,
+    /// With `train.split = "none"`: the training windows (all of them, before thinning).
     pub calibration: Windows,
     pub report: DataReport,
+}
+
+impl Prepared {
+    /// The series as the model sees them.
+    pub fn inputs(&self) -> &[Series] {
+        self.inputs.as_deref().unwrap_or(&self.series)
+    }
 }
 
 /// Reads the `columns` of `[from_ns, to_ns)` from the store (the devices of `config.devices`, or
@@ -185,9 +200,39 @@ pub fn prepare(
             sentio_core::time::format_rfc3339(to_ns)
         );
     };
-    let points =
-        SplitPoints::new(from_ns, to_ns, config.validation_fraction, config.calibration_fraction);
-    let scaler = Scaler::fit(series.iter().map(|s| (s, points.train_rows(s)))).context(
+    let points = match config.split {
+        TrainSplit::Time => SplitPoints::new(
+            from_ns,
+            to_ns,
+            config.validation_fraction,
+            config.calibration_fraction,
+        ),
+        TrainSplit::None => SplitPoints::new(from_ns, to_ns, 0.0, 0.0),
+    };
+    let width = columns.len();
+    let slowness = match config.detrend {
+        DetrendChannels::Slow => {
+            crate::features::post::slowness(series.iter().map(|s| (s, points.train_rows(s))), width)
+        }
+        DetrendChannels::None | DetrendChannels::All => Vec::new(),
+    };
+    let detrend: Vec<usize> = match config.detrend {
+        DetrendChannels::None => Vec::new(),
+        DetrendChannels::All => (0..width).collect(),
+        DetrendChannels::Slow => {
+            (0..width).filter(|&c| slowness[c] > config.detrend_slowness).collect()
+        }
+    };
+    let post = PostProcess {
+        detrend,
+        detrend_frames: config.detrend_window,
+        smooth: config.smooth,
+        stride: config.stride,
+    };
+    let inputs: Option<Vec<Series>> =
+        post.detrends().then(|| series.iter().filter_map(|s| post.model_input(s)).collect());
+    let model_series = inputs.as_deref().unwrap_or(&series);
+    let scaler = Scaler::fit(model_series.iter().map(|s| (s, points.train_rows(s)))).context(
         "the training part of the range holds fewer than two normal readings of some sensor; \
          widen the range (--from/--to or train.lookback)",
     )?;
@@ -243,16 +288,30 @@ pub fn prepare(
         Ok(())
     };
     need(kept.len(), "training")?;
-    need(validation.len(), "validation")?;
-    need(calibration.len(), "calibration")?;
+    let calibration = match config.split {
+        TrainSplit::Time => {
+            need(validation.len(), "validation")?;
+            need(calibration.len(), "calibration")?;
+            calibration
+        }
+        // Every window trained: the threshold comes from them all.
+        TrainSplit::None => train,
+    };
+    report.calibration_windows = calibration.len() as u64;
     let t = config.window;
-    let windows = |refs: Vec<WindowRef>| Windows { data: gather(&series, &refs, t, &scaler), refs };
+    let windows = |refs: Vec<WindowRef>| Windows {
+        data: gather(inputs.as_deref().unwrap_or(&series), &refs, t, &scaler),
+        refs,
+    };
     Ok(Prepared {
         columns,
         train: windows(kept),
         validation: windows(validation),
         calibration: windows(calibration),
         series,
+        inputs,
+        post,
+        slowness,
         points,
         scaler,
         report,

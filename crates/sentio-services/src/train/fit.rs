@@ -171,14 +171,18 @@ pub fn fit(
         }
         let seconds = epoch_start.elapsed().as_secs_f64();
         let train_loss = loss_sum / seen.max(1) as f64;
-        let validation_loss = mean_loss(&model, &prepared.validation)?;
+        // With no validation windows (`train.split = "none"`) every epoch counts as the best so
+        // far: the last one is kept, and its training loss stands in for the validation loss.
+        let validated = !prepared.validation.is_empty();
+        let validation_loss =
+            if validated { mean_loss(&model, &prepared.validation)? } else { train_loss };
         if !train_loss.is_finite() || !validation_loss.is_finite() {
             anyhow::bail!(
                 "training diverged in epoch {epoch} (loss {train_loss}, validation {validation_loss}): \
                  lower train.learning_rate"
             );
         }
-        let improved = best.as_ref().is_none_or(|(b, _, _)| validation_loss < *b);
+        let improved = !validated || best.as_ref().is_none_or(|(b, _, _)| validation_loss < *b);
         if improved {
             best = Some((validation_loss, epoch, model.params().clone()));
         }

@@ -264,9 +264,13 @@ fn params(
     config: &TrainConfig,
     profile: &Profile,
     report: &DataReport,
+    post: &crate::features::PostProcess,
     threads: usize,
 ) -> Vec<(String, String)> {
     let t = sentio_core::time::format_rfc3339;
+    let channels = profile.channel_names();
+    let detrended: Vec<&str> =
+        post.detrend.iter().filter_map(|&c| channels.get(c)).map(|c| c.as_str()).collect();
     [
         ("window", config.window.to_string()),
         ("stride", config.stride.to_string()),
@@ -288,6 +292,12 @@ fn params(
         ("max_filled_fraction", config.max_filled_fraction.to_string()),
         ("threshold_method", format!("{:?}", config.threshold).to_lowercase()),
         ("percentile", config.percentile.to_string()),
+        ("threshold_factor", config.threshold_factor.to_string()),
+        ("split", format!("{:?}", config.split).to_lowercase()),
+        ("detrend", format!("{:?}", config.detrend).to_lowercase()),
+        ("detrend_window", config.detrend_window.to_string()),
+        ("detrended", detrended.join(",")),
+        ("smooth", config.smooth.to_string()),
         ("data_from", t(report.from_ns)),
         ("data_to", t(report.to_ns)),
         ("validation_from", t(report.validation_from_ns)),
@@ -314,7 +324,9 @@ async fn train_in_run(
     progress: Box<dyn Progress>,
 ) -> anyhow::Result<TrainOutcome> {
     let threads = fit::threads(config);
-    tracking.log_params(run, &params(config, profile, &prepared.report, threads)).await?;
+    tracking
+        .log_params(run, &params(config, profile, &prepared.report, &prepared.post, threads))
+        .await?;
 
     // Training on a blocking thread; epochs reach the tracker as they finish.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -334,6 +346,7 @@ async fn train_in_run(
 
     progress.stage("calibrating the threshold");
     let (scores, sensors) = fit::score(&fitted.model, &prepared.calibration.data)?;
+    let scores = smoothed_calibration(&prepared, &scores, config.window);
     let width = prepared.columns.len();
     let mut calibration = calibrate::calibrate(
         &scores,
@@ -343,7 +356,8 @@ async fn train_in_run(
         config.percentile,
         config.pot_quantile,
         config.pot_risk,
-    );
+    )
+    .scaled(config.threshold_factor, &scores);
     calibration.longest_flat_run = Some(longest_normal_runs(&prepared, config.window));
     let last = fitted.history.last();
     let card = ModelCard {
@@ -359,6 +373,7 @@ async fn train_in_run(
         fill_limit: config.fill_limit,
         max_filled_fraction: config.max_filled_fraction,
         scaler: prepared.scaler.clone(),
+        post: prepared.post.clone(),
         calibration,
         data: prepared.report.clone(),
         training: TrainingSummary {
@@ -424,6 +439,24 @@ async fn train_in_run(
         card,
         history: fitted.history,
     })
+}
+
+/// The calibration windows' scores as the detector sees them: smoothed per device in time order
+/// (the card's `post.smooth`), as `detect` smooths a live device's scores.
+fn smoothed_calibration(prepared: &data::Prepared, scores: &[f64], window: usize) -> Vec<f64> {
+    let refs = &prepared.calibration.refs;
+    let mut out = Vec::with_capacity(scores.len());
+    let mut current: Option<(usize, crate::features::post::Smoother)> = None;
+    for (w, &score) in refs.iter().zip(scores) {
+        let s = &prepared.series[w.series];
+        if current.as_ref().is_none_or(|(series, _)| *series != w.series) {
+            current = Some((w.series, prepared.post.smoother(s.cadence_ns)));
+        }
+        if let Some((_, smoother)) = &mut current {
+            out.push(smoother.smooth(s.ts_ns(w.start + window), score));
+        }
+    }
+    out
 }
 
 /// Each sensor's longest run of identical consecutive values in the windows training used (all

@@ -71,7 +71,9 @@ pub async fn decide(
     let Some(champion_loss) = score_champion(dir.path(), &card, prepared)? else {
         return Ok(decision(
             true,
-            "the champion reads other sensors or has no usable windows here".into(),
+            "the champion reads other inputs (sensors, detrending) or has no usable windows \
+             here"
+                .into(),
             Some(champion.version),
             None,
         ));
@@ -113,8 +115,12 @@ fn score_champion(
     prepared: &Prepared,
 ) -> anyhow::Result<Option<f64>> {
     let ours = prepared.columns.channels();
+    let detrended = |p: &crate::features::PostProcess| {
+        p.detrends().then(|| (p.detrend.clone(), p.detrend_frames))
+    };
     if card.features != ours.len()
         || card.sensors.iter().map(String::as_str).ne(ours.iter().map(|c| c.as_str()))
+        || detrended(&card.post) != detrended(&prepared.post)
     {
         return Ok(None);
     }
@@ -132,7 +138,7 @@ fn score_champion(
         stride: card.stride.max(1),
         max_filled_fraction: card.max_filled_fraction,
     };
-    let windows: Vec<_> = cut_windows(&prepared.series, settings)
+    let windows: Vec<_> = cut_windows(prepared.inputs(), settings)
         .into_iter()
         .filter(|w| !w.labelled)
         .filter(|w| {
@@ -144,7 +150,7 @@ fn score_champion(
     if windows.is_empty() {
         return Ok(None);
     }
-    let data = gather(&prepared.series, &windows, card.window, &card.scaler);
+    let data = gather(prepared.inputs(), &windows, card.window, &card.scaler);
     let mut reconstruction = vec![0.0f32; data.len()];
     model.reconstruct(&data, &mut reconstruction)?;
     let ratio: Vec<f64> =

@@ -1,15 +1,19 @@
-//! `sentio evaluate`: detection quality on labelled data, from CSV files (SKAB) or from the
-//! simulator's ground truth in the store.
+//! `sentio evaluate`: detection quality on labelled data, from the store (a replay of a range
+//! against the ground truth stored with its readings), or from labelled CSV files: those are
+//! imported into a scratch embedded stack, trained on and replayed there, by the same steps as
+//! `sentio import`, `sentio train` and `sentio evaluate --from --to` by hand.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
-use sentio_config::Config;
+use sentio_config::{BusKind, Config, Promote, StoreKind, TrackingKind};
+use sentio_core::DeviceId;
 use sentio_core::time::format_rfc3339;
-use sentio_services::evaluate::{
-    CsvEvaluation, Features, FileSettings, PointScore, Scores, StoreEvaluation, evaluate_files,
-    evaluate_store, list_inputs,
-};
+use sentio_services::evaluate::{Scores, StoreEvaluation, Tally, evaluate_store, list_inputs};
+use sentio_services::train::TrainRequest;
+use sentio_store::RangeQuery;
+use serde::Serialize;
 
 use super::detect::{ReplaySetup, replay_setup};
 use super::time_arg::parse_instant;
@@ -19,11 +23,14 @@ use crate::wiring;
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["csv", "from"])))]
 pub struct Args {
-    /// Labelled CSV files, or directories whose *.csv files are all labelled (repeatable).
-    #[arg(help_heading = "CSV files", long, value_name = "FILE|DIR", num_args = 1.., conflicts_with_all = ["from", "to", "devices", "model"])]
+    /// Labelled CSV files, or directories whose *.csv files are all labelled (repeatable). Each
+    /// file is a device of --profile, named after the profile's device pattern with the file's
+    /// name for its `*` (`skab-*`: valve1/3.csv is skab-3).
+    #[arg(help_heading = "CSV files", long, value_name = "FILE|DIR", num_args = 1.., conflicts_with_all = ["from", "to", "devices", "model"], requires = "profile")]
     csv: Vec<PathBuf>,
-    /// An anomaly-free file to train one model on (same columns, no label needed); the labelled
-    /// files are then evaluated whole.
+    /// The fleet protocol: one model trained on this anomaly-free file (same columns, no label
+    /// needed), then every labelled file evaluated whole. Without it, SKAB's per-run protocol:
+    /// each file's model trains on its own first --train-rows rows.
     #[arg(help_heading = "CSV files", long, value_name = "FILE", requires = "csv")]
     train_file: Option<PathBuf>,
     /// Name of the 0/1 label column.
@@ -35,68 +42,15 @@ pub struct Args {
         requires = "csv"
     )]
     label_column: String,
-    /// Leading rows of each file that train the model (ignored with --train-file).
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().train_rows)]
+    /// Leading rows (distinct timestamps) of each file that train its model; the rest is
+    /// evaluated (ignored with --train-file).
+    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = 400)]
     train_rows: usize,
-    /// What the model sees of each column: `raw` (the values), `detrend` (each value minus the
-    /// mean of the --trend rows before it: drift removed, but a lasting level shift fades too) or
-    /// `detrend-slow` (only the columns that wander on the training part, by --slow, are
-    /// detrended; the others stay raw).
-    #[arg(help_heading = "CSV files", long, value_enum, default_value_t = FeaturesArg::from(FileSettings::default().features))]
-    features: FeaturesArg,
-    /// Rows of the trailing mean that `--features detrend|detrend-slow` subtracts.
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().trend)]
-    trend: usize,
-    /// `--features detrend-slow` detrends a column whose training part's variance is more than
-    /// this many times half the variance of its first differences (noise: about 1; wandering
-    /// temperatures: 4 to 270 on SKAB valve1).
-    #[arg(help_heading = "CSV files", long, value_name = "X", default_value_t = FileSettings::default().slow)]
-    slow: f64,
-    /// Rows per window.
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().window)]
-    window: usize,
-    /// LSTM width.
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().hidden)]
-    hidden: usize,
-    /// Width of the bottleneck between encoder and decoder (0: none).
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().bottleneck)]
-    bottleneck: usize,
-    /// Training passes over the training windows (at most, with --patience).
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().epochs)]
-    epochs: usize,
-    /// Early stopping: stop after this many epochs without a lower loss on the held-out windows
-    /// and keep the best epoch's model (0: off, train every epoch on every window).
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().patience)]
-    patience: usize,
-    /// Fraction (0..1) of the training windows, the last in time, held out for --patience.
-    #[arg(help_heading = "CSV files", long, value_name = "F", default_value_t = FileSettings::default().holdout)]
-    holdout: f64,
-    /// How a point's score comes from the windows: `window-end` (the window ending at the point,
-    /// causal) or `covering` (every window covering it; looks ahead).
-    #[arg(help_heading = "CSV files", long, value_enum, default_value_t = PointScoreArg::from(FileSettings::default().point_score))]
-    point_score: PointScoreArg,
-    /// Trailing moving average of the point scores, in points (1: none).
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().smooth)]
-    smooth: usize,
-    /// Quantile (0..1) of the training part's point scores the threshold starts from.
-    #[arg(help_heading = "CSV files", long, value_name = "Q", default_value_t = FileSettings::default().quantile)]
-    quantile: f64,
-    /// The threshold is this factor times the quantile.
-    #[arg(help_heading = "CSV files", long, value_name = "X", default_value_t = FileSettings::default().factor)]
-    factor: f64,
-    /// Join detections separated by at most this many normal points (0: none).
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().merge_gap)]
-    merge_gap: usize,
-    /// Drift tracking: scores are taken relative to an exponential average (this many points)
-    /// of the scores of points predicted normal, so slow drift does not alarm (0: off).
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().drift)]
-    drift: usize,
-    /// Seed of the model's initialization and of the batch order.
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = FileSettings::default().seed)]
-    seed: u64,
-    /// Files evaluated at once (0: every core).
-    #[arg(help_heading = "CSV files", long, value_name = "N", default_value_t = 0)]
-    threads: usize,
+    /// Keep the scratch stack in DIR (its store, registry and models; DIR must be empty or
+    /// absent) to look at afterwards, e.g. with `sentio serve` on a configuration pointing there.
+    /// Default: a temporary directory, removed at the end.
+    #[arg(help_heading = "CSV files", long, value_name = "DIR", requires = "csv")]
+    keep: Option<PathBuf>,
     /// Start of the stored range to replay: RFC 3339, a date, or `now`.
     #[arg(help_heading = "Stored range", long, value_parser = parse_instant, requires = "to")]
     from: Option<i64>,
@@ -107,8 +61,9 @@ pub struct Args {
     #[arg(help_heading = "Stored range", long = "device", value_name = "DEVICE")]
     devices: Vec<String>,
     /// The asset profile whose devices and model to evaluate (default: that of the --device
-    /// given, or the only profile with stored devices, else pump).
-    #[arg(help_heading = "Stored range", long, conflicts_with = "csv")]
+    /// given, or the only profile with stored devices, else pump). With --csv, the profile the
+    /// files' columns are the channels of (required).
+    #[arg(long)]
     profile: Option<String>,
     /// The model version or alias to replay with (overrides detect.alias).
     #[arg(help_heading = "Stored range", long, value_name = "VERSION|ALIAS")]
@@ -118,122 +73,285 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum FeaturesArg {
-    Raw,
-    Detrend,
-    DetrendSlow,
-}
-
-impl From<Features> for FeaturesArg {
-    fn from(f: Features) -> Self {
-        match f {
-            Features::Raw => FeaturesArg::Raw,
-            Features::Detrend => FeaturesArg::Detrend,
-            Features::DetrendSlow => FeaturesArg::DetrendSlow,
-        }
-    }
-}
-
-impl From<FeaturesArg> for Features {
-    fn from(f: FeaturesArg) -> Self {
-        match f {
-            FeaturesArg::Raw => Features::Raw,
-            FeaturesArg::Detrend => Features::Detrend,
-            FeaturesArg::DetrendSlow => Features::DetrendSlow,
-        }
-    }
-}
-
-impl std::fmt::Display for FeaturesArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FeaturesArg::Raw => "raw",
-            FeaturesArg::Detrend => "detrend",
-            FeaturesArg::DetrendSlow => "detrend-slow",
-        })
-    }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum PointScoreArg {
-    WindowEnd,
-    Covering,
-}
-
-impl From<PointScore> for PointScoreArg {
-    fn from(p: PointScore) -> Self {
-        match p {
-            PointScore::WindowEnd => PointScoreArg::WindowEnd,
-            PointScore::Covering => PointScoreArg::Covering,
-        }
-    }
-}
-
-impl From<PointScoreArg> for PointScore {
-    fn from(p: PointScoreArg) -> Self {
-        match p {
-            PointScoreArg::WindowEnd => PointScore::WindowEnd,
-            PointScoreArg::Covering => PointScore::Covering,
-        }
-    }
-}
-
-impl std::fmt::Display for PointScoreArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PointScoreArg::WindowEnd => "window-end",
-            PointScoreArg::Covering => "covering",
-        })
-    }
-}
-
 pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     match (args.from, args.to) {
-        (Some(from), Some(to)) => run_store(config, &args, from, to).await,
-        _ => run_csv(&args).await,
+        (Some(from), Some(to)) => {
+            let result = evaluate_range(config, &args, from, to).await?;
+            if args.json {
+                say!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print_store(&result);
+            }
+            Ok(())
+        }
+        _ => run_csv(config, &args).await,
     }
 }
 
-async fn run_csv(args: &Args) -> anyhow::Result<()> {
-    let settings = FileSettings {
-        features: args.features.into(),
-        trend: args.trend,
-        slow: args.slow,
-        train_rows: args.train_rows,
-        window: args.window,
-        hidden: args.hidden,
-        bottleneck: args.bottleneck,
-        epochs: args.epochs,
-        patience: args.patience,
-        holdout: args.holdout,
-        point_score: args.point_score.into(),
-        smooth: args.smooth,
-        quantile: args.quantile,
-        factor: args.factor,
-        merge_gap: args.merge_gap,
-        drift: args.drift,
-        seed: args.seed,
-        threads: args.threads,
-        ..FileSettings::default()
-    };
+/// One CSV file's outcome.
+#[derive(Debug, Serialize)]
+struct FileReport {
+    path: String,
+    device: String,
+    /// Rows (distinct timestamps) imported.
+    rows: usize,
+    /// Rows that trained (this file's, or the training file's).
+    train_rows: usize,
+    tested_rows: usize,
+    model_version: String,
+    threshold: f64,
+    scores: Scores,
+}
+
+/// The outcome over all files.
+#[derive(Debug, Serialize)]
+struct CsvEvaluation {
+    profile: String,
+    model_name: String,
+    train_file: Option<String>,
+    /// Confusion counts summed over the files, then the ratios (SKAB's aggregation).
+    pooled: Scores,
+    files: Vec<FileReport>,
+    seconds: f64,
+}
+
+/// The scratch stack: the configuration with an embedded store, bus and registry in `dir`.
+fn scratch_config(config: &Config, dir: &Path) -> anyhow::Result<Config> {
+    let mut c = config.clone();
+    c.store.kind = StoreKind::Sqlite;
+    c.store.sqlite.path = dir.join("sentio.db");
+    c.bus.kind = BusKind::Memory;
+    c.tracking.kind = TrackingKind::Local;
+    c.tracking.local.root = dir.join("tracking");
+    c.objects.local.root = dir.join("objects");
+    c.objects.kind = sentio_config::ObjectsKind::Local;
+    c.archive.enabled = false;
+    c.train.promote = Promote::Always;
+    c.validate()?;
+    Ok(c)
+}
+
+/// The device a file becomes: the profile's first device pattern ending in `*`, with the file's
+/// name (without extension) for the `*`.
+fn device_prefix(config: &Config, profile: &str) -> anyhow::Result<String> {
+    let profiles = config.profiles()?;
+    let p = profiles.get(profile).with_context(|| {
+        format!("--profile {profile:?}: the configuration declares no such profile")
+    })?;
+    p.devices
+        .iter()
+        .find_map(|d| d.strip_suffix('*').filter(|s| !s.contains(['*', '?'])))
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "profile {profile}'s device patterns ({}) have none that ends in `*` to name a \
+                 device per file: add one, such as \"{profile}-*\"",
+                p.devices.join(", ")
+            )
+        })
+}
+
+async fn run_csv(config: Config, args: &Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let profile = args.profile.clone().context("--csv needs --profile")?;
     let files = list_inputs(&args.csv)?;
-    let train_file = args.train_file.clone();
-    let label = args.label_column.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        evaluate_files(&files, train_file.as_deref(), &label, &settings)
-    })
-    .await
-    .context("the evaluation thread failed")??;
+    let prefix = device_prefix(&config, &profile)?;
+    let temp;
+    let dir = match &args.keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            anyhow::ensure!(
+                std::fs::read_dir(dir)?.next().is_none(),
+                "--keep {}: the directory is not empty; give an empty or new one",
+                dir.display()
+            );
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::tempdir().context("creating the scratch directory")?;
+            temp.path().to_owned()
+        }
+    };
+    let scratch = scratch_config(&config, &dir)?;
+    let mut all = files.clone();
+    all.extend(args.train_file.iter().cloned());
+    let device_of = |path: &Path| {
+        sentio_services::import::names::device_from_file(&prefix, path)
+            .with_context(|| format!("naming the device of {}", path.display()))
+    };
+    say_err!(
+        "importing {} files as devices of profile {profile} into {}",
+        all.len(),
+        dir.display()
+    );
+    sentio_app::divert_reports(true);
+    let result = evaluate_files(&scratch, args, &profile, &files, &device_of).await;
+    sentio_app::divert_reports(false);
+    let (files_out, model_name) = result?;
+    let mut pooled = Tally::default();
+    for (_, tally) in &files_out {
+        pooled.add(tally);
+    }
+    let result = CsvEvaluation {
+        profile: profile.clone(),
+        model_name,
+        train_file: args.train_file.as_ref().map(|p| p.display().to_string()),
+        pooled: pooled.scores(),
+        files: files_out.into_iter().map(|(f, _)| f).collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
     if args.json {
         say!("{}", serde_json::to_string_pretty(&result)?);
     } else {
-        print_csv(&result);
+        print_csv(&result, args);
     }
     Ok(())
 }
 
-fn print_csv(r: &CsvEvaluation) {
+/// Imports, trains and evaluates every file on the scratch stack.
+async fn evaluate_files(
+    scratch: &Config,
+    args: &Args,
+    profile: &str,
+    files: &[PathBuf],
+    device_of: &dyn Fn(&Path) -> anyhow::Result<DeviceId>,
+) -> anyhow::Result<(Vec<(FileReport, Tally)>, String)> {
+    let mut all = files.to_vec();
+    all.extend(args.train_file.iter().cloned());
+    let prefix = device_prefix(scratch, profile)?;
+    let import =
+        super::import::Args::files(all, prefix, profile.to_owned(), args.label_column.clone());
+    super::import::run(scratch.clone(), import).await.context("importing the files")?;
+    let store = wiring::open_store(scratch).await?;
+    let profiles = scratch.profiles()?;
+    let channels = profiles.get(profile).context("no such profile")?.channel_names();
+    // Each device's distinct timestamps, in order.
+    let timestamps = async |device: &DeviceId| -> anyhow::Result<Vec<i64>> {
+        let rows = store
+            .query_range(&RangeQuery {
+                devices: vec![device.clone()],
+                sensors: channels.clone(),
+                from_ns: i64::MIN,
+                to_ns: i64::MAX,
+            })
+            .await
+            .context("reading the imported rows")?;
+        let mut ts: Vec<i64> = rows.iter().map(|r| r.ts_ns).collect();
+        ts.sort_unstable();
+        ts.dedup();
+        Ok(ts)
+    };
+    let tracking = wiring::open_tracking(scratch)?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let train = async |device: &DeviceId, from_ns: i64, to_ns: i64| -> anyhow::Result<u64> {
+        let mut cfg = scratch.clone();
+        cfg.train.devices = vec![device.to_string()];
+        let request = TrainRequest {
+            config: cfg.train.clone(),
+            profiles: profiles.clone(),
+            profile: profile.to_owned(),
+            experiment: cfg.tracking.experiment.clone(),
+            from_ns: Some(from_ns),
+            to_ns: Some(to_ns),
+        };
+        let outcome = super::train::train_and_report(
+            &cfg,
+            store.as_ref(),
+            tracking.clone(),
+            request,
+            stop.clone(),
+        )
+        .await
+        .with_context(|| format!("training on {device}"))?;
+        Ok(outcome.version)
+    };
+    let fleet = match &args.train_file {
+        Some(path) => {
+            let device = device_of(path)?;
+            let ts = timestamps(&device).await?;
+            let (Some(&first), Some(&last)) = (ts.first(), ts.last()) else {
+                anyhow::bail!("{}: no row could be imported", path.display());
+            };
+            say_err!("training on {} ({} rows)", path.display(), ts.len());
+            Some((train(&device, first, last + 1).await?, ts.len()))
+        }
+        None => None,
+    };
+    let mut out = Vec::with_capacity(files.len());
+    for (i, path) in files.iter().enumerate() {
+        let device = device_of(path)?;
+        let ts = timestamps(&device).await?;
+        let (Some(&first), Some(&last)) = (ts.first(), ts.last()) else {
+            anyhow::bail!("{}: no row could be imported", path.display());
+        };
+        let end = last + 1;
+        let (version, from, train_rows) = match fleet {
+            Some((version, rows)) => (version, first, rows),
+            None => {
+                let n = args.train_rows;
+                anyhow::ensure!(
+                    ts.len() > n,
+                    "{} has {} rows, not more than the {n} training rows (--train-rows)",
+                    path.display(),
+                    ts.len()
+                );
+                (train(&device, first, ts[n]).await?, ts[n], n)
+            }
+        };
+        let mut cfg = scratch.clone();
+        cfg.detect.alias = version.to_string();
+        let eval_args = Args { devices: vec![device.to_string()], ..args.clone_for_range() };
+        let result = evaluate_range(cfg, &eval_args, from, end)
+            .await
+            .with_context(|| format!("evaluating {}", path.display()))?;
+        let p = &result.points;
+        say_err!(
+            "{}/{} {}: F1 {:.3}, FAR {:.1} %, MAR {:.1} % (version {version})",
+            i + 1,
+            files.len(),
+            path.display(),
+            p.f1,
+            p.far_pct,
+            p.mar_pct
+        );
+        let tested = ts.iter().filter(|&&t| t >= from).count();
+        out.push((
+            FileReport {
+                path: path.display().to_string(),
+                device: device.to_string(),
+                rows: ts.len(),
+                train_rows,
+                tested_rows: tested,
+                model_version: result.model_version.clone(),
+                threshold: result.threshold,
+                scores: result.points.clone(),
+            },
+            result.tally,
+        ));
+    }
+    Ok((out, wiring::profile_model_name(scratch, profile)))
+}
+
+impl Args {
+    /// The flags of a stored-range evaluation (no CSV files), for one file of `--csv`.
+    fn clone_for_range(&self) -> Args {
+        Args {
+            csv: Vec::new(),
+            train_file: None,
+            label_column: self.label_column.clone(),
+            train_rows: self.train_rows,
+            keep: None,
+            from: None,
+            to: None,
+            devices: Vec::new(),
+            profile: self.profile.clone(),
+            model: None,
+            json: self.json,
+        }
+    }
+}
+
+fn print_csv(r: &CsvEvaluation, args: &Args) {
     say!(
         "{:<28} {:>6} {:>6} {:>10} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8}",
         "file",
@@ -253,13 +371,13 @@ fn print_csv(r: &CsvEvaluation) {
         say!(
             "{name:<28} {:>6} {:>6} {:>10.4} {}",
             f.rows,
-            f.test_rows,
+            f.tested_rows,
             f.threshold,
             row(&f.scores)
         );
     }
     let name = format!("pooled ({} files)", r.files.len());
-    let tested: usize = r.files.iter().map(|f| f.test_rows).sum();
+    let tested: usize = r.files.iter().map(|f| f.tested_rows).sum();
     say!("{name:<28} {:>6} {tested:>6} {:>10} {}", "", "", row(&r.pooled));
     let p = &r.pooled;
     say!(
@@ -272,36 +390,14 @@ fn print_csv(r: &CsvEvaluation) {
         opt(p.delay_median_s),
         opt(p.delay_max_s)
     );
-    let s = &r.settings;
     say!(
-        "settings: {}features {}, window {}, hidden {}, bottleneck {}, epochs {}{}, lr {}, seed {}, \
-         point score {}, smooth {}, threshold q{} x {}, merge gap {}, drift {}; {:.1} s",
+        "{} of profile {} {}, the configuration's [train] and [detect] settings; {:.1} s",
+        r.model_name,
+        r.profile,
         match &r.train_file {
-            Some(f) => format!("trained on {f}, "),
-            None => format!("trained on the first {} rows, ", s.train_rows),
+            Some(f) => format!("trained once on {f}"),
+            None => format!("trained per file on its first {} rows", args.train_rows),
         },
-        match s.features {
-            Features::Raw => "raw".to_owned(),
-            Features::Detrend => format!("detrend (trend {})", s.trend),
-            Features::DetrendSlow => format!("detrend-slow (trend {}, slow {})", s.trend, s.slow),
-        },
-        s.window,
-        s.hidden,
-        s.bottleneck,
-        s.epochs,
-        if s.patience > 0 {
-            format!(" (patience {}, holdout {})", s.patience, s.holdout)
-        } else {
-            String::new()
-        },
-        s.learning_rate,
-        s.seed,
-        PointScoreArg::from(s.point_score),
-        s.smooth,
-        s.quantile,
-        s.factor,
-        s.merge_gap,
-        s.drift,
         r.seconds
     );
 }
@@ -333,7 +429,13 @@ fn short(path: &str, width: usize) -> String {
     }
 }
 
-async fn run_store(mut config: Config, args: &Args, from: i64, to: i64) -> anyhow::Result<()> {
+/// Replays `[from, to)` of the configured store and scores it against its ground truth.
+async fn evaluate_range(
+    mut config: Config,
+    args: &Args,
+    from: i64,
+    to: i64,
+) -> anyhow::Result<StoreEvaluation> {
     if let Some(model) = &args.model {
         config.detect.alias = model.clone();
     }
@@ -343,14 +445,7 @@ async fn run_store(mut config: Config, args: &Args, from: i64, to: i64) -> anyho
         replay_setup(&config, &args.devices, args.profile.as_deref()).await?;
     let d = &config.detect;
     let settings = wiring::alert_settings(&config);
-    let result =
-        evaluate_store(store.as_ref(), scorer, &devices, from, to, d.stride, settings).await?;
-    if args.json {
-        say!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        print_store(&result);
-    }
-    Ok(())
+    evaluate_store(store.as_ref(), scorer, &devices, from, to, d.stride, settings).await
 }
 
 fn print_store(r: &StoreEvaluation) {

@@ -80,6 +80,30 @@ pub struct Args {
     show_issues: usize,
 }
 
+impl Args {
+    /// `--csv FILES --device-prefix PREFIX --profile PROFILE --label-column LABEL`, what `sentio
+    /// evaluate --csv` imports.
+    pub(crate) fn files(
+        csv: Vec<PathBuf>,
+        device_prefix: String,
+        profile: String,
+        label_column: String,
+    ) -> Args {
+        Args {
+            csv,
+            device: Vec::new(),
+            device_prefix: Some(device_prefix),
+            profile: Some(profile),
+            label_column: Some(label_column),
+            timestamp_column: None,
+            skip_columns: Vec::new(),
+            allow_overlap: false,
+            publish_only: false,
+            show_issues: 20,
+        }
+    }
+}
+
 pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     if args.publish_only && config.bus.kind == BusKind::Memory {
         bail!(
