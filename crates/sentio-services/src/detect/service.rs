@@ -20,6 +20,11 @@
 //! waiting and the last window of each device live in memory only: after a restart a device's
 //! first window is scored one window span after its first reading, and an alert open at the stop
 //! stays open in the table (its tracker is gone); a new excess opens a new one.
+//!
+//! Where the model card detrends channels or smooths scores, each device also keeps the recent
+//! frames of its detrended channels and its recent scores (`features::post`). A device seen for
+//! the first time reads back the stored frames the detrending needs, so its inputs are those of a
+//! replay at once; its score smoothing starts with its first window here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

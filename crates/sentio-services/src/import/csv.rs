@@ -14,12 +14,7 @@
 //! the Unix epoch in seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude.
 //! Blank lines, a byte-order mark and Windows line ends are accepted.
 //!
-//! Two readers share the header and cell rules:
-//! - [`read_table`], for `sentio evaluate --csv`, is strict: anything malformed, and a timestamp
-//!   that goes backwards, is an error naming the file, the line and the column.
-//! - [`super::sheet`], for `sentio import`, reports such rows and cells and carries on.
-
-use std::path::{Path, PathBuf};
+//! The reader is [`super::sheet`]: it reports malformed rows and cells, and carries on.
 
 use sentio_core::time::NANOS_PER_SEC;
 
@@ -27,58 +22,6 @@ use sentio_core::time::NANOS_PER_SEC;
 pub const TIMESTAMP_COLUMNS: [&str; 4] = ["datetime", "timestamp", "time", "ts"];
 /// SKAB's second label column: not a feature, not the label evaluated.
 pub const CHANGEPOINT_COLUMN: &str = "changepoint";
-
-/// Why a file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum CsvError {
-    #[error("cannot read {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: line 1 (header): {message}")]
-    Header { path: PathBuf, message: String },
-    #[error("{path}: line {line}: expected {expected} fields, found {found}")]
-    Fields { path: PathBuf, line: usize, expected: usize, found: usize },
-    #[error("{path}: line {line}, column {column:?}: {value:?} is not {expected}")]
-    Cell { path: PathBuf, line: usize, column: String, value: String, expected: &'static str },
-    #[error("{path}: line {line}: the timestamp goes back in time")]
-    Order { path: PathBuf, line: usize },
-    #[error("{path}: no data rows")]
-    Empty { path: PathBuf },
-}
-
-/// A table of readings: one row per timestamp.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Table {
-    pub path: PathBuf,
-    /// Feature column names, in file order.
-    pub features: Vec<String>,
-    pub ts_ns: Vec<i64>,
-    /// `rows × features`, row-major.
-    pub values: Vec<f64>,
-    /// The label column, when the file has one.
-    pub labels: Option<Vec<bool>>,
-}
-
-impl Table {
-    pub fn rows(&self) -> usize {
-        self.ts_ns.len()
-    }
-
-    pub fn row(&self, i: usize) -> &[f64] {
-        let f = self.features.len();
-        &self.values[i * f..(i + 1) * f]
-    }
-}
-
-/// Reads `path`; `label_column` names the 0/1 label column (absent is fine: no labels).
-pub fn read_table(path: &Path, label_column: &str) -> Result<Table, CsvError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| CsvError::Io { path: path.to_owned(), source })?;
-    parse_table(path, &text, label_column)
-}
 
 /// What a header column is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,74 +127,6 @@ impl Header {
 /// What a timestamp cell may hold, for messages.
 pub const TIMESTAMP_FORMS: &str =
     "a timestamp (2020-03-09 10:14:33, RFC 3339, or a number since the Unix epoch)";
-
-/// Parses the text of a file (`path` names it in errors).
-pub fn parse_table(path: &Path, text: &str, label_column: &str) -> Result<Table, CsvError> {
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
-    let Some((_, header)) = lines.by_ref().find(|(_, l)| !l.trim().is_empty()) else {
-        return Err(CsvError::Empty { path: path.to_owned() });
-    };
-    let spec = ColumnSpec { label: Some(label_column.to_owned()), ..ColumnSpec::default() };
-    let header = Header::parse(header, &spec)
-        .map_err(|e| CsvError::Header { path: path.to_owned(), message: e.to_string() })?;
-    let names = &header.names;
-
-    let mut table = Table {
-        path: path.to_owned(),
-        features: header.features().map(str::to_owned).collect(),
-        ts_ns: Vec::new(),
-        values: Vec::new(),
-        labels: header.label.map(|_| Vec::new()),
-    };
-    for (line, text) in lines {
-        if text.trim().is_empty() {
-            continue;
-        }
-        let fields = header.fields(text);
-        if fields.len() != names.len() {
-            return Err(CsvError::Fields {
-                path: path.to_owned(),
-                line,
-                expected: names.len(),
-                found: fields.len(),
-            });
-        }
-        let cell_err = |i: usize, expected: &'static str| CsvError::Cell {
-            path: path.to_owned(),
-            line,
-            column: names[i].clone(),
-            value: fields[i].to_owned(),
-            expected,
-        };
-        for (i, (field, role)) in fields.iter().zip(&header.roles).enumerate() {
-            match role {
-                Role::Timestamp => {
-                    let ts = parse_timestamp(field)
-                        .ok_or_else(|| cell_err(i, "a timestamp (2020-03-09 10:14:33)"))?;
-                    if table.ts_ns.last().is_some_and(|&last| ts < last) {
-                        return Err(CsvError::Order { path: path.to_owned(), line });
-                    }
-                    table.ts_ns.push(ts);
-                }
-                Role::Label => {
-                    let v = parse_label(field).ok_or_else(|| cell_err(i, "a label (0 or 1)"))?;
-                    if let Some(labels) = &mut table.labels {
-                        labels.push(v);
-                    }
-                }
-                Role::Ignored => {}
-                Role::Feature => match parse_value(field) {
-                    Some(v) => table.values.push(v),
-                    None => return Err(cell_err(i, "a finite number")),
-                },
-            }
-        }
-    }
-    if table.ts_ns.is_empty() {
-        return Err(CsvError::Empty { path: path.to_owned() });
-    }
-    Ok(table)
-}
 
 fn unquote(field: &str) -> &str {
     let f = field.trim();
@@ -368,38 +243,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const SKAB: &str = "datetime;Accelerometer1RMS;Current;anomaly;changepoint\r\n\
-        2020-03-09 10:14:33;0.0265878;1.3302;0.0;0.0\r\n\
-        2020-03-09 10:14:34;0.0261697;1.35399;1.0;1.0\r\n\
-        \r\n";
-
-    fn parse(text: &str) -> Result<Table, CsvError> {
-        parse_table(Path::new("f.csv"), text, "anomaly")
-    }
-
-    #[test]
-    fn reads_skab() {
-        let t = parse(SKAB).unwrap();
-        assert_eq!(t.features, ["Accelerometer1RMS", "Current"]);
-        assert_eq!(t.rows(), 2);
-        assert_eq!(t.ts_ns[1] - t.ts_ns[0], NANOS_PER_SEC);
-        assert_eq!(t.ts_ns[0], parse_timestamp("2020-03-09T10:14:33Z").unwrap());
-        assert_eq!(t.row(1), [0.0261697, 1.35399]);
-        assert_eq!(t.labels, Some(vec![false, true]));
-    }
-
-    #[test]
-    fn reads_generic_comma_separated_with_a_named_label() {
-        let text = "timestamp,temp,\"vib\",fault\n1700000000,1.5,2,0\n1700000001.5,1.25,3,1\n";
-        let t = parse_table(Path::new("g.csv"), text, "fault").unwrap();
-        assert_eq!(t.features, ["temp", "vib"]);
-        assert_eq!(t.ts_ns, [1_700_000_000 * NANOS_PER_SEC, 1_700_000_001_500_000_000]);
-        assert_eq!(t.labels, Some(vec![false, true]));
-        // Without that label column the file has no labels and `fault` is a feature.
-        let t = parse(text).unwrap();
-        assert_eq!((t.features.len(), t.labels), (3, None));
-    }
-
     #[test]
     fn timestamps_in_several_forms() {
         let base = parse_timestamp("2020-03-09 10:14:33").unwrap();
@@ -440,34 +283,6 @@ mod tests {
         assert_eq!(parse_label("1.0"), Some(true));
         assert_eq!(parse_label("0.5"), None);
         assert_eq!(parse_label("yes"), None);
-    }
-
-    fn error(text: &str) -> String {
-        parse(text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn malformed_input_names_the_file_line_and_column() {
-        let bad_number = SKAB.replace("1.35399", "1,35");
-        assert_eq!(
-            error(&bad_number),
-            "f.csv: line 3, column \"Current\": \"1,35\" is not a finite number"
-        );
-        let bad_label = SKAB.replace(";1.0;1.0", ";0.5;1.0");
-        assert_eq!(
-            error(&bad_label),
-            "f.csv: line 3, column \"anomaly\": \"0.5\" is not a label (0 or 1)"
-        );
-        let bad_time = SKAB.replace("2020-03-09 10:14:34", "2020-03-09 25:14:34");
-        assert!(error(&bad_time).starts_with("f.csv: line 3, column \"datetime\":"));
-        let short = SKAB.replace(";1.35399", "");
-        assert_eq!(error(&short), "f.csv: line 3: expected 5 fields, found 4");
-        let backwards = SKAB.replace("10:14:34", "10:14:32");
-        assert_eq!(error(&backwards), "f.csv: line 3: the timestamp goes back in time");
-        assert!(error("a;b\n1;2\n").contains("line 1 (header): no timestamp column"));
-        assert!(error("datetime;anomaly\n").contains("no feature columns"));
-        assert_eq!(error("datetime;x\n\n"), "f.csv: no data rows");
-        assert_eq!(error(""), "f.csv: no data rows");
     }
 
     #[test]

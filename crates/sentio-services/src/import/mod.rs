@@ -3,7 +3,7 @@
 //! user's page.
 //!
 //! - [`csv`]: the file formats (SKAB's `;`-separated one, generic `,`-separated ones), header
-//!   and cell rules, timestamps; and the strict reader `sentio evaluate --csv` uses.
+//!   and cell rules, timestamps.
 //! - [`names`]: column headers to channel names, file names to device ids.
 //! - [`sheet`]: one file read leniently: what cannot be read is reported per row and left out.
 //! - [`plan`]: one device's files to readings: profile and units, timestamp order, duplicates,
