@@ -136,7 +136,14 @@ fn scratch_config(config: &Config, dir: &Path) -> anyhow::Result<Config> {
 fn device_prefix(config: &Config, profile: &str) -> anyhow::Result<String> {
     let profiles = config.profiles()?;
     let p = profiles.get(profile).with_context(|| {
-        format!("--profile {profile:?}: the configuration declares no such profile")
+        let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        format!(
+            "--profile {profile:?}: the configuration declares no such profile (it has {}). \
+             Declare [profiles.{profile}] with the files' columns as its channels and a device \
+             pattern such as \"{profile}-*\" (examples/skab.toml is SKAB's; `sentio profile \
+             suggest` prints one from imported history), and pass the file with --config",
+            known.join(", ")
+        )
     })?;
     p.devices
         .iter()
