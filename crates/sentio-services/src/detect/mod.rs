@@ -279,11 +279,7 @@ impl Scorer {
             max_filled_fraction: self.card.max_filled_fraction,
         };
         let windows = cut_windows(series, settings);
-        let inputs: Option<Vec<Series>> = self
-            .card
-            .post
-            .detrends()
-            .then(|| series.iter().filter_map(|s| self.card.post.model_input(s)).collect());
+        let inputs = self.card.post.model_inputs(series);
         let data = gather(inputs.as_deref().unwrap_or(series), &windows, t, &self.card.scaler);
         let (scores, sensors) = fit::score(&self.engine, &data)?;
         let normal = &self.card.calibration.sensor_mean;
@@ -295,10 +291,10 @@ impl Scorer {
             let sensor_error: Vec<f64> =
                 raw.iter().zip(normal).map(|(r, n)| r / n.max(f64::MIN_POSITIVE)).collect();
             let s = &series[w.series];
-            if smoother.as_ref().is_none_or(|(i, _)| *i != w.series) {
-                smoother = Some((w.series, self.smoother()));
-            }
-            let Some((_, device_smoother)) = smoother.as_mut() else { continue };
+            let device_smoother = match &mut smoother {
+                Some((i, current)) if *i == w.series => current,
+                _ => &mut smoother.insert((w.series, self.smoother())).1,
+            };
             let frames = s.rows(w.start..w.start + t);
             let end_ns = s.ts_ns(w.start + t);
             let (score, sensor_error) = self.post_window(

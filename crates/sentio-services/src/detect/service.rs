@@ -325,9 +325,7 @@ impl Detector {
             .values()
             .map(|m| {
                 let card = m.scorer.card();
-                let frames = card.window
-                    + 1
-                    + if card.post.detrends() { card.post.detrend_frames } else { 0 };
+                let frames = card.window + 1 + card.post.detrend_history();
                 card.cadence_ns.saturating_mul(i64::try_from(frames).unwrap_or(i64::MAX))
             })
             .max()
@@ -512,14 +510,10 @@ impl Engine {
         if previous.is_some_and(|p| p.scorer.model() == next.model()) {
             return;
         }
-        let detrends = |s: &Scorer| {
-            let post = s.post();
-            post.detrends().then(|| (post.detrend.clone(), post.detrend_frames))
-        };
         let restart = previous.is_none_or(|p| {
             p.frames != frames
                 || p.scorer.columns() != next.columns()
-                || detrends(&p.scorer) != detrends(&next)
+                || !p.scorer.post().same_inputs(next.post())
         });
         if let Some(p) = previous {
             if restart {

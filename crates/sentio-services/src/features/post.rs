@@ -5,7 +5,7 @@
 //!   mean of the `detrend_frames` frames before it (slots `t - detrend_frames .. t`, holes left
 //!   out; 0 when there is none yet). Causal: a frame's input depends on earlier frames only, so a
 //!   live device and a replay of the same history give the same inputs. Which columns: decided at
-//!   training ([`slow_columns`]).
+//!   training ([`slowness`]).
 //! - **Smoothing** ([`Smoother`]): a window's score is the mean of the scores of the windows that
 //!   end within `smooth` strides of it (itself included): a trailing mean over time, so a gap in
 //!   the data shortens it rather than reaching back across the gap. The threshold is calibrated on
@@ -54,11 +54,25 @@ impl PostProcess {
         !self.detrend.is_empty() && self.detrend_frames > 0
     }
 
+    /// Frames before a frame that its model input depends on: the detrending's trailing mean
+    /// (0 without detrending).
+    pub fn detrend_history(&self) -> usize {
+        if self.detrends() { self.detrend_frames } else { 0 }
+    }
+
+    /// Whether `other` gives the model the same inputs (the same columns detrended over the same
+    /// frames, or none): frames built for one serve the other.
+    pub fn same_inputs(&self, other: &PostProcess) -> bool {
+        fn key(p: &PostProcess) -> Option<(&[usize], usize)> {
+            p.detrends().then_some((&p.detrend, p.detrend_frames))
+        }
+        key(self) == key(other)
+    }
+
     /// Frames of history the state needs before a window's first frame: the detrending's
     /// trailing mean, and the windows the smoothing averages.
     pub fn warmup_frames(&self) -> usize {
-        let detrend = if self.detrends() { self.detrend_frames } else { 0 };
-        detrend + (self.smooth.max(1) - 1) * self.stride.max(1)
+        self.detrend_history() + (self.smooth.max(1) - 1) * self.stride.max(1)
     }
 
     /// A fresh detrender for one device's frames.
@@ -87,6 +101,12 @@ impl PostProcess {
             detrender.apply(series.first_slot + row as i64, series.row(row), &mut values);
         }
         Some(Series { values, ..series.clone() })
+    }
+
+    /// Every series as the model sees it ([`PostProcess::model_input`]); `None` when nothing is
+    /// detrended.
+    pub fn model_inputs(&self, series: &[Series]) -> Option<Vec<Series>> {
+        self.detrends().then(|| series.iter().filter_map(|s| self.model_input(s)).collect())
     }
 }
 

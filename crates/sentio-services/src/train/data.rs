@@ -229,8 +229,7 @@ pub fn prepare(
         smooth: config.smooth,
         stride: config.stride,
     };
-    let inputs: Option<Vec<Series>> =
-        post.detrends().then(|| series.iter().filter_map(|s| post.model_input(s)).collect());
+    let inputs = post.model_inputs(&series);
     let model_series = inputs.as_deref().unwrap_or(&series);
     let scaler = Scaler::fit(model_series.iter().map(|s| (s, points.train_rows(s)))).context(
         "the training part of the range holds fewer than two normal readings of some sensor; \

@@ -449,12 +449,11 @@ fn smoothed_calibration(prepared: &data::Prepared, scores: &[f64], window: usize
     let mut current: Option<(usize, crate::features::post::Smoother)> = None;
     for (w, &score) in refs.iter().zip(scores) {
         let s = &prepared.series[w.series];
-        if current.as_ref().is_none_or(|(series, _)| *series != w.series) {
-            current = Some((w.series, prepared.post.smoother(s.cadence_ns)));
-        }
-        if let Some((_, smoother)) = &mut current {
-            out.push(smoother.smooth(s.ts_ns(w.start + window), score));
-        }
+        let smoother = match &mut current {
+            Some((series, smoother)) if *series == w.series => smoother,
+            _ => &mut current.insert((w.series, prepared.post.smoother(s.cadence_ns))).1,
+        };
+        out.push(smoother.smooth(s.ts_ns(w.start + window), score));
     }
     out
 }

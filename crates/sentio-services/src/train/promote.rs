@@ -115,12 +115,9 @@ fn score_champion(
     prepared: &Prepared,
 ) -> anyhow::Result<Option<f64>> {
     let ours = prepared.columns.channels();
-    let detrended = |p: &crate::features::PostProcess| {
-        p.detrends().then(|| (p.detrend.clone(), p.detrend_frames))
-    };
     if card.features != ours.len()
         || card.sensors.iter().map(String::as_str).ne(ours.iter().map(|c| c.as_str()))
-        || detrended(&card.post) != detrended(&prepared.post)
+        || !card.post.same_inputs(&prepared.post)
     {
         return Ok(None);
     }

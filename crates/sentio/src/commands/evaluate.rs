@@ -73,10 +73,14 @@ pub struct Args {
     json: bool,
 }
 
-pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     match (args.from, args.to) {
         (Some(from), Some(to)) => {
-            let result = evaluate_range(config, &args, from, to).await?;
+            if let Some(model) = &args.model {
+                config.detect.alias = model.clone();
+            }
+            let result =
+                evaluate_range(&config, &args.devices, args.profile.as_deref(), from, to).await?;
             if args.json {
                 say!("{}", serde_json::to_string_pretty(&result)?);
             } else {
@@ -180,19 +184,13 @@ async fn run_csv(config: Config, args: &Args) -> anyhow::Result<()> {
         }
     };
     let scratch = scratch_config(&config, &dir)?;
-    let mut all = files.clone();
-    all.extend(args.train_file.iter().cloned());
-    let device_of = |path: &Path| {
-        sentio_services::import::names::device_from_file(&prefix, path)
-            .with_context(|| format!("naming the device of {}", path.display()))
-    };
     say_err!(
         "importing {} files as devices of profile {profile} into {}",
-        all.len(),
+        files.len() + usize::from(args.train_file.is_some()),
         dir.display()
     );
     sentio_app::divert_reports(true);
-    let result = evaluate_files(&scratch, args, &profile, &files, &device_of).await;
+    let result = evaluate_files(&scratch, args, &profile, &prefix, &files).await;
     sentio_app::divert_reports(false);
     let (files_out, model_name) = result?;
     let mut pooled = Tally::default();
@@ -220,14 +218,21 @@ async fn evaluate_files(
     scratch: &Config,
     args: &Args,
     profile: &str,
+    prefix: &str,
     files: &[PathBuf],
-    device_of: &dyn Fn(&Path) -> anyhow::Result<DeviceId>,
 ) -> anyhow::Result<(Vec<(FileReport, Tally)>, String)> {
+    let device_of = |path: &Path| {
+        sentio_services::import::names::device_from_file(prefix, path)
+            .with_context(|| format!("naming the device of {}", path.display()))
+    };
     let mut all = files.to_vec();
     all.extend(args.train_file.iter().cloned());
-    let prefix = device_prefix(scratch, profile)?;
-    let import =
-        super::import::Args::files(all, prefix, profile.to_owned(), args.label_column.clone());
+    let import = super::import::Args::files(
+        all,
+        prefix.to_owned(),
+        profile.to_owned(),
+        args.label_column.clone(),
+    );
     super::import::run(scratch.clone(), import).await.context("importing the files")?;
     let store = wiring::open_store(scratch).await?;
     let profiles = scratch.profiles()?;
@@ -307,8 +312,7 @@ async fn evaluate_files(
         };
         let mut cfg = scratch.clone();
         cfg.detect.alias = version.to_string();
-        let eval_args = Args { devices: vec![device.to_string()], ..args.clone_for_range() };
-        let result = evaluate_range(cfg, &eval_args, from, end)
+        let result = evaluate_range(&cfg, &[device.to_string()], Some(profile), from, end)
             .await
             .with_context(|| format!("evaluating {}", path.display()))?;
         let p = &result.points;
@@ -337,25 +341,6 @@ async fn evaluate_files(
         ));
     }
     Ok((out, wiring::profile_model_name(scratch, profile)))
-}
-
-impl Args {
-    /// The flags of a stored-range evaluation (no CSV files), for one file of `--csv`.
-    fn clone_for_range(&self) -> Args {
-        Args {
-            csv: Vec::new(),
-            train_file: None,
-            label_column: self.label_column.clone(),
-            train_rows: self.train_rows,
-            keep: None,
-            from: None,
-            to: None,
-            devices: Vec::new(),
-            profile: self.profile.clone(),
-            model: None,
-            json: self.json,
-        }
-    }
 }
 
 fn print_csv(r: &CsvEvaluation, args: &Args) {
@@ -437,21 +422,20 @@ fn short(path: &str, width: usize) -> String {
 }
 
 /// Replays `[from, to)` of the configured store and scores it against its ground truth.
+/// `devices` (all of the profile's when empty) with the model `detect.alias` names.
 async fn evaluate_range(
-    mut config: Config,
-    args: &Args,
+    config: &Config,
+    devices: &[String],
+    profile: Option<&str>,
     from: i64,
     to: i64,
 ) -> anyhow::Result<StoreEvaluation> {
-    if let Some(model) = &args.model {
-        config.detect.alias = model.clone();
-    }
     config.validate()?;
     anyhow::ensure!(from < to, "--from must be before --to");
     let ReplaySetup { devices, store, scorer, _cache } =
-        replay_setup(&config, &args.devices, args.profile.as_deref()).await?;
+        replay_setup(config, devices, profile).await?;
     let d = &config.detect;
-    let settings = wiring::alert_settings(&config);
+    let settings = wiring::alert_settings(config);
     evaluate_store(store.as_ref(), scorer, &devices, from, to, d.stride, settings).await
 }
 
