@@ -900,6 +900,9 @@ pub struct TrainConfig {
     /// A channel is slow when its variance on the training part is above this many times half
     /// the variance of its frame-to-frame differences (noise around a level scores about 1).
     pub detrend_slowness: f64,
+    /// A detrended channel's error counts this much in the window score (the others 1): what a
+    /// slow channel still carries after detrending is mostly its drift from run to run.
+    pub detrend_weight: f64,
     /// The score is the mean of this many consecutive windows' errors (1: each window's own).
     pub smooth: usize,
     pub model_name: String,
@@ -977,6 +980,13 @@ impl TrainConfig {
                 "train.detrend_slowness",
                 self.detrend_slowness,
                 "a positive number such as 3",
+            ));
+        }
+        if !(self.detrend_weight > 0.0 && self.detrend_weight <= 1.0) {
+            return Err(invalid(
+                "train.detrend_weight",
+                self.detrend_weight,
+                "a number in (0, 1], such as 0.5 (1: a detrended channel counts as the others)",
             ));
         }
         check_range("train.smooth", self.smooth, 1, 10_000)?;

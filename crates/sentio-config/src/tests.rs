@@ -110,6 +110,8 @@ fn errors_name_the_key_the_value_and_the_expected_form() {
         ("SENTIO__INGEST__REJOIN_AFTER", "1h", &["ingest.rejoin_after", "1h", "\"10m\""]),
         ("SENTIO__SIMULATOR__ANOMALIES__MIX__PRESSURE_FLAT", "-1", &["mix", "pressure_flat = -1"]),
         ("SENTIO__SIMULATOR__COLOUR", "blue", &["colour", "simulator"]),
+        ("SENTIO__TRAIN__DETREND_WEIGHT", "0", &["train.detrend_weight", "0", "(0, 1]"]),
+        ("SENTIO__TRAIN__DETREND_WEIGHT", "1.5", &["train.detrend_weight", "1.5", "(0, 1]"]),
         // Named as itself, not as the web.history it bounds.
         ("SENTIO__WEB__MAX_RANGE", "0s", &["web.max_range", "0s", "1m"]),
     ];

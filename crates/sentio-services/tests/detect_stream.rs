@@ -526,21 +526,44 @@ async fn a_model_that_detrends_and_smooths_scores_the_same_live_as_in_a_replay()
 
     // Smoothing is on: the same model with its card's smoothing taken out scores the windows
     // differently.
-    let copy = dir.path().join("unsmoothed");
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(models.join(format!("{name}-1"))).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
-    }
-    let card_path = copy.join("sentio-model.json");
-    let mut card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
-    assert_eq!(card["post"]["smooth"], 5);
-    card["post"]["smooth"] = 1.into();
-    std::fs::write(&card_path, serde_json::to_vec(&card).unwrap()).unwrap();
-    let plain = Scorer::load(&copy, name, "unsmoothed", 2).unwrap();
-    let (unsmoothed, _) = replayed(dir.path(), Arc::new(plain), &readings).await;
+    let edited = |what: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let copy = dir.path().join(what);
+        std::fs::create_dir_all(&copy).unwrap();
+        for entry in std::fs::read_dir(models.join(format!("{name}-1"))).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+        let card_path = copy.join("sentio-model.json");
+        let mut card: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+        edit(&mut card);
+        std::fs::write(&card_path, serde_json::to_vec(&card).unwrap()).unwrap();
+        Arc::new(Scorer::load(&copy, name, what, 2).unwrap())
+    };
+    let plain = edited("unsmoothed", &|card| {
+        assert_eq!(card["post"]["smooth"], 5);
+        card["post"]["smooth"] = 1.into();
+    });
+    let (unsmoothed, _) = replayed(dir.path(), plain, &readings).await;
     let device = batch.keys().next().unwrap();
     let differ = batch[device].iter().zip(&unsmoothed[device]).filter(|(a, b)| a.1 != b.1).count();
+    assert!(differ > batch[device].len() / 2, "{differ} of {} windows differ", batch[device].len());
+
+    // Column weights (`train.detrend_weight`) are applied alike live and in the replay, and
+    // change the scores.
+    let weighted = edited("weighted", &|card| {
+        assert!(card["post"].get("weights").is_none(), "weight 1 writes no weights");
+        card["post"]["weights"] = serde_json::json!([1.0, 0.25, 1.0, 0.5]);
+    });
+    let bus = self::bus().await;
+    let live = Arc::new(SqliteStore::open(&dir.path().join("weighted.db")).unwrap());
+    live.migrate().await.unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let detector = Detector::new(bus.clone(), live, settings(None)).with_observer(tx);
+    stream(detector, weighted.clone(), &bus, &readings).await;
+    let (streamed, _) = drain(&mut events);
+    let (weighed, _) = replayed(dir.path(), weighted, &readings).await;
+    assert_same_windows(&streamed, &weighed, |_, i, device| weighed[device][i].1);
+    let differ = batch[device].iter().zip(&weighed[device]).filter(|(a, b)| a.1 != b.1).count();
     assert!(differ > batch[device].len() / 2, "{differ} of {} windows differ", batch[device].len());
 }

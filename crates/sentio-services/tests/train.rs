@@ -240,6 +240,47 @@ async fn the_split_is_over_the_data_that_is_there() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detrended_channels_count_their_weight_in_the_calibrated_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.migrate().await.unwrap();
+    let mut config = short_history(&store, 40).await;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    config.train.detrend = sentio_config::DetrendChannels::All;
+    config.train.detrend_window = 60;
+    config.train.smooth = 3;
+    let full = train_once(&store, &tracking, request(&config)).await.unwrap();
+    config.train.detrend_weight = 0.5;
+    let half = train_once(&store, &tracking, request(&config)).await.unwrap();
+    // Weight 1 is no weight (cards as before); 0.5 on every detrended channel.
+    assert!(full.card.post.weights.is_empty());
+    assert_eq!(half.card.post.weights, [0.5; 4]);
+    let run = tracking.get_run(&half.run_id).await.unwrap();
+    assert_eq!(run.params["detrend_weight"], "0.5");
+    // The weights change the score, not the model: the same fit, and a threshold at half the
+    // level (every channel counts half; the model's f32 mean against the f64 weighted one).
+    let name = &config.train.model_name;
+    assert_eq!(
+        weights(tracking.as_ref(), name, full.version).await,
+        weights(tracking.as_ref(), name, half.version).await
+    );
+    let (a, b) = (&full.card.calibration, &half.card.calibration);
+    assert!(
+        (b.threshold / a.threshold - 0.5).abs() < 1e-4,
+        "{} against {}",
+        b.threshold,
+        a.threshold
+    );
+    assert!((b.score_mean / a.score_mean - 0.5).abs() < 1e-4);
+    assert_eq!(a.sensor_mean, b.sensor_mean, "each column's own error is unweighted");
+
+    // Nothing detrended, nothing weighed.
+    config.train.detrend = sentio_config::DetrendChannels::None;
+    let plain = train_once(&store, &tracking, request(&config)).await.unwrap();
+    assert!(plain.card.post.weights.is_empty());
+}
+
 /// This machine's host name, as the kernel has it.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()

@@ -183,8 +183,8 @@ impl Scorer {
 
     /// Scores live windows (`card.window` frames each, with the model's inputs when they differ
     /// from the values), as [`Scorer::score_series`] does before its per-device steps, which
-    /// [`Scorer::post_window`] then applies; `weights` scale each column's error in the score
-    /// (all 1: the calibrated score). Returns each window's score and per-column error relative
+    /// [`Scorer::post_window`] then applies; `weights` scale each column's error in the score,
+    /// on top of the card's (all 1: the calibrated score). Returns each window's score and per-column error relative
     /// to its normal level.
     pub fn score_windows(
         &self,
@@ -213,14 +213,21 @@ impl Scorer {
         let (scores, sensors) = fit::score(&self.engine, &data)?;
         let normal = &self.card.calibration.sensor_mean;
         let weighted = weights.iter().any(|&w| w != 1.0);
+        let post = &self.card.post;
         Ok(scores
             .into_iter()
             .zip(sensors)
             .map(|(score, raw)| {
                 let score = if weighted {
-                    raw.iter().zip(weights).map(|(e, w)| e * w).sum::<f64>() / width as f64
+                    let card = |i: usize| post.weights.get(i).copied().unwrap_or(1.0);
+                    raw.iter()
+                        .zip(weights)
+                        .enumerate()
+                        .map(|(i, (e, w))| e * w * card(i))
+                        .sum::<f64>()
+                        / width as f64
                 } else {
-                    score
+                    post.weigh(score, &raw)
                 };
                 let relative = (0..width)
                     .map(|i| weights[i] * raw[i] / normal[i].max(f64::MIN_POSITIVE))
@@ -286,6 +293,7 @@ impl Scorer {
         let mut out: BTreeMap<DeviceId, Vec<ScoredWindow>> = BTreeMap::new();
         let mut smoother: Option<(usize, Smoother)> = None;
         for ((w, score), raw) in windows.iter().zip(scores).zip(sensors) {
+            let score = self.card.post.weigh(score, &raw);
             // Relative to each sensor's normal error, so that a sensor the model always
             // reconstructs loosely (vibration) does not outvote the one that deviated.
             let sensor_error: Vec<f64> =

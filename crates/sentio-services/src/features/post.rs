@@ -6,6 +6,9 @@
 //!   out; 0 when there is none yet). Causal: a frame's input depends on earlier frames only, so a
 //!   live device and a replay of the same history give the same inputs. Which columns: decided at
 //!   training ([`slowness`]).
+//! - **Weighing** ([`PostProcess::weigh`]): a window's score is the mean of its columns' errors,
+//!   each times the column's weight (all 1 unless `train.detrend_weight` lowers the detrended
+//!   ones). The threshold is calibrated on the same weighted scores.
 //! - **Smoothing** ([`Smoother`]): a window's score is the mean of the scores of the windows that
 //!   end within `smooth` strides of it (itself included): a trailing mean over time, so a gap in
 //!   the data shortens it rather than reaching back across the gap. The threshold is calibrated on
@@ -36,6 +39,10 @@ pub struct PostProcess {
     /// Frames between the starts of two training windows: the smoothing's unit.
     #[serde(default = "one")]
     pub stride: usize,
+    /// Each column's weight in the window score (the card's `sensors` order); empty: every
+    /// column counts 1 and the score is the model's own mean squared error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<f64>,
 }
 
 fn one() -> usize {
@@ -44,7 +51,13 @@ fn one() -> usize {
 
 impl Default for PostProcess {
     fn default() -> Self {
-        PostProcess { detrend: Vec::new(), detrend_frames: 0, smooth: 1, stride: 1 }
+        PostProcess {
+            detrend: Vec::new(),
+            detrend_frames: 0,
+            smooth: 1,
+            stride: 1,
+            weights: Vec::new(),
+        }
     }
 }
 
@@ -73,6 +86,17 @@ impl PostProcess {
     /// trailing mean, and the windows the smoothing averages.
     pub fn warmup_frames(&self) -> usize {
         self.detrend_history() + (self.smooth.max(1) - 1) * self.stride.max(1)
+    }
+
+    /// A window's score from the model's `score` (its mean squared error) and its columns'
+    /// `errors`: the mean of the errors each times its weight, or `score` itself when every
+    /// column counts 1.
+    pub fn weigh(&self, score: f64, errors: &[f64]) -> f64 {
+        if self.weights.is_empty() {
+            return score;
+        }
+        let sum: f64 = errors.iter().zip(&self.weights).map(|(e, w)| e * w).sum();
+        sum / errors.len().max(1) as f64
     }
 
     /// A fresh detrender for one device's frames.
@@ -322,6 +346,20 @@ mod tests {
         let mut off = PostProcess::default().smoother(10);
         assert_eq!(off.smooth(10, 4.0), 4.0);
         assert_eq!(PostProcess { smooth: 30, stride: 1, ..post }.warmup_frames(), 29);
+    }
+
+    #[test]
+    fn weighing_scales_each_column_and_leaves_an_unweighted_card_alone() {
+        let errors = [1.0, 2.0, 4.0, 8.0];
+        // No weights: the model's own score, bit for bit (not the mean recomputed).
+        assert_eq!(PostProcess::default().weigh(3.75 + 1e-9, &errors), 3.75 + 1e-9);
+        let post = PostProcess { weights: vec![1.0, 0.5, 0.25, 0.0], ..Default::default() };
+        assert_eq!(post.weigh(3.75, &errors), (1.0 + 1.0 + 1.0 + 0.0) / 4.0);
+        // The card keeps no weights when it has none, and reads a card without them.
+        let json = serde_json::to_string(&PostProcess::default()).unwrap();
+        assert!(!json.contains("weights"), "{json}");
+        let read: PostProcess = serde_json::from_str(r#"{"smooth": 3}"#).unwrap();
+        assert!(read.weights.is_empty());
     }
 
     #[test]

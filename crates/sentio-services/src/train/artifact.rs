@@ -101,6 +101,14 @@ impl ModelCard {
             self.features,
             self.scaler.width()
         );
+        let weights = &self.post.weights;
+        anyhow::ensure!(
+            weights.is_empty()
+                || (weights.len() == channels.len()
+                    && weights.iter().all(|w| w.is_finite() && *w >= 0.0)),
+            "the model card's post.weights are {weights:?} for {} sensors: expected one              non-negative weight per sensor, or none",
+            channels.len()
+        );
         Ok(crate::features::Columns::new(channels))
     }
 

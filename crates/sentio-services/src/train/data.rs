@@ -223,11 +223,18 @@ pub fn prepare(
             (0..width).filter(|&c| slowness[c] > config.detrend_slowness).collect()
         }
     };
+    // Weights only when one differs from 1, so that such a card scores as before.
+    let weights = if detrend.is_empty() || config.detrend_weight == 1.0 {
+        Vec::new()
+    } else {
+        (0..width).map(|c| if detrend.contains(&c) { config.detrend_weight } else { 1.0 }).collect()
+    };
     let post = PostProcess {
         detrend,
         detrend_frames: config.detrend_window,
         smooth: config.smooth,
         stride: config.stride,
+        weights,
     };
     let inputs = post.model_inputs(&series);
     let model_series = inputs.as_deref().unwrap_or(&series);

@@ -297,6 +297,7 @@ fn params(
         ("detrend", format!("{:?}", config.detrend).to_lowercase()),
         ("detrend_window", config.detrend_window.to_string()),
         ("detrended", detrended.join(",")),
+        ("detrend_weight", config.detrend_weight.to_string()),
         ("smooth", config.smooth.to_string()),
         ("data_from", t(report.from_ns)),
         ("data_to", t(report.to_ns)),
@@ -346,6 +347,8 @@ async fn train_in_run(
 
     progress.stage("calibrating the threshold");
     let (scores, sensors) = fit::score(&fitted.model, &prepared.calibration.data)?;
+    let scores: Vec<f64> =
+        scores.iter().zip(&sensors).map(|(&s, e)| prepared.post.weigh(s, e)).collect();
     let scores = smoothed_calibration(&prepared, &scores, config.window);
     let width = prepared.columns.len();
     let mut calibration = calibrate::calibrate(
