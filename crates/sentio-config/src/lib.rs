@@ -9,6 +9,7 @@
 //! - [`fleet`]: the simulated devices, by profile (`demo.profiles`), and their names.
 //! - [`secret`]: [`Secret`], a string that never prints.
 
+pub mod bridge;
 pub mod fleet;
 pub mod secret;
 pub mod sections;
@@ -19,6 +20,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use bridge::{
+    BridgeConfig, MqttBridgeConfig, MqttVersion, PayloadFormat, Subscription, TopicMatch,
+    TopicTemplate,
+};
 pub use fleet::FleetDevice;
 pub use secret::Secret;
 pub use sections::*;
@@ -45,6 +50,7 @@ pub struct Config {
     pub tracking: TrackingConfig,
     pub detect: DetectConfig,
     pub web: WebConfig,
+    pub bridge: BridgeConfig,
     pub profiles: ProfilesConfig,
 }
 
@@ -117,6 +123,8 @@ impl Config {
         )?;
         let m = &mut self.tracking.mlflow;
         read_secret("tracking.mlflow.password_file", &m.password_file, &mut m.password)?;
+        let b = &mut self.bridge.mqtt;
+        read_secret("bridge.mqtt.password_file", &b.password_file, &mut b.password)?;
         let w = &mut self.web;
         read_secret("web.token_file", &w.token_file, &mut w.token)
     }
@@ -135,6 +143,7 @@ impl Config {
         self.tracking.validate()?;
         self.detect.validate()?;
         self.web.validate()?;
+        self.bridge.validate()?;
         self.profiles.validate()?;
         self.fleet().map(drop)
     }
@@ -238,7 +247,8 @@ fn read_secret(key: &'static str, path: &Path, secret: &mut Secret) -> Result<()
 /// provider trims values, so `SENTIO__WEB__TOKEN=" "` would arrive empty and turn authentication
 /// off without a word. Such a variable is refused, naming it. (Empty means none, as in the file.)
 fn blank_secret_variables() -> Result<(), ConfigError> {
-    const SECRETS: [(&str, &str); 5] = [
+    const SECRETS: [(&str, &str); 6] = [
+        ("BRIDGE__MQTT__PASSWORD", "bridge.mqtt.password"),
         ("WEB__TOKEN", "web.token"),
         ("STORE__POSTGRES__PASSWORD", "store.postgres.password"),
         ("OBJECTS__S3__SECRET_ACCESS_KEY", "objects.s3.secret_access_key"),

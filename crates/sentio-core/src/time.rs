@@ -65,9 +65,134 @@ pub fn parse_instant_checked(s: &str) -> Result<i64, ParseTimeError> {
     }
 }
 
+/// Below this magnitude an epoch number is seconds (up to the year 5138)...
+const EPOCH_SECONDS_BELOW: i128 = 100_000_000_000;
+/// ...below this milliseconds (from March 1973, 1e11 ms, up to the year 5138)...
+const EPOCH_MILLIS_BELOW: i128 = EPOCH_SECONDS_BELOW * 1000;
+/// ...below this microseconds, and nanoseconds from here on.
+const EPOCH_MICROS_BELOW: i128 = EPOCH_MILLIS_BELOW * 1000;
+
+/// `2020-03-09 10:14:33[.123]` (or with `T`, optional `Z`) as UTC, RFC 3339 with an offset, or a
+/// number since the Unix epoch (optionally with a fraction): seconds when its magnitude is below
+/// 1e11, milliseconds below 1e14, microseconds below 1e17, else nanoseconds. Every plant
+/// timestamp from 1973 to the year 5138 is thereby read in the right unit.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    if let Some(ts) = parse_naive(s.strip_suffix('Z').unwrap_or(s)) {
+        return Some(ts);
+    }
+    if let Some(ts) = parse_rfc3339(s) {
+        return Some(ts);
+    }
+    parse_epoch(s)
+}
+
+/// A number since the epoch, its unit told by magnitude (see [`parse_timestamp`]). Plain decimals
+/// are read exactly; exponent forms (`1.7e9`) through `f64`.
+fn parse_epoch(s: &str) -> Option<i64> {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let plain = !whole.is_empty()
+        && whole.len() <= 20
+        && fraction.len() <= 18
+        && whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit());
+    let ns: i128 = if plain {
+        let whole: i128 = whole.parse().ok()?;
+        let scale = scale_ns(whole);
+        let frac = if fraction.is_empty() {
+            0
+        } else {
+            let f: i128 = fraction.parse().ok()?;
+            f * scale / 10i128.pow(u32::try_from(fraction.len()).ok()?)
+        };
+        let ns = whole * scale + frac;
+        if negative { -ns } else { ns }
+    } else {
+        let v: f64 = s.parse().ok()?;
+        if !v.is_finite() || v.abs() >= 1e20 {
+            return None;
+        }
+        // Truncation is the point: the magnitude decides the unit.
+        let scale = scale_ns(v.abs() as i128);
+        (v * scale as f64).round() as i128
+    };
+    i64::try_from(ns).ok()
+}
+
+/// Nanoseconds per unit of an epoch number of magnitude `whole`.
+fn scale_ns(whole: i128) -> i128 {
+    let whole = whole.abs();
+    if whole < EPOCH_SECONDS_BELOW {
+        i128::from(NANOS_PER_SEC)
+    } else if whole < EPOCH_MILLIS_BELOW {
+        1_000_000
+    } else if whole < EPOCH_MICROS_BELOW {
+        1_000
+    } else {
+        1
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fraction]`, or with `T` between date and time.
+fn parse_naive(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once([' ', 'T'])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<u32>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u32>().ok());
+    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+    let utc = date.and_hms_opt(h, m, sec)?.and_utc();
+    let mut nanos = 0i64;
+    if !fraction.is_empty() {
+        if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits: i64 = fraction.parse().ok()?;
+        nanos = digits * 10i64.pow(9 - fraction.len() as u32);
+    }
+    utc.timestamp_nanos_opt()?.checked_add(nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_in_several_forms() {
+        let base = parse_timestamp("2020-03-09 10:14:33").unwrap();
+        assert_eq!(parse_timestamp("2020-03-09T10:14:33.25"), Some(base + 250_000_000));
+        assert_eq!(parse_timestamp("2020-03-09T12:14:33+02:00"), Some(base));
+        assert_eq!(parse_timestamp("2020-02-30 10:00:00"), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    /// The same instant as epoch seconds, milliseconds, microseconds and nanoseconds, with and
+    /// without a fraction: the magnitude picks the unit, and plain decimals are exact.
+    #[test]
+    fn epoch_numbers_are_read_in_the_unit_their_magnitude_says() {
+        let base = parse_timestamp("2020-03-09 10:14:33").unwrap();
+        assert_eq!(base, 1_583_748_873 * NANOS_PER_SEC);
+        for text in ["1583748873", "1583748873000", "1583748873000000", "1583748873000000000"] {
+            assert_eq!(parse_timestamp(text), Some(base), "{text}");
+        }
+        let later = base + 123_456_789;
+        for text in [
+            "1583748873.123456789",
+            "1583748873123.456789",
+            "1583748873123456.789",
+            "1583748873123456789",
+        ] {
+            assert_eq!(parse_timestamp(text), Some(later), "{text}");
+        }
+        assert_eq!(parse_timestamp("1.583748873e9"), Some(base));
+        assert_eq!(parse_timestamp("-1.5"), Some(-1_500_000_000));
+        for bad in ["", "1.2.3", "12a", "NaN", "inf", "1e30", "99999999999999999999999"] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339_round_trips_to_the_nanosecond() {

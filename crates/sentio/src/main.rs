@@ -48,6 +48,9 @@ enum Command {
     Simulate(commands::simulate::Args),
     /// Consume readings from the bus and store them exactly once (dead letters to the DLQ).
     Ingest(commands::ingest::Args),
+    /// Devices in: `sentio bridge mqtt` subscribes to an MQTT broker and publishes what devices
+    /// send there as readings (docs/bridge.md).
+    Bridge(commands::bridge::Args),
     /// Import history from CSV files: publish their rows as readings on the bus, through the
     /// same ETL as live data (decoding, the profile's unit check, dead letters, the store).
     ///
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
             Command::Simulate(args) => commands::simulate::run(load()?, args).await,
             Command::Ingest(args) => commands::ingest::run(load()?, args).await,
             Command::Import(args) => commands::import::run(load()?, args).await,
+            Command::Bridge(args) => commands::bridge::run(load()?, args).await,
             Command::Migrate => commands::migrate::run(load()?).await,
             Command::Train(args) => commands::train::run(load()?, args).await,
             Command::Detect(args) => commands::detect::run(load()?, args).await,

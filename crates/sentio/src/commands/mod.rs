@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub use sentio_bench as bench;
+pub mod bridge;
 pub mod config;
 pub mod demo;
 pub mod detect;

@@ -1,0 +1,10 @@
+//! Devices in: bridges from the protocols devices speak to Sentio's readings topic.
+//!
+//! - [`mqtt`]: `sentio bridge mqtt`, an MQTT subscriber (docs/bridge.md).
+//! - [`payload`]: how one message's payload becomes readings, per subscription format.
+
+pub mod mqtt;
+pub mod payload;
+
+pub use mqtt::{BridgeStats, MqttBridge, MqttDeadLetter, Topics};
+pub use payload::{Decoded, Decoder, Rejected};

@@ -1,0 +1,384 @@
+//! `sentio bridge mqtt`: an MQTT subscriber that publishes readings on the bus.
+//!
+//! Delivery is at least once, end to end:
+//!
+//! - The bridge connects with a fixed client id and a persistent session (`clean_session =
+//!   false`) and subscribes with QoS 1, so the broker keeps the messages published while the
+//!   bridge is away and delivers them when it is back.
+//! - Acknowledgements are manual: a message is acknowledged to the broker only after the bus has
+//!   acknowledged its readings (or its dead letter), in the order the messages arrived. A bridge
+//!   killed in between gets the message again from the broker.
+//! - Backpressure: at most `max_inflight` messages wait for the bus; while they do, the bridge
+//!   reads no more from the broker, which then keeps the rest (the broker also stops sending once
+//!   its own in-flight limit of unacknowledged messages is reached).
+//! - A message that carries no reading (malformed, a topic of another shape, a bad device id) goes
+//!   to the dead-letter topic with the MQTT topic and the reason, and is acknowledged: the bridge
+//!   never stops on input.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use sentio_bus::Bus;
+use sentio_config::{MqttBridgeConfig, TopicTemplate};
+use sentio_core::message::DecodeLimits;
+use sentio_core::{Unit, encode_reading};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::payload::{Decoder, Rejected};
+
+/// Counters a caller (the CLI, the pipeline page) reads while the bridge runs.
+#[derive(Debug, Default)]
+pub struct BridgeStats {
+    /// MQTT messages taken in.
+    pub messages: AtomicU64,
+    /// Readings published on the bus.
+    pub readings: AtomicU64,
+    /// Readings that carried no timestamp (stamped with their arrival time).
+    pub arrival_time: AtomicU64,
+    /// Messages sent to the dead-letter topic.
+    pub dead_letters: AtomicU64,
+    /// Messages acknowledged to the broker.
+    pub acknowledged: AtomicU64,
+    /// Whether the broker connection is up.
+    pub connected: AtomicBool,
+    /// Connections made (1 after the first).
+    pub connections: AtomicU64,
+    /// Subscriptions the broker has confirmed (each one again after every connection).
+    pub subscribed: AtomicU64,
+}
+
+/// A dead letter of the bridge, on the dead-letter topic (docs/bridge.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MqttDeadLetter {
+    pub v: u32,
+    pub source: &'static str,
+    pub code: String,
+    pub reason: String,
+    pub mqtt_topic: String,
+    pub client_id: String,
+    pub received_at: String,
+    pub payload_base64: String,
+}
+
+/// Where the bridge publishes.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub readings: String,
+    pub dead_letters: String,
+}
+
+struct Route {
+    template: TopicTemplate,
+    decoder: Decoder,
+}
+
+/// One message taken in, and what it carries to the bus.
+struct Taken {
+    publish: Publish,
+    records: Vec<(String, Bytes, Bytes)>,
+    readings: u64,
+    arrival_time: bool,
+    dead_letter: bool,
+}
+
+pub struct MqttBridge {
+    config: MqttBridgeConfig,
+    bus: Arc<dyn Bus>,
+    topics: Topics,
+    routes: Vec<Route>,
+    stats: Arc<BridgeStats>,
+}
+
+impl MqttBridge {
+    /// A bridge for `config`'s subscriptions; `limits` bound each reading as the ETL does.
+    pub fn new(
+        config: MqttBridgeConfig,
+        bus: Arc<dyn Bus>,
+        topics: Topics,
+        limits: DecodeLimits,
+    ) -> anyhow::Result<MqttBridge> {
+        anyhow::ensure!(
+            !config.subscriptions.is_empty(),
+            "bridge.mqtt.subscriptions is empty: add one to your --config file, e.g.\n\n  \
+             [[bridge.mqtt.subscriptions]]\n  topic = \"plant/{{device}}/{{sensor}}\"\n  \
+             format = \"number\"\n\n(docs/bridge.md lists the formats)"
+        );
+        let limits = DecodeLimits { max_bytes: config.max_payload_bytes, ..limits };
+        let routes = config
+            .subscriptions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let template = TopicTemplate::parse(&s.topic).map_err(|why| {
+                    anyhow::anyhow!("bridge.mqtt.subscriptions[{i}].topic {:?}: {why}", s.topic)
+                })?;
+                let unit = Unit::new(&s.unit)
+                    .with_context(|| format!("bridge.mqtt.subscriptions[{i}].unit"))?;
+                Ok(Route { template, decoder: Decoder { format: s.format, unit, limits } })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(MqttBridge { config, bus, topics, routes, stats: Arc::default() })
+    }
+
+    pub fn stats(&self) -> Arc<BridgeStats> {
+        self.stats.clone()
+    }
+
+    fn options(&self) -> MqttOptions {
+        let c = &self.config;
+        let mut options = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+        options
+            .set_keep_alive(c.keep_alive)
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            // As large as MQTT allows, so that an oversize payload reaches the dead-letter
+            // topic instead of breaking the connection (and coming back after every reconnect).
+            .set_max_packet_size(256 << 20, 64 << 10);
+        if !c.username.is_empty() {
+            options.set_credentials(c.username.clone(), c.password.expose().to_owned());
+        }
+        options
+    }
+
+    /// Runs until `stop`: connects (again after any failure, with a growing pause), takes
+    /// messages in and forwards them. Returns once the messages taken in are forwarded and
+    /// acknowledged.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let (client, mut events) = AsyncClient::new(self.options(), 64);
+        let inflight = usize::from(self.config.max_inflight);
+        let (tx, rx) = mpsc::channel::<Taken>(inflight);
+        let mut forward = tokio::spawn(forward(
+            self.bus.clone(),
+            client.clone(),
+            rx,
+            self.stats.clone(),
+            stop.clone(),
+        ));
+        let result = self.take_in(&client, &mut events, tx, &stop).await;
+        // The messages taken in go out and are acknowledged; the event loop keeps running so
+        // that the acknowledgements reach the broker.
+        let forwarded = loop {
+            tokio::select! {
+                done = &mut forward => break done.context("the bridge's forwarding task panicked")?,
+                event = events.poll() => {
+                    if event.is_err() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        };
+        // Send the last acknowledgements, then leave.
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(event) = events.poll().await {
+                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        self.stats.connected.store(false, Ordering::Relaxed);
+        result.and(forwarded)
+    }
+
+    async fn take_in(
+        &self,
+        client: &AsyncClient,
+        events: &mut EventLoop,
+        tx: mpsc::Sender<Taken>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let event = tokio::select! {
+                event = events.poll() => event,
+                () = stop.cancelled() => return Ok(()),
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    pause = Duration::from_millis(250);
+                    self.stats.connected.store(true, Ordering::Relaxed);
+                    self.stats.connections.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        host = %self.config.host,
+                        port = self.config.port,
+                        session_present = ack.session_present,
+                        "connected to the MQTT broker"
+                    );
+                    // Subscribing again to a kept session changes nothing; a broker that lost
+                    // the session gets the subscriptions back.
+                    for route in &self.routes {
+                        client
+                            .try_subscribe(route.template.filter(), QoS::AtLeastOnce)
+                            .context("subscribing")?;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    {
+                        tracing::error!("the broker refused a subscription (its ACL?)");
+                    } else {
+                        self.stats.subscribed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    self.stats.messages.fetch_add(1, Ordering::Relaxed);
+                    let taken = self.take(publish);
+                    tokio::select! {
+                        sent = tx.send(taken) => {
+                            if sent.is_err() {
+                                // The forwarding task ended (on a bus error it reports).
+                                return Ok(());
+                            }
+                        }
+                        () = stop.cancelled() => return Ok(()),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if self.stats.connected.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "lost the MQTT broker; reconnecting");
+                    } else {
+                        tracing::warn!(error = %e, retry_in = ?pause, "cannot reach the MQTT broker");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.cancelled() => return Ok(()),
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// What `publish` carries to the bus: its readings, or a dead letter.
+    fn take(&self, publish: Publish) -> Taken {
+        let now = sentio_core::time::now_ns();
+        let topic = publish.topic.clone();
+        let decoded = self
+            .routes
+            .iter()
+            .find_map(|r| r.template.matches(&topic).map(|names| (r, names)))
+            .ok_or_else(|| Rejected {
+                code: "unknown_topic",
+                reason: format!(
+                    "topic {topic:?} has the shape of no subscription ({})",
+                    self.routes.iter().map(|r| r.template.filter()).collect::<Vec<_>>().join(", ")
+                ),
+            })
+            .and_then(|(route, names)| route.decoder.decode(names, &publish.payload, now));
+        match decoded {
+            Ok(d) => {
+                let records = d
+                    .readings
+                    .iter()
+                    .map(|r| {
+                        (
+                            self.topics.readings.clone(),
+                            Bytes::copy_from_slice(r.device.as_str().as_bytes()),
+                            Bytes::from(encode_reading(r)),
+                        )
+                    })
+                    .collect();
+                let readings = d.readings.len() as u64;
+                Taken {
+                    publish,
+                    records,
+                    readings,
+                    arrival_time: d.arrival_time,
+                    dead_letter: false,
+                }
+            }
+            Err(rejected) => {
+                tracing::warn!(topic = %topic, code = rejected.code, reason = %rejected.reason, "dead letter");
+                let letter = MqttDeadLetter {
+                    v: 1,
+                    source: "mqtt",
+                    code: rejected.code.to_owned(),
+                    reason: rejected.reason,
+                    mqtt_topic: topic.clone(),
+                    client_id: self.config.client_id.clone(),
+                    received_at: sentio_core::time::format_rfc3339(now),
+                    payload_base64: base64::engine::general_purpose::STANDARD
+                        .encode(&publish.payload),
+                };
+                let json = serde_json::to_vec(&letter).unwrap_or_default();
+                let record = (
+                    self.topics.dead_letters.clone(),
+                    Bytes::from(topic.into_bytes()),
+                    Bytes::from(json),
+                );
+                Taken {
+                    publish,
+                    records: vec![record],
+                    readings: 0,
+                    arrival_time: false,
+                    dead_letter: true,
+                }
+            }
+        }
+    }
+}
+
+/// Publishes what was taken in, in batches, and acknowledges each message after the bus has
+/// acknowledged everything it carried; retries the bus until it answers or `stop`.
+async fn forward(
+    bus: Arc<dyn Bus>,
+    client: AsyncClient,
+    mut rx: mpsc::Receiver<Taken>,
+    stats: Arc<BridgeStats>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 512;
+    let mut batch: Vec<Taken> = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut by_topic: Vec<(String, Vec<(Bytes, Bytes)>)> = Vec::new();
+        for taken in &batch {
+            for (topic, key, payload) in &taken.records {
+                match by_topic.iter_mut().find(|(t, _)| t == topic) {
+                    Some((_, records)) => records.push((key.clone(), payload.clone())),
+                    None => by_topic.push((topic.clone(), vec![(key.clone(), payload.clone())])),
+                }
+            }
+        }
+        let mut pause = Duration::from_millis(100);
+        for (topic, records) in &by_topic {
+            loop {
+                match bus.publish_batch(topic, records.clone()).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, topic, "the bus refused readings; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            // Unacknowledged: the broker delivers these again next time.
+                            () = stop.cancelled() => return Ok(()),
+                        }
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        for taken in batch.drain(..) {
+            stats.readings.fetch_add(taken.readings, Ordering::Relaxed);
+            if taken.arrival_time {
+                stats.arrival_time.fetch_add(taken.readings, Ordering::Relaxed);
+            }
+            if taken.dead_letter {
+                stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+            }
+            client.ack(&taken.publish).await.context("acknowledging to the broker")?;
+            stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The MQTT bridge against the real Mosquitto that `scripts/services.sh up` starts, driven by
+//! Debian's `mosquitto_pub` (an independent client).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sentio_bridge::{BridgeStats, MqttBridge, Topics};
+use sentio_bus::Bus;
+use sentio_bus::memory::MemoryBus;
+use sentio_config::{Config, PayloadFormat, Subscription};
+use sentio_core::Reading;
+use sentio_core::message::{DecodeLimits, decode_reading};
+use tokio_util::sync::CancellationToken;
+
+const READINGS: &str = "sensor-data";
+const DLQ: &str = "sensor-data.dlq";
+
+fn broker() -> (String, u16) {
+    let url = sentio_it::setting("SENTIO_TEST_MQTT_URL");
+    let rest = url.strip_prefix("mqtt://").expect("SENTIO_TEST_MQTT_URL is mqtt://host:port");
+    let (host, port) = rest.rsplit_once(':').unwrap();
+    (host.to_owned(), port.parse().unwrap())
+}
+
+fn publish(topic: &str, message: &str) {
+    let (host, port) = broker();
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", &host, "-p", &port.to_string(), "-q", "1", "-t", topic, "-m", message])
+        .status()
+        .expect("mosquitto_pub (Debian's mosquitto-clients; scripts/services.sh installs it)");
+    assert!(status.success(), "mosquitto_pub -t {topic} -m {message}");
+}
+
+/// Publishes each line of `lines` as one message (`mosquitto_pub -l`).
+fn publish_lines(topic: &str, lines: &[String]) {
+    use std::io::Write;
+    let (host, port) = broker();
+    let mut child = Command::new("mosquitto_pub")
+        .args(["-h", &host, "-p", &port.to_string(), "-q", "1", "-t", topic, "-l"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+fn config(prefix: &str, client_id: &str) -> sentio_config::MqttBridgeConfig {
+    let (host, port) = broker();
+    let mut m = Config::defaults().unwrap().bridge.mqtt;
+    m.host = host;
+    m.port = port;
+    m.client_id = client_id.to_owned();
+    m.subscriptions = vec![
+        Subscription {
+            topic: format!("{prefix}/num/{{device}}/{{sensor}}"),
+            format: PayloadFormat::Number,
+            unit: "°C".into(),
+        },
+        Subscription {
+            topic: format!("{prefix}/obj/+/{{device}}/#"),
+            format: PayloadFormat::Object,
+            unit: String::new(),
+        },
+    ];
+    m
+}
+
+async fn bus() -> Arc<MemoryBus> {
+    let bus = Arc::new(MemoryBus::new(1 << 20));
+    bus.create_topic(READINGS, 2).await.unwrap();
+    bus.create_topic(DLQ, 1).await.unwrap();
+    bus
+}
+
+/// Starts a bridge and waits until the broker has confirmed its subscriptions.
+async fn start(
+    config: sentio_config::MqttBridgeConfig,
+    bus: Arc<MemoryBus>,
+) -> (tokio::task::JoinHandle<anyhow::Result<()>>, CancellationToken, Arc<BridgeStats>) {
+    let subscriptions = config.subscriptions.len() as u64;
+    let topics = Topics { readings: READINGS.into(), dead_letters: DLQ.into() };
+    let bridge = MqttBridge::new(config, bus, topics, DecodeLimits::default()).unwrap();
+    let stats = bridge.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(bridge.run(stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while stats.subscribed.load(Ordering::Relaxed) < subscriptions {
+        assert!(tokio::time::Instant::now() < deadline, "the bridge did not subscribe in 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (task, stop, stats)
+}
+
+/// Everything on `topic` so far, waiting until there are `n`.
+async fn drain(bus: &MemoryBus, topic: &str, group: &str, n: usize) -> Vec<bytes::Bytes> {
+    let mut consumer = bus.subscribe(topic, group).await.unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while out.len() < n && tokio::time::Instant::now() < deadline {
+        for record in consumer.poll(10_000, Duration::from_millis(200)).await.unwrap() {
+            out.push(record.payload);
+        }
+    }
+    out
+}
+
+fn readings(payloads: &[bytes::Bytes]) -> Vec<Reading> {
+    let now = sentio_core::time::now_ns();
+    payloads.iter().map(|p| decode_reading(p, &DecodeLimits::default(), now).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_readings_arrive_and_bad_ones_are_dead_letters() {
+    let prefix = sentio_it::unique("it-bridge");
+    let client = sentio_it::unique("bridge").replace('_', "-");
+    let bus = bus().await;
+    let (task, stop, stats) = start(config(&prefix, &client), bus.clone()).await;
+
+    publish(&format!("{prefix}/num/pump-01/temperature"), "21.5");
+    publish(
+        &format!("{prefix}/obj/site-a/comp-7/telemetry"),
+        r#"{"ts": "2026-11-24T10:00:00Z", "current": 12.5, "flow": 3.25}"#,
+    );
+    // Malformed: not a number; a device id with a space; an object with a string value.
+    publish(&format!("{prefix}/num/pump-01/temperature"), "warm");
+    publish(&format!("{prefix}/num/pump 01/temperature"), "20");
+    publish(&format!("{prefix}/obj/site-a/comp-7/x"), r#"{"current": "high"}"#);
+
+    let got = readings(&drain(&bus, READINGS, "check", 3).await);
+    let mut seen: Vec<_> =
+        got.iter().map(|r| (r.device.to_string(), r.sensor.to_string(), r.value)).collect();
+    seen.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(
+        seen,
+        [
+            ("comp-7".into(), "current".into(), 12.5),
+            ("comp-7".into(), "flow".into(), 3.25),
+            ("pump-01".into(), "temperature".into(), 21.5),
+        ]
+    );
+    let temperature = got.iter().find(|r| r.sensor.as_str() == "temperature").unwrap();
+    assert_eq!(temperature.unit.as_str(), "°C");
+    let dead = drain(&bus, DLQ, "check", 3).await;
+    let letters: Vec<serde_json::Value> =
+        dead.iter().map(|d| serde_json::from_slice(d).unwrap()).collect();
+    let codes: Vec<&str> = letters.iter().map(|l| l["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["not_a_number", "bad_device", "wrong_type"], "{letters:?}");
+    assert_eq!(letters[1]["mqtt_topic"], format!("{prefix}/num/pump 01/temperature"));
+    assert_eq!(letters[0]["payload_base64"], "d2FybQ==", "the original bytes, base64");
+    assert!(letters[2]["reason"].as_str().unwrap().contains("member `current`"));
+
+    // The bridge acknowledged all five.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.acknowledged.load(Ordering::Relaxed) < 5 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats.dead_letters.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.arrival_time.load(Ordering::Relaxed), 1, "the plain number has no time");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_sent_while_the_bridge_is_down_arrive_when_it_is_back() {
+    let prefix = sentio_it::unique("it-bridge");
+    let client = sentio_it::unique("bridge").replace('_', "-");
+    let bus = bus().await;
+    let (task, stop, _) = start(config(&prefix, &client), bus.clone()).await;
+    let topic = format!("{prefix}/num/pump-02/pressure");
+    let first: Vec<String> = (0..100).map(|i| format!("{}", 1.0 + f64::from(i) / 100.0)).collect();
+    publish_lines(&topic, &first);
+    assert_eq!(drain(&bus, READINGS, "first", 100).await.len(), 100);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    // Down: the broker keeps the session's QoS 1 messages.
+    let second: Vec<String> =
+        (0..200).map(|i| format!("{}", 3.0 + f64::from(i) / 1000.0)).collect();
+    publish_lines(&topic, &second);
+
+    let (task, stop, stats) = start(config(&prefix, &client), bus.clone()).await;
+    let all = readings(&drain(&bus, READINGS, "all", 300).await);
+    assert_eq!(all.len(), 300, "every reading, those sent while down too");
+    let mut values: Vec<f64> = all.iter().map(|r| r.value).collect();
+    values.sort_by(f64::total_cmp);
+    let mut expected: Vec<f64> = first.iter().chain(&second).map(|v| v.parse().unwrap()).collect();
+    expected.sort_by(f64::total_cmp);
+    assert_eq!(values, expected);
+    assert!(stats.connections.load(Ordering::Relaxed) >= 1);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
