@@ -198,3 +198,149 @@ async fn readings_sent_while_the_bridge_is_down_arrive_when_it_is_back() {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// A Mosquitto of the test's own (Debian's binary, persistence on), on a free loopback port, so
+/// that the test may stop and restart it.
+struct OwnBroker {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnBroker {
+    fn start() -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut broker = OwnBroker { dir: tempfile::tempdir().unwrap(), port, child: None };
+        broker.restart();
+        broker
+    }
+
+    fn restart(&mut self) {
+        let dir = self.dir.path();
+        let user =
+            String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        std::fs::write(
+            dir.join("mosquitto.conf"),
+            format!(
+                "user {}\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nautosave_interval 1\nmax_queued_messages 0\n",
+                user.trim(),
+                self.port,
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("Debian's mosquitto (scripts/services.sh installs it)");
+        let child = Command::new(bin)
+            .args(["-c", &dir.join("mosquitto.conf").display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it as a service manager would (SIGTERM: it saves its persistence file and exits).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            child.wait().unwrap();
+        }
+    }
+
+    fn publish_lines(&self, topic: &str, lines: &[String]) {
+        use std::io::Write;
+        let mut child = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-t", topic, "-l"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        for line in lines {
+            writeln!(stdin, "{line}").unwrap();
+        }
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_nothing_and_the_bridge_reconnects_by_itself() {
+    let mut broker = OwnBroker::start();
+    let client = sentio_it::unique("bridge").replace('_', "-");
+    let mut config = config("it-restart", &client);
+    config.host = "127.0.0.1".into();
+    config.port = broker.port;
+    let bus = bus().await;
+    let (task, stop, stats) = start(config.clone(), bus.clone()).await;
+    let topic = "it-restart/num/pump-03/temperature";
+    let values = |from: u32, n: u32| {
+        (from..from + n).map(|i| format!("{}", f64::from(i) / 8.0)).collect::<Vec<_>>()
+    };
+
+    // The broker restarts right after accepting 1,000 readings (some still on their way to the
+    // bridge); the bridge reconnects by itself and more follow.
+    broker.publish_lines(topic, &values(0, 1_000));
+    broker.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    broker.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stats.connections.load(Ordering::Relaxed) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the bridge did not reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    broker.publish_lines(topic, &values(1_000, 1_000));
+    // Then the bridge is away while 1,000 more arrive, and the broker restarts before it is back:
+    // its persistence keeps the session's queue.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stats.acknowledged.load(Ordering::Relaxed) < 2_000 {
+        assert!(tokio::time::Instant::now() < deadline, "not all acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    broker.publish_lines(topic, &values(2_000, 1_000));
+    broker.stop();
+    broker.restart();
+    let (task, stop, _) = start(config, bus.clone()).await;
+
+    // At least once: a message the broker delivers again is a repeat; none may be missing.
+    let mut consumer = bus.subscribe(READINGS, "check").await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut messages = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < 3_000 && tokio::time::Instant::now() < deadline {
+        for record in consumer.poll(10_000, Duration::from_millis(200)).await.unwrap() {
+            messages += 1;
+            seen.insert(readings(&[record.payload])[0].value.to_bits());
+        }
+    }
+    let expected: std::collections::BTreeSet<u64> =
+        values(0, 3_000).iter().map(|v| v.parse::<f64>().unwrap().to_bits()).collect();
+    let missing = expected.difference(&seen).count();
+    assert_eq!(
+        missing, 0,
+        "{missing} of 3,000 readings never arrived ({messages} messages in all)"
+    );
+    assert_eq!(seen.len(), 3_000, "only the readings sent");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
