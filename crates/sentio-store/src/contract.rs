@@ -38,6 +38,7 @@ pub async fn check_store(store: &dyn ReadingStore) {
     check_write_batch_stores_rows_and_offsets(store).await;
     check_replay_inserts_nothing(store).await;
     check_overlapping_batch_inserts_only_the_new_part(store).await;
+    check_copies_are_stored_once(store).await;
     check_offsets_never_go_backwards(store).await;
     check_offsets_are_per_group_and_topic(store).await;
     check_dead_letters(store).await;
@@ -227,7 +228,12 @@ pub async fn check_write_batch_stores_rows_and_offsets(store: &dyn ReadingStore)
     let out = store.write_batch(&b).await.unwrap();
     assert_eq!(
         out,
-        BatchOutcome { readings_inserted: 16, dead_letters_inserted: 0, replayed_skipped: 0 }
+        BatchOutcome {
+            readings_inserted: 16,
+            dead_letters_inserted: 0,
+            replayed_skipped: 0,
+            copies_skipped: 0
+        }
     );
     assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(0, 10), (1, 6)]));
     let back = store.query_range(&everything_of(&["basic-a", "basic-b"])).await.unwrap();
@@ -252,11 +258,60 @@ pub async fn check_replay_inserts_nothing(store: &dyn ReadingStore) {
         let out = store.write_batch(&b).await.unwrap();
         assert_eq!(
             out,
-            BatchOutcome { readings_inserted: 0, dead_letters_inserted: 0, replayed_skipped: 40 }
+            BatchOutcome {
+                readings_inserted: 0,
+                dead_letters_inserted: 0,
+                replayed_skipped: 40,
+                copies_skipped: 0
+            }
         );
     }
     assert_eq!(store.query_range(&everything_of(&["replay-a"])).await.unwrap().len(), 40);
     assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(3, 140)]));
+}
+
+/// A reading sent again (new offsets, the same device, channel, timestamp and value: an MQTT
+/// broker's redelivery) is stored once, whether its first copy was stored by an earlier write or
+/// comes earlier in the same one; a reading at a stored timestamp with another value, or older
+/// than anything stored, is new.
+pub async fn check_copies_are_stored_once(store: &dyn ReadingStore) {
+    let (group, topic) = ("copies-group", "copies-topic");
+    let first = readings_at("copies-a", 0, 0..20);
+    store.write_batch(&batch(group, topic, first.clone(), &[(0, 20)])).await.unwrap();
+
+    let at = |offset: u64, r: Reading| (SourceOffset { partition: 0, offset }, r);
+    let t0 = 1_700_000_000_000_000_000;
+    let mut second: Vec<(SourceOffset, Reading)> = Vec::new();
+    // Copies of five stored readings.
+    for (i, (_, r)) in first[5..10].iter().enumerate() {
+        second.push(at(20 + i as u64, r.clone()));
+    }
+    // The same channel and timestamp as a stored one, another value: a correction, kept.
+    let mut corrected = first[12].1.clone();
+    corrected.value += 1.0;
+    second.push(at(25, corrected));
+    // A new reading twice in one write, then once more new, and one older than anything stored.
+    let new = reading("copies-a", SensorKind::Temperature, t0 + 100_000_000_000, 9, 7.5);
+    second.push(at(26, new.clone()));
+    second.push(at(27, new.clone()));
+    second
+        .push(at(28, reading("copies-a", SensorKind::Temperature, t0 + 101_000_000_000, 10, 8.0)));
+    second.push(at(29, reading("copies-a", SensorKind::Humidity, t0 - 5_000_000_000, 0, 50.0)));
+    let out = store.write_batch(&batch(group, topic, second, &[(0, 30)])).await.unwrap();
+    assert_eq!(
+        out,
+        BatchOutcome {
+            readings_inserted: 4,
+            dead_letters_inserted: 0,
+            replayed_skipped: 0,
+            copies_skipped: 6
+        }
+    );
+    let back = store.query_range(&everything_of(&["copies-a"])).await.unwrap();
+    assert_eq!(back.len(), 24);
+    let copies_of_new = back.iter().filter(|r| r.ts_ns == new.ts_ns && r.value == 7.5).count();
+    assert_eq!(copies_of_new, 1);
+    assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(0, 30)]));
 }
 
 /// A batch that starts before the stored offset inserts only what lies at or past it.
@@ -269,7 +324,12 @@ pub async fn check_overlapping_batch_inserts_only_the_new_part(store: &dyn Readi
     let out = store.write_batch(&batch(group, topic, second, &[(0, 15)])).await.unwrap();
     assert_eq!(
         out,
-        BatchOutcome { readings_inserted: 5, dead_letters_inserted: 0, replayed_skipped: 5 }
+        BatchOutcome {
+            readings_inserted: 5,
+            dead_letters_inserted: 0,
+            replayed_skipped: 5,
+            copies_skipped: 0
+        }
     );
     let back = store.query_range(&everything_of(&["overlap-a"])).await.unwrap();
     assert_eq!(back, sorted(only_readings(&readings_at("overlap-a", 0, 0..15))));
@@ -281,7 +341,12 @@ pub async fn check_overlapping_batch_inserts_only_the_new_part(store: &dyn Readi
     let out = store.write_batch(&batch(group, topic, mixed, &[(0, 16), (1, 4)])).await.unwrap();
     assert_eq!(
         out,
-        BatchOutcome { readings_inserted: 5, dead_letters_inserted: 0, replayed_skipped: 3 }
+        BatchOutcome {
+            readings_inserted: 5,
+            dead_letters_inserted: 0,
+            replayed_skipped: 3,
+            copies_skipped: 0
+        }
     );
     assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(0, 16), (1, 4)]));
 }
@@ -294,7 +359,12 @@ pub async fn check_offsets_never_go_backwards(store: &dyn ReadingStore) {
     let out = store.write_batch(&batch(group, topic, stale, &[(0, 60), (1, 7)])).await.unwrap();
     assert_eq!(
         out,
-        BatchOutcome { readings_inserted: 0, dead_letters_inserted: 0, replayed_skipped: 20 }
+        BatchOutcome {
+            readings_inserted: 0,
+            dead_letters_inserted: 0,
+            replayed_skipped: 20,
+            copies_skipped: 0
+        }
     );
     assert_eq!(store.committed_offsets(group, topic).await.unwrap(), offsets(&[(0, 100), (1, 50)]));
     assert!(store.query_range(&everything_of(&["backwards-a"])).await.unwrap().is_empty());
@@ -314,16 +384,22 @@ pub async fn check_offsets_are_per_group_and_topic(store: &dyn ReadingStore) {
     assert!(store.committed_offsets(g2, t1).await.unwrap().is_empty());
     assert!(store.committed_offsets(g1, t2).await.unwrap().is_empty());
 
-    // The same offsets under another group are that group's first delivery: stored again.
-    let out = store.write_batch(&batch(g2, t1, rows.clone(), &[(0, 8)])).await.unwrap();
-    assert_eq!(out.readings_inserted, 8);
+    // The same offsets under another group are that group's first delivery, not a replay: its
+    // readings are stored, and those that copy the first group's exactly are stored once.
+    let mut theirs = readings_at("per-a2", 0, 0..8);
+    theirs.extend(
+        rows.iter().cloned().map(|(src, r)| (SourceOffset { offset: src.offset + 8, ..src }, r)),
+    );
+    let out = store.write_batch(&batch(g2, t1, theirs, &[(0, 16)])).await.unwrap();
+    assert_eq!((out.readings_inserted, out.replayed_skipped, out.copies_skipped), (8, 0, 8));
     let b = batch(g1, t2, readings_at("per-b", 0, 0..3), &[(0, 3)]);
     assert_eq!(store.write_batch(&b).await.unwrap().readings_inserted, 3);
 
     assert_eq!(store.committed_offsets(g1, t1).await.unwrap(), offsets(&[(0, 8)]));
-    assert_eq!(store.committed_offsets(g2, t1).await.unwrap(), offsets(&[(0, 8)]));
+    assert_eq!(store.committed_offsets(g2, t1).await.unwrap(), offsets(&[(0, 16)]));
     assert_eq!(store.committed_offsets(g1, t2).await.unwrap(), offsets(&[(0, 3)]));
-    assert_eq!(store.query_range(&everything_of(&["per-a"])).await.unwrap().len(), 16);
+    assert_eq!(store.query_range(&everything_of(&["per-a"])).await.unwrap().len(), 8);
+    assert_eq!(store.query_range(&everything_of(&["per-a2"])).await.unwrap().len(), 8);
 }
 
 /// Dead letters keep their bytes, code and reason; replays do not duplicate them.
@@ -343,7 +419,12 @@ pub async fn check_dead_letters(store: &dyn ReadingStore) {
     let out = store.write_batch(&b).await.unwrap();
     assert_eq!(
         out,
-        BatchOutcome { readings_inserted: 1, dead_letters_inserted: 3, replayed_skipped: 0 }
+        BatchOutcome {
+            readings_inserted: 1,
+            dead_letters_inserted: 3,
+            replayed_skipped: 0,
+            copies_skipped: 0
+        }
     );
     let mut expected = dl.clone();
     expected.sort_by_key(|d| d.source);
@@ -352,7 +433,12 @@ pub async fn check_dead_letters(store: &dyn ReadingStore) {
     let out = store.write_batch(&b).await.unwrap();
     assert_eq!(
         out,
-        BatchOutcome { readings_inserted: 0, dead_letters_inserted: 0, replayed_skipped: 4 }
+        BatchOutcome {
+            readings_inserted: 0,
+            dead_letters_inserted: 0,
+            replayed_skipped: 4,
+            copies_skipped: 0
+        }
     );
     assert_eq!(store.dead_letters(topic).await.unwrap(), expected);
 
@@ -620,7 +706,12 @@ pub async fn check_stats_agree(store: &dyn ReadingStore) {
     let out = store.write_batch(&b).await.unwrap();
     assert_eq!(
         out,
-        BatchOutcome { readings_inserted: 31, dead_letters_inserted: 2, replayed_skipped: 0 }
+        BatchOutcome {
+            readings_inserted: 31,
+            dead_letters_inserted: 2,
+            replayed_skipped: 0,
+            copies_skipped: 0
+        }
     );
     store.write_batch(&b).await.unwrap();
     let after = store.stats().await.unwrap();

@@ -63,6 +63,10 @@ pub struct BatchOutcome {
     pub dead_letters_inserted: u64,
     /// Readings and dead letters skipped because the store already held their offsets (replays).
     pub replayed_skipped: u64,
+    /// Readings skipped as exact copies (device, channel, timestamp and value) of one already
+    /// stored or of an earlier one of the same write: the same message sent twice, such as an
+    /// MQTT broker's redelivery after a bridge restart ([`row::Copies`]).
+    pub copies_skipped: u64,
 }
 
 /// The range query training uses. Empty `devices` or `sensors` mean all of them; either may list

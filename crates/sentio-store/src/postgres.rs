@@ -119,6 +119,15 @@ const UPSERT_OFFSETS: &str =
     ON CONFLICT (group_id, topic, partition) DO UPDATE
     SET next_offset = excluded.next_offset, updated_at = now()
     WHERE consumer_offsets.next_offset < excluded.next_offset";
+// The newest timestamp of each of a write's channels (the copies check, `row::Copies`).
+const SELECT_CHANNELS_LAST: &str = "SELECT c.device, c.sensor, c.last_ts_ns FROM channels c
+    JOIN unnest($1::text[], $2::text[]) AS k(device, sensor)
+        ON c.device = k.device COLLATE \"C\" AND c.sensor = k.sensor COLLATE \"C\"";
+// The stored readings at the candidates' (device, channel, timestamp), with their values.
+const SELECT_COPIES: &str = "SELECT r.device, r.sensor, r.ts_ns, r.value FROM sensor_readings r
+    JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS k(device, sensor, ts_ns)
+        ON r.device = k.device COLLATE \"C\" AND r.ts_ns = k.ts_ns
+        AND r.sensor = k.sensor COLLATE \"C\"";
 const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters
     (topic, partition, \"offset\", group_id, code, reason, key, payload)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -659,16 +668,17 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
     let tx = InTransaction(Some(get(pool, OP).await?));
     let client = tx.client();
     // Prepared once per connection, in one round trip.
-    let (lock, select, upsert, copy, channels) = tokio::try_join!(
+    let (lock, select, upsert, spans, copy, channels) = tokio::try_join!(
         client.prepare_cached(LOCK_PARTITIONS),
         client.prepare_cached(SELECT_BATCH_OFFSETS),
         client.prepare_cached(UPSERT_OFFSETS),
+        client.prepare_cached(SELECT_CHANNELS_LAST),
         client.prepare_cached(COPY_READINGS),
         client.prepare_cached(UPSERT_CHANNELS),
     )
     .map_err(&q)?;
 
-    // Five statements in one round trip; the connection sends them in this order and the server
+    // Six statements in one round trip; the connection sends them in this order and the server
     // runs them in order (after a failed one, the rest fail: the transaction is aborted):
     // 1. `BEGIN`;
     // 2. the partitions' locks, held until commit: a concurrent writer of one of them waits
@@ -676,15 +686,22 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
     // 3. where each partition stood, under the lock (absent when the group never committed it);
     // 4. the offsets after this batch, never moved backwards (a partition already past them keeps
     //    its offset), in the same transaction as the rows;
-    // 5. the start of the rows' COPY, whose data follows once the rows are filtered.
+    // 5. the newest stored timestamp of each channel of the batch, under the lock (the copies
+    //    check: live data has none to look up);
+    // 6. the start of the rows' COPY, whose data follows once the rows are filtered.
     let key: [&(dyn ToSql + Sync); 3] = [&batch.group, &batch.topic, &batch.partitions];
     let (partitions, next): (Vec<i64>, Vec<i64>) = batch.next_offsets.iter().copied().unzip();
     let offsets: [&(dyn ToSql + Sync); 4] = [&batch.group, &batch.topic, &partitions, &next];
-    let (_, _, rows, _, sink) = tokio::try_join!(
+    let all = row::catalog_rows(batch.readings.iter().map(|(.., r)| r));
+    let (devices, sensors): (Vec<&str>, Vec<&str>) =
+        all.iter().map(|c| (c.device, c.sensor)).unzip();
+    let span_keys: [&(dyn ToSql + Sync); 2] = [&devices, &sensors];
+    let (_, _, rows, _, newest, sink) = tokio::try_join!(
         client.batch_execute("BEGIN"),
         client.execute(&lock, &key),
         client.query(&select, &key),
         client.execute(&upsert, &offsets),
+        client.query(&spans, &span_keys),
         client.copy_in::<_, Bytes>(&copy),
     )
     .map_err(&q)?;
@@ -702,10 +719,20 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
         .map(|(.., r)| r)
         .collect();
     outcome.replayed_skipped += (batch.readings.len() - fresh.len()) as u64;
+    let mut last = std::collections::HashMap::new();
+    for r in &newest {
+        let (device, sensor): (&str, &str) =
+            (r.try_get(0).map_err(row_err(OP))?, r.try_get(1).map_err(row_err(OP))?);
+        last.insert((device, sensor), r.try_get::<_, i64>(2).map_err(row_err(OP))?);
+    }
+    let copies = row::Copies::find(&fresh, &last);
+    let mut sink = pin!(sink);
+    if copies.any() {
+        return write_with_copies(tx, batch, (&fresh, &copies), &stored, sink, outcome).await;
+    }
     // Only what is inserted: a replay leaves the catalog as it is.
     let catalog = row::catalog_rows(fresh.iter().copied());
     // The whole COPY in one message (see `encode_copy`); none at all is a COPY of no rows.
-    let mut sink = pin!(sink);
     sink.send(encode_copy(fresh.iter().copied())).await.map_err(&q)?;
 
     // The common case, a batch without dead letters, ends in one round trip: the COPY's end,
@@ -719,39 +746,98 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
         return Ok(outcome);
     }
     outcome.readings_inserted = sink.finish().await.map_err(&q)?;
-    {
-        let insert = client.prepare_cached(INSERT_DEAD_LETTER).await.map_err(&q)?;
-        for (p, offset, d) in &batch.dead_letters {
-            if *offset < from(*p) {
-                outcome.replayed_skipped += 1;
-                continue;
-            }
-            let n = client
-                .execute(
-                    &insert,
-                    &[
-                        &batch.topic,
-                        p,
-                        offset,
-                        &batch.group,
-                        &d.code,
-                        &d.reason,
-                        &d.key,
-                        &d.payload,
-                    ],
-                )
-                .await
-                .map_err(&q)?;
-            // 0 when the same message is already stored (a batch that repeats it).
-            if n == 0 {
-                outcome.replayed_skipped += 1;
-            } else {
-                outcome.dead_letters_inserted += 1;
-            }
-        }
-    }
+    insert_dead_letters(client, batch, &stored, &mut outcome).await.map_err(&q)?;
 
     // As above: safe to retry whatever happened to the COMMIT.
+    record_and_commit(client, async { Ok(()) }, &channels, &catalog).await.map_err(&q)?;
+    tx.committed();
+    Ok(outcome)
+}
+
+/// The batch's dead letters, those at or past the partitions' `stored` offsets (the others are
+/// replays, counted in `outcome`).
+async fn insert_dead_letters(
+    client: &Object,
+    batch: &EncodedBatch,
+    stored: &BTreeMap<i64, i64>,
+    outcome: &mut BatchOutcome,
+) -> Result<(), tokio_postgres::Error> {
+    if batch.dead_letters.is_empty() {
+        return Ok(());
+    }
+    let insert = client.prepare_cached(INSERT_DEAD_LETTER).await?;
+    for (p, offset, d) in &batch.dead_letters {
+        if *offset < stored.get(p).copied().unwrap_or(0) {
+            outcome.replayed_skipped += 1;
+            continue;
+        }
+        let n = client
+            .execute(
+                &insert,
+                &[&batch.topic, p, offset, &batch.group, &d.code, &d.reason, &d.key, &d.payload],
+            )
+            .await?;
+        // 0 when the same message is already stored (a batch that repeats it).
+        if n == 0 {
+            outcome.replayed_skipped += 1;
+        } else {
+            outcome.dead_letters_inserted += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The rest of a write with copy candidates ([`row::Copies`]; rare: a device's messages sent
+/// again): the rows that are certainly new go out in the COPY already begun; the candidates are
+/// looked up, and those that copy nothing follow in a second COPY; then the dead letters, the
+/// catalog of what was inserted, and COMMIT.
+async fn write_with_copies(
+    tx: InTransaction,
+    batch: &EncodedBatch,
+    (fresh, copies): (&[&ReadingRow], &row::Copies),
+    stored: &BTreeMap<i64, i64>,
+    mut sink: std::pin::Pin<&mut tokio_postgres::CopyInSink<Bytes>>,
+    mut outcome: BatchOutcome,
+) -> Result<BatchOutcome, StoreError> {
+    const OP: &str = "write_batch";
+    let q = query_err(OP);
+    let client = tx.client();
+    let others = copies.others(fresh);
+    sink.send(encode_copy(others.iter().copied())).await.map_err(&q)?;
+    let mut inserted = sink.finish().await.map_err(&q)?;
+
+    let candidates = copies.rows(fresh);
+    let devices: Vec<&str> = candidates.iter().map(|r| r.device.as_str()).collect();
+    let sensors: Vec<&str> = candidates.iter().map(|r| r.sensor.as_str()).collect();
+    let ts: Vec<i64> = candidates.iter().map(|r| r.ts_ns).collect();
+    let select = client.prepare_cached(SELECT_COPIES).await.map_err(&q)?;
+    let found = client.query(&select, &[&devices, &sensors, &ts]).await.map_err(&q)?;
+    let mut owned: Vec<(String, String, i64, f64)> = Vec::with_capacity(found.len());
+    for r in &found {
+        owned.push((
+            r.try_get(0).map_err(row_err(OP))?,
+            r.try_get(1).map_err(row_err(OP))?,
+            r.try_get(2).map_err(row_err(OP))?,
+            r.try_get(3).map_err(row_err(OP))?,
+        ));
+    }
+    let stored_keys: std::collections::HashSet<row::CopyKey<'_>> =
+        owned.iter().map(|(d, s, t, v)| (d.as_str(), s.as_str(), *t, v.to_bits())).collect();
+    let (kept, copied) = copies.keep(fresh, &stored_keys);
+    outcome.copies_skipped += copied;
+    if !kept.is_empty() {
+        let copy = client.prepare_cached(COPY_READINGS).await.map_err(&q)?;
+        let more = client.copy_in::<_, Bytes>(&copy).await.map_err(&q)?;
+        let mut more = pin!(more);
+        more.send(encode_copy(kept.iter().copied())).await.map_err(&q)?;
+        inserted += more.finish().await.map_err(&q)?;
+    }
+    outcome.readings_inserted = inserted;
+    insert_dead_letters(client, batch, stored, &mut outcome).await.map_err(&q)?;
+
+    let written: Vec<&ReadingRow> = others.into_iter().chain(kept).collect();
+    let catalog = row::catalog_rows(written.iter().copied());
+    let channels = client.prepare_cached(UPSERT_CHANNELS).await.map_err(&q)?;
     record_and_commit(client, async { Ok(()) }, &channels, &catalog).await.map_err(&q)?;
     tx.committed();
     Ok(outcome)

@@ -193,6 +193,97 @@ pub(crate) fn catalog_rows<'a>(
     out
 }
 
+/// Exact copies among a write's readings: a reading whose device, channel, timestamp and value
+/// a stored reading has, or an earlier reading of the same write. It carries nothing new (the
+/// same message sent twice: an MQTT broker delivers a message again when the bridge that took it
+/// did not acknowledge it), and a write stores one.
+///
+/// Only a reading at or before the newest timestamp of its channel so far (the catalog's, then
+/// the write's own) can be one: live data comes in time order per channel, so a write of it has
+/// no *candidate* and pays one hash lookup per reading. The store then looks the candidates up.
+pub(crate) struct Copies {
+    /// Indexes (into the write's readings) of the candidates, in order.
+    pub candidates: Vec<usize>,
+}
+
+/// (device, channel, timestamp, value bits): what makes two readings copies.
+pub(crate) type CopyKey<'a> = (&'a str, &'a str, i64, u64);
+
+pub(crate) fn copy_key(r: &ReadingRow) -> CopyKey<'_> {
+    (r.device.as_str(), r.sensor.as_str(), r.ts_ns, r.value.to_bits())
+}
+
+impl Copies {
+    /// The candidates among `rows` (in write order), given the stored channels' newest
+    /// timestamps (`stored_last`; a channel with none has no stored reading).
+    pub fn find(rows: &[&ReadingRow], stored_last: &HashMap<(&str, &str), i64>) -> Copies {
+        let mut newest: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut candidates = Vec::new();
+        for (i, r) in rows.iter().enumerate() {
+            let channel = (r.device.as_str(), r.sensor.as_str());
+            let last = newest
+                .entry(channel)
+                .or_insert_with(|| stored_last.get(&channel).copied().unwrap_or(i64::MIN));
+            if r.ts_ns <= *last {
+                candidates.push(i);
+            } else {
+                *last = r.ts_ns;
+            }
+        }
+        Copies { candidates }
+    }
+
+    /// Whether there is anything to look up.
+    pub fn any(&self) -> bool {
+        !self.candidates.is_empty()
+    }
+
+    /// The candidates' rows.
+    pub fn rows<'a>(&self, rows: &[&'a ReadingRow]) -> Vec<&'a ReadingRow> {
+        self.candidates.iter().map(|&i| rows[i]).collect()
+    }
+
+    /// Which of the candidates to store, in order: those that copy neither a `stored` reading
+    /// nor an earlier reading of the write (kept or not). Returns them and how many were copies.
+    pub fn keep<'a>(
+        &self,
+        rows: &[&'a ReadingRow],
+        stored: &std::collections::HashSet<CopyKey<'_>>,
+    ) -> (Vec<&'a ReadingRow>, u64) {
+        let mut earlier: std::collections::HashSet<CopyKey<'a>> = std::collections::HashSet::new();
+        let mut next = self.candidates.iter().peekable();
+        let mut kept = Vec::with_capacity(self.candidates.len());
+        let mut copies = 0;
+        for (i, r) in rows.iter().enumerate() {
+            let key = copy_key(r);
+            if next.peek() == Some(&&i) {
+                next.next();
+                if earlier.contains(&key) || stored.contains(&key) {
+                    copies += 1;
+                    continue;
+                }
+                kept.push(*r);
+            }
+            earlier.insert(key);
+        }
+        (kept, copies)
+    }
+
+    /// The rows that are no candidate, in order: certainly new.
+    pub fn others<'a>(&self, rows: &[&'a ReadingRow]) -> Vec<&'a ReadingRow> {
+        let mut next = self.candidates.iter().peekable();
+        let mut out = Vec::with_capacity(rows.len() - self.candidates.len());
+        for (i, r) in rows.iter().enumerate() {
+            if next.peek() == Some(&&i) {
+                next.next();
+            } else {
+                out.push(*r);
+            }
+        }
+        out
+    }
+}
+
 /// Decodes a stored catalog row.
 pub(crate) fn decode_channel_info(
     device: &str,

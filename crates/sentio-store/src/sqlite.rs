@@ -60,6 +60,13 @@ const UPSERT_CHANNEL: &str = "INSERT INTO channels (device, sensor, unit, first_
         last_ts_ns = MAX(channels.last_ts_ns, excluded.last_ts_ns)
     WHERE excluded.first_ts_ns < channels.first_ts_ns
         OR excluded.last_ts_ns >= channels.last_ts_ns";
+// The newest timestamp of a channel's stored readings (the copies check, `row::Copies`).
+const SELECT_CHANNEL_LAST: &str =
+    "SELECT last_ts_ns FROM channels WHERE device = ?1 AND sensor = ?2";
+// Whether a reading with this device, timestamp, channel and value is stored (the index on
+// (device, ts_ns) finds it).
+const SELECT_COPY: &str = "SELECT 1 FROM sensor_readings
+    WHERE device = ?1 AND ts_ns = ?2 AND sensor = ?3 AND value = ?4 LIMIT 1";
 const SELECT_OFFSET: &str = "SELECT next_offset FROM consumer_offsets
     WHERE group_id = ?1 AND topic = ?2 AND partition = ?3";
 const UPSERT_OFFSET: &str = "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
@@ -345,6 +352,49 @@ fn upsert_channels(
     Ok(())
 }
 
+/// `rows` without the exact copies of stored readings or of earlier ones of `rows`
+/// ([`row::Copies`]), counted in `outcome`, and the catalog rows of what is left.
+fn without_copies<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    rows: Vec<&'a ReadingRow>,
+    outcome: &mut BatchOutcome,
+) -> rusqlite::Result<(Vec<&'a ReadingRow>, Vec<CatalogRow<'a>>)> {
+    let catalog = row::catalog_rows(rows.iter().copied());
+    let mut last = std::collections::HashMap::new();
+    {
+        let mut select = tx.prepare_cached(SELECT_CHANNEL_LAST)?;
+        for c in &catalog {
+            let ts: Option<i64> =
+                select.query_row(params![c.device, c.sensor], |r| r.get(0)).optional()?;
+            if let Some(ts) = ts {
+                last.insert((c.device, c.sensor), ts);
+            }
+        }
+    }
+    let copies = row::Copies::find(&rows, &last);
+    if !copies.any() {
+        return Ok((rows, catalog));
+    }
+    let mut stored = std::collections::HashSet::new();
+    {
+        let mut select = tx.prepare_cached(SELECT_COPY)?;
+        for r in copies.rows(&rows) {
+            if select.exists(params![r.device.as_str(), r.ts_ns, r.sensor.as_str(), r.value])? {
+                stored.insert(row::copy_key(r));
+            }
+        }
+    }
+    let (kept, copied) = copies.keep(&rows, &stored);
+    if copied == 0 {
+        return Ok((rows, catalog));
+    }
+    outcome.copies_skipped += copied;
+    let mut out = copies.others(&rows);
+    out.extend(kept);
+    let catalog = row::catalog_rows(out.iter().copied());
+    Ok((out, catalog))
+}
+
 fn write_batch(conn: &mut Connection, batch: &EncodedBatch) -> Result<BatchOutcome, StoreError> {
     const OP: &str = "write_batch";
     let q = query_err(OP);
@@ -366,19 +416,22 @@ fn write_batch(conn: &mut Connection, batch: &EncodedBatch) -> Result<BatchOutco
 
     let mut outcome = BatchOutcome::default();
     {
-        let mut insert = tx.prepare_cached(INSERT_READING).map_err(&q)?;
         let mut fresh = Vec::with_capacity(batch.readings.len());
         for (p, offset, r) in &batch.readings {
             if *offset < from(*p) {
                 outcome.replayed_skipped += 1;
                 continue;
             }
-            insert_reading(&mut insert, r).map_err(&q)?;
             fresh.push(r);
+        }
+        let (fresh, catalog) = without_copies(&tx, fresh, &mut outcome).map_err(&q)?;
+        let mut insert = tx.prepare_cached(INSERT_READING).map_err(&q)?;
+        for r in &fresh {
+            insert_reading(&mut insert, r).map_err(&q)?;
         }
         outcome.readings_inserted = fresh.len() as u64;
         // Only what was inserted: a replay leaves the catalog as it is.
-        upsert_channels(&tx, &row::catalog_rows(fresh)).map_err(&q)?;
+        upsert_channels(&tx, &catalog).map_err(&q)?;
     }
     {
         let mut insert = tx.prepare_cached(INSERT_DEAD_LETTER).map_err(&q)?;

@@ -84,10 +84,11 @@ fn the_bridge_stores_what_mosquitto_pub_sends_on_the_embedded_stack() {
         assert!(reader.read_line(&mut line).unwrap() > 0, "the bridge exited: {seen}");
         seen.push_str(&line);
     }
-    mosquitto_pub(
-        &format!("{prefix}/press-01/pressure"),
-        r#"{"value": 2.5, "ts": "2026-12-01T00:00:00Z"}"#,
-    );
+    let first = r#"{"value": 2.5, "ts": "2026-12-01T00:00:00Z"}"#;
+    mosquitto_pub(&format!("{prefix}/press-01/pressure"), first);
+    // The same message again (as a broker redelivers one the bridge took but did not
+    // acknowledge): the same reading, stored once.
+    mosquitto_pub(&format!("{prefix}/press-01/pressure"), first);
     mosquitto_pub(
         &format!("{prefix}/press-01/pressure"),
         r#"{"value": 2.75, "ts": "2026-12-01T00:00:01Z"}"#,
@@ -101,7 +102,7 @@ fn the_bridge_stores_what_mosquitto_pub_sends_on_the_embedded_stack() {
     std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{seen}{rest}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(rest.contains("3 MQTT messages: 2 readings published, 1 dead letters"), "{seen}{rest}");
+    assert!(rest.contains("4 MQTT messages: 3 readings published, 1 dead letters"), "{seen}{rest}");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let stored = runtime.block_on(async {
         let store =

@@ -46,12 +46,13 @@ fn simulate_piped_into_ingest_stores_the_readings_and_dead_letters_the_rest() {
     assert!(!stdout.contains("repeat"), "{stdout}");
     assert!(dir.path().join("data/sentio.db").is_file());
 
-    // Feeding the same input again stores it again (new messages, new offsets), never mixing up
-    // offsets with the first run: rows + dead letters still equal the stored offsets. Before,
-    // it did so without a word.
+    // Feeding the same input again (new messages, new offsets) stores none of its readings
+    // again: each is an exact copy of a stored one. The dead letters are new messages' own.
     let stdout = ingest_stdin(dir.path(), None, &input);
-    assert!(stdout.contains("store holds 76800 rows"), "{stdout}");
-    // ... and says so: the store keeps messages once, not values.
+    assert!(stdout.contains("0 rows stored, 2 dead letters"), "{stdout}");
+    assert!(stdout.contains("store holds 38400 rows"), "{stdout}");
+    // ... and says so.
+    assert!(stdout.contains("38400 readings were exact copies"), "{stdout}");
     assert!(stdout.contains("38400 readings repeat the timestamp and seq"), "{stdout}");
 }
 

@@ -94,8 +94,11 @@ pub struct EtlStats {
     pub rows_stored: AtomicU64,
     pub dead_letters: AtomicU64,
     pub replayed_skipped: AtomicU64,
+    /// Readings not stored because a stored one (or an earlier one of the batch) has the same
+    /// device, channel, timestamp and value: the same message sent twice.
+    pub copies_skipped: AtomicU64,
     /// Readings that repeat what was already stored for their device and sensor (see
-    /// [`repeats`]); they are stored again.
+    /// [`repeats`]); exact copies are stored once, the others again.
     pub repeated: AtomicU64,
     /// Readings kept whose channel the device's profile does not declare (or whose device no
     /// profile claims): stored, not modelled.
@@ -110,6 +113,7 @@ pub struct EtlSnapshot {
     pub rows_stored: u64,
     pub dead_letters: u64,
     pub replayed_skipped: u64,
+    pub copies_skipped: u64,
     pub repeated: u64,
     pub unmodelled: u64,
     pub batches: u64,
@@ -122,6 +126,7 @@ impl EtlStats {
             rows_stored: self.rows_stored.load(Ordering::Relaxed),
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             replayed_skipped: self.replayed_skipped.load(Ordering::Relaxed),
+            copies_skipped: self.copies_skipped.load(Ordering::Relaxed),
             repeated: self.repeated.load(Ordering::Relaxed),
             unmodelled: self.unmodelled.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
@@ -415,6 +420,7 @@ impl Etl {
         self.stats.rows_stored.fetch_add(outcome.readings_inserted, Ordering::Relaxed);
         self.stats.dead_letters.fetch_add(outcome.dead_letters_inserted, Ordering::Relaxed);
         self.stats.replayed_skipped.fetch_add(outcome.replayed_skipped, Ordering::Relaxed);
+        self.stats.copies_skipped.fetch_add(outcome.copies_skipped, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -2,10 +2,10 @@
 //!
 //! The store keeps every **message** once: exactly-once comes from the consumer offsets written in
 //! the same transaction as the rows, so a message the bus delivers twice (after a crash or a
-//! rebalance) is stored once. It does not deduplicate by content (no unique index on
-//! `sensor_readings`, which keeps ingest fast): a reading published again as a new message, such
-//! as the same file ingested twice or a producer replaying its history, is a new message and is
-//! stored again. The ETL notices such repeats and warns, with the count, so they never go by
+//! rebalance) is stored once. A reading published again as a new message (the same file ingested
+//! twice, a producer replaying its history, an MQTT redelivery) is stored once when it is an exact
+//! copy of a stored one (device, channel, timestamp and value: the store's write checks), and
+//! again when its value differs. The ETL notices such repeats and warns, with the count, so they never go by
 //! silently: a reading repeats when its timestamp and its `seq` are both no newer than the newest
 //! reading already seen (stored or in this run) of its device and sensor. Readings of one
 //! device and sensor arrive in order (they share a partition), so a live stream never repeats;
@@ -67,8 +67,8 @@ impl Repeats {
                 readings = self.unwarned,
                 total = self.total,
                 "readings repeat the timestamp and seq of readings already stored for their device \
-                 and sensor (the same data sent again, e.g. a file ingested twice); they are stored \
-                 again: the store keeps every message once, by bus offset, not by content"
+                 and sensor (the same data sent again, e.g. a file ingested twice); exact copies \
+                 are stored once, readings with another value again"
             );
             self.unwarned = 0;
             self.warned_at = Some(Instant::now());

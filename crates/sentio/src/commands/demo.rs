@@ -243,13 +243,17 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         drain_started.elapsed().as_secs_f64(),
         final_line(&sim_stats, &etl_stats)
     );
-    // What this run added: every message it consumed became exactly one row or dead letter.
+    // What this run added: every message it consumed became exactly one row or dead letter (or
+    // was the exact copy of a stored reading, stored once).
     let rows = after.readings - before.readings;
     let letters = after.dead_letters - before.dead_letters;
     let offsets = after.committed_offsets_total - before.committed_offsets_total;
-    let consistent = rows + letters == offsets;
+    let copies = etl_stats.snapshot().copies_skipped;
+    let consistent = rows + letters + copies == offsets;
+    let copies_text =
+        if copies > 0 { format!(" + {copies} copies stored once") } else { String::new() };
     say!(
-        "store: +{rows} rows + {letters} dead letters {} +{offsets} committed offsets{}; it holds {} rows",
+        "store: +{rows} rows + {letters} dead letters{copies_text} {} +{offsets} committed offsets{}; it holds {} rows",
         if consistent { "=" } else { "!=" },
         if consistent { " (consistent)" } else { "" },
         after.readings,
@@ -323,7 +327,9 @@ async fn wait_stored(sim: &SimStats, etl: &EtlStats, stop: &CancellationToken) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline && !stop.is_cancelled() {
         let s = etl.snapshot();
-        if s.rows_stored + s.dead_letters >= sim.published.load(Ordering::Relaxed) {
+        if s.rows_stored + s.dead_letters + s.copies_skipped
+            >= sim.published.load(Ordering::Relaxed)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -64,8 +64,8 @@ pub struct Args {
     skip_columns: Vec<String>,
 
     /// Import even where the store already holds readings of a device and channel in the
-    /// files' time span. The store keeps every message, not every value: rows imported twice
-    /// are stored twice.
+    /// files' time span: rows identical to stored readings (timestamp and value) are stored
+    /// once, rows with another value at a stored timestamp are stored beside them.
     #[arg(long)]
     allow_overlap: bool,
 
@@ -166,7 +166,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
         }
         say!(
             "--allow-overlap: {} device channels already hold readings in the span imported; \
-             those rows are stored a second time",
+             rows identical to stored ones are stored once, the others beside them",
             overlapping.len()
         );
     }
@@ -220,7 +220,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
         shutdown.wait(Duration::from_secs(5)).await;
         bail!(
             "interrupted: the readings stored so far stay stored. Importing the same files again \
-             is refused as an overlap with them (--allow-overlap would store those rows twice); \
+             is refused as an overlap with them (--allow-overlap would add what is missing); \
              import under another device name to start afresh"
         );
     };
@@ -508,7 +508,8 @@ fn summarize(
     if repeated > 0 {
         say!(
             "{repeated} readings repeat the timestamp and seq of readings already stored for \
-             their device and channel: they were stored again (docs/import.md)"
+             their device and channel: exact copies were stored once, the others again \
+             (docs/import.md)"
         );
     }
 }

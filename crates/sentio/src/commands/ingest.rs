@@ -66,11 +66,18 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
         s.replayed_skipped,
         totals.readings
     );
+    if s.copies_skipped > 0 {
+        say!(
+            "{} readings were exact copies (device, channel, timestamp and value) of stored ones, \
+             the same message sent twice: stored once (docs/messages.md)",
+            s.copies_skipped
+        );
+    }
     if s.repeated > 0 {
         say!(
             "{} readings repeat the timestamp and seq of readings already stored for their device \
-             and sensor (the same data sent again?); they were stored again: the store keeps every \
-             message once, not every value (docs/messages.md)",
+             and sensor (the same data sent again?): exact copies are stored once, readings with \
+             another value too (docs/messages.md)",
             s.repeated
         );
     }
