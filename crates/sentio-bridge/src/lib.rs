@@ -6,5 +6,5 @@
 pub mod mqtt;
 pub mod payload;
 
-pub use mqtt::{BridgeStats, MqttBridge, MqttDeadLetter, Topics};
+pub use mqtt::{BridgeStats, MqttBridge, MqttDeadLetter, Settle, Topics};
 pub use payload::{Decoded, Decoder, Rejected};

@@ -7,7 +7,8 @@
 //!   bridge is away and delivers them when it is back.
 //! - Acknowledgements are manual: a message is acknowledged to the broker only after the bus has
 //!   acknowledged its readings (or its dead letter), in the order the messages arrived. A bridge
-//!   killed in between gets the message again from the broker.
+//!   killed in between gets the message again from the broker. On a bus that does not outlive the
+//!   process (the embedded one), a [`Settle`] makes it wait until the store holds them too.
 //! - Backpressure: at most `max_inflight` messages wait for the bus; while they do, the bridge
 //!   reads no more from the broker, which then keeps the rest (the broker also stops sending once
 //!   its own in-flight limit of unacknowledged messages is reached).
@@ -23,7 +24,7 @@ use anyhow::Context;
 use base64::Engine;
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
-use sentio_bus::Bus;
+use sentio_bus::{Bus, Delivery};
 use sentio_config::{MqttBridgeConfig, TopicTemplate};
 use sentio_core::message::DecodeLimits;
 use sentio_core::{Unit, encode_reading};
@@ -67,6 +68,19 @@ pub struct MqttDeadLetter {
     pub payload_base64: String,
 }
 
+/// What a message's acknowledgement waits for after the bus has its readings: on the embedded
+/// bus, which dies with the process, that the ETL has stored (or dead-lettered) them.
+#[async_trait::async_trait]
+pub trait Settle: Send + Sync {
+    /// Returns once every record of `deliveries` on `topic` is settled, or `stop` is cancelled.
+    async fn settled(
+        &self,
+        topic: &str,
+        deliveries: &[Delivery],
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()>;
+}
+
 /// Where the bridge publishes.
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -94,6 +108,7 @@ pub struct MqttBridge {
     topics: Topics,
     routes: Vec<Route>,
     stats: Arc<BridgeStats>,
+    settle: Option<Arc<dyn Settle>>,
 }
 
 impl MqttBridge {
@@ -124,7 +139,13 @@ impl MqttBridge {
                 Ok(Route { template, decoder: Decoder { format: s.format, unit, limits } })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(MqttBridge { config, bus, topics, routes, stats: Arc::default() })
+        Ok(MqttBridge { config, bus, topics, routes, stats: Arc::default(), settle: None })
+    }
+
+    /// Acknowledges a message only once `settle` says its records are settled (see [`Settle`]).
+    pub fn with_settle(mut self, settle: Arc<dyn Settle>) -> MqttBridge {
+        self.settle = Some(settle);
+        self
     }
 
     pub fn stats(&self) -> Arc<BridgeStats> {
@@ -155,7 +176,7 @@ impl MqttBridge {
         let inflight = usize::from(self.config.max_inflight);
         let (tx, rx) = mpsc::channel::<Taken>(inflight);
         let mut forward = tokio::spawn(forward(
-            self.bus.clone(),
+            (self.bus.clone(), self.settle.clone()),
             client.clone(),
             rx,
             self.stats.clone(),
@@ -333,7 +354,7 @@ impl MqttBridge {
 /// Publishes what was taken in, in batches, and acknowledges each message after the bus has
 /// acknowledged everything it carried; retries the bus until it answers or `stop`.
 async fn forward(
-    bus: Arc<dyn Bus>,
+    (bus, settle): (Arc<dyn Bus>, Option<Arc<dyn Settle>>),
     client: AsyncClient,
     mut rx: mpsc::Receiver<Taken>,
     stats: Arc<BridgeStats>,
@@ -355,7 +376,16 @@ async fn forward(
         for (topic, records) in &by_topic {
             loop {
                 match bus.publish_batch(topic, records.clone()).await {
-                    Ok(_) => break,
+                    Ok(deliveries) => {
+                        if let Some(settle) = &settle {
+                            settle.settled(topic, &deliveries, &stop).await?;
+                            if stop.is_cancelled() {
+                                // Not known to be stored: unacknowledged, delivered again.
+                                return Ok(());
+                            }
+                        }
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, topic, "the bus refused readings; retrying");
                         tokio::select! {

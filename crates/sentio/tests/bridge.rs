@@ -111,3 +111,140 @@ fn the_bridge_stores_what_mosquitto_pub_sends_on_the_embedded_stack() {
     });
     assert_eq!(stored, 2);
 }
+
+/// Starts `sentio bridge mqtt` in `dir` with `bridge.toml` and waits until it has subscribed.
+fn start_bridge(dir: &std::path::Path) -> std::process::Child {
+    let mut child = sentio(dir)
+        .args(["--config", "bridge.toml", "bridge", "mqtt"])
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("bridge.log"))
+                .unwrap(),
+        )
+        .env("RUST_LOG", "info,sentio_bridge=debug")
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    while !seen.contains("subscribed:") {
+        assert!(Instant::now() < deadline, "not subscribed: {seen}");
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the bridge exited: {seen}");
+        seen.push_str(&line);
+    }
+    // Keep reading its output, so that it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    child
+}
+
+/// The short form of the crash test: readings published while the bridge is SIGKILLed and
+/// restarted, again and again, are all stored, each once. (On the embedded stack a message is
+/// acknowledged to the broker once stored; a message taken in but not acknowledged comes again,
+/// and its copy is not stored twice.)
+#[test]
+fn killing_the_bridge_loses_no_reading_and_stores_none_twice() {
+    use std::io::Write;
+    const N: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    eprintln!("crash test in {}", dir.path().display());
+    let (host, port) = broker();
+    let prefix = sentio_it::unique("it-crash-bridge");
+    let client = sentio_it::unique("crash-bridge").replace('_', "-");
+    std::fs::write(
+        dir.path().join("bridge.toml"),
+        format!(
+            "[bridge.mqtt]\nhost = \"{host}\"\nport = {port}\nclient_id = \"{client}\"\n\n\
+             [[bridge.mqtt.subscriptions]]\ntopic = \"{prefix}/{{device}}/{{sensor}}\"\n\
+             format = \"value\"\nunit = \"bar\"\n"
+        ),
+    )
+    .unwrap();
+    let mut bridge = start_bridge(dir.path());
+
+    // One publisher, QoS 1, N messages with their own timestamps (1 ms apart).
+    let t0 = 1_796_000_000_000u64;
+    let mut publisher = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            &host,
+            "-p",
+            &port,
+            "-q",
+            "1",
+            "-t",
+            &format!("{prefix}/press-07/pressure"),
+            "-l",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in 0..N {
+            writeln!(stdin, "{{\"value\": {}, \"ts\": {}}}", i as f64 / 4.0, t0 + i).unwrap();
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    // SIGKILL the bridge four times while the readings flow, restarting it each time.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(250));
+        bridge.kill().unwrap();
+        bridge.wait().unwrap();
+        bridge = start_bridge(dir.path());
+        eprintln!("restarted");
+    }
+    feeder.join().unwrap();
+    assert!(publisher.wait().unwrap().success());
+    // The last one takes in the rest (the broker kept it): wait until the store holds N rows or
+    // nothing more comes for 10 s, then stop it cleanly.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = dir.path().join("data/sentio.db");
+    let count = || {
+        runtime.block_on(async {
+            let store = sentio_store::sqlite::SqliteStore::open(&db).unwrap();
+            store.stats().await.unwrap().readings
+        })
+    };
+    let (mut last, mut since) = (0, Instant::now());
+    while since.elapsed() < Duration::from_secs(10) {
+        let now = count();
+        if now >= N {
+            break;
+        }
+        if now > last {
+            (last, since) = (now, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        Command::new("kill").args(["-INT", &bridge.id().to_string()]).status().unwrap().success()
+    );
+    assert!(bridge.wait().unwrap().success());
+
+    let stored = runtime.block_on(async {
+        let store = sentio_store::sqlite::SqliteStore::open(&db).unwrap();
+        let query = sentio_store::RangeQuery {
+            devices: vec![sentio_core::DeviceId::new("press-07").unwrap()],
+            sensors: Vec::new(),
+            from_ns: 0,
+            to_ns: i64::MAX,
+        };
+        store.query_range(&query).await.unwrap()
+    });
+    let mut values: Vec<u64> = stored.iter().map(|r| (r.value * 4.0) as u64).collect();
+    values.sort_unstable();
+    let distinct = {
+        let mut v = values.clone();
+        v.dedup();
+        v.len()
+    };
+    assert_eq!(distinct as u64, N, "every reading stored ({} rows)", stored.len());
+    assert_eq!(values.len() as u64, N, "none stored twice");
+    assert!(stored.iter().all(|r| r.ts_ns == ((t0 + (r.value * 4.0) as u64) * 1_000_000) as i64));
+}

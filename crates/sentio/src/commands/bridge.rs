@@ -5,10 +5,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use sentio_bridge::{BridgeStats, MqttBridge, Topics};
+use std::collections::BTreeMap;
+
+use sentio_bridge::{BridgeStats, MqttBridge, Settle, Topics};
+use sentio_bus::Delivery;
 use sentio_config::{BusKind, Config};
 use sentio_core::DecodeLimits;
 use sentio_services::shutdown::Shutdown;
+use sentio_store::ReadingStore;
 
 use crate::wiring;
 
@@ -62,13 +66,26 @@ async fn mqtt(config: Config) -> anyhow::Result<()> {
         readings: config.topics.readings.clone(),
         dead_letters: config.topics.dead_letters.clone(),
     };
-    let bridge = MqttBridge::new(config.bridge.mqtt.clone(), bus.clone(), topics, limits)?;
+    let mut bridge = MqttBridge::new(config.bridge.mqtt.clone(), bus.clone(), topics, limits)?;
+    if let Some(store) = &store {
+        // The embedded bus dies with the process: a message is acknowledged once stored.
+        bridge = bridge.with_settle(Arc::new(Stored {
+            store: store.clone(),
+            group: config.ingest.group.clone(),
+            readings: config.topics.readings.clone(),
+        }));
+    }
     let stats = bridge.stats();
 
     let etl_stop = tokio_util::sync::CancellationToken::new();
     let etl = match &store {
         Some(store) => {
-            let etl = wiring::etl(&config, &bus, store)?;
+            // The broker sends no more than its in-flight limit of unacknowledged messages, and
+            // the bridge acknowledges them once stored: the in-process ETL writes within 20 ms
+            // (or the configured linger, if shorter), not after a long linger.
+            let mut quick = config.clone();
+            quick.ingest.batch_linger = quick.ingest.batch_linger.min(Duration::from_millis(20));
+            let etl = wiring::etl(&quick, &bus, store)?;
             Some(shutdown.spawn("ingest", etl.run(etl_stop.clone())))
         }
         None => None,
@@ -96,6 +113,44 @@ async fn mqtt(config: Config) -> anyhow::Result<()> {
     }
     say!("{}", summary(&stats));
     Ok(())
+}
+
+/// Settled means stored: the ETL group's committed offsets, which the store writes with the rows,
+/// have passed every delivery on the readings topic. (The bridge's dead letters stay on the
+/// in-process dead-letter topic, logged.)
+struct Stored {
+    store: Arc<dyn ReadingStore>,
+    group: String,
+    readings: String,
+}
+
+#[async_trait::async_trait]
+impl Settle for Stored {
+    async fn settled(
+        &self,
+        topic: &str,
+        deliveries: &[Delivery],
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<()> {
+        if topic != self.readings {
+            return Ok(());
+        }
+        let mut need: BTreeMap<u32, u64> = BTreeMap::new();
+        for d in deliveries {
+            let next = need.entry(d.partition).or_insert(0);
+            *next = (*next).max(d.offset + 1);
+        }
+        loop {
+            let committed = self.store.committed_offsets(&self.group, &self.readings).await?;
+            if need.iter().all(|(p, next)| committed.get(p).copied().unwrap_or(0) >= *next) {
+                return Ok(());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                () = stop.cancelled() => return Ok(()),
+            }
+        }
+    }
 }
 
 fn summary(s: &BridgeStats) -> String {
