@@ -51,7 +51,8 @@ pub struct BridgeStats {
     pub connected: AtomicBool,
     /// Connections made (1 after the first).
     pub connections: AtomicU64,
-    /// Subscriptions the broker has confirmed (each one again after every connection).
+    /// Subscriptions the broker has confirmed, or kept in the session it resumed (each one again
+    /// after every connection).
     pub subscribed: AtomicU64,
 }
 
@@ -195,8 +196,9 @@ impl MqttBridge {
                 }
             }
         };
-        // Send the last acknowledgements, then leave.
-        let _ = client.disconnect().await;
+        // Send the last acknowledgements, then leave (never waiting on a full request queue:
+        // nothing else polls the event loop now).
+        let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while let Ok(event) = events.poll().await {
                 if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
@@ -233,6 +235,13 @@ impl MqttBridge {
                         session_present = ack.session_present,
                         "connected to the MQTT broker"
                     );
+                    // A resumed session has its subscriptions already (and its SUBACK for the
+                    // renewal may come after the session's backlog).
+                    if ack.session_present {
+                        self.stats
+                            .subscribed
+                            .fetch_add(self.routes.len() as u64, Ordering::Relaxed);
+                    }
                     // Subscribing again to a kept session changes nothing; a broker that lost
                     // the session gets the subscriptions back.
                     for route in &self.routes {

@@ -36,10 +36,15 @@ fn publish(topic: &str, message: &str) {
 
 /// Publishes each line of `lines` as one message (`mosquitto_pub -l`).
 fn publish_lines(topic: &str, lines: &[String]) {
-    use std::io::Write;
     let (host, port) = broker();
+    publish_lines_to(&host, port, topic, lines);
+}
+
+/// The same to the broker at `host:port`.
+fn publish_lines_to(host: &str, port: u16, topic: &str, lines: &[String]) {
+    use std::io::Write;
     let mut child = Command::new("mosquitto_pub")
-        .args(["-h", &host, "-p", &port.to_string(), "-q", "1", "-t", topic, "-l"])
+        .args(["-h", host, "-p", &port.to_string(), "-q", "1", "-t", topic, "-l"])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -258,18 +263,7 @@ impl OwnBroker {
     }
 
     fn publish_lines(&self, topic: &str, lines: &[String]) {
-        use std::io::Write;
-        let mut child = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-t", topic, "-l"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        for line in lines {
-            writeln!(stdin, "{line}").unwrap();
-        }
-        drop(stdin);
-        assert!(child.wait().unwrap().success());
+        publish_lines_to("127.0.0.1", self.port, topic, lines);
     }
 }
 
