@@ -94,13 +94,19 @@ struct Route {
     decoder: Decoder,
 }
 
-/// One message taken in, and what it carries to the bus.
+/// One message taken in, and what it carries to the bus: its readings, or its dead letter.
 struct Taken {
     publish: Publish,
-    records: Vec<(String, Bytes, Bytes)>,
-    readings: u64,
+    /// (key, payload) for the readings topic, or the one dead letter's for the dead-letter topic.
+    records: Vec<(Bytes, Bytes)>,
     arrival_time: bool,
     dead_letter: bool,
+}
+
+impl Taken {
+    fn readings(&self) -> u64 {
+        if self.dead_letter { 0 } else { self.records.len() as u64 }
+    }
 }
 
 pub struct MqttBridge {
@@ -177,7 +183,7 @@ impl MqttBridge {
         let inflight = usize::from(self.config.max_inflight);
         let (tx, rx) = mpsc::channel::<Taken>(inflight);
         let mut forward = tokio::spawn(forward(
-            (self.bus.clone(), self.settle.clone()),
+            (self.bus.clone(), self.topics.clone(), self.settle.clone()),
             client.clone(),
             rx,
             self.stats.clone(),
@@ -313,21 +319,11 @@ impl MqttBridge {
                     .readings
                     .iter()
                     .map(|r| {
-                        (
-                            self.topics.readings.clone(),
-                            Bytes::copy_from_slice(r.device.as_str().as_bytes()),
-                            Bytes::from(encode_reading(r)),
-                        )
+                        let key = Bytes::copy_from_slice(r.device.as_str().as_bytes());
+                        (key, Bytes::from(encode_reading(r)))
                     })
                     .collect();
-                let readings = d.readings.len() as u64;
-                Taken {
-                    publish,
-                    records,
-                    readings,
-                    arrival_time: d.arrival_time,
-                    dead_letter: false,
-                }
+                Taken { publish, records, arrival_time: d.arrival_time, dead_letter: false }
             }
             Err(rejected) => {
                 tracing::warn!(topic = %topic, code = rejected.code, reason = %rejected.reason, "dead letter");
@@ -343,18 +339,8 @@ impl MqttBridge {
                         .encode(&publish.payload),
                 };
                 let json = serde_json::to_vec(&letter).unwrap_or_default();
-                let record = (
-                    self.topics.dead_letters.clone(),
-                    Bytes::from(topic.into_bytes()),
-                    Bytes::from(json),
-                );
-                Taken {
-                    publish,
-                    records: vec![record],
-                    readings: 0,
-                    arrival_time: false,
-                    dead_letter: true,
-                }
+                let record = (Bytes::from(topic.into_bytes()), Bytes::from(json));
+                Taken { publish, records: vec![record], arrival_time: false, dead_letter: true }
             }
         }
     }
@@ -363,7 +349,7 @@ impl MqttBridge {
 /// Publishes what was taken in, in batches, and acknowledges each message after the bus has
 /// acknowledged everything it carried; retries the bus until it answers or `stop`.
 async fn forward(
-    (bus, settle): (Arc<dyn Bus>, Option<Arc<dyn Settle>>),
+    (bus, topics, settle): (Arc<dyn Bus>, Topics, Option<Arc<dyn Settle>>),
     client: AsyncClient,
     mut rx: mpsc::Receiver<Taken>,
     stats: Arc<BridgeStats>,
@@ -372,17 +358,16 @@ async fn forward(
     const BATCH: usize = 512;
     let mut batch: Vec<Taken> = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut by_topic: Vec<(String, Vec<(Bytes, Bytes)>)> = Vec::new();
+        let (mut readings, mut letters) = (Vec::new(), Vec::new());
         for taken in &batch {
-            for (topic, key, payload) in &taken.records {
-                match by_topic.iter_mut().find(|(t, _)| t == topic) {
-                    Some((_, records)) => records.push((key.clone(), payload.clone())),
-                    None => by_topic.push((topic.clone(), vec![(key.clone(), payload.clone())])),
-                }
-            }
+            let to = if taken.dead_letter { &mut letters } else { &mut readings };
+            to.extend(taken.records.iter().cloned());
         }
         let mut pause = Duration::from_millis(100);
-        for (topic, records) in &by_topic {
+        for (topic, records) in [(&topics.readings, readings), (&topics.dead_letters, letters)] {
+            if records.is_empty() {
+                continue;
+            }
             loop {
                 match bus.publish_batch(topic, records.clone()).await {
                     Ok(deliveries) => {
@@ -396,7 +381,7 @@ async fn forward(
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, topic, "the bus refused readings; retrying");
+                        tracing::warn!(error = %e, topic = %topic, "the bus refused readings; retrying");
                         tokio::select! {
                             () = tokio::time::sleep(pause) => {}
                             // Unacknowledged: the broker delivers these again next time.
@@ -408,9 +393,9 @@ async fn forward(
             }
         }
         for taken in batch.drain(..) {
-            stats.readings.fetch_add(taken.readings, Ordering::Relaxed);
+            stats.readings.fetch_add(taken.readings(), Ordering::Relaxed);
             if taken.arrival_time {
-                stats.arrival_time.fetch_add(taken.readings, Ordering::Relaxed);
+                stats.arrival_time.fetch_add(taken.readings(), Ordering::Relaxed);
             }
             if taken.dead_letter {
                 stats.dead_letters.fetch_add(1, Ordering::Relaxed);

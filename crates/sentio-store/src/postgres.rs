@@ -730,8 +730,12 @@ async fn write_batch(pool: &Pool, batch: &EncodedBatch) -> Result<BatchOutcome, 
     if copies.any() {
         return write_with_copies(tx, batch, (&fresh, &copies), &stored, sink, outcome).await;
     }
-    // Only what is inserted: a replay leaves the catalog as it is.
-    let catalog = row::catalog_rows(fresh.iter().copied());
+    // Only what is inserted: a replay leaves the catalog as it is (without one, the batch's).
+    let catalog = if fresh.len() == batch.readings.len() {
+        all
+    } else {
+        row::catalog_rows(fresh.iter().copied())
+    };
     // The whole COPY in one message (see `encode_copy`); none at all is a COPY of no rows.
     sink.send(encode_copy(fresh.iter().copied())).await.map_err(&q)?;
 
