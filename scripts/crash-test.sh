@@ -12,8 +12,15 @@
 #      SIGKILL 20 times at random points of its backfill, training, replay and live phases, and a
 #      second process started on its directory; the store must hold exactly the seeded stream,
 #      the archive exactly the store. CI: 2 pumps, 40 minutes, 20 kills.
+#   4. the MQTT bridge's crash loop: 1,000,000 readings published to Mosquitto over QoS 1 by four
+#      `mosquitto_pub` processes (20,000 readings/s) while `sentio bridge mqtt` (to Kafka, with
+#      `sentio ingest` into PostgreSQL) is killed with SIGKILL 10 times at random points and
+#      restarted; every reading stored exactly once (count, checksum, no duplicate device,
+#      channel and timestamp), those published while it was down included. CI: 20,000 readings,
+#      3 kills.
 # Override with SENTIO_CRASH_READINGS / SENTIO_CRASH_KILLS / SENTIO_FAILOVER_READINGS and
-# SENTIO_FAULT_KILLS / SENTIO_FAULT_DEVICES / SENTIO_FAULT_BACKFILL_MIN / SENTIO_FAULT_SEED.
+# SENTIO_FAULT_KILLS / SENTIO_FAULT_DEVICES / SENTIO_FAULT_BACKFILL_MIN / SENTIO_FAULT_SEED, and
+# SENTIO_BRIDGE_CRASH_READINGS / SENTIO_BRIDGE_CRASH_KILLS / SENTIO_BRIDGE_CRASH_RATE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -30,3 +37,7 @@ cargo test --locked -p sentio --test failover -- --nocapture
 SENTIO_FAULT_KILLS="${SENTIO_FAULT_KILLS:-20}" SENTIO_FAULT_DEVICES="${SENTIO_FAULT_DEVICES:-8}" \
     SENTIO_FAULT_BACKFILL_MIN="${SENTIO_FAULT_BACKFILL_MIN:-180}" \
     cargo test --locked -p sentio --test faults -- --nocapture
+SENTIO_BRIDGE_CRASH_READINGS="${SENTIO_BRIDGE_CRASH_READINGS:-1000000}" \
+    SENTIO_BRIDGE_CRASH_KILLS="${SENTIO_BRIDGE_CRASH_KILLS:-10}" \
+    SENTIO_BRIDGE_CRASH_RATE="${SENTIO_BRIDGE_CRASH_RATE:-20000}" \
+    cargo test --locked -p sentio --test bridge_kafka -- --nocapture

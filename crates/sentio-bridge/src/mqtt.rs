@@ -10,12 +10,15 @@
 //!   killed in between gets the message again from the broker. On a bus that does not outlive the
 //!   process (the embedded one), a [`Settle`] makes it wait until the store holds them too.
 //! - Backpressure: at most `max_inflight` messages wait for the bus; while they do, the bridge
-//!   reads no more from the broker, which then keeps the rest (the broker also stops sending once
-//!   its own in-flight limit of unacknowledged messages is reached).
+//!   reads no more from the broker, which then keeps the rest. The event loop, which also sends
+//!   the acknowledgements, is still polled while any acknowledgement is owed, and once per half
+//!   keep-alive (a bridge that stopped polling with acknowledgements owed would wait for ever:
+//!   the broker for them, the forwarding task for room to make more).
 //! - A message that carries no reading (malformed, a topic of another shape, a bad device id) goes
 //!   to the dead-letter topic with the MQTT topic and the reason, and is acknowledged: the bridge
 //!   never stops on input.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,7 +32,7 @@ use sentio_config::{MqttBridgeConfig, TopicTemplate};
 use sentio_core::message::DecodeLimits;
 use sentio_core::{Unit, encode_reading};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::payload::{Decoder, Rejected};
@@ -80,6 +83,16 @@ pub trait Settle: Send + Sync {
         deliveries: &[Delivery],
         stop: &CancellationToken,
     ) -> anyhow::Result<()>;
+}
+
+/// The acknowledgements the forwarding task has handed to the event loop, which sends them when
+/// polled: while any is owed, the event loop is polled even when no more messages are wanted
+/// (else the forwarding task would wait on a full request channel, and the broker for
+/// acknowledgements, for ever).
+#[derive(Default)]
+struct Acks {
+    issued: AtomicU64,
+    more: Notify,
 }
 
 /// Where the bridge publishes.
@@ -179,17 +192,20 @@ impl MqttBridge {
     /// messages in and forwards them. Returns once the messages taken in are forwarded and
     /// acknowledged.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let (client, mut events) = AsyncClient::new(self.options(), 64);
         let inflight = usize::from(self.config.max_inflight);
+        // Room for the acknowledgements of a full channel and batch.
+        let requests = inflight + FORWARD_BATCH + self.routes.len() + 16;
+        let (client, mut events) = AsyncClient::new(self.options(), requests);
         let (tx, rx) = mpsc::channel::<Taken>(inflight);
+        let acks = Arc::new(Acks::default());
         let mut forward = tokio::spawn(forward(
             (self.bus.clone(), self.topics.clone(), self.settle.clone()),
-            client.clone(),
+            (client.clone(), acks.clone()),
             rx,
             self.stats.clone(),
             stop.clone(),
         ));
-        let result = self.take_in(&client, &mut events, tx, &stop).await;
+        let result = self.take_in(&client, &mut events, (tx, &acks), &stop).await;
         // The messages taken in go out and are acknowledged; the event loop keeps running so
         // that the acknowledgements reach the broker.
         let forwarded = loop {
@@ -217,20 +233,57 @@ impl MqttBridge {
         result.and(forwarded)
     }
 
+    /// Polls the event loop, which carries both what the broker sends and the acknowledgements
+    /// the forwarding task makes: messages taken in wait in `waiting` until the forwarding
+    /// channel has room. Once `max_inflight` wait and no acknowledgement is owed to the broker,
+    /// no more are taken in (the broker keeps them) until there is room, save one poll per half
+    /// keep-alive so that the connection stays up while the bus is slow.
     async fn take_in(
         &self,
         client: &AsyncClient,
         events: &mut EventLoop,
-        tx: mpsc::Sender<Taken>,
+        (tx, acks): (mpsc::Sender<Taken>, &Acks),
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
+        let inflight = usize::from(self.config.max_inflight);
+        let tick = self.config.keep_alive / 2;
+        let mut waiting: VecDeque<Taken> = VecDeque::new();
+        // Acknowledgements the event loop has sent (see `Acks`).
+        let mut sent = 0u64;
         let mut pause = Duration::from_millis(250);
         loop {
+            while let Some(taken) = waiting.pop_front() {
+                match tx.try_send(taken) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(taken)) => {
+                        waiting.push_front(taken);
+                        break;
+                    }
+                    // The forwarding task ended (on a bus error it reports).
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+                }
+            }
+            let owed = acks.issued.load(Ordering::Relaxed).saturating_sub(sent);
+            if waiting.len() >= inflight && owed == 0 {
+                tokio::select! {
+                    permit = tx.reserve() => {
+                        let Ok(permit) = permit else { return Ok(()) };
+                        if let Some(taken) = waiting.pop_front() {
+                            permit.send(taken);
+                        }
+                        continue;
+                    }
+                    () = acks.more.notified() => continue,
+                    () = tokio::time::sleep(tick) => {}
+                    () = stop.cancelled() => return Ok(()),
+                }
+            }
             let event = tokio::select! {
                 event = events.poll() => event,
                 () = stop.cancelled() => return Ok(()),
             };
             match event {
+                Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => sent += 1,
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     pause = Duration::from_millis(250);
                     self.stats.connected.store(true, Ordering::Relaxed);
@@ -269,19 +322,13 @@ impl MqttBridge {
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     self.stats.messages.fetch_add(1, Ordering::Relaxed);
-                    let taken = self.take(publish);
-                    tokio::select! {
-                        sent = tx.send(taken) => {
-                            if sent.is_err() {
-                                // The forwarding task ended (on a bus error it reports).
-                                return Ok(());
-                            }
-                        }
-                        () = stop.cancelled() => return Ok(()),
-                    }
+                    waiting.push_back(self.take(publish));
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    // The event loop dropped the acknowledgements it had not sent: the broker
+                    // delivers those messages again.
+                    sent = acks.issued.load(Ordering::Relaxed);
                     if self.stats.connected.swap(false, Ordering::Relaxed) {
                         tracing::warn!(error = %e, "lost the MQTT broker; reconnecting");
                     } else {
@@ -346,18 +393,20 @@ impl MqttBridge {
     }
 }
 
+/// The most messages [`forward`] publishes at once.
+const FORWARD_BATCH: usize = 512;
+
 /// Publishes what was taken in, in batches, and acknowledges each message after the bus has
 /// acknowledged everything it carried; retries the bus until it answers or `stop`.
 async fn forward(
     (bus, topics, settle): (Arc<dyn Bus>, Topics, Option<Arc<dyn Settle>>),
-    client: AsyncClient,
+    (client, acks): (AsyncClient, Arc<Acks>),
     mut rx: mpsc::Receiver<Taken>,
     stats: Arc<BridgeStats>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    const BATCH: usize = 512;
-    let mut batch: Vec<Taken> = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    let mut batch: Vec<Taken> = Vec::with_capacity(FORWARD_BATCH);
+    while rx.recv_many(&mut batch, FORWARD_BATCH).await > 0 {
         let (mut readings, mut letters) = (Vec::new(), Vec::new());
         for taken in &batch {
             let to = if taken.dead_letter { &mut letters } else { &mut readings };
@@ -401,8 +450,10 @@ async fn forward(
                 stats.dead_letters.fetch_add(1, Ordering::Relaxed);
             }
             client.ack(&taken.publish).await.context("acknowledging to the broker")?;
+            acks.issued.fetch_add(1, Ordering::Relaxed);
             stats.acknowledged.fetch_add(1, Ordering::Relaxed);
         }
+        acks.more.notify_one();
     }
     Ok(())
 }

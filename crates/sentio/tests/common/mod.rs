@@ -361,3 +361,62 @@ pub fn scalar(v: &serde_yaml::Value) -> String {
         other => panic!("non-scalar environment value {other:?}"),
     }
 }
+
+/// The MQTT broker of `scripts/services.sh`: (host, port).
+pub fn mqtt_broker() -> (String, String) {
+    let url = sentio_it::setting("SENTIO_TEST_MQTT_URL");
+    let rest = url.strip_prefix("mqtt://").unwrap();
+    let (host, port) = rest.rsplit_once(':').unwrap();
+    (host.to_owned(), port.to_owned())
+}
+
+/// A `bridge.toml` in `dir`: the test broker, `client`'s session, one `value` subscription
+/// `prefix/{device}/{sensor}` in bar.
+pub fn write_bridge_config(dir: &Path, prefix: &str, client: &str) {
+    let (host, port) = mqtt_broker();
+    std::fs::write(
+        dir.join("bridge.toml"),
+        format!(
+            "[bridge.mqtt]\nhost = \"{host}\"\nport = {port}\nclient_id = \"{client}\"\n\n\
+             [[bridge.mqtt.subscriptions]]\ntopic = \"{prefix}/{{device}}/{{sensor}}\"\n\
+             format = \"value\"\nunit = \"bar\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// Starts `cmd` (a `sentio ... bridge mqtt`), its log appended to `log`, and waits until it has
+/// subscribed; its stdout lines keep coming on the receiver.
+pub fn spawn_bridge(mut cmd: Command, log: &Path) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .env("RUST_LOG", "info,sentio_bridge=debug")
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    // Reads to the end whether or not anyone listens, so that the bridge never blocks on a pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("subscribed:") => return (child, rx),
+            Ok(_) => {}
+            Err(e) => {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                panic!(
+                    "not subscribed ({e:?}); its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            }
+        }
+    }
+}
