@@ -30,6 +30,9 @@ pub enum What {
     /// Detection: windows scored per second against PyTorch's inference of the same model, and
     /// the streaming detector's end-to-end latency at --rate readings/s (needs the torch venv).
     Detect,
+    /// The MQTT bridge: readings/s from a broker's backlog into Kafka, against `mosquitto_sub`
+    /// draining the same backlog (bridge.mqtt names the broker; bus.kind must be "kafka").
+    Bridge,
 }
 
 /// Runs the whole embedded pipeline (simulator → memory bus → ETL → SQLite, plus the .pickle
@@ -83,7 +86,8 @@ pub struct Args {
     #[arg(long)]
     steps: Option<usize>,
     /// With train and detect: rounds, Rust and PyTorch interleaved in each; the median is
-    /// reported [default: 3 for train, 5 for detect].
+    /// reported [default: 3 for train, 5 for detect]. With bridge: rounds of both sides
+    /// [default: 3].
     #[arg(long)]
     rounds: Option<usize>,
     /// With train: the model's channels (features per frame), the same on both sides: 4 is the
@@ -101,6 +105,9 @@ pub struct Args {
     /// plus 2 s.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     duration: Duration,
+    /// With bridge: MQTT messages (one reading each) each side drains per round.
+    #[arg(long, default_value_t = 200_000, value_name = "N")]
+    mqtt_messages: u64,
 }
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
@@ -130,6 +137,19 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             duration: args.duration,
         };
         return super::bench_detect::run(config, options).await;
+    }
+    if args.what == What::Bridge {
+        if config.bus.kind != sentio_config::BusKind::Kafka {
+            bail!(
+                "`sentio bench bridge` measures the bridge into Kafka: set bus.kind = \"kafka\" \
+                 (and bus.kafka.brokers) in the --config file or SENTIO__BUS__KIND=kafka"
+            );
+        }
+        let options = super::bench_bridge::Options {
+            messages: args.mqtt_messages,
+            rounds: args.rounds.unwrap_or(3),
+        };
+        return super::bench_bridge::run(config, options).await;
     }
     if args.real {
         let options = super::bench_real::Options {

@@ -6,12 +6,14 @@
 //! - [`bench`] (the entry point): the embedded pipeline's readings/s next to its parts;
 //! - `bench_real`: Kafka and PostgreSQL against a raw binary COPY and bare librdkafka;
 //! - `bench_train`: the model engine against PyTorch;
-//! - `bench_detect`: the detection path against PyTorch, and the streaming detector's latency.
+//! - `bench_detect`: the detection path against PyTorch, and the streaming detector's latency;
+//! - `bench_bridge`: the MQTT bridge against `mosquitto_sub` on the same broker.
 
 #[macro_use]
 extern crate sentio_app;
 
 pub mod bench;
+mod bench_bridge;
 mod bench_detect;
 mod bench_real;
 mod bench_train;

@@ -181,8 +181,16 @@ impl KafkaBus {
                 }
             }
         }
-        while let Some(future) = pending.pop_front() {
-            out.push(delivered(topic, future.await)?);
+        // The newest first: by the time it is delivered most of the others are too, so the task
+        // wakes about once per broker response instead of once per record (a record's future
+        // wakes it only when it is still pending when awaited, and the delivery thread completes
+        // them one by one).
+        let mut rest = Vec::with_capacity(pending.len());
+        for future in pending.iter_mut().rev() {
+            rest.push(future.await);
+        }
+        for result in rest.into_iter().rev() {
+            out.push(delivered(topic, result)?);
         }
         Ok(out)
     }

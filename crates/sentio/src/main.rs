@@ -119,8 +119,10 @@ enum Command {
     Config(commands::config::Args),
     /// Measure throughput against peers: the embedded pipeline against its parts, with --real the
     /// ETL and producer on Kafka and PostgreSQL against raw COPY and bare librdkafka, `bench
-    /// train` the model engine against PyTorch, or `bench detect` windows scored per second
-    /// against PyTorch's inference and the streaming detector's end-to-end latency.
+    /// train` the model engine against PyTorch, `bench detect` windows scored per second
+    /// against PyTorch's inference and the streaming detector's end-to-end latency, or `bench
+    /// bridge` the MQTT bridge's readings/s from Mosquitto into the bus against `mosquitto_sub`
+    /// draining the same backlog (bridge.mqtt.host/port; bus.kind kafka for the real figure).
     ///
     /// `sentio bench detect` trains the configured model (train.window, hidden, bottleneck) for a
     /// few seconds on simulated history at the live run's cadence, then measures, on the

@@ -136,7 +136,6 @@ fn killing_the_bridge_loses_no_reading_and_stores_none_twice() {
         eprintln!("kill {}/{KILLS}: restarted", kill + 1);
     }
     publish(SLICE);
-    drop(publish);
     drop(stdin);
     assert!(publisher.wait().unwrap().success());
     // The last one takes in the rest (the broker kept it): wait until the store holds N rows or

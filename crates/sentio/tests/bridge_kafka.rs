@@ -141,7 +141,7 @@ fn feeder(
         for i in (d..n).step_by(DEVICES as usize) {
             writeln!(stdin, "{{\"value\": {}, \"ts\": {}}}", value(i), T0_MS + i).unwrap();
             mine += 1;
-            if mine % step == 0 {
+            if mine.is_multiple_of(step) {
                 stdin.flush().unwrap();
                 written.fetch_add(step, Ordering::Relaxed);
                 // Device d's share of the pace.
