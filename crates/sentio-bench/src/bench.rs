@@ -33,6 +33,9 @@ pub enum What {
     /// The MQTT bridge: readings/s from a broker's backlog into Kafka, against `mosquitto_sub`
     /// draining the same backlog (bridge.mqtt names the broker; bus.kind must be "kafka").
     Bridge,
+    /// The HTTP ingest endpoint: readings/s at 1,000 readings per request into the bus, against
+    /// the bus taking the same readings directly in batches of 1,000 (bus.kind must be "kafka").
+    Http,
 }
 
 /// Runs the whole embedded pipeline (simulator → memory bus → ETL → SQLite, plus the .pickle
@@ -57,7 +60,7 @@ pub struct Args {
     #[arg(value_enum, default_value_t = What::Pipeline)]
     what: What,
     /// Readings to push through the pipeline (rounded up to whole ticks of all devices); with
-    /// --real, through the store path.
+    /// --real, through the store path. With http: readings each side sends per round.
     #[arg(long, default_value_t = 1_000_000)]
     readings: u64,
     /// Keep the temporary store and archive (their path is printed); with --real, the scratch
@@ -86,7 +89,7 @@ pub struct Args {
     #[arg(long)]
     steps: Option<usize>,
     /// With train and detect: rounds, Rust and PyTorch interleaved in each; the median is
-    /// reported [default: 3 for train, 5 for detect]. With bridge: rounds of both sides
+    /// reported [default: 3 for train, 5 for detect]. With bridge and http: rounds of both sides
     /// [default: 3].
     #[arg(long)]
     rounds: Option<usize>,
@@ -150,6 +153,19 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             rounds: args.rounds.unwrap_or(3),
         };
         return super::bench_bridge::run(config, options).await;
+    }
+    if args.what == What::Http {
+        if config.bus.kind != sentio_config::BusKind::Kafka {
+            bail!(
+                "`sentio bench http` measures the endpoint into Kafka: set bus.kind = \"kafka\" \
+                 (and bus.kafka.brokers) in the --config file or SENTIO__BUS__KIND=kafka"
+            );
+        }
+        let options = super::bench_http::Options {
+            readings: args.readings,
+            rounds: args.rounds.unwrap_or(3),
+        };
+        return super::bench_http::run(config, options).await;
     }
     if args.real {
         let options = super::bench_real::Options {

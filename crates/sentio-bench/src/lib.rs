@@ -8,6 +8,7 @@
 //! - `bench_train`: the model engine against PyTorch;
 //! - `bench_detect`: the detection path against PyTorch, and the streaming detector's latency;
 //! - `bench_bridge`: the MQTT bridge against `mosquitto_sub` on the same broker.
+//! - `bench_http`: the HTTP ingest endpoint against the bus taking the same readings directly.
 
 #[macro_use]
 extern crate sentio_app;
@@ -15,6 +16,7 @@ extern crate sentio_app;
 pub mod bench;
 mod bench_bridge;
 mod bench_detect;
+mod bench_http;
 mod bench_real;
 mod bench_train;
 

@@ -156,10 +156,24 @@ impl MqttBridge {
                 })?;
                 let unit = Unit::new(&s.unit)
                     .with_context(|| format!("bridge.mqtt.subscriptions[{i}].unit"))?;
-                Ok(Route { template, decoder: Decoder { format: s.format, unit, limits } })
+                let profiles = Arc::new(sentio_core::Profiles::builtin());
+                Ok(Route {
+                    template,
+                    decoder: Decoder { format: s.format, unit, limits, profiles },
+                })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(MqttBridge { config, bus, topics, routes, stats: Arc::default(), settle: None })
+    }
+
+    /// The profiles that give a value sent without a unit its channel's unit (the built-in pump
+    /// profile by default).
+    pub fn with_profiles(mut self, profiles: sentio_core::Profiles) -> MqttBridge {
+        let profiles = Arc::new(profiles);
+        for route in &mut self.routes {
+            route.decoder.profiles = profiles.clone();
+        }
+        self
     }
 
     /// Acknowledges a message only once `settle` says its records are settled (see [`Settle`]).

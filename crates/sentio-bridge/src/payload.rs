@@ -3,7 +3,9 @@
 
 use sentio_config::{PayloadFormat, TopicMatch};
 use sentio_core::message::{DecodeLimits, decode_reading};
-use sentio_core::{Channel, DeviceId, Reading, Unit};
+use std::sync::Arc;
+
+use sentio_core::{Channel, DeviceId, Profiles, Reading, Unit};
 use serde_json::{Map, Value};
 
 /// Why a message carries no reading: a stable code and the reason, for the dead-letter topic.
@@ -21,9 +23,11 @@ fn reject(code: &'static str, reason: impl Into<String>) -> Rejected {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     pub format: PayloadFormat,
-    /// The unit of values that carry none.
+    /// The unit of values that carry none; when empty, the one the device's profile declares
+    /// for the channel (none if no profile declares it).
     pub unit: Unit,
     pub limits: DecodeLimits,
+    pub profiles: Arc<Profiles>,
 }
 
 /// The readings of one message.
@@ -75,9 +79,13 @@ impl Decoder {
             )
         })?;
         let reading = |sensor: Channel, unit: Unit, value: f64, ts_ns: i64| Reading {
+            unit: if unit.as_str().is_empty() {
+                self.profiles.unit_of(device.as_str(), &sensor).cloned().unwrap_or(unit)
+            } else {
+                unit
+            },
             device: device.clone(),
             sensor,
-            unit,
             ts_ns,
             value,
             // A reading's seq is its timestamp: increasing per channel, and the same when the
@@ -132,8 +140,16 @@ impl Decoder {
                     let sensor = Channel::new(key).map_err(|e| {
                         reject("bad_sensor", format!("member `{key}` is no channel name: {e}"))
                     })?;
-                    let value = json_number(v, "a channel")
-                        .map_err(|r| reject(r.code, format!("member `{key}`: {}", r.reason)))?;
+                    let value = match v {
+                        Value::Number(_) => json_number(v, "a channel")
+                            .map_err(|r| reject(r.code, format!("member `{key}` is not finite")))?,
+                        other => {
+                            return Err(reject(
+                                "wrong_type",
+                                format!("member `{key}` is {}, expected a number", kind(other)),
+                            ));
+                        }
+                    };
                     readings.push(reading(sensor, self.unit.clone(), value, ts));
                 }
                 if readings.is_empty() {
@@ -276,7 +292,12 @@ mod tests {
     const NOW: i64 = 1_796_000_000 * NANOS_PER_SEC;
 
     fn decoder(format: PayloadFormat) -> Decoder {
-        Decoder { format, unit: Unit::new("°C").unwrap(), limits: DecodeLimits::default() }
+        Decoder {
+            format,
+            unit: Unit::new("°C").unwrap(),
+            limits: DecodeLimits::default(),
+            profiles: Arc::new(Profiles::builtin()),
+        }
     }
 
     fn names<'a>(device: &'a str, sensor: Option<&'a str>) -> TopicMatch<'a> {

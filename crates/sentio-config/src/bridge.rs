@@ -1,4 +1,5 @@
-//! `[bridge.mqtt]`: what `sentio bridge mqtt` subscribes to and how a message becomes readings.
+//! `[bridge.mqtt]`: what `sentio bridge mqtt` subscribes to and how a message becomes readings;
+//! `[bridge.http]`: the HTTP ingest endpoint of `sentio bridge http` and `sentio demo`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,11 +12,93 @@ use crate::{ConfigError, Secret, invalid, invalid_entry};
 #[serde(deny_unknown_fields)]
 pub struct BridgeConfig {
     pub mqtt: MqttBridgeConfig,
+    pub http: HttpBridgeConfig,
 }
 
 impl BridgeConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        self.mqtt.validate()
+        self.mqtt.validate()?;
+        self.http.validate()
+    }
+}
+
+/// `POST /api/v1/readings` (docs/api.md): where `sentio bridge http` listens, its token, and
+/// how much one request and one second may carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpBridgeConfig {
+    /// Address and port of `sentio bridge http` (`sentio demo` serves the endpoint on the
+    /// dashboard's port instead).
+    pub bind: String,
+    /// The bearer token every request must send. Required: `sentio bridge http` does not start
+    /// without one (`sentio demo` makes one when it is empty).
+    pub token: Secret,
+    pub token_file: PathBuf,
+    /// Larger request bodies are refused with 413, while they are read.
+    pub max_request_bytes: usize,
+    /// Larger lines (or array items) are refused, each with its line number.
+    pub max_line_bytes: usize,
+    /// Readings per second over all clients; beyond it requests get 429 and a Retry-After.
+    pub max_readings_per_second: u32,
+    /// Requests handled at once; more wait their turn (this bounds the memory bodies take).
+    pub max_concurrent_requests: u16,
+}
+
+impl HttpBridgeConfig {
+    pub fn socket_addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        self.bind.parse().map_err(|_| {
+            invalid(
+                "bridge.http.bind",
+                format!("{:?}", self.bind),
+                "an IP address and port such as 127.0.0.1:8081 (0.0.0.0:8081 listens on every \
+                 interface)",
+            )
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_addr()?;
+        if self.token.expose().trim().is_empty() {
+            if !self.token_file.as_os_str().is_empty() {
+                return Err(invalid(
+                    "bridge.http.token_file",
+                    format!("{:?}", self.token_file.display().to_string()),
+                    "a file holding the token (this one is empty)",
+                ));
+            }
+            if !self.token.expose().is_empty() {
+                return Err(invalid("bridge.http.token", "(blank: only spaces)", "a token"));
+            }
+        }
+        if !(1024..=1 << 30).contains(&self.max_request_bytes) {
+            return Err(invalid(
+                "bridge.http.max_request_bytes",
+                self.max_request_bytes,
+                "a number of bytes from 1024 to 1073741824",
+            ));
+        }
+        if !(64..=16 << 20).contains(&self.max_line_bytes) {
+            return Err(invalid(
+                "bridge.http.max_line_bytes",
+                self.max_line_bytes,
+                "a number of bytes from 64 to 16777216",
+            ));
+        }
+        if self.max_readings_per_second == 0 {
+            return Err(invalid(
+                "bridge.http.max_readings_per_second",
+                0,
+                "a number from 1 to 4294967295",
+            ));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "bridge.http.max_concurrent_requests",
+                0,
+                "a number from 1 to 65535",
+            ));
+        }
+        Ok(())
     }
 }
 

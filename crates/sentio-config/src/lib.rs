@@ -21,8 +21,8 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use bridge::{
-    BridgeConfig, MqttBridgeConfig, MqttVersion, PayloadFormat, Subscription, TopicMatch,
-    TopicTemplate,
+    BridgeConfig, HttpBridgeConfig, MqttBridgeConfig, MqttVersion, PayloadFormat, Subscription,
+    TopicMatch, TopicTemplate,
 };
 pub use fleet::FleetDevice;
 pub use secret::Secret;
@@ -125,6 +125,8 @@ impl Config {
         read_secret("tracking.mlflow.password_file", &m.password_file, &mut m.password)?;
         let b = &mut self.bridge.mqtt;
         read_secret("bridge.mqtt.password_file", &b.password_file, &mut b.password)?;
+        let h = &mut self.bridge.http;
+        read_secret("bridge.http.token_file", &h.token_file, &mut h.token)?;
         let w = &mut self.web;
         read_secret("web.token_file", &w.token_file, &mut w.token)
     }
@@ -247,8 +249,9 @@ fn read_secret(key: &'static str, path: &Path, secret: &mut Secret) -> Result<()
 /// provider trims values, so `SENTIO__WEB__TOKEN=" "` would arrive empty and turn authentication
 /// off without a word. Such a variable is refused, naming it. (Empty means none, as in the file.)
 fn blank_secret_variables() -> Result<(), ConfigError> {
-    const SECRETS: [(&str, &str); 6] = [
+    const SECRETS: [(&str, &str); 7] = [
         ("BRIDGE__MQTT__PASSWORD", "bridge.mqtt.password"),
+        ("BRIDGE__HTTP__TOKEN", "bridge.http.token"),
         ("WEB__TOKEN", "web.token"),
         ("STORE__POSTGRES__PASSWORD", "store.postgres.password"),
         ("OBJECTS__S3__SECRET_ACCESS_KEY", "objects.s3.secret_access_key"),

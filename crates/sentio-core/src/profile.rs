@@ -205,6 +205,13 @@ impl Profiles {
         best.map(|(_, p)| p)
     }
 
+    /// The unit `device`'s profile declares for `channel`, if a profile claims the device and
+    /// declares the channel.
+    pub fn unit_of(&self, device: &str, channel: &Channel) -> Option<&Unit> {
+        let profile = self.for_device(device)?;
+        profile.channels.iter().find(|c| c.name == *channel).map(|c| &c.unit)
+    }
+
     /// Whether `reading` agrees with its device's profile, and then whether a model reads it
     /// (the profile declares its channel). A channel the profile does not declare, or a device no
     /// profile claims, passes unmodelled (`Ok(false)`): such readings are stored, not modelled.

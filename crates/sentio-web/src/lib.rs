@@ -90,6 +90,9 @@ pub struct Web {
     pub(crate) models: Arc<api::ModelCache>,
     /// See [`server::HEADER_TIMEOUT`].
     pub(crate) header_timeout: Duration,
+    /// Routes served beside the dashboard with their own rules (the ingest endpoint, which needs
+    /// its own token, whatever the dashboard's).
+    pub(crate) extra: Option<Router>,
 }
 
 impl Web {
@@ -109,6 +112,7 @@ impl Web {
             rates: Arc::default(),
             models: Arc::default(),
             header_timeout: server::HEADER_TIMEOUT,
+            extra: None,
         }
     }
 
@@ -132,6 +136,13 @@ impl Web {
         self
     }
 
+    /// Serves `routes` too, outside the dashboard's token check, headers and compression
+    /// (`sentio demo` puts the ingest endpoint, which has a token of its own, on its port).
+    pub fn with_routes(mut self, routes: Router) -> Web {
+        self.extra = Some(routes);
+        self
+    }
+
     /// Every page and API route, behind the token check when a token is set.
     pub fn router(&self) -> Router {
         let routes = Router::new()
@@ -143,7 +154,7 @@ impl Web {
                     message: "the dashboard is read-only: only GET".into(),
                 }
             });
-        routes
+        let routes: Router = routes
             .layer(axum::middleware::from_fn_with_state(self.clone(), auth::require_token))
             .layer(SetResponseHeaderLayer::overriding(
                 header::X_CONTENT_TYPE_OPTIONS,
@@ -154,7 +165,11 @@ impl Web {
                 HeaderValue::from_static("no-referrer"),
             ))
             .layer(CompressionLayer::new())
-            .with_state(self.clone())
+            .with_state(self.clone());
+        match &self.extra {
+            Some(extra) => routes.merge(extra.clone()),
+            None => routes,
+        }
     }
 
     /// Serves on `listener` until `stop` fires; the live feed stops with it. Warns when the

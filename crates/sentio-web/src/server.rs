@@ -30,7 +30,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Serves `app` on `listener` until `stop` fires; then stops accepting, lets each connection
 /// finish the response it is sending (idle ones close at once) and returns when all are closed.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,

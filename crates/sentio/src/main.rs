@@ -122,7 +122,8 @@ enum Command {
     /// train` the model engine against PyTorch, `bench detect` windows scored per second
     /// against PyTorch's inference and the streaming detector's end-to-end latency, or `bench
     /// bridge` the MQTT bridge's readings/s from Mosquitto into the bus against `mosquitto_sub`
-    /// draining the same backlog (bridge.mqtt.host/port; bus.kind kafka for the real figure).
+    /// draining the same backlog (bridge.mqtt.host/port; bus.kind kafka), or `bench http` the
+    /// ingest endpoint's readings/s at 1,000 per request against the bus taking them directly.
     ///
     /// `sentio bench detect` trains the configured model (train.window, hidden, bottleneck) for a
     /// few seconds on simulated history at the live run's cadence, then measures, on the

@@ -362,6 +362,17 @@ fn demo_backfills_goes_live_and_drains_cleanly_on_ctrl_c() {
         .unwrap();
     let mut seen = Vec::new();
     wait_for_line(&mut child, "live: streaming", &mut seen);
+    // The README's line: the reading the curl command the demo prints sends is on the
+    // dashboard once curl has its answer.
+    let line = seen.iter().find_map(|l| l.strip_prefix("readings in: ")).expect("a curl line");
+    let out = Command::new("sh").args(["-c", line.trim()]).current_dir(dir.path()).output();
+    let answer = String::from_utf8_lossy(&out.unwrap().stdout).into_owned();
+    assert!(answer.contains("\"accepted\":1"), "{line}: {answer}");
+    let port: u16 =
+        line.split("127.0.0.1:").nth(1).unwrap().split('/').next().unwrap().parse().unwrap();
+    let (status, body) = http_get(port, "/api/overview", None);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"device\":\"lab-01\"") && body.contains("21.5"), "{body}");
     std::thread::sleep(Duration::from_millis(1500));
     let signalled = Instant::now();
     let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();

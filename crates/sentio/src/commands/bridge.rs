@@ -39,57 +39,112 @@ enum Bridge {
     /// configured store, so `sentio serve` on the same store shows the readings. See
     /// docs/bridge.md.
     Mqtt,
+    /// Serve POST /api/v1/readings (bridge.http): devices and scripts send readings over HTTP,
+    /// as JSON lines or a JSON array, in the formats above (?format=reading|value|object|number,
+    /// with device=, sensor= and unit= where the format needs them).
+    ///
+    /// Every request needs `Authorization: Bearer <token>` (bridge.http.token or
+    /// SENTIO__BRIDGE__HTTP__TOKEN, required). A 200 comes once the bus holds the readings (on
+    /// the embedded bus, the store); lines that carry none are answered with their line numbers
+    /// in a 400 and go to the dead-letter topic, the other lines stored. Bodies past
+    /// bridge.http.max_request_bytes get 413, clients past max_readings_per_second 429. With
+    /// bus.kind = "memory" the ETL runs in this process, into the configured store. See
+    /// docs/api.md.
+    Http(HttpArgs),
+}
+
+#[derive(clap::Args)]
+struct HttpArgs {
+    /// Address and port to listen on [default: bridge.http.bind, 127.0.0.1:8081].
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Option<String>,
 }
 
 pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     match args.command {
         Bridge::Mqtt => mqtt(config).await,
+        Bridge::Http(args) => http(config, args).await,
+    }
+}
+
+/// The bus a bridge publishes to and, on the embedded bus, the store and the ETL that fills it
+/// in this process.
+struct Plumbing {
+    bus: Arc<dyn sentio_bus::Bus>,
+    embedded: bool,
+    /// On the embedded bus: a message is settled once stored.
+    settle: Option<Arc<Stored>>,
+    etl: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    etl_stop: tokio_util::sync::CancellationToken,
+    limits: DecodeLimits,
+    topics: Topics,
+}
+
+impl Plumbing {
+    async fn open(config: &Config, shutdown: &Shutdown) -> anyhow::Result<Plumbing> {
+        let embedded = config.bus.kind == BusKind::Memory;
+        let store = if embedded {
+            wiring::own_embedded_store(config)?;
+            Some(wiring::open_store(config).await?)
+        } else {
+            None
+        };
+        let bus = wiring::open_bus(config, store.as_deref()).await?;
+        let limits = DecodeLimits {
+            max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
+            ..DecodeLimits::default()
+        };
+        let topics = Topics {
+            readings: config.topics.readings.clone(),
+            dead_letters: config.topics.dead_letters.clone(),
+        };
+        let etl_stop = tokio_util::sync::CancellationToken::new();
+        let (settle, etl) = match &store {
+            Some(store) => {
+                // The embedded bus dies with the process: a message is acknowledged (a request
+                // answered) once stored. The in-process ETL writes within 20 ms (or the
+                // configured linger, if shorter), not after a long linger.
+                let settle = Arc::new(Stored {
+                    store: store.clone(),
+                    group: config.ingest.group.clone(),
+                    readings: config.topics.readings.clone(),
+                });
+                let mut quick = config.clone();
+                quick.ingest.batch_linger =
+                    quick.ingest.batch_linger.min(Duration::from_millis(20));
+                let etl = wiring::etl(&quick, &bus, store)?;
+                (Some(settle), Some(shutdown.spawn("ingest", etl.run(etl_stop.clone()))))
+            }
+            None => (None, None),
+        };
+        Ok(Plumbing { bus, embedded, settle, etl, etl_stop, limits, topics })
+    }
+
+    /// Stops the in-process ETL, once the bridge has stopped.
+    async fn close(self) -> anyhow::Result<()> {
+        self.etl_stop.cancel();
+        if let Some(etl) = self.etl {
+            etl.await.context("the ingest task panicked")??;
+        }
+        Ok(())
     }
 }
 
 async fn mqtt(config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
-    let embedded = config.bus.kind == BusKind::Memory;
-    let store = if embedded {
-        wiring::own_embedded_store(&config)?;
-        Some(wiring::open_store(&config).await?)
-    } else {
-        None
-    };
-    let bus = wiring::open_bus(&config, store.as_deref()).await?;
-    let limits = DecodeLimits {
-        max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
-        ..DecodeLimits::default()
-    };
-    let topics = Topics {
-        readings: config.topics.readings.clone(),
-        dead_letters: config.topics.dead_letters.clone(),
-    };
-    let mut bridge = MqttBridge::new(config.bridge.mqtt.clone(), bus.clone(), topics, limits)?;
-    if let Some(store) = &store {
-        // The embedded bus dies with the process: a message is acknowledged once stored.
-        bridge = bridge.with_settle(Arc::new(Stored {
-            store: store.clone(),
-            group: config.ingest.group.clone(),
-            readings: config.topics.readings.clone(),
-        }));
+    let plumbing = Plumbing::open(&config, &shutdown).await?;
+    let mut bridge = MqttBridge::new(
+        config.bridge.mqtt.clone(),
+        plumbing.bus.clone(),
+        plumbing.topics.clone(),
+        plumbing.limits,
+    )?
+    .with_profiles(config.profiles()?);
+    if let Some(settle) = &plumbing.settle {
+        bridge = bridge.with_settle(settle.clone());
     }
     let stats = bridge.stats();
-
-    let etl_stop = tokio_util::sync::CancellationToken::new();
-    let etl = match &store {
-        Some(store) => {
-            // The broker sends no more than its in-flight limit of unacknowledged messages, and
-            // the bridge acknowledges them once stored: the in-process ETL writes within 20 ms
-            // (or the configured linger, if shorter), not after a long linger.
-            let mut quick = config.clone();
-            quick.ingest.batch_linger = quick.ingest.batch_linger.min(Duration::from_millis(20));
-            let etl = wiring::etl(&quick, &bus, store)?;
-            Some(shutdown.spawn("ingest", etl.run(etl_stop.clone())))
-        }
-        None => None,
-    };
     let m = &config.bridge.mqtt;
     say!(
         "bridging mqtt://{}:{} ({}) to {}{}; Ctrl-C stops",
@@ -97,7 +152,7 @@ async fn mqtt(config: Config) -> anyhow::Result<()> {
         m.port,
         m.subscriptions.iter().map(|s| s.topic.as_str()).collect::<Vec<_>>().join(", "),
         config.topics.readings,
-        if embedded { " and the store" } else { "" }
+        if plumbing.embedded { " and the store" } else { "" }
     );
     let report = tokio::spawn(report_every(
         stats.clone(),
@@ -107,21 +162,95 @@ async fn mqtt(config: Config) -> anyhow::Result<()> {
     ));
     bridge.run(shutdown.token()).await?;
     report.abort();
-    etl_stop.cancel();
-    if let Some(etl) = etl {
-        etl.await.context("the ingest task panicked")??;
-    }
+    plumbing.close().await?;
     say!("{}", summary(&stats));
     Ok(())
+}
+
+async fn http(mut config: Config, args: HttpArgs) -> anyhow::Result<()> {
+    if let Some(bind) = args.bind {
+        config.bridge.http.bind = bind;
+    }
+    let addr = config.bridge.http.socket_addr()?;
+    let shutdown = Shutdown::new();
+    shutdown.cancel_on_signals();
+    let plumbing = Plumbing::open(&config, &shutdown).await?;
+    let mut ingest = sentio_bridge::HttpIngest::new(
+        config.bridge.http.clone(),
+        plumbing.bus.clone(),
+        plumbing.topics.clone(),
+        plumbing.limits,
+    )?
+    .with_profiles(config.profiles()?)
+    .with_stop(shutdown.token());
+    if let Some(settle) = &plumbing.settle {
+        ingest = ingest.with_settle(settle.clone());
+    }
+    let ingest = Arc::new(ingest);
+    let stats = ingest.stats();
+    let listener = sentio_web::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("{e:#}")
+            .context("(for the ingest endpoint, set bridge.http.bind or --bind)")
+    })?;
+    let addr = listener.local_addr()?;
+    say!(
+        "ingest endpoint: POST http://{addr}{} to {}{}; Ctrl-C stops. For example:\n  curl -H \
+         \"Authorization: Bearer $SENTIO__BRIDGE__HTTP__TOKEN\" --data-binary \
+         '{{\"value\": 21.5}}' 'http://{addr}{}?format=value&device=pump-01&sensor=temperature'",
+        sentio_bridge::http::PATH,
+        config.topics.readings,
+        if plumbing.embedded { " and the store" } else { "" },
+        sentio_bridge::http::PATH,
+    );
+    let report = {
+        let (stats, stop) = (stats.clone(), shutdown.token());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    () = stop.cancelled() => return,
+                }
+                tracing::info!("{}", http_summary(&stats));
+            }
+        })
+    };
+    sentio_web::server::serve(
+        listener,
+        ingest.router(),
+        sentio_web::server::HEADER_TIMEOUT,
+        shutdown.token(),
+    )
+    .await;
+    report.abort();
+    plumbing.close().await?;
+    say!("{}", http_summary(&stats));
+    Ok(())
+}
+
+fn http_summary(s: &sentio_bridge::HttpStats) -> String {
+    let arrival = s.arrival_time.load(Ordering::Relaxed);
+    format!(
+        "{} requests ({} refused whole): {} readings published{}, {} dead letters (lines that \
+         carried no reading, to the dead-letter topic)",
+        s.requests.load(Ordering::Relaxed),
+        s.refused.load(Ordering::Relaxed),
+        s.readings.load(Ordering::Relaxed),
+        if arrival > 0 {
+            format!(" ({arrival} stamped with their arrival time)")
+        } else {
+            String::new()
+        },
+        s.dead_letters.load(Ordering::Relaxed),
+    )
 }
 
 /// Settled means stored: the ETL group's committed offsets, which the store writes with the rows,
 /// have passed every delivery on the readings topic. (The bridge's dead letters stay on the
 /// in-process dead-letter topic, logged.)
-struct Stored {
-    store: Arc<dyn ReadingStore>,
-    group: String,
-    readings: String,
+pub(crate) struct Stored {
+    pub(crate) store: Arc<dyn ReadingStore>,
+    pub(crate) group: String,
+    pub(crate) readings: String,
 }
 
 #[async_trait::async_trait]

@@ -316,10 +316,79 @@ async fn serve(
         }
     };
     let tracking = wiring::open_tracking(config)?;
-    let web = wiring::web(config, store.clone(), tracking, Some(bus.clone())).with_probe(probe);
-    say!("dashboard: {}", super::serve::url(config, listener.local_addr()?));
+    let (ingest, token_file) = ingest(config, store, bus, shutdown)?;
+    let web = wiring::web(config, store.clone(), tracking, Some(bus.clone()))
+        .with_probe(probe)
+        .with_routes(ingest.router());
+    let addr = listener.local_addr()?;
+    say!("dashboard: {}", super::serve::url(config, addr));
+    let token = match &token_file {
+        Some(path) => format!("$(cat {})", path.display()),
+        None => "$SENTIO__BRIDGE__HTTP__TOKEN".into(),
+    };
+    say!(
+        "readings in: curl -H \"Authorization: Bearer {token}\" --data-binary '{{\"value\": \
+         21.5}}' 'http://{addr}{}?format=value&device=lab-01&sensor=temperature'",
+        sentio_bridge::http::PATH
+    );
     shutdown.spawn("dashboard", web.serve(listener, shutdown.token()));
     Ok(())
+}
+
+/// The ingest endpoint on the dashboard's port, answering once the store holds a request's
+/// readings. Its token is bridge.http.token, or, when that is empty, one made here and kept in
+/// the data directory (its path is returned), so that it stays the same across runs.
+fn ingest(
+    config: &Config,
+    store: &Arc<dyn ReadingStore>,
+    bus: &Arc<dyn sentio_bus::Bus>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(Arc<sentio_bridge::HttpIngest>, Option<std::path::PathBuf>)> {
+    let mut http = config.bridge.http.clone();
+    let mut token_file = None;
+    if http.token.expose().is_empty() {
+        let dir = config.store.sqlite.path.parent().unwrap_or(std::path::Path::new("."));
+        let path = dir.join("ingest-token");
+        let token = match std::fs::read_to_string(&path) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => {
+                let token: String =
+                    (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+                write_private(&path, &token)
+                    .with_context(|| format!("writing the ingest token to {}", path.display()))?;
+                token
+            }
+        };
+        http.token = sentio_config::Secret::new(token);
+        token_file = Some(path);
+    }
+    let limits = sentio_core::DecodeLimits {
+        max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
+        ..sentio_core::DecodeLimits::default()
+    };
+    let topics = sentio_bridge::Topics {
+        readings: config.topics.readings.clone(),
+        dead_letters: config.topics.dead_letters.clone(),
+    };
+    let ingest = sentio_bridge::HttpIngest::new(http, bus.clone(), topics, limits)?
+        .with_profiles(config.profiles()?)
+        .with_settle(Arc::new(super::bridge::Stored {
+            store: store.clone(),
+            group: config.ingest.group.clone(),
+            readings: config.topics.readings.clone(),
+        }))
+        .with_stop(shutdown.token());
+    Ok((Arc::new(ingest), token_file))
+}
+
+/// Writes `text` to a file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// Waits (briefly) until the ETL has stored what the backfill published, so training sees it.

@@ -1,0 +1,108 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `sentio bridge http` as a user runs it on the embedded stack, driven by curl: a 200 means the
+//! store holds the readings.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+mod common;
+
+use common::sentio_in as sentio;
+use sentio_store::ReadingStore;
+
+const TOKEN: &str = "cli-test-token-42";
+
+#[test]
+fn without_a_token_bridge_http_says_how_to_set_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sentio(dir.path()).args(["bridge", "http"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bridge.http.token is empty") && err.contains("SENTIO__BRIDGE__HTTP__TOKEN"),
+        "{err}"
+    );
+    // A bad address names its key.
+    let out = sentio(dir.path())
+        .env("SENTIO__BRIDGE__HTTP__TOKEN", TOKEN)
+        .args(["bridge", "http", "--bind", "localhost"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("bridge.http.bind"), "{err}");
+}
+
+fn curl(url: &str, token: &str, body: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("Authorization: Bearer {token}")])
+        .args(["--data-binary", body, url])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), body.to_owned())
+}
+
+fn stored(db: &std::path::Path, runtime: &tokio::runtime::Runtime) -> u64 {
+    runtime.block_on(async {
+        let store = sentio_store::sqlite::SqliteStore::open(db).unwrap();
+        store.stats().await.unwrap().readings
+    })
+}
+
+#[test]
+fn readings_curl_sends_are_stored_before_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("http.log")).unwrap();
+    let mut child = sentio(dir.path())
+        .env("SENTIO__BRIDGE__HTTP__TOKEN", TOKEN)
+        .args(["bridge", "http", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    // "ingest endpoint: POST http://127.0.0.1:PORT/api/v1/readings to ..."
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = dir.path().join("data/sentio.db");
+
+    let q = format!("{url}?format=value&device=press-01&sensor=pressure");
+    let body = r#"[{"value": 2.5, "ts": "2026-12-01T00:00:00Z"}, {"value": 2.75, "ts": "2026-12-01T00:00:01Z"}]"#;
+    let (status, answer) = curl(&q, TOKEN, body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(stored(&db, &runtime), 2, "a 200 comes once the store holds the readings");
+
+    // The same request again (a client retrying after a lost answer): stored once. A bad line
+    // is answered with its number; the good line beside it is stored.
+    let (status, answer) = curl(&q, TOKEN, body);
+    assert_eq!(status, 200, "{answer}");
+    let lines = "{\"value\": 3.0, \"ts\": \"2026-12-01T00:00:02Z\"}\n{\"value\": \"high\"}\n";
+    let (status, answer) = curl(&q, TOKEN, lines);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("\"line\":2") && answer.contains("wrong_type"), "{answer}");
+    assert_eq!(stored(&db, &runtime), 3);
+    // Without the token: refused, nothing stored.
+    let (status, _) = curl(&q, "wrong", body);
+    assert_eq!(status, 401);
+
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
+    let rest = rest.join("\n");
+    assert!(status.success(), "{rest}; see {}", dir.path().join("http.log").display());
+    assert!(
+        rest.contains("4 requests (1 refused whole): 5 readings published, 1 dead letters"),
+        "{rest}"
+    );
+    std::thread::sleep(Duration::from_millis(10));
+    assert_eq!(stored(&db, &runtime), 3);
+}
