@@ -2,12 +2,15 @@
 //!
 //! - [`mqtt`]: `sentio bridge mqtt`, an MQTT subscriber (docs/bridge.md).
 //! - [`http`]: `POST /api/v1/readings`, on `sentio bridge http` and in `sentio demo` (docs/api.md).
+//! - [`publish`]: readings out to an MQTT broker as devices would send them (`simulate --mqtt`).
 //! - [`payload`]: how one message's payload becomes readings, per subscription format.
 
 pub mod http;
 pub mod mqtt;
 pub mod payload;
+pub mod publish;
 
 pub use http::{HttpDeadLetter, HttpIngest, HttpStats};
 pub use mqtt::{BridgeStats, MqttBridge, MqttDeadLetter, Settle, Topics};
 pub use payload::{Decoded, Decoder, Rejected};
+pub use publish::MqttPublisher;

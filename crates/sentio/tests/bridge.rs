@@ -185,3 +185,116 @@ fn killing_the_bridge_loses_no_reading_and_stores_none_twice() {
     assert_eq!(values.len() as u64, N, "none stored twice");
     assert!(stored.iter().all(|r| r.ts_ns == ((t0 + (r.value * 4.0) as u64) * 1_000_000) as i64));
 }
+
+/// Ends the persistent session of `client` on the test broker (a clean-session connection drops
+/// it), so that it does not keep queueing what later tests publish.
+fn forget_session(client: &str) {
+    let (host, port) = common::mqtt_broker();
+    let status = Command::new("mosquitto_sub")
+        .args(["-h", &host, "-p", &port, "-i", client, "-t", "sentio/none", "-E"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Device → MQTT → bridge → store, in two processes: `sentio simulate --mqtt` publishes a
+/// backfill to Mosquitto as devices would, `sentio bridge mqtt` (subscribed to its topics,
+/// format "reading") stores every reading, with its unit and ground truth.
+#[test]
+fn simulate_mqtt_through_bridge_mqtt_stores_every_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, port) = common::mqtt_broker();
+    let prefix = sentio_it::unique("it-sim-mqtt");
+    let client = sentio_it::unique("sim-bridge").replace('_', "-");
+    std::fs::write(
+        dir.path().join("bridge.toml"),
+        format!(
+            "[bridge.mqtt]\nhost = \"{host}\"\nport = {port}\nclient_id = \"{client}\"\n\n\
+             [[bridge.mqtt.subscriptions]]\ntopic = \"{prefix}/{{device}}/{{sensor}}\"\n\
+             format = \"reading\"\n"
+        ),
+    )
+    .unwrap();
+    let (mut bridge, lines) = start_bridge(dir.path());
+    // 10 minutes of 8 pumps at 1 s: 4,800 ticks of 4 channels.
+    let out = sentio(dir.path())
+        .args(["--config", "bridge.toml", "simulate", "--mqtt", "--mqtt-prefix", &prefix])
+        .args(["--from", "2026-12-01T00:00:00Z", "--to", "2026-12-01T00:10:00Z", "--no-archive"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("topic = \"{prefix}/{{device}}/{{sensor}}\"")), "{stdout}");
+    const N: u64 = 600 * 8 * 4;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = dir.path().join("data/sentio.db");
+    let count = || {
+        runtime.block_on(async {
+            let store = sentio_store::sqlite::SqliteStore::open(&db).unwrap();
+            store.stats().await.unwrap().readings
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count() < N && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let killed = Command::new("kill").args(["-INT", &bridge.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(bridge.wait().unwrap().success());
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        rest.join("\n").contains(&format!("{N} readings published, 0 dead letters")),
+        "{rest:?}"
+    );
+    assert_eq!(count(), N);
+    // The simulator's ground truth and the units came through the reading messages.
+    let rows = runtime.block_on(async {
+        let store = sentio_store::sqlite::SqliteStore::open(&db).unwrap();
+        let q = sentio_store::RangeQuery {
+            devices: vec![],
+            sensors: vec![],
+            from_ns: i64::MIN,
+            to_ns: i64::MAX,
+        };
+        store.query_range(&q).await.unwrap()
+    });
+    assert_eq!(rows.len() as u64, N);
+    assert!(rows.iter().all(|r| !r.unit.as_str().is_empty()), "every reading kept its unit");
+    let injected = rows.iter().filter(|r| r.injected.is_some()).count();
+    assert!(injected > 0, "no reading marked injected among {N}");
+    forget_session(&client);
+}
+
+/// `sentio demo --mqtt`: the simulator's readings go through the system's Mosquitto and the
+/// bridge in the demo's process; every one is stored, and the demo's store stays consistent.
+#[test]
+fn demo_mqtt_goes_through_mosquitto() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, port) = common::mqtt_broker();
+    let out = sentio(dir.path())
+        .args(["demo", "--mqtt", "--backfill", "10m", "--duration", "4s", "--no-detect"])
+        .args(["--bind", "127.0.0.1:0"])
+        .envs([
+            ("SENTIO__BRIDGE__MQTT__HOST", host.as_str()),
+            ("SENTIO__BRIDGE__MQTT__PORT", &port),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("(consistent)"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("mqtt: ") && l.contains("MQTT messages"));
+    let line = line.unwrap_or_else(|| panic!("no bridge summary in {stdout}"));
+    // "mqtt: N MQTT messages: N readings published, 0 dead letters ..., N acknowledged"
+    let n: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(n >= 600 * 8 * 4, "{line}");
+    assert!(line.contains(&format!("{n} readings published, 0 dead letters")), "{line}");
+    let stored = stdout.lines().find(|l| l.starts_with("store: +")).unwrap();
+    assert!(stored.contains(&format!("+{n} rows")), "{stored} vs {line}");
+    let client = stdout
+        .split("client id ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("no client id in {stdout}"));
+    forget_session(client);
+}

@@ -52,6 +52,16 @@ pub enum Output {
     Bus { bus: Arc<dyn Bus>, topic: String },
     /// Written as JSON lines (one message per line), e.g. to stdout for inspection or diffing.
     Lines(Box<dyn Write + Send>),
+    /// Handed to a sink of another protocol (`sentio simulate --mqtt`: one MQTT message each).
+    Sink(Box<dyn Sink>),
+}
+
+/// Where readings go when not on a bus: each batch of (device key, reading message v1) pairs is
+/// sent, and `send` returns once the other side has them (acknowledged, for MQTT QoS 1), as the
+/// bus's `publish_batch` does.
+#[async_trait::async_trait]
+pub trait Sink: Send {
+    async fn send(&mut self, batch: Vec<(Bytes, Bytes)>) -> anyhow::Result<()>;
 }
 
 /// Running totals, shared with whoever displays them.
@@ -316,6 +326,16 @@ impl Simulator {
                     None => publish.await,
                 };
                 published.with_context(|| format!("publishing readings to {topic:?}"))?;
+            }
+            Output::Sink(sink) => {
+                let send = sink.send(batch);
+                match &self.abort {
+                    Some(abort) => tokio::select! {
+                        r = send => r,
+                        _ = abort.cancelled() => anyhow::bail!("stopped publishing: another role failed"),
+                    },
+                    None => send.await,
+                }?;
             }
             Output::Lines(out) => {
                 for (_, payload) in &batch {

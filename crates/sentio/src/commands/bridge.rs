@@ -244,6 +244,16 @@ fn http_summary(s: &sentio_bridge::HttpStats) -> String {
     )
 }
 
+/// The simulator's readings out to an MQTT broker (`sentio simulate --mqtt`, `demo --mqtt`).
+pub(crate) struct MqttSink(pub(crate) sentio_bridge::MqttPublisher);
+
+#[async_trait::async_trait]
+impl sentio_services::simulator::Sink for MqttSink {
+    async fn send(&mut self, batch: Vec<(bytes::Bytes, bytes::Bytes)>) -> anyhow::Result<()> {
+        self.0.publish(batch).await
+    }
+}
+
 /// Settled means stored: the ETL group's committed offsets, which the store writes with the rows,
 /// have passed every delivery on the readings topic. (The bridge's dead letters stay on the
 /// in-process dead-letter topic, logged.)
@@ -282,7 +292,7 @@ impl Settle for Stored {
     }
 }
 
-fn summary(s: &BridgeStats) -> String {
+pub(crate) fn summary(s: &BridgeStats) -> String {
     let arrival = s.arrival_time.load(Ordering::Relaxed);
     format!(
         "{} MQTT messages: {} readings published{}, {} dead letters (to the dead-letter topic), {} acknowledged",

@@ -56,13 +56,26 @@ pub struct Args {
     /// Where the dashboard listens (overrides web.bind), e.g. 127.0.0.1:9090.
     #[arg(long, value_name = "ADDR:PORT")]
     bind: Option<String>,
+    /// Send the simulated readings through the MQTT broker of bridge.mqtt (the system's
+    /// Mosquitto, 127.0.0.1:1883 by default), as devices would: the simulator publishes each
+    /// reading (QoS 1) on sentio/demo/{device}/{sensor}, and an MQTT bridge in this process takes
+    /// them to the bus and the ETL (acknowledging each once stored).
+    #[arg(long)]
+    mqtt: bool,
 }
+
+/// The topic prefix of `demo --mqtt`.
+const MQTT_PREFIX: &str = "sentio/demo";
 
 pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     config.demo.backfill = args.backfill.unwrap_or(config.demo.backfill);
     config.simulator.speedup = args.speedup.unwrap_or(config.simulator.speedup);
     if let Some(bind) = &args.bind {
         config.web.bind = bind.clone();
+    }
+    if args.mqtt {
+        // Each message is acknowledged to the broker once stored: the ETL writes within 20 ms.
+        config.ingest.batch_linger = config.ingest.batch_linger.min(Duration::from_millis(20));
     }
     config.validate()?;
 
@@ -72,11 +85,17 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let bus = wiring::open_bus(&config, Some(store.as_ref())).await?;
     let before = store.stats().await?;
     let archiver = wiring::archiver(&config).await?;
-    let output = Output::Bus { bus: bus.clone(), topic: config.topics.readings.clone() };
 
     let shutdown = Shutdown::new();
     shutdown.cancel_on_signals();
     let stop = shutdown.token();
+    let bridge_stop = CancellationToken::new();
+    let (output, bridge) = if args.mqtt {
+        let (output, bridge) = through_mqtt(&config, &bus, &store, &shutdown, &bridge_stop).await?;
+        (output, Some(bridge))
+    } else {
+        (Output::Bus { bus: bus.clone(), topic: config.topics.readings.clone() }, None)
+    };
     let mut simulator = wiring::simulator(&config, output, archiver)?.with_abort(shutdown.failed());
     let sim_stats = simulator.stats();
     if let Some(limit) = args.duration {
@@ -226,6 +245,21 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     // the bus still holds.
     let drain_started = Instant::now();
     simulator.finish().await?;
+    if let Some((task, stats)) = bridge {
+        // What the broker still holds for the bridge comes in first (or on the next run: the
+        // session keeps it).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stats.acknowledged.load(Ordering::Relaxed)
+            < sim_stats.published.load(Ordering::Relaxed)
+            && Instant::now() < deadline
+            && !task.is_finished()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bridge_stop.cancel();
+        task.await.context("the MQTT bridge task panicked")??;
+        say!("mqtt: {}", super::bridge::summary(&stats));
+    }
     etl_stop.cancel();
     etl_task.await.context("the ingest task panicked")??;
     detect_stop.cancel();
@@ -297,6 +331,83 @@ impl sentio_web::LiveProbe for Probe {
         let t = self.sim.sim_time_ns.load(Ordering::Relaxed);
         (!self.real_time && t > 0).then_some(t)
     }
+}
+
+/// `demo --mqtt`: the simulator's output is the MQTT broker, and a bridge in this process,
+/// subscribed once it returns, takes the readings to the bus (acknowledging each once stored).
+async fn through_mqtt(
+    config: &Config,
+    bus: &Arc<dyn sentio_bus::Bus>,
+    store: &Arc<dyn ReadingStore>,
+    shutdown: &Shutdown,
+    bridge_stop: &CancellationToken,
+) -> anyhow::Result<(
+    Output,
+    (tokio::task::JoinHandle<anyhow::Result<()>>, Arc<sentio_bridge::BridgeStats>),
+)> {
+    let mut m = config.bridge.mqtt.clone();
+    // One session per store: a demo started again on it gets what its broker kept meanwhile,
+    // and a demo in another directory does not.
+    m.client_id = format!("sentio-demo-{:08x}", fnv1a(&config.store.sqlite.path));
+    m.subscriptions = vec![sentio_config::Subscription {
+        topic: format!("{MQTT_PREFIX}/{{device}}/{{sensor}}"),
+        format: sentio_config::PayloadFormat::Reading,
+        unit: String::new(),
+    }];
+    let publisher = sentio_bridge::MqttPublisher::connect(
+        &m,
+        &format!("sentio-demo-sim-{}", std::process::id()),
+        MQTT_PREFIX,
+    )
+    .await?;
+    let limits = sentio_core::DecodeLimits {
+        max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
+        ..sentio_core::DecodeLimits::default()
+    };
+    let topics = sentio_bridge::Topics {
+        readings: config.topics.readings.clone(),
+        dead_letters: config.topics.dead_letters.clone(),
+    };
+    let bridge = sentio_bridge::MqttBridge::new(m.clone(), bus.clone(), topics, limits)?
+        .with_profiles(config.profiles()?)
+        .with_settle(Arc::new(super::bridge::Stored {
+            store: store.clone(),
+            group: config.ingest.group.clone(),
+            readings: config.topics.readings.clone(),
+        }));
+    let stats = bridge.stats();
+    let task = shutdown.spawn("mqtt bridge", bridge.run(bridge_stop.clone()));
+    // Readings published before the subscription stands would reach nobody.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.subscribed.load(Ordering::Relaxed) < 1 {
+        if Instant::now() > deadline || task.is_finished() {
+            bail!(
+                "the MQTT bridge did not subscribe at mqtt://{}:{} within 10 s (the log says why)",
+                m.host,
+                m.port
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    say!(
+        "mqtt: the simulator publishes to mqtt://{}:{} on {MQTT_PREFIX}/{{device}}/{{sensor}}; \
+         the bridge (client id {}) takes them to the store",
+        m.host,
+        m.port,
+        m.client_id
+    );
+    Ok((Output::Sink(Box::new(super::bridge::MqttSink(publisher))), (task, stats)))
+}
+
+/// A hash of `path` as given and, where it exists, as the file system resolves it, that stays
+/// the same across builds (FNV-1a, 32 bits).
+fn fnv1a(path: &std::path::Path) -> u32 {
+    let path = std::fs::canonicalize(path.parent().unwrap_or(path))
+        .map(|p| p.join(path.file_name().unwrap_or_default()))
+        .unwrap_or_else(|_| path.to_path_buf());
+    path.to_string_lossy()
+        .bytes()
+        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 /// Starts the dashboard; a taken port turns it off with a message instead of stopping the demo.

@@ -52,8 +52,17 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, conflicts_with_all = ["from", "to"])]
     backfill: Option<Duration>,
     /// Write the messages to stdout as JSON lines instead of publishing them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mqtt")]
     stdout: bool,
+    /// Publish to the MQTT broker of bridge.mqtt (host, port, credentials) instead of the bus,
+    /// as devices would: one QoS 1 message per reading, the reading message v1 itself, on
+    /// <--mqtt-prefix>/{device}/{sensor}. `sentio bridge mqtt` with a subscription of that topic
+    /// template and format "reading" takes them to the bus.
+    #[arg(long)]
+    mqtt: bool,
+    /// The topic prefix of --mqtt.
+    #[arg(long, default_value = "sentio/sim", value_name = "PREFIX", requires = "mqtt")]
+    mqtt_prefix: String,
     /// Do not write raw .pickle batches to object storage.
     #[arg(long)]
     no_archive: bool,
@@ -85,6 +94,21 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
 
     let output = if args.stdout {
         Output::Lines(Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout())))
+    } else if args.mqtt {
+        let m = &config.bridge.mqtt;
+        let prefix = args.mqtt_prefix.trim_end_matches('/');
+        sentio_config::TopicTemplate::parse(&format!("{prefix}/{{device}}/{{sensor}}"))
+            .map_err(|why| anyhow::anyhow!("--mqtt-prefix {prefix:?}: expected {why}"))?;
+        let client = format!("sentio-sim-{}", std::process::id());
+        let publisher = sentio_bridge::MqttPublisher::connect(m, &client, prefix).await?;
+        say!(
+            "publishing to mqtt://{}:{} on {prefix}/{{device}}/{{sensor}} (QoS 1, reading \
+             messages); bridge them with\n  [[bridge.mqtt.subscriptions]]\n  topic = \
+             \"{prefix}/{{device}}/{{sensor}}\"\n  format = \"reading\"",
+            m.host,
+            m.port
+        );
+        Output::Sink(Box::new(super::bridge::MqttSink(publisher)))
     } else {
         if config.bus.kind == BusKind::Memory {
             bail!(
