@@ -179,3 +179,46 @@ fn alerts_match_their_schema() {
     let broken: Vec<&str> = broken.iter().map(String::as_str).collect();
     check("alert.v1.json", &valid, &broken);
 }
+
+#[test]
+fn bridge_dead_letters_match_their_schema() {
+    let mqtt = sentio_bridge::MqttDeadLetter {
+        v: 1,
+        source: "mqtt",
+        code: "not_a_number".into(),
+        reason: "payload is \"warm\", expected a plain number such as 21.3".into(),
+        mqtt_topic: "plant/pump-01/temperature".into(),
+        client_id: "sentio-bridge".into(),
+        received_at: "2026-12-03T10:00:00.123Z".into(),
+        payload_base64: "d2FybQ==".into(),
+    };
+    let http = |line: Option<u64>, item: Option<u64>| sentio_bridge::HttpDeadLetter {
+        v: 1,
+        source: "http",
+        code: "wrong_type".into(),
+        reason: "field `value` is a string, expected a number".into(),
+        line,
+        item,
+        query: "format=value&device=press-01&sensor=pressure".into(),
+        received_at: "2026-12-03T10:00:00Z".into(),
+        payload_base64: "eyJ2YWx1ZSI6ICJoaWdoIn0=".into(),
+    };
+    let valid = vec![
+        serde_json::to_string(&mqtt).unwrap(),
+        serde_json::to_string(&http(Some(2), None)).unwrap(),
+        serde_json::to_string(&http(None, Some(7))).unwrap(),
+    ];
+    check(
+        "bridge-dead-letter.v1.json",
+        &valid,
+        &[
+            // An MQTT letter without its topic; an HTTP one naming neither line nor item, or
+            // both; an unknown code; a mix of the two sources' fields.
+            r#"{"v":1,"source":"mqtt","code":"oversize","reason":"r","client_id":"c","received_at":"2026-12-03T10:00:00Z","payload_base64":""}"#,
+            r#"{"v":1,"source":"http","code":"oversize","reason":"r","query":"","received_at":"2026-12-03T10:00:00Z","payload_base64":""}"#,
+            r#"{"v":1,"source":"http","code":"oversize","reason":"r","query":"","line":1,"item":1,"received_at":"2026-12-03T10:00:00Z","payload_base64":""}"#,
+            r#"{"v":1,"source":"http","code":"gremlins","reason":"r","query":"","line":1,"received_at":"2026-12-03T10:00:00Z","payload_base64":""}"#,
+            r#"{"v":1,"source":"http","code":"oversize","reason":"r","query":"","line":1,"mqtt_topic":"t","received_at":"2026-12-03T10:00:00Z","payload_base64":""}"#,
+        ],
+    );
+}
