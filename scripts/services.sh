@@ -7,7 +7,7 @@
 #   - PostgreSQL: the machine's own server when one answers on 127.0.0.1:5432; otherwise Debian's
 #     `postgresql` package (installed when missing) running a cluster this script owns.
 #   - S3 (checks SigV4): s3s-fs 0.14.1 from crates.io, built once, on 127.0.0.1:9000.
-#   - MQTT: Debian's `mosquitto`, on 127.0.0.1:1883.
+#   - MQTT: Debian's `mosquitto`, on 127.0.0.1:1883, and over TLS on 127.0.0.1:8883 (a test CA).
 #   - MLflow 3.17.2 from PyPI (venv by scripts/mlflow-env.sh), on 127.0.0.1:5000.
 #
 #   scripts/services.sh up                install what is missing, start what is down, wait until
@@ -42,6 +42,7 @@ PG_HOST=127.0.0.1
 PG_PORT=5432
 PG_USER=postgres
 MQTT_PORT=1883
+MQTT_TLS_PORT=8883
 MLFLOW_PORT=5000
 
 log() { echo "services: $*" >&2; }
@@ -292,6 +293,22 @@ start_s3() {
     wait_until s3s-fs 30 s3_ready
 }
 
+# A throw-away CA and a server certificate for 127.0.0.1 and localhost, for the TLS listener
+# (the bridge's TLS test trusts the CA through bridge.mqtt.ca_file).
+mqtt_certificates() {
+    local dir="${RUN}/mosquitto/tls"
+    [[ -s "${dir}/server.pem" ]] && return
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
+    mkdir -p "${dir}"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sentio test CA" \
+        -keyout "${dir}/ca.key" -out "${dir}/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+        -keyout "${dir}/server.key" -out "${dir}/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >"${dir}/ext.cnf"
+    openssl x509 -req -in "${dir}/server.csr" -CA "${dir}/ca.pem" -CAkey "${dir}/ca.key" \
+        -CAcreateserial -days 3650 -extfile "${dir}/ext.cnf" -out "${dir}/server.pem" 2>/dev/null
+}
+
 mqtt_ready() { mosquitto_pub -h 127.0.0.1 -p "${MQTT_PORT}" -q 1 -t sentio/health -n 2>/dev/null; }
 
 start_mosquitto() {
@@ -308,6 +325,7 @@ start_mosquitto() {
     # here at 1.8 million messages in a 400 MB file) would be loaded, kept and fanned out to, and
     # slow every test and benchmark after them. Within a run, restarts keep the file.
     rm -f "${RUN}/mosquitto/mosquitto.db"
+    mqtt_certificates
     # Persistence on, so QoS 1 messages for a disconnected persistent session survive a restart
     # (saved on a clean stop, and every 5 minutes: saving every second rewrote a 160 MB file
     # every second once test sessions had queued a million messages, and slowed everything);
@@ -323,6 +341,13 @@ autosave_interval 300
 persistent_client_expiration 1d
 max_queued_messages 0
 max_inflight_messages 100
+
+# The same broker over TLS, with a certificate of a test CA (mqtt_certificates).
+listener ${MQTT_TLS_PORT} 127.0.0.1
+allow_anonymous true
+cafile ${RUN}/mosquitto/tls/ca.pem
+certfile ${RUN}/mosquitto/tls/server.pem
+keyfile ${RUN}/mosquitto/tls/server.key
 CONF
     log "starting mosquitto on 127.0.0.1:${MQTT_PORT}"
     (cd "${RUN}" && exec nohup "${bin}" -c "${RUN}/mosquitto/mosquitto.conf" >"${RUN}/mosquitto.log" 2>&1) &
@@ -362,6 +387,8 @@ SENTIO_TEST_S3_REGION=us-east-1
 SENTIO_TEST_S3_ACCESS_KEY=${S3_ACCESS_KEY}
 SENTIO_TEST_S3_SECRET_KEY=${S3_SECRET_KEY}
 SENTIO_TEST_MQTT_URL=mqtt://127.0.0.1:${MQTT_PORT}
+SENTIO_TEST_MQTT_TLS_URL=mqtts://127.0.0.1:${MQTT_TLS_PORT}
+SENTIO_TEST_MQTT_CA=${RUN}/mosquitto/tls/ca.pem
 SENTIO_TEST_MLFLOW_URI=http://127.0.0.1:${MLFLOW_PORT}
 SENTIO_TEST_MLFLOW_PYTHON=${HOME}/.cache/sentio/mlflow-venv/bin/python
 ENV

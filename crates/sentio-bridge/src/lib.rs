@@ -9,6 +9,7 @@ pub mod http;
 pub mod mqtt;
 pub mod payload;
 pub mod publish;
+pub mod tls;
 
 pub use http::{HttpDeadLetter, HttpIngest, HttpStats};
 pub use mqtt::{BridgeStats, MqttBridge, MqttDeadLetter, Settle, Topics};

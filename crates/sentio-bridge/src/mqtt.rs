@@ -145,6 +145,8 @@ impl MqttBridge {
              [[bridge.mqtt.subscriptions]]\n  topic = \"plant/{{device}}/{{sensor}}\"\n  \
              format = \"number\"\n\n(docs/bridge.md lists the formats)"
         );
+        // TLS files are read now, so that a wrong one stops the bridge before it starts.
+        crate::tls::transport(&config)?;
         let limits = DecodeLimits { max_bytes: config.max_payload_bytes, ..limits };
         let routes = config
             .subscriptions
@@ -186,7 +188,7 @@ impl MqttBridge {
         self.stats.clone()
     }
 
-    fn options(&self) -> MqttOptions {
+    fn options(&self) -> anyhow::Result<MqttOptions> {
         let c = &self.config;
         let mut options = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
         options
@@ -199,7 +201,10 @@ impl MqttBridge {
         if !c.username.is_empty() {
             options.set_credentials(c.username.clone(), c.password.expose().to_owned());
         }
-        options
+        if let Some(transport) = crate::tls::transport(c)? {
+            options.set_transport(transport);
+        }
+        Ok(options)
     }
 
     /// Runs until `stop`: connects (again after any failure, with a growing pause), takes
@@ -209,7 +214,7 @@ impl MqttBridge {
         let inflight = usize::from(self.config.max_inflight);
         // Room for the acknowledgements of what is on the bus at once.
         let requests = inflight + self.routes.len() + 16;
-        let (client, mut events) = AsyncClient::new(self.options(), requests);
+        let (client, mut events) = AsyncClient::new(self.options()?, requests);
         let (tx, rx) = mpsc::channel::<Taken>(inflight);
         let acks = Arc::new(Acks::default());
         let mut forward = tokio::spawn(forward(

@@ -57,9 +57,13 @@ impl MqttPublisher {
         if !config.username.is_empty() {
             options.set_credentials(config.username.clone(), config.password.expose().to_owned());
         }
+        if let Some(transport) = crate::tls::transport(config)? {
+            options.set_transport(transport);
+        }
         let (client, mut events) = AsyncClient::new(options, 4096);
         let acked = Arc::new(Acked::default());
-        let broker = format!("mqtt://{}:{}", config.host, config.port);
+        let scheme = if config.tls { "mqtts" } else { "mqtt" };
+        let broker = format!("{scheme}://{}:{}", config.host, config.port);
         let task = tokio::spawn({
             let acked = acked.clone();
             let broker = broker.clone();

@@ -338,3 +338,57 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_the_bridge_reconnects_by_
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// Over TLS: the bridge checks the broker's certificate against `ca_file` (the test CA of
+/// `scripts/services.sh`) and takes readings from Debian's `mosquitto_pub --cafile`; without the
+/// CA (the system's roots) it never connects; a bad CA file stops it before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_broker_certificate_is_checked() {
+    let url = sentio_it::setting("SENTIO_TEST_MQTT_TLS_URL");
+    let (host, port) = url.strip_prefix("mqtts://").unwrap().rsplit_once(':').unwrap();
+    let ca = sentio_it::setting("SENTIO_TEST_MQTT_CA");
+    let prefix = sentio_it::unique("it-tls");
+    let client = sentio_it::unique("tls").replace('_', "-");
+    let mut c = config(&prefix, &client);
+    c.port = port.parse().unwrap();
+    c.tls = true;
+    c.ca_file = ca.clone().into();
+    let bus = bus().await;
+    let (task, stop, stats) = start(c.clone(), bus.clone()).await;
+    assert!(stats.connected.load(Ordering::Relaxed));
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", host, "-p", port, "--cafile", &ca, "-q", "1"])
+        .args(["-t", &format!("{prefix}/num/pump-01/temperature"), "-m", "22.5"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let got = readings(&drain(&bus, READINGS, "check", 1).await);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].device.as_str(), got[0].value), ("pump-01", 22.5));
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    // The system's roots do not know the test CA: no connection, the reason in the log.
+    let mut untrusted = c.clone();
+    untrusted.ca_file = Default::default();
+    untrusted.client_id = format!("{client}-untrusted");
+    let topics = Topics { readings: READINGS.into(), dead_letters: DLQ.into() };
+    let bridge =
+        MqttBridge::new(untrusted, bus.clone(), topics.clone(), DecodeLimits::default()).unwrap();
+    let stats = bridge.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(bridge.run(stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stats.connections.load(Ordering::Relaxed), 0, "connected to an unknown CA's broker");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    // A CA file that holds no certificate is refused up front, naming the key.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ca.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    let mut broken = c;
+    broken.ca_file = bad;
+    let err = MqttBridge::new(broken, bus, topics, DecodeLimits::default()).err().unwrap();
+    assert!(format!("{err:#}").contains("bridge.mqtt.ca_file"), "{err:#}");
+}

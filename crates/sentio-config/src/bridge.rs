@@ -121,6 +121,15 @@ pub struct MqttBridgeConfig {
     pub username: String,
     pub password: Secret,
     pub password_file: PathBuf,
+    /// TLS to the broker (port 8883, usually).
+    pub tls: bool,
+    /// With `tls`: the CA certificates (PEM) the broker's certificate must chain to; empty: the
+    /// system's roots.
+    pub ca_file: PathBuf,
+    /// With `tls`, for brokers that ask clients for a certificate: this client's certificate
+    /// chain and private key (PEM), both or neither.
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
     /// MQTT messages taken in before their readings are acknowledged by the bus.
@@ -172,6 +181,32 @@ impl MqttBridgeConfig {
                 "bridge.mqtt.client_id",
                 format!("{:?}", self.client_id),
                 "1 to 64 letters, digits, '-', '_' or '.' (one id per bridge process)",
+            ));
+        }
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        for (key, path) in [
+            ("bridge.mqtt.ca_file", &self.ca_file),
+            ("bridge.mqtt.client_cert_file", &self.client_cert_file),
+            ("bridge.mqtt.client_key_file", &self.client_key_file),
+        ] {
+            if set(path) && !self.tls {
+                return Err(invalid(
+                    key,
+                    format!("{:?}", path.display().to_string()),
+                    "empty while bridge.mqtt.tls is false (set tls = true to use it)",
+                ));
+            }
+        }
+        if set(&self.client_cert_file) != set(&self.client_key_file) {
+            let (key, path) = if set(&self.client_cert_file) {
+                ("bridge.mqtt.client_key_file", &self.client_key_file)
+            } else {
+                ("bridge.mqtt.client_cert_file", &self.client_cert_file)
+            };
+            return Err(invalid(
+                key,
+                format!("{:?}", path.display().to_string()),
+                "a PEM file: a client certificate needs its key and a key its certificate",
             ));
         }
         if self.keep_alive < Duration::from_secs(5) || self.keep_alive > Duration::from_secs(3600) {

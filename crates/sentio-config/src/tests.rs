@@ -477,3 +477,31 @@ fn printed_profiles_load_back_identically() {
         Ok(())
     });
 }
+
+#[test]
+fn tls_files_need_tls_and_a_certificate_needs_its_key() {
+    let mut c = Config::defaults().unwrap();
+    c.bridge.mqtt.ca_file = "ca.pem".into();
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("bridge.mqtt.ca_file") && err.contains("tls = true"), "{err}");
+    c.bridge.mqtt.tls = true;
+    c.validate().unwrap();
+    c.bridge.mqtt.client_cert_file = "client.pem".into();
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("bridge.mqtt.client_key_file"), "{err}");
+    c.bridge.mqtt.client_key_file = "client.key".into();
+    c.validate().unwrap();
+}
+
+#[test]
+fn the_http_ingest_settings_are_checked() {
+    let mut c = Config::defaults().unwrap();
+    c.bridge.http.bind = "localhost".into();
+    assert!(c.validate().unwrap_err().to_string().contains("bridge.http.bind"));
+    let mut c = Config::defaults().unwrap();
+    c.bridge.http.max_request_bytes = 10;
+    assert!(c.validate().unwrap_err().to_string().contains("bridge.http.max_request_bytes"));
+    let mut c = Config::defaults().unwrap();
+    c.bridge.http.token = crate::Secret::new("  ");
+    assert!(c.validate().unwrap_err().to_string().contains("bridge.http.token"));
+}
