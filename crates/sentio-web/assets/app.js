@@ -264,7 +264,10 @@ const pages = {
         stat("consumer lag", lag ? (lag.error ? "?" : lag.total.toLocaleString()) : "–", lag ? (lag.error || `group ${p.consumer_group}, messages not yet stored`) : "no bus configured for this server"),
         stat("dead letters", p.dead_letters.toLocaleString(), `malformed messages, kept on ${p.dead_letter_topic}`),
         stat("detection latency p50 / p99", det ? `${dur(det.latency_p50_ms)} / ${dur(det.latency_p99_ms)}` : "–", det ? `${det.windows_scored.toLocaleString()} windows scored, ${fmt(det.windows_per_s, 0)}/s${det.latency_p50_ms === null ? "; no latency while the simulation runs sped up" : ""}` : "scoring runs in another process"),
-        stat("alert delay p50 / p99", `${dur(p.alert_delay.p50_ms)} / ${dur(p.alert_delay.p99_ms)}`, `newest reading of the window to the alert, over ${p.alert_delay.alerts} alerts of the last hour raised within 2 min of their data (later ones, as from a replay of history, left out)`));
+        stat("alert delay p50 / p99", `${dur(p.alert_delay.p50_ms)} / ${dur(p.alert_delay.p99_ms)}`, `newest reading of the window to the alert, over ${p.alert_delay.alerts} alerts of the last hour raised within 2 min of their data (later ones, as from a replay of history, left out)`),
+        ...(p.bridges || []).map((b) => b.kind === "mqtt"
+          ? stat("MQTT bridge readings per second", fmt(b.readings_per_s, 0), `${b.connected ? "connected to" : "NOT connected to"} ${b.endpoint}; ${b.messages.toLocaleString()} messages, ${b.readings.toLocaleString()} readings, ${b.dead_letters.toLocaleString()} dead letters${b.arrival_time ? `, ${b.arrival_time.toLocaleString()} stamped on arrival` : ""}`)
+          : stat("HTTP ingest readings per second", fmt(b.readings_per_s, 0), `POST ${b.endpoint}; ${b.messages.toLocaleString()} requests (${(b.refused || 0).toLocaleString()} refused), ${b.readings.toLocaleString()} readings, ${b.dead_letters.toLocaleString()} dead lines${b.arrival_time ? `, ${b.arrival_time.toLocaleString()} stamped on arrival` : ""}`)));
       hist[0].push(Date.now() / 1000); hist[1].push(p.readings_per_s); hist[2].push(lag && !lag.error ? lag.total : null);
       if (hist[0].length > 900) for (const c of hist) c.shift();
       plot.setData(hist);

@@ -614,6 +614,25 @@ async fn pipeline(State(web): State<Web>, q: RawParams) -> Answer {
             "latency_p99_ms": latency.map(|l| l.1),
         })
     });
+    let bridges: Vec<Value> = web
+        .bridges
+        .iter()
+        .map(|b| {
+            let b = b.status();
+            let rate_name = if b.kind == "mqtt" { "bridge-mqtt" } else { "bridge-http" };
+            json!({
+                "kind": b.kind,
+                "endpoint": b.endpoint,
+                "connected": b.connected,
+                "messages": b.messages,
+                "readings": b.readings,
+                "readings_per_s": web.rates.rate(rate_name, b.readings),
+                "arrival_time": b.arrival_time,
+                "dead_letters": b.dead_letters,
+                "refused": b.refused,
+            })
+        })
+        .collect();
     let to = stats.latest_ts_ns.unwrap_or_else(now_ns).saturating_add(1);
     let recent = web
         .store
@@ -644,6 +663,7 @@ async fn pipeline(State(web): State<Web>, q: RawParams) -> Answer {
         "consumer_group": s.ingest_group,
         "consumer_lag": lag,
         "detection": detection,
+        "bridges": bridges,
         "alert_delay": {
             "alerts": delays.len(),
             "p50_ms": quantile(0.5),

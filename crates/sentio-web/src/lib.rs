@@ -49,6 +49,31 @@ pub trait LiveProbe: Send + Sync {
     }
 }
 
+/// A bridge running in the same process (`sentio demo`: its HTTP ingest endpoint, and with
+/// --mqtt its MQTT bridge), for the pipeline page.
+pub trait BridgeProbe: Send + Sync {
+    fn status(&self) -> BridgeStatus;
+}
+
+/// What a bridge reports: its counters since it started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeStatus {
+    /// "mqtt" or "http".
+    pub kind: &'static str,
+    /// Where it takes readings from: the broker's address, or the endpoint's path.
+    pub endpoint: String,
+    /// For MQTT: whether the broker connection is up.
+    pub connected: Option<bool>,
+    /// MQTT messages taken in, or HTTP requests answered.
+    pub messages: u64,
+    pub readings: u64,
+    /// Readings that carried no timestamp and took their arrival time.
+    pub arrival_time: u64,
+    pub dead_letters: u64,
+    /// For HTTP: requests refused whole (401, 413, 429, ...).
+    pub refused: Option<u64>,
+}
+
 /// Now, for the dashboard: the probe's event clock when it has one, else the wall clock.
 pub(crate) fn clock_ns(probe: Option<&Arc<dyn LiveProbe>>) -> i64 {
     probe.and_then(|p| p.event_clock_ns()).unwrap_or_else(sentio_core::time::now_ns)
@@ -84,6 +109,7 @@ pub struct Web {
     pub(crate) tracking: Arc<dyn Tracking>,
     pub(crate) bus: Option<Arc<dyn Bus>>,
     pub(crate) probe: Option<Arc<dyn LiveProbe>>,
+    pub(crate) bridges: Vec<Arc<dyn BridgeProbe>>,
     pub(crate) settings: Arc<WebSettings>,
     pub(crate) feed: feed::Feed,
     pub(crate) rates: Arc<api::RateMeter>,
@@ -108,6 +134,7 @@ impl Web {
             tracking,
             bus: None,
             probe: None,
+            bridges: Vec::new(),
             settings,
             rates: Arc::default(),
             models: Arc::default(),
@@ -133,6 +160,12 @@ impl Web {
     pub fn with_probe(mut self, probe: Arc<dyn LiveProbe>) -> Web {
         self.feed = self.feed.with_probe(probe.clone());
         self.probe = Some(probe);
+        self
+    }
+
+    /// Reports a bridge of this process on the pipeline page.
+    pub fn with_bridge(mut self, bridge: Arc<dyn BridgeProbe>) -> Web {
+        self.bridges.push(bridge);
         self
     }
 

@@ -394,6 +394,37 @@ async fn pipeline_reports_rows_dead_letters_and_consumer_lag_from_the_bus() {
     let _ = f.store;
 }
 
+struct FakeBridge;
+
+impl sentio_web::BridgeProbe for FakeBridge {
+    fn status(&self) -> sentio_web::BridgeStatus {
+        sentio_web::BridgeStatus {
+            kind: "mqtt",
+            endpoint: "mqtt://127.0.0.1:1883".into(),
+            connected: Some(false),
+            messages: 12,
+            readings: 20,
+            arrival_time: 3,
+            dead_letters: 2,
+            refused: None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn pipeline_reports_the_bridges_of_this_process() {
+    let f = fixture(None).await;
+    let p = json(&f.web.router(), "/api/pipeline").await;
+    assert_eq!(p["bridges"], serde_json::json!([]), "none by default");
+    let app = f.web.clone().with_bridge(Arc::new(FakeBridge)).router();
+    let p = json(&app, "/api/pipeline").await;
+    let b = &p["bridges"][0];
+    assert_eq!((b["kind"].as_str(), b["connected"].as_bool()), (Some("mqtt"), Some(false)));
+    assert_eq!((b["messages"].as_u64(), b["readings"].as_u64()), (Some(12), Some(20)));
+    assert_eq!((b["arrival_time"].as_u64(), b["dead_letters"].as_u64()), (Some(3), Some(2)));
+    assert!(b["refused"].is_null() && b["readings_per_s"].is_null(), "{b}");
+}
+
 #[tokio::test]
 async fn bad_parameters_get_a_400_that_names_them() {
     let f = fixture(None).await;

@@ -269,18 +269,49 @@ fn simulate_mqtt_through_bridge_mqtt_stores_every_reading() {
 /// bridge in the demo's process; every one is stored, and the demo's store stays consistent.
 #[test]
 fn demo_mqtt_goes_through_mosquitto() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let (host, port) = common::mqtt_broker();
-    let out = sentio(dir.path())
-        .args(["demo", "--mqtt", "--backfill", "10m", "--duration", "4s", "--no-detect"])
+    let mut child = sentio(dir.path())
+        .args(["demo", "--mqtt", "--backfill", "10m", "--duration", "6s", "--no-detect"])
         .args(["--bind", "127.0.0.1:0"])
         .envs([
             ("SENTIO__BRIDGE__MQTT__HOST", host.as_str()),
             ("SENTIO__BRIDGE__MQTT__PORT", &port),
         ])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    // While it runs, the pipeline page reports the bridge, connected, with what it took in.
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    let mut dashboard = None;
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "no backfill in {seen}");
+        seen.push_str(&line);
+        if let Some(url) = line.strip_prefix("dashboard: ") {
+            dashboard = Some(url.trim().to_owned());
+        }
+        if line.starts_with("backfill done") {
+            break;
+        }
+    }
+    let dashboard = dashboard.unwrap_or_else(|| panic!("no dashboard line in {seen}"));
+    let pipeline = Command::new("curl").args(["-s", &format!("{dashboard}/api/pipeline")]).output();
+    let p: serde_json::Value = serde_json::from_slice(&pipeline.unwrap().stdout).unwrap();
+    let bridges = p["bridges"].as_array().unwrap();
+    let mqtt = bridges.iter().find(|b| b["kind"] == "mqtt").unwrap();
+    assert_eq!(mqtt["connected"], true, "{p}");
+    // (The backfill is done once the broker has it; the bridge is still taking it in.)
+    assert!(mqtt["readings"].as_u64().unwrap() > 0, "{p}");
+    assert!(mqtt["messages"].as_u64() >= mqtt["readings"].as_u64(), "{p}");
+    assert_eq!(mqtt["endpoint"], format!("mqtt://{host}:{port}"));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = format!("{seen}{rest}");
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("(consistent)"), "{stdout}");
     let line = stdout.lines().find(|l| l.starts_with("mqtt: ") && l.contains("MQTT messages"));

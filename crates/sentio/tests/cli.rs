@@ -373,6 +373,12 @@ fn demo_backfills_goes_live_and_drains_cleanly_on_ctrl_c() {
     let (status, body) = http_get(port, "/api/overview", None);
     assert_eq!(status, 200);
     assert!(body.contains("\"device\":\"lab-01\"") && body.contains("21.5"), "{body}");
+    // The pipeline page counts it under the endpoint.
+    let (_, body) = http_get(port, "/api/pipeline", None);
+    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let http = &p["bridges"][0];
+    assert_eq!((http["kind"].as_str(), http["readings"].as_u64()), (Some("http"), Some(1)), "{p}");
+    assert_eq!((http["messages"].as_u64(), http["arrival_time"].as_u64()), (Some(1), Some(1)));
     std::thread::sleep(Duration::from_millis(1500));
     let signalled = Instant::now();
     let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();

@@ -120,7 +120,14 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         sim: sim_stats.clone(),
     });
     if !args.no_serve {
-        serve(&config, &store, &bus, probe.clone(), &shutdown).await?;
+        let mqtt = bridge.as_ref().map(|(_, stats)| {
+            let m = &config.bridge.mqtt;
+            let scheme = if m.tls { "mqtts" } else { "mqtt" };
+            let endpoint = format!("{scheme}://{}:{}", m.host, m.port);
+            Arc::new(MqttProbe { stats: stats.clone(), endpoint })
+                as Arc<dyn sentio_web::BridgeProbe>
+        });
+        serve(&config, &store, &bus, probe.clone(), mqtt, &shutdown).await?;
     }
 
     say!(
@@ -333,6 +340,49 @@ impl sentio_web::LiveProbe for Probe {
     }
 }
 
+/// The MQTT bridge of `demo --mqtt`, for the pipeline page.
+struct MqttProbe {
+    stats: Arc<sentio_bridge::BridgeStats>,
+    endpoint: String,
+}
+
+impl sentio_web::BridgeProbe for MqttProbe {
+    fn status(&self) -> sentio_web::BridgeStatus {
+        let s = &self.stats;
+        sentio_web::BridgeStatus {
+            kind: "mqtt",
+            endpoint: self.endpoint.clone(),
+            connected: Some(s.connected.load(Ordering::Relaxed)),
+            messages: s.messages.load(Ordering::Relaxed),
+            readings: s.readings.load(Ordering::Relaxed),
+            arrival_time: s.arrival_time.load(Ordering::Relaxed),
+            dead_letters: s.dead_letters.load(Ordering::Relaxed),
+            refused: None,
+        }
+    }
+}
+
+/// The demo's HTTP ingest endpoint, for the pipeline page.
+struct HttpProbe {
+    stats: Arc<sentio_bridge::HttpStats>,
+}
+
+impl sentio_web::BridgeProbe for HttpProbe {
+    fn status(&self) -> sentio_web::BridgeStatus {
+        let s = &self.stats;
+        sentio_web::BridgeStatus {
+            kind: "http",
+            endpoint: sentio_bridge::http::PATH.into(),
+            connected: None,
+            messages: s.requests.load(Ordering::Relaxed),
+            readings: s.readings.load(Ordering::Relaxed),
+            arrival_time: s.arrival_time.load(Ordering::Relaxed),
+            dead_letters: s.dead_letters.load(Ordering::Relaxed),
+            refused: Some(s.refused.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 /// `demo --mqtt`: the simulator's output is the MQTT broker, and a bridge in this process,
 /// subscribed once it returns, takes the readings to the bus (acknowledging each once stored).
 async fn through_mqtt(
@@ -416,6 +466,7 @@ async fn serve(
     store: &Arc<dyn ReadingStore>,
     bus: &Arc<dyn sentio_bus::Bus>,
     probe: Arc<Probe>,
+    mqtt: Option<Arc<dyn sentio_web::BridgeProbe>>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let addr = config.web.socket_addr()?;
@@ -428,9 +479,13 @@ async fn serve(
     };
     let tracking = wiring::open_tracking(config)?;
     let (ingest, token_file) = ingest(config, store, bus, shutdown)?;
-    let web = wiring::web(config, store.clone(), tracking, Some(bus.clone()))
+    let mut web = wiring::web(config, store.clone(), tracking, Some(bus.clone()))
         .with_probe(probe)
-        .with_routes(ingest.router());
+        .with_bridge(Arc::new(HttpProbe { stats: ingest.stats() }))
+        .with_routes(ingest.clone().router());
+    if let Some(mqtt) = mqtt {
+        web = web.with_bridge(mqtt);
+    }
     let addr = listener.local_addr()?;
     say!("dashboard: {}", super::serve::url(config, addr));
     let token = match &token_file {
