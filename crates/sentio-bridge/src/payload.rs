@@ -105,6 +105,24 @@ impl Decoder {
             }
             PayloadFormat::Value => {
                 let sensor = topic_sensor(names)?;
+                // The common well-formed case without building a JSON tree; anything it does not
+                // take (a float or string `ts` with escapes, duplicate keys, any error) goes the
+                // general way below, which accepts the same payloads and words the errors.
+                if let Some(fast) = fast_value(text) {
+                    let unit = match fast.unit {
+                        None => self.unit.clone(),
+                        Some(u) => Unit::new(u)
+                            .map_err(|e| reject("bad_unit", format!("field `unit`: {e}")))?,
+                    };
+                    let (ts, arrival_time) = match fast.ts {
+                        None => (self.check_time(now_ns, now_ns)?, true),
+                        Some(ts) => (self.check_time(ts, now_ns)?, false),
+                    };
+                    return Ok(Decoded {
+                        readings: vec![reading(sensor, unit, fast.value, ts)],
+                        arrival_time,
+                    });
+                }
                 let object = object(text)?;
                 let value = match object.get("value") {
                     Some(v) => json_number(v, "value")?,
@@ -205,6 +223,50 @@ impl Decoder {
         }
         Ok(ts_ns)
     }
+}
+
+/// A `value` payload read straight into its fields.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastValueWire<'a> {
+    value: f64,
+    #[serde(default, borrow)]
+    ts: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    unit: Option<&'a str>,
+}
+
+struct FastValue<'a> {
+    value: f64,
+    ts: Option<i64>,
+    unit: Option<&'a str>,
+}
+
+/// `{"value": <finite number>, "ts": <integer or plain string>, "unit": <plain string>}`, each
+/// but `value` optional or null, or `None` for anything else (left to the general decoder).
+fn fast_value(text: &str) -> Option<FastValue<'_>> {
+    // Serde would also read a struct from an array of its fields.
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let wire: FastValueWire<'_> = serde_json::from_str(text).ok()?;
+    if !wire.value.is_finite() {
+        return None;
+    }
+    let ts = match wire.ts.map(|r| r.get()) {
+        None | Some("null") => None,
+        Some(raw) if raw.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(sentio_core::time::parse_timestamp(raw)?)
+        }
+        Some(raw) => {
+            let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+            if inner.contains(['\\', '"']) {
+                return None;
+            }
+            Some(sentio_core::time::parse_timestamp(inner)?)
+        }
+    };
+    Some(FastValue { value: wire.value, ts, unit: wire.unit })
 }
 
 fn unreachable_reading() -> Result<Decoded, Rejected> {
@@ -310,6 +372,60 @@ mod tests {
         payload: &str,
     ) -> Result<Decoded, Rejected> {
         decoder(format).decode(names("pump-01", sensor), payload.as_bytes(), NOW)
+    }
+
+    #[test]
+    fn the_fast_value_path_decodes_as_the_general_one() {
+        let values = ["21.5", "-3", "0", "1e3", "2.5E-2", "123456789012", "-0.0001"];
+        let times = [
+            None,
+            Some("null"),
+            Some("1796000000"),
+            Some("1796000000123"),
+            Some("1796000000123456"),
+            Some("1796000000123456789"),
+            Some("\"2026-11-30T10:00:00Z\""),
+            Some("\"2026-11-30T10:00:00.25+01:00\""),
+            Some("\"yesterday\""),
+            Some("17960000001234567890123"),
+            Some("1796000000.5"),
+            Some("true"),
+        ];
+        let units =
+            [None, Some("null"), Some("\"bar\""), Some("\"\""), Some("\"b a r\""), Some("3")];
+        let mut fast_taken = 0;
+        for v in values {
+            for t in times {
+                for u in units {
+                    let mut members = vec![format!("\"value\": {v}")];
+                    members.extend(t.map(|t| format!("\"ts\": {t}")));
+                    members.extend(u.map(|u| format!("\"unit\": {u}")));
+                    let payload = format!("{{{}}}", members.join(", "));
+                    // A duplicate `value` first: the general decoder keeps the last one, the
+                    // fast path refuses duplicates, so this is the same payload decoded the
+                    // general way.
+                    let general = format!("{{\"value\": \"x\", {}}}", members.join(", "));
+                    assert!(fast_value(&general).is_none());
+                    fast_taken += usize::from(fast_value(&payload).is_some());
+                    let (a, b) = (
+                        decode(PayloadFormat::Value, Some("pressure"), &payload),
+                        decode(PayloadFormat::Value, Some("pressure"), &general),
+                    );
+                    match (&a, &b) {
+                        (Ok(a), Ok(b)) => {
+                            assert_eq!(a.arrival_time, b.arrival_time, "{payload}");
+                            let (x, y) = (&a.readings[0], &b.readings[0]);
+                            let same = x.unit == y.unit && x.value == y.value && x.seq == y.seq;
+                            // Without a ts both take the arrival time, which is the same NOW.
+                            assert!(same && x.ts_ns == y.ts_ns, "{payload}: {x:?} vs {y:?}");
+                        }
+                        (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{payload}"),
+                        _ => panic!("{payload}: {a:?} vs {b:?}"),
+                    }
+                }
+            }
+        }
+        assert!(fast_taken > 100, "the fast path took only {fast_taken}");
     }
 
     #[test]
