@@ -67,6 +67,19 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// What a bridge checks each reading against (as the ETL will), and where it publishes.
+pub(crate) fn limits_and_topics(config: &Config) -> (DecodeLimits, Topics) {
+    let limits = DecodeLimits {
+        max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
+        ..DecodeLimits::default()
+    };
+    let topics = Topics {
+        readings: config.topics.readings.clone(),
+        dead_letters: config.topics.dead_letters.clone(),
+    };
+    (limits, topics)
+}
+
 /// The bus a bridge publishes to and, on the embedded bus, the store and the ETL that fills it
 /// in this process.
 struct Plumbing {
@@ -90,14 +103,7 @@ impl Plumbing {
             None
         };
         let bus = wiring::open_bus(config, store.as_deref()).await?;
-        let limits = DecodeLimits {
-            max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
-            ..DecodeLimits::default()
-        };
-        let topics = Topics {
-            readings: config.topics.readings.clone(),
-            dead_letters: config.topics.dead_letters.clone(),
-        };
+        let (limits, topics) = limits_and_topics(config);
         let etl_stop = tokio_util::sync::CancellationToken::new();
         let (settle, etl) = match &store {
             Some(store) => {

@@ -410,14 +410,7 @@ async fn through_mqtt(
         MQTT_PREFIX,
     )
     .await?;
-    let limits = sentio_core::DecodeLimits {
-        max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
-        ..sentio_core::DecodeLimits::default()
-    };
-    let topics = sentio_bridge::Topics {
-        readings: config.topics.readings.clone(),
-        dead_letters: config.topics.dead_letters.clone(),
-    };
+    let (limits, topics) = super::bridge::limits_and_topics(config);
     let bridge = sentio_bridge::MqttBridge::new(m.clone(), bus.clone(), topics, limits)?
         .with_profiles(config.profiles()?)
         .with_settle(Arc::new(super::bridge::Stored {
@@ -528,14 +521,7 @@ fn ingest(
         http.token = sentio_config::Secret::new(token);
         token_file = Some(path);
     }
-    let limits = sentio_core::DecodeLimits {
-        max_future_ns: i64::try_from(config.ingest.max_future.as_nanos()).unwrap_or(i64::MAX),
-        ..sentio_core::DecodeLimits::default()
-    };
-    let topics = sentio_bridge::Topics {
-        readings: config.topics.readings.clone(),
-        dead_letters: config.topics.dead_letters.clone(),
-    };
+    let (limits, topics) = super::bridge::limits_and_topics(config);
     let ingest = sentio_bridge::HttpIngest::new(http, bus.clone(), topics, limits)?
         .with_profiles(config.profiles()?)
         .with_settle(Arc::new(super::bridge::Stored {
