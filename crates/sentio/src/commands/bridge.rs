@@ -241,11 +241,7 @@ fn http_summary(s: &sentio_bridge::HttpStats) -> String {
         s.requests.load(Ordering::Relaxed),
         s.refused.load(Ordering::Relaxed),
         s.readings.load(Ordering::Relaxed),
-        if arrival > 0 {
-            format!(" ({arrival} stamped with their arrival time)")
-        } else {
-            String::new()
-        },
+        stamped(arrival),
         s.dead_letters.load(Ordering::Relaxed),
     )
 }
@@ -298,17 +294,22 @@ impl Settle for Stored {
     }
 }
 
+/// " (n stamped with their arrival time)", or nothing when none was.
+fn stamped(arrival: u64) -> String {
+    if arrival > 0 {
+        format!(" ({arrival} stamped with their arrival time)")
+    } else {
+        String::new()
+    }
+}
+
 pub(crate) fn summary(s: &BridgeStats) -> String {
     let arrival = s.arrival_time.load(Ordering::Relaxed);
     format!(
         "{} MQTT messages: {} readings published{}, {} dead letters (to the dead-letter topic), {} acknowledged",
         s.messages.load(Ordering::Relaxed),
         s.readings.load(Ordering::Relaxed),
-        if arrival > 0 {
-            format!(" ({arrival} stamped with their arrival time)")
-        } else {
-            String::new()
-        },
+        stamped(arrival),
         s.dead_letters.load(Ordering::Relaxed),
         s.acknowledged.load(Ordering::Relaxed),
     )
