@@ -277,7 +277,16 @@ fn evaluate_csv_is_import_train_and_evaluate_by_hand() {
         assert_eq!(f["rows"].as_u64().unwrap(), rows);
         assert_eq!(f["train_rows"], 400);
         assert_eq!(counts(&f["scores"]).iter().sum::<u64>(), rows - 400, "every test row once");
+        // The whole-file view counts every row, the training rows as the model saw them; they
+        // are normal, so the anomalous rows' counts are the tested part's.
+        let (tested, whole) = (counts(&f["scores"]), counts(&f["whole_file"]));
+        assert_eq!(whole.iter().sum::<u64>(), rows, "every row once");
+        assert_eq!((whole[0], whole[3]), (tested[0], tested[3]), "tp and fn");
+        assert!(whole[1] >= tested[1] && whole[2] >= tested[2] + 400 - (whole[1] - tested[1]));
     }
+    let whole: Vec<u64> =
+        (0..4).map(|i| reports.iter().map(|f| counts(&f["whole_file"])[i]).sum()).collect();
+    assert_eq!(counts(&v["pooled_whole_file"]).to_vec(), whole);
     let pooled = counts(&v["pooled"]);
     let summed: Vec<u64> =
         (0..4).map(|i| reports.iter().map(|f| counts(&f["scores"])[i]).sum()).collect();

@@ -97,11 +97,15 @@ impl AlertTracker {
     ) -> Vec<Alert> {
         let mut out = Vec::new();
         let cooldown = duration_ns(self.settings.cooldown);
-        // Quiet for the whole cooldown (or a gap in the data as long): the alert is over.
-        if self.open.as_ref().is_some_and(|open| w.end_ns - open.last_above_ns >= cooldown) {
+        let above = w.score > threshold;
+        // Quiet for the whole cooldown (or a gap in the data as long): the alert is over. A zero
+        // cooldown ends it at the first window not above the threshold, never at one above it.
+        if self.open.as_ref().is_some_and(|open| {
+            w.end_ns - open.last_above_ns >= cooldown && (!above || cooldown > 0)
+        }) {
             out.extend(self.resolve(threshold, model, detected_at_ns));
         }
-        if w.score <= threshold {
+        if !above {
             self.pending = None;
             return out;
         }
@@ -349,6 +353,36 @@ mod tests {
             [AlertState::Opened, AlertState::Resolved, AlertState::Opened, AlertState::Resolved]
         );
         assert_ne!(alerts[0].alert_id, alerts[2].alert_id);
+    }
+
+    #[test]
+    fn a_zero_cooldown_keeps_one_alert_over_a_run_of_windows_and_ends_it_at_the_first_below() {
+        // Every window above the threshold was once an alert of its own (resolved by the next
+        // window), and with open_after above zero no alert ever opened inside a long run.
+        for open_after in [0, 8] {
+            let s = AlertSettings {
+                open_after: Duration::from_secs(open_after),
+                cooldown: Duration::ZERO,
+                critical_factor: 3.0,
+            };
+            let mut scores: Vec<(i64, f64)> = (0..10).map(|i| (100 + 4 * i, 2.0)).collect();
+            scores.extend([(140, 0.5), (144, 2.0), (148, 2.0), (152, 2.0), (156, 0.5)]);
+            let alerts = run(&scores, s);
+            // The second run lasts 8 s (144 to 152): long enough for open_after 8 too.
+            let want = [
+                AlertState::Opened,
+                AlertState::Resolved,
+                AlertState::Opened,
+                AlertState::Resolved,
+            ];
+            assert_eq!(states(&alerts), want, "open_after {open_after}");
+            let first_opened = (100 + open_after as i64) * S;
+            assert_eq!(alerts[1].window_end_ns, 136 * S, "open_after {open_after}");
+            assert_eq!(alerts[1].window_start_ns, (100 - 64) * S);
+            assert!(alerts[0].window_end_ns >= first_opened, "open_after {open_after}");
+            assert_eq!(alerts[3].window_end_ns, 152 * S);
+            assert_ne!(alerts[0].alert_id, alerts[2].alert_id);
+        }
     }
 
     #[test]

@@ -105,6 +105,10 @@ struct FileReport {
     model_version: String,
     threshold: f64,
     scores: Scores,
+    /// The whole file scored with the same model, its training rows counted as SKAB's notebooks
+    /// count them (per-run protocol only: with --train-file every row is tested already).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    whole_file: Option<Scores>,
 }
 
 /// The outcome over all files.
@@ -115,6 +119,9 @@ struct CsvEvaluation {
     train_file: Option<String>,
     /// Confusion counts summed over the files, then the ratios (SKAB's aggregation).
     pooled: Scores,
+    /// The same over whole files, training rows counted (per-run protocol only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pooled_whole_file: Option<Scores>,
     files: Vec<FileReport>,
     seconds: f64,
 }
@@ -194,15 +201,18 @@ async fn run_csv(config: Config, args: &Args) -> anyhow::Result<()> {
     sentio_app::divert_reports(false);
     let (files_out, model_name) = result?;
     let mut pooled = Tally::default();
-    for (_, tally) in &files_out {
+    let mut pooled_whole = Tally::default();
+    for (_, tally, whole) in &files_out {
         pooled.add(tally);
+        pooled_whole.add(whole.as_ref().unwrap_or(tally));
     }
     let result = CsvEvaluation {
         profile: profile.clone(),
         model_name,
         train_file: args.train_file.as_ref().map(|p| p.display().to_string()),
         pooled: pooled.scores(),
-        files: files_out.into_iter().map(|(f, _)| f).collect(),
+        pooled_whole_file: args.train_file.is_none().then(|| pooled_whole.scores()),
+        files: files_out.into_iter().map(|(f, _, _)| f).collect(),
         seconds: started.elapsed().as_secs_f64(),
     };
     if args.json {
@@ -220,7 +230,7 @@ async fn evaluate_files(
     profile: &str,
     prefix: &str,
     files: &[PathBuf],
-) -> anyhow::Result<(Vec<(FileReport, Tally)>, String)> {
+) -> anyhow::Result<(Vec<(FileReport, Tally, Option<Tally>)>, String)> {
     let device_of = |path: &Path| {
         sentio_services::import::names::device_from_file(prefix, path)
             .with_context(|| format!("naming the device of {}", path.display()))
@@ -325,6 +335,15 @@ async fn evaluate_files(
             p.far_pct,
             p.mar_pct
         );
+        // SKAB's notebooks score whole files: the same model over the training rows too.
+        let whole = if from > first {
+            let r = evaluate_range(&cfg, &[device.to_string()], Some(profile), first, end)
+                .await
+                .with_context(|| format!("evaluating the whole of {}", path.display()))?;
+            Some(r.tally)
+        } else {
+            None
+        };
         let tested = ts.iter().filter(|&&t| t >= from).count();
         out.push((
             FileReport {
@@ -336,8 +355,10 @@ async fn evaluate_files(
                 model_version: result.model_version.clone(),
                 threshold: result.threshold,
                 scores: result.points.clone(),
+                whole_file: whole.as_ref().map(Tally::scores),
             },
             result.tally,
+            whole,
         ));
     }
     Ok((out, wiring::profile_model_name(scratch, profile)))
@@ -372,6 +393,17 @@ fn print_csv(r: &CsvEvaluation, args: &Args) {
     let tested: usize = r.files.iter().map(|f| f.tested_rows).sum();
     say!("{name:<28} {:>6} {tested:>6} {:>10} {}", "", "", row(&r.pooled));
     let p = &r.pooled;
+    if let Some(w) = &r.pooled_whole_file {
+        say!(
+            "whole files, training rows counted (as SKAB's notebooks score): F1 {:.3}, precision \
+             {:.3}, recall {:.3}, FAR {:.2} %, MAR {:.2} %",
+            w.f1,
+            w.precision,
+            w.recall,
+            w.far_pct,
+            w.mar_pct
+        );
+    }
     say!(
         "events: {} of {} detected, {} of {} alarms true; delay mean {} s, median {} s, max {} s",
         p.events_detected,
