@@ -4,8 +4,11 @@
 //! - [`http`]: `POST /api/v1/readings`, on `sentio bridge http` and in `sentio demo` (docs/api.md).
 //! - [`publish`]: readings out to an MQTT broker as devices would send them (`simulate --mqtt`).
 //! - [`payload`]: how one message's payload becomes readings, per subscription format.
+//! - `link`: one MQTT connection in either version (3.1.1 or 5), for the bridge and the publisher.
+//! - [`tls`]: TLS to the broker.
 
 pub mod http;
+mod link;
 pub mod mqtt;
 pub mod payload;
 pub mod publish;

@@ -2,9 +2,10 @@
 //!
 //! Delivery is at least once, end to end:
 //!
-//! - The bridge connects with a fixed client id and a persistent session (`clean_session =
-//!   false`) and subscribes with QoS 1, so the broker keeps the messages published while the
-//!   bridge is away and delivers them when it is back.
+//! - The bridge connects with a fixed client id and a persistent session (in MQTT 3.1.1
+//!   `clean_session = false`; in MQTT 5 `clean_start = false` and a session expiry interval that
+//!   never ends, see `link.rs`) and subscribes with QoS 1, so the broker keeps the messages
+//!   published while the bridge is away and delivers them when it is back.
 //! - Acknowledgements are manual: a message is acknowledged to the broker only after the bus has
 //!   acknowledged its readings (or its dead letter), in the order the messages arrived. A bridge
 //!   killed in between gets the message again from the broker. On a bus that does not outlive the
@@ -26,7 +27,6 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use sentio_bus::{Bus, Delivery};
 use sentio_config::{MqttBridgeConfig, TopicTemplate};
 use sentio_core::message::DecodeLimits;
@@ -35,6 +35,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::link::{self, Client, Event, EventLoop, Message, Session};
 use crate::payload::{Decoder, Rejected};
 
 /// Counters a caller (the CLI, the pipeline page) reads while the bridge runs.
@@ -109,7 +110,7 @@ struct Route {
 
 /// One message taken in, and what it carries to the bus: its readings, or its dead letter.
 struct Taken {
-    publish: Publish,
+    message: Message,
     /// (key, payload) for the readings topic, or the one dead letter's for the dead-letter topic.
     records: Vec<(Bytes, Bytes)>,
     arrival_time: bool,
@@ -188,25 +189,6 @@ impl MqttBridge {
         self.stats.clone()
     }
 
-    fn options(&self) -> anyhow::Result<MqttOptions> {
-        let c = &self.config;
-        let mut options = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
-        options
-            .set_keep_alive(c.keep_alive)
-            .set_clean_session(false)
-            .set_manual_acks(true)
-            // As large as MQTT allows, so that an oversize payload reaches the dead-letter
-            // topic instead of breaking the connection (and coming back after every reconnect).
-            .set_max_packet_size(256 << 20, 64 << 10);
-        if !c.username.is_empty() {
-            options.set_credentials(c.username.clone(), c.password.expose().to_owned());
-        }
-        if let Some(transport) = crate::tls::transport(c)? {
-            options.set_transport(transport);
-        }
-        Ok(options)
-    }
-
     /// Runs until `stop`: connects (again after any failure, with a growing pause), takes
     /// messages in and forwards them. Returns once the messages taken in are forwarded and
     /// acknowledged.
@@ -214,7 +196,13 @@ impl MqttBridge {
         let inflight = usize::from(self.config.max_inflight);
         // Room for the acknowledgements of what is on the bus at once.
         let requests = inflight + self.routes.len() + 16;
-        let (client, mut events) = AsyncClient::new(self.options()?, requests);
+        // A persistent session with manual acknowledgements, in the configured MQTT version;
+        // incoming packets up to MQTT's limit, so that an oversize payload reaches the
+        // dead-letter topic instead of breaking the connection (and coming back after every
+        // reconnect). The bridge publishes nothing: the outgoing window is rumqttc's default.
+        let session = Session { persistent: true, manual_acks: true, outgoing_inflight: 100 };
+        let (client, mut events) =
+            link::connect(&self.config, &self.config.client_id, session, requests)?;
         let (tx, rx) = mpsc::channel::<Taken>(inflight);
         let acks = Arc::new(Acks::default());
         let mut forward = tokio::spawn(forward(
@@ -242,7 +230,7 @@ impl MqttBridge {
         let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while let Ok(event) = events.poll().await {
-                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                if matches!(event, Event::DisconnectSent) {
                     break;
                 }
             }
@@ -259,7 +247,7 @@ impl MqttBridge {
     /// keep-alive so that the connection stays up while the bus is slow.
     async fn take_in(
         &self,
-        client: &AsyncClient,
+        client: &Client,
         events: &mut EventLoop,
         (tx, acks): (mpsc::Sender<Taken>, &Acks),
         stop: &CancellationToken,
@@ -302,20 +290,21 @@ impl MqttBridge {
                 () = stop.cancelled() => return Ok(()),
             };
             match event {
-                Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => sent += 1,
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                Ok(Event::AckSent) => sent += 1,
+                Ok(Event::Connected { session_present }) => {
                     pause = Duration::from_millis(250);
                     self.stats.connected.store(true, Ordering::Relaxed);
                     self.stats.connections.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
                         host = %self.config.host,
                         port = self.config.port,
-                        session_present = ack.session_present,
+                        protocol = %link::describe(self.config.version),
+                        session_present,
                         "connected to the MQTT broker"
                     );
                     // A resumed session has its subscriptions already (and its SUBACK for the
                     // renewal may come after the session's backlog).
-                    if ack.session_present {
+                    if session_present {
                         self.stats
                             .subscribed
                             .fetch_add(self.routes.len() as u64, Ordering::Relaxed);
@@ -323,25 +312,22 @@ impl MqttBridge {
                     // Subscribing again to a kept session changes nothing; a broker that lost
                     // the session gets the subscriptions back.
                     for route in &self.routes {
-                        client
-                            .try_subscribe(route.template.filter(), QoS::AtLeastOnce)
-                            .context("subscribing")?;
+                        client.try_subscribe(route.template.filter()).context("subscribing")?;
                     }
                 }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    if ack
-                        .return_codes
-                        .iter()
-                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                    {
-                        tracing::error!("the broker refused a subscription (its ACL?)");
+                Ok(Event::Subscribed { refused }) => {
+                    if !refused.is_empty() {
+                        tracing::error!(
+                            reasons = ?refused,
+                            "the broker refused a subscription (its ACL?)"
+                        );
                     } else {
                         self.stats.subscribed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Ok(Event::Message(message)) => {
                     self.stats.messages.fetch_add(1, Ordering::Relaxed);
-                    waiting.push_back(self.take(publish));
+                    waiting.push_back(self.take(message));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -363,10 +349,10 @@ impl MqttBridge {
         }
     }
 
-    /// What `publish` carries to the bus: its readings, or a dead letter.
-    fn take(&self, publish: Publish) -> Taken {
+    /// What `message` carries to the bus: its readings, or a dead letter.
+    fn take(&self, message: Message) -> Taken {
         let now = sentio_core::time::now_ns();
-        let topic = publish.topic.clone();
+        let topic = message.topic().into_owned();
         let decoded = self
             .routes
             .iter()
@@ -378,7 +364,7 @@ impl MqttBridge {
                     self.routes.iter().map(|r| r.template.filter()).collect::<Vec<_>>().join(", ")
                 ),
             })
-            .and_then(|(route, names)| route.decoder.decode(names, &publish.payload, now));
+            .and_then(|(route, names)| route.decoder.decode(names, message.payload(), now));
         match decoded {
             Ok(d) => {
                 let records = d
@@ -389,7 +375,7 @@ impl MqttBridge {
                         (key, Bytes::from(encode_reading(r)))
                     })
                     .collect();
-                Taken { publish, records, arrival_time: d.arrival_time, dead_letter: false }
+                Taken { message, records, arrival_time: d.arrival_time, dead_letter: false }
             }
             Err(rejected) => {
                 tracing::warn!(topic = %topic, code = rejected.code, reason = %rejected.reason, "dead letter");
@@ -402,11 +388,11 @@ impl MqttBridge {
                     client_id: self.config.client_id.clone(),
                     received_at: sentio_core::time::format_rfc3339(now),
                     payload_base64: base64::engine::general_purpose::STANDARD
-                        .encode(&publish.payload),
+                        .encode(message.payload()),
                 };
                 let json = serde_json::to_vec(&letter).unwrap_or_default();
                 let record = (Bytes::from(topic.into_bytes()), Bytes::from(json));
-                Taken { publish, records: vec![record], arrival_time: false, dead_letter: true }
+                Taken { message, records: vec![record], arrival_time: false, dead_letter: true }
             }
         }
     }
@@ -419,7 +405,7 @@ const FORWARD_BATCH: usize = 512;
 /// bus has acknowledged everything it carried; retries the bus until it answers or `stop`.
 async fn forward(
     (bus, topics, settle): (Arc<dyn Bus>, Topics, Option<Arc<dyn Settle>>),
-    (client, acks, inflight): (AsyncClient, Arc<Acks>, usize),
+    (client, acks, inflight): (Client, Arc<Acks>, usize),
     mut rx: mpsc::Receiver<Taken>,
     stats: Arc<BridgeStats>,
     stop: CancellationToken,
@@ -454,7 +440,7 @@ async fn forward(
                     if taken.dead_letter {
                         stats.dead_letters.fetch_add(1, Ordering::Relaxed);
                     }
-                    client.ack(&taken.publish).await.context("acknowledging to the broker")?;
+                    client.ack(&taken.message).await.context("acknowledging to the broker")?;
                     acks.issued.fetch_add(1, Ordering::Relaxed);
                     stats.acknowledged.fetch_add(1, Ordering::Relaxed);
                 }

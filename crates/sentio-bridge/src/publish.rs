@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sentio_config::MqttBridgeConfig;
 use serde::Deserialize;
 use tokio::sync::Notify;
+
+use crate::link::{self, Client, Event, Session};
 
 /// How long the broker may take to acknowledge what was published before the publisher gives up.
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,7 +28,7 @@ struct Acked {
 }
 
 pub struct MqttPublisher {
-    client: AsyncClient,
+    client: Client,
     acked: Arc<Acked>,
     sent: u64,
     prefix: String,
@@ -45,36 +46,31 @@ struct Names<'a> {
 }
 
 impl MqttPublisher {
-    /// Connects to the broker of `config` (host, port, credentials) as `client_id`; fails with
-    /// what to check when the broker does not answer within 10 s.
+    /// Connects to the broker of `config` (host, port, MQTT version, TLS, credentials) as
+    /// `client_id`, with a clean session; fails with what to check when the broker does not
+    /// answer within 10 s.
     pub async fn connect(
         config: &MqttBridgeConfig,
         client_id: &str,
         prefix: &str,
     ) -> anyhow::Result<MqttPublisher> {
-        let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
-        options.set_keep_alive(config.keep_alive).set_clean_session(true).set_inflight(1000);
-        if !config.username.is_empty() {
-            options.set_credentials(config.username.clone(), config.password.expose().to_owned());
-        }
-        if let Some(transport) = crate::tls::transport(config)? {
-            options.set_transport(transport);
-        }
-        let (client, mut events) = AsyncClient::new(options, 4096);
+        // Up to 1,000 messages awaiting their PUBACK (in MQTT 5, fewer if the broker's Receive
+        // Maximum says so: Mosquitto's is its max_inflight_messages, 20 by default).
+        let session = Session { persistent: false, manual_acks: false, outgoing_inflight: 1000 };
+        let (client, mut events) = link::connect(config, client_id, session, 4096)?;
         let acked = Arc::new(Acked::default());
-        let scheme = if config.tls { "mqtts" } else { "mqtt" };
-        let broker = format!("{scheme}://{}:{}", config.host, config.port);
+        let broker = link::broker_url(config);
         let task = tokio::spawn({
             let acked = acked.clone();
             let broker = broker.clone();
             async move {
                 loop {
                     match events.poll().await {
-                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        Ok(Event::Published) => {
                             acked.count.fetch_add(1, Ordering::Relaxed);
                             acked.more.notify_waiters();
                         }
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        Ok(Event::Connected { .. }) => {
                             acked.connected.store(true, Ordering::Relaxed);
                             acked.more.notify_waiters();
                         }
@@ -96,10 +92,11 @@ impl MqttPublisher {
         while !publisher.acked.connected.load(Ordering::Relaxed) {
             if tokio::time::Instant::now() > deadline {
                 bail!(
-                    "cannot reach the MQTT broker at {} within 10 s: is it running \
-                     (scripts/services.sh up starts Mosquitto), and are bridge.mqtt.host and \
-                     port right?",
-                    publisher.broker
+                    "cannot reach the MQTT broker at {} ({}) within 10 s: is it running \
+                     (scripts/services.sh up starts Mosquitto), and are bridge.mqtt.host, port \
+                     and version right?",
+                    publisher.broker,
+                    link::describe(config.version)
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -120,7 +117,7 @@ impl MqttPublisher {
                 serde_json::from_slice(&payload).context("a reading message to publish")?;
             let topic = Self::topic(&self.prefix, names.device, names.sensor);
             self.client
-                .publish_bytes(topic, QoS::AtLeastOnce, false, payload.clone())
+                .publish(topic, payload.clone())
                 .await
                 .context("publishing to the MQTT broker")?;
             self.sent += 1;

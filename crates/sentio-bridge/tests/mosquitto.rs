@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sentio_bridge::{BridgeStats, MqttBridge, Topics};
-use sentio_bus::Bus;
+use bytes::Bytes;
+use sentio_bridge::{BridgeStats, MqttBridge, MqttPublisher, Topics};
 use sentio_bus::memory::MemoryBus;
-use sentio_config::{Config, PayloadFormat, Subscription};
+use sentio_bus::{Bus, BusError, Consumer, Delivery};
+use sentio_config::{Config, MqttVersion, PayloadFormat, Secret, Subscription};
 use sentio_core::Reading;
 use sentio_core::message::{DecodeLimits, decode_reading};
 use tokio_util::sync::CancellationToken;
@@ -42,9 +43,15 @@ fn publish_lines(topic: &str, lines: &[String]) {
 
 /// The same to the broker at `host:port`.
 fn publish_lines_to(host: &str, port: u16, topic: &str, lines: &[String]) {
+    publish_lines_with(&["-h", host, "-p", &port.to_string()], topic, lines);
+}
+
+/// `mosquitto_pub -q 1 -l` with `args` (broker, protocol version, TLS, credentials).
+fn publish_lines_with(args: &[&str], topic: &str, lines: &[String]) {
     use std::io::Write;
     let mut child = Command::new("mosquitto_pub")
-        .args(["-h", host, "-p", &port.to_string(), "-q", "1", "-t", topic, "-l"])
+        .args(args)
+        .args(["-q", "1", "-t", topic, "-l"])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -391,4 +398,303 @@ async fn over_tls_the_broker_certificate_is_checked() {
     broken.ca_file = bad;
     let err = MqttBridge::new(broken, bus, topics, DecodeLimits::default()).err().unwrap();
     assert!(format!("{err:#}").contains("bridge.mqtt.ca_file"), "{err:#}");
+}
+
+/// `mosquitto_pub`'s name for `version` (`-V`).
+fn pub_version(version: MqttVersion) -> &'static str {
+    match version {
+        MqttVersion::V311 => "mqttv311",
+        MqttVersion::V5 => "mqttv5",
+    }
+}
+
+/// Publishes `lines` to the services' Mosquitto in MQTT `version`.
+fn publish_lines_in(version: MqttVersion, topic: &str, lines: &[String]) {
+    let (host, port) = broker();
+    let port = port.to_string();
+    publish_lines_with(&["-h", &host, "-p", &port, "-V", pub_version(version)], topic, lines);
+}
+
+/// In MQTT 5: readings arrive, a bad payload is a dead letter, and what is published while the
+/// bridge is away arrives when it is back (the session outlives the connection only because the
+/// bridge sets a session expiry interval: without one a v5 broker drops it at the disconnect).
+/// `mosquitto_pub -V mqttv5` is the independent client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_mqtt_5_readings_arrive_and_the_session_outlives_the_bridge() {
+    let prefix = sentio_it::unique("it-v5");
+    let client = sentio_it::unique("v5").replace('_', "-");
+    let mut c = config(&prefix, &client);
+    c.version = MqttVersion::V5;
+    let bus = bus().await;
+    let (task, stop, stats) = start(c.clone(), bus.clone()).await;
+    assert!(stats.connected.load(Ordering::Relaxed));
+    publish_lines_in(
+        MqttVersion::V5,
+        &format!("{prefix}/num/pump-05/temperature"),
+        &["21.5".into(), "warm".into()],
+    );
+    publish_lines_in(
+        MqttVersion::V5,
+        &format!("{prefix}/obj/site-a/comp-5/telemetry"),
+        &[r#"{"ts": "2026-11-24T10:00:00Z", "current": 12.5}"#.into()],
+    );
+    let got = readings(&drain(&bus, READINGS, "first", 2).await);
+    let mut seen: Vec<_> = got.iter().map(|r| (r.device.to_string(), r.value)).collect();
+    seen.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(seen, [("comp-5".into(), 12.5), ("pump-05".into(), 21.5)]);
+    let dead = drain(&bus, DLQ, "first", 1).await;
+    let letter: serde_json::Value = serde_json::from_slice(&dead[0]).unwrap();
+    assert_eq!(letter["code"], "not_a_number");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.acknowledged.load(Ordering::Relaxed) < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "not all acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    // Away: the broker keeps the session's QoS 1 messages.
+    let topic = format!("{prefix}/num/pump-06/pressure");
+    let away: Vec<String> = (0..200).map(|i| format!("{}", 3.0 + f64::from(i) / 1000.0)).collect();
+    publish_lines_in(MqttVersion::V5, &topic, &away);
+    let (task, stop, _) = start(c, bus.clone()).await;
+    let all = readings(&drain(&bus, READINGS, "all", 202).await);
+    let mut values: Vec<f64> =
+        all.iter().filter(|r| r.device.as_str() == "pump-06").map(|r| r.value).collect();
+    values.sort_by(f64::total_cmp);
+    let expected: Vec<f64> = away.iter().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(values, expected, "every reading sent while the bridge was away");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// A bus that refuses every record while `refusing` is set (the bridge retries), else a
+/// [`MemoryBus`].
+struct RefusingBus {
+    inner: Arc<MemoryBus>,
+    refusing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Bus for RefusingBus {
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), BusError> {
+        self.inner.create_topic(topic, partitions).await
+    }
+
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        records: Vec<(Bytes, Bytes)>,
+    ) -> Result<Vec<Delivery>, BusError> {
+        if self.refusing.load(Ordering::Relaxed) {
+            return Err(BusError::Closed);
+        }
+        self.inner.publish_batch(topic, records).await
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BusError> {
+        self.inner.subscribe(topic, group).await
+    }
+
+    async fn end_offsets(
+        &self,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, BusError> {
+        self.inner.end_offsets(topic).await
+    }
+}
+
+/// In both versions a message is acknowledged only once the bus has its readings: a bridge that
+/// stops while the bus refuses them has acknowledged none, and the broker delivers them again to
+/// the next bridge of the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_both_versions_a_message_the_bus_has_not_taken_is_not_acknowledged() {
+    for version in [MqttVersion::V311, MqttVersion::V5] {
+        let prefix = sentio_it::unique("it-ack");
+        let client = sentio_it::unique("ack").replace('_', "-");
+        let mut c = config(&prefix, &client);
+        c.version = version;
+        let memory = bus().await;
+        let refusing = Arc::new(RefusingBus { inner: memory.clone(), refusing: true.into() });
+        let topics = Topics { readings: READINGS.into(), dead_letters: DLQ.into() };
+        let bridge = MqttBridge::new(c.clone(), refusing, topics, DecodeLimits::default()).unwrap();
+        let stats = bridge.stats();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(bridge.run(stop.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while stats.subscribed.load(Ordering::Relaxed) < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "{version}: did not subscribe");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let topic = format!("{prefix}/num/pump-07/temperature");
+        let values: Vec<String> = (0..10).map(|i| format!("{}.5", 20 + i)).collect();
+        publish_lines_in(version, &topic, &values);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while stats.messages.load(Ordering::Relaxed) < 10 {
+            assert!(tokio::time::Instant::now() < deadline, "{version}: messages not taken in");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Long enough for an acknowledgement to leave, were one sent.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(stats.acknowledged.load(Ordering::Relaxed), 0, "{version}");
+        stop.cancel();
+        task.await.unwrap().unwrap();
+
+        let (task, stop, stats) = start(c, memory.clone()).await;
+        let got = readings(&drain(&memory, READINGS, "check", 10).await);
+        let mut seen: Vec<f64> = got.iter().map(|r| r.value).collect();
+        seen.sort_by(f64::total_cmp);
+        seen.dedup();
+        let expected: Vec<f64> = values.iter().map(|v| v.parse().unwrap()).collect();
+        assert_eq!(seen, expected, "{version}: delivered again to the next bridge");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while stats.acknowledged.load(Ordering::Relaxed) < 10 {
+            assert!(tokio::time::Instant::now() < deadline, "{version}: not acknowledged");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    }
+}
+
+/// A Mosquitto of the test's own over TLS (the services' test CA and server certificate) that
+/// wants a user name and password, on a free loopback port.
+struct SecureBroker {
+    _dir: tempfile::TempDir,
+    port: u16,
+    ca: String,
+    child: std::process::Child,
+}
+
+impl SecureBroker {
+    const USER: &str = "sentio";
+    const PASSWORD: &str = "s3cret-pw";
+
+    fn start() -> SecureBroker {
+        let ca = sentio_it::setting("SENTIO_TEST_MQTT_CA");
+        let tls = std::path::Path::new(&ca).parent().unwrap().to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        let status = Command::new("mosquitto_passwd")
+            .args(["-b", "-c", &passwd.display().to_string(), Self::USER, Self::PASSWORD])
+            .status()
+            .expect("mosquitto_passwd (Debian's mosquitto; scripts/services.sh installs it)");
+        assert!(status.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let user =
+            String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user {}\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
+                 cafile {ca}\ncertfile {}\nkeyfile {}\n",
+                user.trim(),
+                passwd.display(),
+                tls.join("server.pem").display(),
+                tls.join("server.key").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
+            .args(["-c", &conf.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Debian's mosquitto (scripts/services.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SecureBroker { _dir: dir, port, ca, child }
+    }
+}
+
+impl Drop for SecureBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// TLS and a user name and password, in both versions: the bridge with the right ones takes
+/// readings from `mosquitto_pub --cafile -u -P -V`, the simulator's publisher gets them to it in
+/// the same version, and with a wrong password the bridge never connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_a_password_work_in_both_versions() {
+    let broker = SecureBroker::start();
+    for version in [MqttVersion::V311, MqttVersion::V5] {
+        let prefix = sentio_it::unique("it-secure");
+        let client = sentio_it::unique("secure").replace('_', "-");
+        let mut c = config(&prefix, &client);
+        c.version = version;
+        c.host = "127.0.0.1".into();
+        c.port = broker.port;
+        c.tls = true;
+        c.ca_file = broker.ca.clone().into();
+        c.username = SecureBroker::USER.into();
+        c.password = Secret::new(SecureBroker::PASSWORD);
+        c.subscriptions.push(Subscription {
+            topic: format!("{prefix}/sim/{{device}}/{{sensor}}"),
+            format: PayloadFormat::Reading,
+            unit: String::new(),
+        });
+        let bus = bus().await;
+        let (task, stop, stats) = start(c.clone(), bus.clone()).await;
+        let port = broker.port.to_string();
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--cafile",
+            &broker.ca,
+            "-u",
+            SecureBroker::USER,
+            "-P",
+            SecureBroker::PASSWORD,
+            "-V",
+            pub_version(version),
+        ];
+        publish_lines_with(&args, &format!("{prefix}/num/pump-08/temperature"), &["22.5".into()]);
+        let got = readings(&drain(&bus, READINGS, "first", 1).await);
+        assert_eq!(got.len(), 1, "{version}");
+        assert_eq!((got[0].device.as_str(), got[0].value), ("pump-08", 22.5), "{version}");
+
+        // The simulator's publisher, in the same version, over the same TLS and credentials.
+        let sent = sentio_core::Reading::pump(
+            sentio_core::DeviceId::new("pump-09").unwrap(),
+            sentio_core::SensorKind::Pressure,
+            sentio_core::time::parse_rfc3339("2026-11-24T10:00:00Z").unwrap(),
+            4.25,
+            3,
+        );
+        let payload = Bytes::from(sentio_core::encode_reading(&sent));
+        let mut publisher =
+            MqttPublisher::connect(&c, &format!("{client}-pub"), &format!("{prefix}/sim"))
+                .await
+                .unwrap();
+        publisher.publish(vec![(Bytes::from_static(b"pump-09"), payload)]).await.unwrap();
+        drop(publisher);
+        let got = readings(&drain(&bus, READINGS, "second", 2).await);
+        assert!(got.contains(&sent), "{version}: {got:?}");
+        assert!(stats.connected.load(Ordering::Relaxed));
+        stop.cancel();
+        task.await.unwrap().unwrap();
+
+        // A wrong password: refused, retried, never connected.
+        let mut wrong = c.clone();
+        wrong.password = Secret::new("not-it");
+        wrong.client_id = format!("{client}-wrong");
+        let topics = Topics { readings: READINGS.into(), dead_letters: DLQ.into() };
+        let bridge = MqttBridge::new(wrong, bus.clone(), topics, DecodeLimits::default()).unwrap();
+        let stats = bridge.stats();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(bridge.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(stats.connections.load(Ordering::Relaxed), 0, "{version}: a wrong password");
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    }
 }

@@ -102,11 +102,90 @@ impl HttpBridgeConfig {
     }
 }
 
-/// The MQTT protocol version the bridge speaks (5 is not there yet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The MQTT protocol version the bridge (and `simulate --mqtt`) speaks: `"3.1.1"` or `"5"`.
+///
+/// Deserialized by hand so that `5` written as a number (in TOML, or an environment variable,
+/// which figment reads as a number) means `"5"`, and so that any other value is refused naming
+/// the accepted ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MqttVersion {
-    #[serde(rename = "3.1.1")]
+    #[default]
     V311,
+    V5,
+}
+
+impl MqttVersion {
+    /// The values `bridge.mqtt.version` accepts, for errors.
+    pub const ACCEPTED: &'static str = "\"3.1.1\" or \"5\"";
+
+    /// The name it has in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MqttVersion::V311 => "3.1.1",
+            MqttVersion::V5 => "5",
+        }
+    }
+
+    fn parse(text: &str) -> Option<MqttVersion> {
+        match text.trim() {
+            "3.1.1" => Some(MqttVersion::V311),
+            "5" | "5.0" => Some(MqttVersion::V5),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for MqttVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for MqttVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MqttVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = MqttVersion;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "the MQTT version, {}", MqttVersion::ACCEPTED)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MqttVersion, E> {
+                MqttVersion::parse(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MqttVersion, E> {
+                match v {
+                    5 => Ok(MqttVersion::V5),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MqttVersion, E> {
+                match v {
+                    5 => Ok(MqttVersion::V5),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+                }
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<MqttVersion, E> {
+                if v == 5.0 {
+                    Ok(MqttVersion::V5)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +193,7 @@ pub enum MqttVersion {
 pub struct MqttBridgeConfig {
     pub host: String,
     pub port: u16,
+    /// The MQTT version spoken to the broker: "3.1.1" or "5".
     pub version: MqttVersion,
     /// The broker keeps this client's session (subscriptions, unacknowledged QoS 1 messages)
     /// while the bridge is away: one id per bridge process.

@@ -494,6 +494,55 @@ fn tls_files_need_tls_and_a_certificate_needs_its_key() {
 }
 
 #[test]
+fn the_mqtt_version_is_3_1_1_or_5_and_anything_else_is_refused_by_name() {
+    assert_eq!(Config::defaults().unwrap().bridge.mqtt.version, MqttVersion::V311);
+    // From a file, as a string or as a number; from the environment, where figment reads `5` as
+    // a number.
+    for (toml, expected) in [
+        ("version = \"5\"", MqttVersion::V5),
+        ("version = 5", MqttVersion::V5),
+        ("version = \"3.1.1\"", MqttVersion::V311),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.create_file("site.toml", &format!("[bridge.mqtt]\n{toml}\n"))?;
+            assert_eq!(load_in(jail, Some("site.toml")).unwrap().bridge.mqtt.version, expected);
+            Ok(())
+        });
+    }
+    for (value, expected) in [("5", MqttVersion::V5), ("3.1.1", MqttVersion::V311)] {
+        Jail::expect_with(|jail| {
+            jail.set_env("SENTIO__BRIDGE__MQTT__VERSION", value);
+            assert_eq!(load_in(jail, None).unwrap().bridge.mqtt.version, expected);
+            Ok(())
+        });
+    }
+    for bad in ["4", "3.1", "\"mqttv5\"", "\"\""] {
+        Jail::expect_with(|jail| {
+            jail.create_file("site.toml", &format!("[bridge.mqtt]\nversion = {bad}\n"))?;
+            let err = load_in(jail, Some("site.toml")).unwrap_err().to_string();
+            for needle in ["bridge.mqtt.version", "\"3.1.1\" or \"5\""] {
+                assert!(err.contains(needle), "version = {bad}: {err:?} lacks {needle:?}");
+            }
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("SENTIO__BRIDGE__MQTT__VERSION", bad);
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(
+                err.contains("bridge.mqtt.version")
+                    && err.contains("SENTIO__BRIDGE__MQTT__VERSION"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+    // Printed, it loads back.
+    let mut c = Config::defaults().unwrap();
+    c.bridge.mqtt.version = MqttVersion::V5;
+    assert!(c.to_toml().unwrap().contains("version = \"5\""));
+}
+
+#[test]
 fn the_http_ingest_settings_are_checked() {
     let mut c = Config::defaults().unwrap();
     c.bridge.http.bind = "localhost".into();
