@@ -4,7 +4,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -102,12 +102,17 @@ async fn start(
     let stats = bridge.stats();
     let stop = CancellationToken::new();
     let task = tokio::spawn(bridge.run(stop.clone()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while stats.subscribed.load(Ordering::Relaxed) < subscriptions {
-        assert!(tokio::time::Instant::now() < deadline, "the bridge did not subscribe in 20 s");
+    wait_for(&stats.subscribed, subscriptions, 20, "the bridge did not subscribe in 20 s").await;
+    (task, stop, stats)
+}
+
+/// Waits up to `secs` seconds for `counter` to reach `n`, else fails saying `what`.
+async fn wait_for(counter: &AtomicU64, n: u64, secs: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while counter.load(Ordering::Relaxed) < n {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (task, stop, stats)
 }
 
 /// Everything on `topic` so far, waiting until there are `n`.
@@ -169,11 +174,7 @@ async fn mosquitto_pub_readings_arrive_and_bad_ones_are_dead_letters() {
     assert!(letters[2]["reason"].as_str().unwrap().contains("member `current`"));
 
     // The bridge acknowledged all five.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while stats.acknowledged.load(Ordering::Relaxed) < 5 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&stats.acknowledged, 5, 10, "not all acknowledged").await;
     assert_eq!(stats.dead_letters.load(Ordering::Relaxed), 3);
     assert_eq!(stats.arrival_time.load(Ordering::Relaxed), 1, "the plain number has no time");
     stop.cancel();
@@ -303,19 +304,11 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_the_bridge_reconnects_by_
     broker.stop();
     tokio::time::sleep(Duration::from_millis(300)).await;
     broker.restart();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while stats.connections.load(Ordering::Relaxed) < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the bridge did not reconnect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&stats.connections, 2, 30, "the bridge did not reconnect").await;
     broker.publish_lines(topic, &values(1_000, 1_000));
     // Then the bridge is away while 1,000 more arrive, and the broker restarts before it is back:
     // its persistence keeps the session's queue.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while stats.acknowledged.load(Ordering::Relaxed) < 2_000 {
-        assert!(tokio::time::Instant::now() < deadline, "not all acknowledged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&stats.acknowledged, 2_000, 30, "not all acknowledged").await;
     stop.cancel();
     task.await.unwrap().unwrap();
     broker.publish_lines(topic, &values(2_000, 1_000));
@@ -445,11 +438,7 @@ async fn over_mqtt_5_readings_arrive_and_the_session_outlives_the_bridge() {
     let dead = drain(&bus, DLQ, "first", 1).await;
     let letter: serde_json::Value = serde_json::from_slice(&dead[0]).unwrap();
     assert_eq!(letter["code"], "not_a_number");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while stats.acknowledged.load(Ordering::Relaxed) < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "not all acknowledged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&stats.acknowledged, 3, 10, "not all acknowledged").await;
     stop.cancel();
     task.await.unwrap().unwrap();
 
@@ -521,19 +510,11 @@ async fn in_both_versions_a_message_the_bus_has_not_taken_is_not_acknowledged() 
         let stats = bridge.stats();
         let stop = CancellationToken::new();
         let task = tokio::spawn(bridge.run(stop.clone()));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while stats.subscribed.load(Ordering::Relaxed) < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "{version}: did not subscribe");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(&stats.subscribed, 2, 20, &format!("{version}: did not subscribe")).await;
         let topic = format!("{prefix}/num/pump-07/temperature");
         let values: Vec<String> = (0..10).map(|i| format!("{}.5", 20 + i)).collect();
         publish_lines_in(version, &topic, &values);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while stats.messages.load(Ordering::Relaxed) < 10 {
-            assert!(tokio::time::Instant::now() < deadline, "{version}: messages not taken in");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(&stats.messages, 10, 20, &format!("{version}: messages not taken in")).await;
         // Long enough for an acknowledgement to leave, were one sent.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(stats.acknowledged.load(Ordering::Relaxed), 0, "{version}");
@@ -547,11 +528,7 @@ async fn in_both_versions_a_message_the_bus_has_not_taken_is_not_acknowledged() 
         seen.dedup();
         let expected: Vec<f64> = values.iter().map(|v| v.parse().unwrap()).collect();
         assert_eq!(seen, expected, "{version}: delivered again to the next bridge");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while stats.acknowledged.load(Ordering::Relaxed) < 10 {
-            assert!(tokio::time::Instant::now() < deadline, "{version}: not acknowledged");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(&stats.acknowledged, 10, 10, &format!("{version}: not acknowledged")).await;
         stop.cancel();
         task.await.unwrap().unwrap();
     }

@@ -204,7 +204,9 @@ async fn run_csv(config: Config, args: &Args) -> anyhow::Result<()> {
     let mut pooled_whole = Tally::default();
     for (_, tally, whole) in &files_out {
         pooled.add(tally);
-        pooled_whole.add(whole.as_ref().unwrap_or(tally));
+        if let Some(whole) = whole {
+            pooled_whole.add(whole);
+        }
     }
     let result = CsvEvaluation {
         profile: profile.clone(),
