@@ -134,6 +134,7 @@ fn workload(requests: usize) -> anyhow::Result<Workload> {
                 value,
                 seq: u64::try_from(ts).unwrap_or(0),
                 injected: None,
+                ts_source: sentio_core::TsSource::Event,
             };
             let key = Bytes::copy_from_slice(device.as_bytes());
             batch.push((key, Bytes::from(sentio_core::encode_reading(&reading))));

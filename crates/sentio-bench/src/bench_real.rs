@@ -43,8 +43,16 @@ use sentio_app::wiring;
 const PYTHON_PRODUCER: &str = include_str!("../../../scripts/kafka_produce.py");
 
 /// The column types of the store's `COPY` ([`COPY_READINGS`]), for tokio-postgres's encoder.
-const COPY_TYPES: [Type; 7] =
-    [Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT, Type::TEXT];
+const COPY_TYPES: [Type; 8] = [
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::FLOAT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
 
 /// How long an ETL may go without storing a row before the benchmark gives up on it.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -537,6 +545,7 @@ async fn raw_copy(
         for r in part {
             let seq = i64::try_from(r.seq)?;
             let injected = r.injected.map(AnomalyKind::as_str);
+            let ts_source = r.ts_source.written();
             writer
                 .as_mut()
                 .write(&[
@@ -547,6 +556,7 @@ async fn raw_copy(
                     &seq,
                     &injected,
                     &r.unit.as_str(),
+                    &ts_source,
                 ])
                 .await
                 .context("writing COPY rows")?;

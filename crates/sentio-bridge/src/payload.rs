@@ -5,7 +5,7 @@ use sentio_config::{PayloadFormat, TopicMatch};
 use sentio_core::message::{DecodeLimits, decode_reading};
 use std::sync::Arc;
 
-use sentio_core::{Channel, DeviceId, Profiles, Reading, Unit};
+use sentio_core::{Channel, DeviceId, Profiles, Reading, TsSource, Unit};
 use serde_json::{Map, Value};
 
 /// Why a message carries no reading: a stable code and the reason, for the dead-letter topic.
@@ -34,13 +34,31 @@ pub struct Decoder {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
     pub readings: Vec<Reading>,
-    /// Whether the message had no timestamp, so its readings carry the arrival time.
+    /// Whether the message had no timestamp, so its readings carry the arrival time (and are
+    /// marked [`TsSource::Arrival`], which travels with them to the store).
     pub arrival_time: bool,
 }
 
 impl Decoder {
-    /// Decodes `payload`, received at `now_ns` on a topic that named `names`.
+    /// Decodes `payload`, received at `now_ns` on a topic that named `names`. Readings stamped
+    /// with `now_ns` because the payload had no timestamp are marked [`TsSource::Arrival`]; a
+    /// reading message keeps the mark it carries.
     pub fn decode(
+        &self,
+        names: TopicMatch<'_>,
+        payload: &[u8],
+        now_ns: i64,
+    ) -> Result<Decoded, Rejected> {
+        let mut decoded = self.decode_unmarked(names, payload, now_ns)?;
+        if decoded.arrival_time {
+            for r in &mut decoded.readings {
+                r.ts_source = TsSource::Arrival;
+            }
+        }
+        Ok(decoded)
+    }
+
+    fn decode_unmarked(
         &self,
         names: TopicMatch<'_>,
         payload: &[u8],
@@ -92,6 +110,8 @@ impl Decoder {
             // broker delivers a message twice.
             seq: u64::try_from(ts_ns).unwrap_or(0),
             injected: None,
+            // Marked by `decode` where the time is the arrival's.
+            ts_source: TsSource::Event,
         };
         match self.format {
             PayloadFormat::Number => {
@@ -433,6 +453,7 @@ mod tests {
         let d = decode(PayloadFormat::Number, Some("temperature"), " 21.5\n").unwrap();
         assert!(d.arrival_time);
         let r = &d.readings[0];
+        assert_eq!(r.ts_source, TsSource::Arrival, "marked");
         assert_eq!(
             (r.device.as_str(), r.sensor.as_str(), r.unit.as_str()),
             ("pump-01", "temperature", "°C")
@@ -450,6 +471,7 @@ mod tests {
         .unwrap();
         assert!(!d.arrival_time);
         let r = &d.readings[0];
+        assert_eq!(r.ts_source, TsSource::Event);
         assert_eq!(r.ts_ns, parse_rfc3339("2026-11-24T10:00:00Z").unwrap());
         assert_eq!((r.value, r.unit.as_str()), (2.5, "bar"));
         // Epoch milliseconds, and no timestamp at all.
@@ -459,6 +481,15 @@ mod tests {
         assert_eq!(ms.readings[0].ts_ns, NOW);
         let bare = decode(PayloadFormat::Value, Some("pressure"), r#"{"value": 1}"#).unwrap();
         assert!(bare.arrival_time);
+        assert_eq!(bare.readings[0].ts_source, TsSource::Arrival);
+        assert_eq!(ms.readings[0].ts_source, TsSource::Event);
+        // An object without `ts`: every channel of it is marked.
+        let object = decode(PayloadFormat::Object, None, r#"{"current": 1.5, "flow": 2}"#).unwrap();
+        assert!(object.readings.iter().all(|r| r.ts_source == TsSource::Arrival));
+        // A reading message keeps its own mark, either way.
+        let msg = r#"{"v":1,"device":"pump-01","sensor":"humidity","ts":"2026-11-24T10:00:00Z","ts_source":"arrival","value":50.0,"unit":"%","seq":7}"#;
+        let d = decode(PayloadFormat::Reading, None, msg).unwrap();
+        assert_eq!(d.readings[0].ts_source, TsSource::Arrival);
     }
 
     #[test]

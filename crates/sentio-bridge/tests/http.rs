@@ -121,6 +121,7 @@ fn reading(device: &str, sensor: &str, unit: &str, ts_ns: i64, value: f64) -> Re
         value,
         seq: 1,
         injected: None,
+        ts_source: sentio_core::TsSource::Event,
     }
 }
 

@@ -26,5 +26,5 @@ pub use channel::{Channel, InvalidChannel, InvalidUnit, Unit};
 pub use device::{DeviceId, InvalidDeviceId};
 pub use message::{DecodeError, DecodeLimits, decode_reading, encode_reading};
 pub use profile::{ChannelSpec, Profile, ProfileError, Profiles, UnitMismatch};
-pub use reading::Reading;
+pub use reading::{Reading, TsSource};
 pub use sensor::SensorKind;

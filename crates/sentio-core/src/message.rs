@@ -5,6 +5,9 @@
 //!  "value":23.41,"unit":"°C","seq":17,"injected":null}
 //! ```
 //!
+//! A reading a bridge stamped with its arrival time (the device sent no timestamp) also carries
+//! `"ts_source":"arrival"`; without the field (every older message) `ts` is the event time.
+//!
 //! `docs/messages.md` and `docs/schema/reading.v1.json` describe it for other producers. Decoding
 //! is strict and every rejection says exactly what is wrong, because the reason travels to the
 //! dead-letter topic where a person reads it.
@@ -16,7 +19,8 @@ use serde_json::{Map, Value};
 
 use crate::time::{self, MAX_RFC3339, MIN_RFC3339, NANOS_PER_SEC, ParseTimeError};
 use crate::{
-    AnomalyKind, Channel, DeviceId, InvalidChannel, InvalidUnit, Reading, Unit, UnitMismatch,
+    AnomalyKind, Channel, DeviceId, InvalidChannel, InvalidUnit, Reading, TsSource, Unit,
+    UnitMismatch,
 };
 
 /// The only schema version this build reads and writes.
@@ -85,6 +89,10 @@ pub enum DecodeError {
     UnitMismatch(#[from] UnitMismatch),
     #[error("unknown anomaly kind {found:?} in `injected`")]
     UnknownAnomaly { found: String },
+    #[error(
+        "field `ts_source` is {found:?}, expected \"event\" or \"arrival\" (or no field: event)"
+    )]
+    BadTsSource { found: String },
     #[error("invalid device id: {0}")]
     BadDevice(#[from] crate::InvalidDeviceId),
     #[error("field `ts` is {found:?}, expected an RFC 3339 timestamp such as 2026-11-24T10:00:00Z")]
@@ -117,6 +125,7 @@ impl DecodeError {
             DecodeError::BadUnit(_) => "bad_unit",
             DecodeError::UnitMismatch(_) => "unit_mismatch",
             DecodeError::UnknownAnomaly { .. } => "unknown_anomaly",
+            DecodeError::BadTsSource { .. } => "bad_ts_source",
             DecodeError::BadDevice(_) => "bad_device",
             DecodeError::BadTimestamp { .. } => "bad_timestamp",
             DecodeError::TimestampOutOfRange { .. }
@@ -158,6 +167,9 @@ struct WireV1<'a> {
     device: &'a str,
     sensor: &'a str,
     ts: String,
+    /// Left out for event time: the bytes of an event-time reading are what they always were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts_source: Option<&'static str>,
     value: f64,
     unit: &'a str,
     seq: u64,
@@ -171,6 +183,7 @@ pub fn encode_reading(reading: &Reading) -> Vec<u8> {
         device: reading.device.as_str(),
         sensor: reading.sensor.as_str(),
         ts: time::format_rfc3339(reading.ts_ns),
+        ts_source: reading.ts_source.written(),
         value: reading.value,
         unit: reading.unit.as_str(),
         seq: reading.seq,
@@ -219,6 +232,8 @@ struct WireIn<'a> {
     seq: u64,
     #[serde(borrow)]
     injected: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    ts_source: Option<Cow<'a, str>>,
 }
 
 /// The fast path: a typed parse that accepts a message only when every check passes, and gives
@@ -245,7 +260,20 @@ fn decode_typed(text: &str, limits: &DecodeLimits, now_ns: i64) -> Option<Readin
         None => None,
         Some(name) => Some(AnomalyKind::parse(&name)?),
     };
-    Some(Reading { device, sensor, unit, ts_ns, value: wire.value, seq: wire.seq, injected })
+    let ts_source = match wire.ts_source {
+        None => TsSource::Event,
+        Some(name) => TsSource::parse(&name)?,
+    };
+    Some(Reading {
+        device,
+        sensor,
+        unit,
+        ts_ns,
+        value: wire.value,
+        seq: wire.seq,
+        injected,
+        ts_source,
+    })
 }
 
 /// The slow path: parses into a `serde_json::Value` so that a rejection can say exactly which
@@ -313,7 +341,14 @@ fn decode_explained(
         ),
         Some(other) => return Err(wrong_type("injected", "a string or null", other)),
     };
-    Ok(Reading { device, sensor, unit, ts_ns, value, seq, injected })
+    let ts_source = match obj.get("ts_source") {
+        None | Some(Value::Null) => TsSource::Event,
+        Some(Value::String(s)) => {
+            TsSource::parse(s).ok_or_else(|| DecodeError::BadTsSource { found: s.clone() })?
+        }
+        Some(other) => return Err(wrong_type("ts_source", "a string or null", other)),
+    };
+    Ok(Reading { device, sensor, unit, ts_ns, value, seq, injected, ts_source })
 }
 
 /// `seq` above [`MAX_SEQ`], as written in `text` where it can be found (`shown` otherwise: an
@@ -416,6 +451,7 @@ mod tests {
             value: 23.41,
             seq: 17,
             injected: Some(AnomalyKind::TemperatureSpike),
+            ts_source: TsSource::Event,
         }
     }
 
@@ -461,6 +497,31 @@ mod tests {
             "field `sensor`: channel name \"Flow Rate\" contains 'F'; use only lower-case letters \
              a-z, digits, '_', '.' and '-'"
         );
+    }
+
+    /// An arrival-time reading says so; an event-time one is the bytes it always was, and a
+    /// message without the field (every older one) is event time.
+    #[test]
+    fn arrival_time_is_marked_and_event_time_is_the_default() {
+        let arrival = Reading { ts_source: TsSource::Arrival, injected: None, ..sample() };
+        let text = String::from_utf8(encode_reading(&arrival)).unwrap();
+        assert!(
+            text.contains(r#""ts":"2025-11-24T15:59:55Z","ts_source":"arrival","value""#),
+            "{text}"
+        );
+        assert_eq!(decode(&text), Ok(arrival));
+        let event = String::from_utf8(encode_reading(&sample())).unwrap();
+        assert!(!event.contains("ts_source"), "{event}");
+        assert_eq!(decode(&with("ts_source", None)).unwrap().ts_source, TsSource::Event);
+        assert_eq!(decode(&with("ts_source", Some("null"))).unwrap().ts_source, TsSource::Event);
+        assert_eq!(
+            decode(&with("ts_source", Some(r#""event""#))).unwrap().ts_source,
+            TsSource::Event
+        );
+        let err = decode(&with("ts_source", Some(r#""gps""#))).unwrap_err();
+        assert_eq!(err.code(), "bad_ts_source");
+        assert!(err.to_string().contains("\"arrival\""), "{err}");
+        assert_eq!(decode(&with("ts_source", Some("true"))).unwrap_err().code(), "wrong_type");
     }
 
     #[test]
@@ -608,16 +669,19 @@ mod tests {
             /// what the slow one rejects nor gives up on what it accepts.
             #[test]
             fn fast_and_explained_paths_agree(
-                edits in proptest::collection::vec((0usize..9, 0usize..20), 0..4),
+                edits in proptest::collection::vec((0usize..10, 0usize..23), 0..4),
                 shape in 0usize..4,
             ) {
-                const FIELDS: [&str; 9] =
-                    ["v", "device", "sensor", "ts", "value", "unit", "seq", "injected", "extra"];
-                const VALUES: [&str; 19] = [
+                const FIELDS: [&str; 10] = [
+                    "v", "device", "sensor", "ts", "value", "unit", "seq", "injected", "extra",
+                    "ts_source",
+                ];
+                const VALUES: [&str; 22] = [
                     "1", "1.0", "2", "-1", "null", "\"pump-07\"", "\"pump\\u002d07\"",
                     "\"temperature\"", "\"pressure\"", "\"°C\"", "\"bar\"",
                     "\"2025-11-24T15:59:55Z\"", "\"2025-11-24T15:59:55.5+01:00\"", "1e308",
                     "\"temperature_spike\"", "[1]", "\"current\"", "\"Bad Name\"", "\"\"",
+                    "\"arrival\"", "\"event\"", "\"Arrival\"",
                 ];
                 let mut text = String::from_utf8(encode_reading(&sample())).unwrap();
                 for (field, value) in edits {

@@ -295,6 +295,7 @@ mod tests {
             value: 1.0,
             seq: 0,
             injected: None,
+            ts_source: crate::TsSource::Event,
         }
     }
 

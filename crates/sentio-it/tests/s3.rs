@@ -179,6 +179,7 @@ fn readings() -> Vec<Reading> {
                     injected: (n % 3 == 1)
                         .then(|| AnomalyKind::ALL.into_iter().find(|k| k.sensor() == Some(sensor)))
                         .flatten(),
+                    ts_source: sentio_core::TsSource::Event,
                 });
             }
         }

@@ -213,6 +213,12 @@ fn archive_readings() -> Vec<Reading> {
                     injected: (step % 11 == 3)
                         .then(|| AnomalyKind::ALL.into_iter().find(|k| k.sensor() == Some(sensor)))
                         .flatten(),
+                    // Some stamped on arrival at a bridge: the mark survives the archive.
+                    ts_source: if step % 7 == 2 {
+                        sentio_core::TsSource::Arrival
+                    } else {
+                        sentio_core::TsSource::Event
+                    },
                 });
             }
         }

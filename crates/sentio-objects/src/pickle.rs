@@ -13,12 +13,14 @@
 //! | `seq` | `int` | int64 |
 //! | `injected` | `str` (an anomaly kind such as `temperature_spike`) or `None` | object |
 //! | `unit` | `str`, the unit of `value` as its producer sent it (`°C`, `A`; empty if dimensionless) | object |
+//! | `ts_source` | `None` when `ts_ns` is the producer's event time, `"arrival"` when a bridge stamped it on arrival (the device sent no timestamp) | object |
 //!
 //! Objects written before the `unit` column existed have none; reading them gives the pump's units.
+//! Objects written before `ts_source` existed have none either; their rows are event time.
 //!
 //! Readers ignore columns they do not know, so columns can be added later without breaking them.
 
-use sentio_core::{AnomalyKind, Channel, DeviceId, Reading, Unit};
+use sentio_core::{AnomalyKind, Channel, DeviceId, Reading, TsSource, Unit};
 use serde::{Deserialize, Serialize};
 
 use crate::ObjectsError;
@@ -39,6 +41,10 @@ pub struct RawBatch {
     /// all of the pump's four channels, in its units.
     #[serde(default)]
     pub unit: Vec<String>,
+    /// `None` for event time, `"arrival"` for a timestamp a bridge gave on arrival. Empty in
+    /// objects written before the column existed: their rows are event time.
+    #[serde(default)]
+    pub ts_source: Vec<Option<String>>,
 }
 
 impl RawBatch {
@@ -51,6 +57,7 @@ impl RawBatch {
         self.seq.push(r.seq);
         self.injected.push(r.injected.map(|k| k.as_str().to_owned()));
         self.unit.push(r.unit.as_str().to_owned());
+        self.ts_source.push(r.ts_source.written().map(str::to_owned));
     }
 
     /// The number of rows (the length of the `device` column; see [`RawBatch::check_columns`]).
@@ -82,9 +89,10 @@ impl RawBatch {
             ("seq", self.seq.len()),
             ("injected", self.injected.len()),
             ("unit", self.unit.len()),
+            ("ts_source", self.ts_source.len()),
         ] {
-            // An object from before the `unit` column has none at all.
-            if len != expected && !(column == "unit" && len == 0) {
+            // An object from before the `unit` (or `ts_source`) column has none at all.
+            if len != expected && !(matches!(column, "unit" | "ts_source") && len == 0) {
                 return Err(ObjectsError::ColumnLength { column, len, expected });
             }
         }
@@ -150,6 +158,13 @@ impl RawBatch {
             if !value.is_finite() {
                 return Err(ObjectsError::NonFinite { row, value });
             }
+            let ts_source = match self.ts_source.get(row) {
+                // Event time: written as None, or an object from before the column.
+                None | Some(None) => TsSource::Event,
+                Some(Some(name)) => TsSource::parse(name).ok_or_else(|| {
+                    ObjectsError::UnknownName { row, column: "ts_source", value: name.clone() }
+                })?,
+            };
             out.push(Reading {
                 device,
                 sensor,
@@ -158,6 +173,7 @@ impl RawBatch {
                 value,
                 seq: self.seq[row],
                 injected,
+                ts_source,
             });
         }
         Ok(out)
@@ -322,8 +338,10 @@ mod tests {
             .collect();
         assert_eq!(
             columns.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["device", "injected", "sensor", "seq", "ts_ns", "unit", "value"]
+            ["device", "injected", "sensor", "seq", "ts_ns", "ts_source", "unit", "value"]
         );
+        // Event time is None (Python's None); arrival time "arrival".
+        assert_eq!(columns["ts_source"][0], Value::None);
         assert_eq!(columns["unit"][0], Value::String("°C".into()));
         assert_eq!(columns["unit"][5], Value::String("A".into()));
         assert_eq!(columns["sensor"][5], Value::String("current".into()));

@@ -46,6 +46,7 @@ fn varied_readings() -> Vec<Reading> {
                         0 => None,
                         r => Some(kinds[r as usize - 1]),
                     },
+                    ts_source: sentio_core::TsSource::Event,
                 });
             }
         }

@@ -86,6 +86,7 @@ fn compressors(seconds: i64) -> Vec<Reading> {
                     value,
                     seq: t as u64,
                     injected: (spike && *name == "flow").then_some(AnomalyKind::Spike),
+                    ts_source: sentio_core::TsSource::Event,
                 });
             }
         }

@@ -48,14 +48,23 @@ async fn admin(config: &PostgresConfig, dbname: &str) -> Client {
 
 /// Raw binary COPY straight into the table, one COPY (one transaction) per chunk.
 async fn raw_copy(client: &Client, rows: &[Reading], chunk: usize) {
-    let types =
-        [Type::TEXT, Type::TEXT, Type::INT8, Type::FLOAT8, Type::INT8, Type::TEXT, Type::TEXT];
+    let types = [
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::FLOAT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+    ];
     for part in rows.chunks(chunk) {
         let sink = client.copy_in(sentio_store::postgres::COPY_READINGS).await.unwrap();
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
         for r in part {
             let seq = r.seq as i64;
             let injected: Option<&str> = None;
+            let ts_source = r.ts_source.written();
             writer
                 .as_mut()
                 .write(&[
@@ -66,6 +75,7 @@ async fn raw_copy(client: &Client, rows: &[Reading], chunk: usize) {
                     &seq,
                     &injected,
                     &r.unit.as_str(),
+                    &ts_source,
                 ])
                 .await
                 .unwrap();

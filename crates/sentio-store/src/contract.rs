@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use sentio_core::{
-    Alert, AlertState, AnomalyKind, Channel, DeviceId, Reading, SensorKind, Severity, Unit,
+    Alert, AlertState, AnomalyKind, Channel, DeviceId, Reading, SensorKind, Severity, TsSource,
+    Unit,
 };
 
 use crate::{
@@ -44,6 +45,7 @@ pub async fn check_store(store: &dyn ReadingStore) {
     check_dead_letters(store).await;
     check_query_range_filters_and_orders(store).await;
     check_injected_round_trips(store).await;
+    check_arrival_time_is_marked(store).await;
     check_extreme_values_round_trip(store).await;
     check_out_of_range_values_are_rejected(store).await;
     check_insert_readings(store).await;
@@ -104,6 +106,7 @@ fn channel_reading(
         value,
         seq,
         injected: None,
+        ts_source: TsSource::Event,
     }
 }
 
@@ -572,6 +575,42 @@ pub async fn check_injected_round_trips(store: &dyn ReadingStore) {
     let back = store.query_range(&everything_of(&["injected-a"])).await.unwrap();
     assert_eq!(back, sorted(rows));
     assert_eq!(back.iter().filter(|r| r.injected.is_none()).count(), 1);
+}
+
+/// A reading a bridge stamped with its arrival time comes back marked, from every read and both
+/// writes; one with the producer's time does not.
+pub async fn check_arrival_time_is_marked(store: &dyn ReadingStore) {
+    let arrival = |r: Reading| Reading { ts_source: TsSource::Arrival, ..r };
+    let rows = vec![
+        arrival(reading("arrival-a", SensorKind::Temperature, 10, 0, 20.5)),
+        reading("arrival-a", SensorKind::Temperature, 20, 1, 21.5),
+        arrival(channel_reading("arrival-a", "current", "A", 30, 0, 7.5)),
+    ];
+    let b = batch("arrival-group", "arrival-topic", at_offsets(&rows), &[(0, rows.len() as u64)]);
+    store.write_batch(&b).await.unwrap();
+    let more = [arrival(reading("arrival-b", SensorKind::Pressure, 5, 0, 2.5))];
+    store.insert_readings(&more).await.unwrap();
+    let back = store.query_range(&everything_of(&["arrival-a", "arrival-b"])).await.unwrap();
+    let mut expected = rows.clone();
+    expected.extend(more);
+    assert_eq!(back, sorted(expected));
+    let marks: Vec<(i64, TsSource)> = back.iter().map(|r| (r.ts_ns, r.ts_source)).collect();
+    assert_eq!(
+        marks,
+        [
+            (10, TsSource::Arrival),
+            (20, TsSource::Event),
+            (30, TsSource::Arrival),
+            (5, TsSource::Arrival)
+        ]
+    );
+    let latest = store.latest_readings(i64::MIN).await.unwrap();
+    let of_a: Vec<(&str, TsSource)> = latest
+        .iter()
+        .filter(|r| r.device.as_str() == "arrival-a")
+        .map(|r| (r.sensor.as_str(), r.ts_source))
+        .collect();
+    assert_eq!(of_a, [("temperature", TsSource::Event), ("current", TsSource::Arrival)]);
 }
 
 /// Values at the edges of their types come back exactly.
@@ -1613,6 +1652,7 @@ pub async fn check_upgrade_from_schema_2(store: &dyn OlderSchema) {
     store.execute_batch(SCHEMA_2_READINGS).await.unwrap();
     let applied = store.migrate().await.unwrap();
     assert!(applied.iter().any(|m| m.version == 3 && m.name == "channels"), "{applied:?}");
+    assert!(applied.iter().any(|m| m.version == 4 && m.name == "ts_source"), "{applied:?}");
     let store: &dyn ReadingStore = store;
 
     let old = |device: &str, kind: SensorKind, ts_ns: i64, seq: u64, value: f64| {
@@ -1632,7 +1672,9 @@ pub async fn check_upgrade_from_schema_2(store: &dyn OlderSchema) {
         old("old-b", Pressure, 300, 0, 3.5),
         channel_reading("old-b", "current", "", 300, 0, 7.0),
     ]);
-    assert_eq!(store.query_range(&everything()).await.unwrap(), expected, "pump default units");
+    let back = store.query_range(&everything()).await.unwrap();
+    assert_eq!(back, expected, "pump default units");
+    assert!(back.iter().all(|r| r.ts_source == TsSource::Event), "older rows are event time");
     assert_eq!(
         store.channels().await.unwrap(),
         [

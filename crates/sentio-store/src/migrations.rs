@@ -36,6 +36,11 @@ pub const SQLITE: &[Script] = &[
         name: "channels",
         sql: include_str!("../migrations/sqlite/0003_channels.sql"),
     },
+    Script {
+        version: 4,
+        name: "ts_source",
+        sql: include_str!("../migrations/sqlite/0004_ts_source.sql"),
+    },
 ];
 
 /// The PostgreSQL migrations, in order: the same versions and names as [`SQLITE`].
@@ -50,6 +55,11 @@ pub const POSTGRES: &[Script] = &[
         version: 3,
         name: "channels",
         sql: include_str!("../migrations/postgres/0003_channels.sql"),
+    },
+    Script {
+        version: 4,
+        name: "ts_source",
+        sql: include_str!("../migrations/postgres/0004_ts_source.sql"),
     },
 ];
 

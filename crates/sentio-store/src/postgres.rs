@@ -89,9 +89,9 @@ const SELECT_APPLIED: &str = "SELECT version, name FROM schema_migrations ORDER 
 const INSERT_APPLIED: &str = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
 
 /// The one `COPY` of readings in the codebase (the benchmarks' raw peer uses it too): binary
-/// format, these seven columns in this order.
+/// format, these eight columns in this order.
 pub const COPY_READINGS: &str =
-    "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected, unit)
+    "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected, unit, ts_source)
     FROM STDIN (FORMAT binary)";
 // The channels of a write, one row per (device, sensor), in that order (the order rows are
 // locked in). The span only grows; the unit is the newer side's (the write's on a tie: it was
@@ -138,7 +138,8 @@ const SELECT_DEAD_LETTERS: &str = "SELECT partition, \"offset\", code, reason, k
     FROM dead_letters WHERE topic = $1 ORDER BY partition, \"offset\", group_id";
 // `device` and `sensor` are COLLATE "C" in the schema: byte order, as SQLite sorts. The channel
 // filter is one array of any length, empty for every channel.
-const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected, unit
+const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected, unit,
+        ts_source
     FROM sensor_readings
     WHERE device = $1 AND ts_ns >= $2 AND ts_ns < $3
         AND (cardinality($4::text[]) = 0 OR sensor = ANY($4))
@@ -177,10 +178,12 @@ const SELECT_DEVICES: &str =
 // channels interleave, so a few entries). The catalog is read whole (one row per device and
 // channel); a channel whose newest reading is older than $1 is skipped there, without touching
 // the readings. No ORDER BY: the rows are put in channel order in Rust (the pump's first).
-const SELECT_LATEST: &str = "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected, r.unit
+const SELECT_LATEST: &str =
+    "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected, r.unit,
+        r.ts_source
     FROM channels c
     CROSS JOIN LATERAL (
-        SELECT x.device, x.sensor, x.ts_ns, x.value, x.seq, x.injected, x.unit
+        SELECT x.device, x.sensor, x.ts_ns, x.value, x.seq, x.injected, x.unit, x.ts_source
         FROM sensor_readings x
         WHERE x.device = c.device AND x.sensor = c.sensor AND x.ts_ns >= $1
         ORDER BY x.ts_ns DESC, x.seq DESC LIMIT 1
@@ -547,7 +550,7 @@ const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The end of it: a tuple with -1 fields.
 const COPY_TRAILER: i16 = -1;
 /// Columns per row of [`COPY_READINGS`].
-const COPY_COLUMNS: i16 = 7;
+const COPY_COLUMNS: i16 = 8;
 
 /// Encodes `rows` as one whole binary `COPY` stream (header, one tuple per row in the columns and
 /// types of [`COPY_READINGS`], trailer), the bytes `BinaryCopyInWriter` would send, in one buffer.
@@ -579,6 +582,10 @@ fn encode_copy<'r>(rows: impl ExactSizeIterator<Item = &'r ReadingRow>) -> Bytes
         }
         match r.stored_unit() {
             Some(unit) => text(&mut buf, unit),
+            None => buf.put_i32(-1),
+        }
+        match r.ts_source {
+            Some(source) => text(&mut buf, source),
             None => buf.put_i32(-1),
         }
     }
@@ -899,8 +906,8 @@ async fn committed_offsets(
     Ok(out)
 }
 
-/// Decodes the rows of `SELECT device, sensor, ts_ns, value, seq, injected, unit` as they stream
-/// in.
+/// Decodes the rows of `SELECT device, sensor, ts_ns, value, seq, injected, unit, ts_source` as
+/// they stream in.
 async fn collect_readings(
     rows: tokio_postgres::RowStream,
     out: &mut Vec<Reading>,
@@ -921,7 +928,7 @@ async fn collect_readings(
                 d
             }
         };
-        out.push(row::decode_reading(
+        let mut reading = row::decode_reading(
             device,
             r.try_get(1).map_err(&bad)?,
             r.try_get(6).map_err(&bad)?,
@@ -929,7 +936,9 @@ async fn collect_readings(
             r.try_get(3).map_err(&bad)?,
             r.try_get(4).map_err(&bad)?,
             r.try_get(5).map_err(&bad)?,
-        )?);
+        )?;
+        reading.ts_source = row::decode_ts_source(r.try_get(7).map_err(&bad)?)?;
+        out.push(reading);
     }
     Ok(())
 }
@@ -1378,7 +1387,7 @@ mod tests {
     /// takes it is shown by the store contract suite against PostgreSQL.
     #[test]
     fn copy_data_is_postgres_binary_copy_format() {
-        let row = |sensor, unit, injected| ReadingRow {
+        let row = |sensor, unit, injected, ts_source| ReadingRow {
             device: DeviceId::new("pump-7").unwrap(),
             sensor: sentio_core::Channel::new(sensor).unwrap(),
             unit: sentio_core::Unit::new(unit).unwrap(),
@@ -1386,14 +1395,19 @@ mod tests {
             value: 1.5,
             seq: 258,
             injected,
+            ts_source,
         };
-        let cases = [("pressure", "bar", None), ("vibration_x", "m/s²", Some("pressure_flat"))];
-        let rows = cases.map(|(sensor, unit, injected)| row(sensor, unit, injected));
+        let cases = [
+            ("pressure", "bar", None, None),
+            ("vibration_x", "m/s²", Some("pressure_flat"), Some("arrival")),
+        ];
+        let rows =
+            cases.map(|(sensor, unit, injected, source)| row(sensor, unit, injected, source));
         let data = encode_copy(rows.iter());
         let mut want: Vec<u8> = b"PGCOPY\n\xff\r\n\0".to_vec();
         want.extend([0, 0, 0, 0, 0, 0, 0, 0]); // flags, header extension length
-        for (sensor, unit, injected) in cases {
-            want.extend(7i16.to_be_bytes());
+        for (sensor, unit, injected, ts_source) in cases {
+            want.extend(8i16.to_be_bytes());
             for text in ["pump-7", sensor] {
                 want.extend((text.len() as i32).to_be_bytes());
                 want.extend(text.as_bytes());
@@ -1415,6 +1429,14 @@ mod tests {
             } else {
                 want.extend((unit.len() as i32).to_be_bytes());
                 want.extend(unit.as_bytes());
+            }
+            // Event time is NULL.
+            match ts_source {
+                None => want.extend((-1i32).to_be_bytes()),
+                Some(source) => {
+                    want.extend((source.len() as i32).to_be_bytes());
+                    want.extend(source.as_bytes());
+                }
             }
         }
         want.extend((-1i16).to_be_bytes());

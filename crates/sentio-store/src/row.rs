@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use sentio_core::{
-    Alert, AlertState, AnomalyKind, Channel, DeviceId, Reading, SensorKind, Severity, Unit,
+    Alert, AlertState, AnomalyKind, Channel, DeviceId, Reading, SensorKind, Severity, TsSource,
+    Unit,
 };
 
 use crate::{ChannelInfo, ChannelStats, DeadLetter, IngestBatch, ScorePoint, StoreError};
@@ -57,6 +58,9 @@ pub(crate) struct ReadingRow {
     pub value: f64,
     pub seq: i64,
     pub injected: Option<&'static str>,
+    /// The `ts_source` column: NULL for event time (as every row stored before migration 0004),
+    /// `'arrival'` for a reading a bridge stamped with its arrival time.
+    pub ts_source: Option<&'static str>,
 }
 
 impl ReadingRow {
@@ -72,6 +76,7 @@ impl ReadingRow {
             value: reading.value,
             seq: to_sql_u64("seq", reading.seq)?,
             injected: reading.injected.map(AnomalyKind::as_str),
+            ts_source: reading.ts_source.written(),
         })
     }
 
@@ -106,7 +111,28 @@ pub(crate) fn decode_reading(
             detail: format!("unknown anomaly kind {name:?}"),
         })?),
     };
-    Ok(Reading { device, sensor, unit, ts_ns, value, seq: from_sql_u64("seq", seq)?, injected })
+    Ok(Reading {
+        device,
+        sensor,
+        unit,
+        ts_ns,
+        value,
+        seq: from_sql_u64("seq", seq)?,
+        injected,
+        // The caller reads the `ts_source` column ([`decode_ts_source`]).
+        ts_source: TsSource::Event,
+    })
+}
+
+/// The `ts_source` column: NULL (event time, and every row written before migration 0004) or
+/// the name of a [`TsSource`].
+pub(crate) fn decode_ts_source(stored: Option<&str>) -> Result<TsSource, StoreError> {
+    match stored {
+        None => Ok(TsSource::Event),
+        Some(name) => TsSource::parse(name).ok_or_else(|| StoreError::Corrupt {
+            detail: format!("stored ts_source {name:?} is neither \"event\" nor \"arrival\""),
+        }),
+    }
 }
 
 /// Validates a stored channel name.
@@ -653,11 +679,12 @@ mod tests {
             value: 1.0,
             seq: 0,
             injected: None,
+            ts_source: TsSource::Event,
         }
     }
 
     fn decode(row: &ReadingRow) -> Result<Reading, StoreError> {
-        decode_reading(
+        let mut r = decode_reading(
             row.device.clone(),
             row.sensor.as_str(),
             Some(row.unit.as_str()),
@@ -665,17 +692,37 @@ mod tests {
             row.value,
             row.seq,
             row.injected,
-        )
+        )?;
+        r.ts_source = decode_ts_source(row.ts_source)?;
+        Ok(r)
     }
 
     #[test]
     fn encodes_and_decodes_back() {
-        for r in
-            [reading(i64::MAX as u64, 2.5), any("m-1", "vibration_x", "g", 7), any("m", "t", "", 0)]
-        {
+        let arrival = Reading { ts_source: TsSource::Arrival, ..any("m-2", "current", "A", 3) };
+        for r in [
+            reading(i64::MAX as u64, 2.5),
+            any("m-1", "vibration_x", "g", 7),
+            any("m", "t", "", 0),
+            arrival,
+        ] {
             let row = ReadingRow::encode(&r).unwrap();
             assert_eq!(decode(&row).unwrap(), r);
         }
+    }
+
+    /// Event time is NULL (what every older row holds), arrival time `'arrival'`; anything else
+    /// in the column is corrupt.
+    #[test]
+    fn ts_source_is_null_for_event_time() {
+        let event = any("m", "t", "", 0);
+        assert_eq!(ReadingRow::encode(&event).unwrap().ts_source, None);
+        let arrival = Reading { ts_source: TsSource::Arrival, ..event };
+        assert_eq!(ReadingRow::encode(&arrival).unwrap().ts_source, Some("arrival"));
+        assert_eq!(decode_ts_source(None).unwrap(), TsSource::Event);
+        assert_eq!(decode_ts_source(Some("event")).unwrap(), TsSource::Event);
+        assert_eq!(decode_ts_source(Some("arrival")).unwrap(), TsSource::Arrival);
+        assert!(matches!(decode_ts_source(Some("gps")), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]

@@ -46,8 +46,8 @@ const SELECT_APPLIED: &str = "SELECT version, name FROM schema_migrations ORDER 
 const INSERT_APPLIED: &str = "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)";
 
 const INSERT_READING: &str =
-    "INSERT INTO sensor_readings (device, sensor, ts_ns, value, seq, injected, unit)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    "INSERT INTO sensor_readings (device, sensor, ts_ns, value, seq, injected, unit, ts_source)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 // One per (device, channel) of a write, in key order, after its readings. The span only grows;
 // the unit is the newer side's (the write's on a tie: it was written last). The WHERE skips a
 // write that changes nothing (late readings inside the known span).
@@ -85,12 +85,14 @@ const SELECT_DEAD_LETTERS: &str = "SELECT partition, \"offset\", code, reason, k
 // The channel filter is one bound value, whatever its length: NULL for every channel, else a
 // JSON array of the names, which `json_each` turns into the set `IN` tests (built once per
 // statement). One statement serves every filter and none is built from data.
-const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected, unit
+const SELECT_RANGE_ONE_DEVICE: &str = "SELECT device, sensor, ts_ns, value, seq, injected, unit,
+        ts_source
     FROM sensor_readings
     WHERE device = ?1 AND ts_ns >= ?2 AND ts_ns < ?3
         AND (?4 IS NULL OR sensor IN (SELECT value FROM json_each(?4)))
     ORDER BY ts_ns, sensor, seq";
-const SELECT_RANGE_ALL_DEVICES: &str = "SELECT device, sensor, ts_ns, value, seq, injected, unit
+const SELECT_RANGE_ALL_DEVICES: &str = "SELECT device, sensor, ts_ns, value, seq, injected, unit,
+        ts_source
     FROM sensor_readings
     WHERE ts_ns >= ?1 AND ts_ns < ?2
         AND (?3 IS NULL OR sensor IN (SELECT value FROM json_each(?3)))
@@ -131,7 +133,9 @@ const SELECT_DEVICES: &str = with_devices_of!(
 // channels interleave, so a few entries). The catalog is read whole (one row per device and
 // channel, in key order); a channel whose newest reading is older than ?1 is skipped there,
 // without touching the readings. In Rust, the pump's channels move ahead of the others.
-const SELECT_LATEST: &str = "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected, r.unit
+const SELECT_LATEST: &str =
+    "SELECT r.device, r.sensor, r.ts_ns, r.value, r.seq, r.injected, r.unit,
+        r.ts_source
     FROM channels AS c
     CROSS JOIN sensor_readings AS r ON r.rowid = (
         SELECT x.rowid FROM sensor_readings AS x
@@ -335,7 +339,8 @@ fn insert_reading(
         r.value,
         r.seq,
         r.injected,
-        r.stored_unit()
+        r.stored_unit(),
+        r.ts_source
     ])?;
     Ok(())
 }
@@ -519,7 +524,8 @@ fn channel_filter(query: &RangeQuery) -> Option<String> {
     Some(serde_json::Value::from(names).to_string())
 }
 
-/// Reads rows of `SELECT device, sensor, ts_ns, value, seq, injected, unit` into `out`.
+/// Reads rows of `SELECT device, sensor, ts_ns, value, seq, injected, unit, ts_source` into
+/// `out`.
 fn collect_readings(
     mut rows: rusqlite::Rows<'_>,
     out: &mut Vec<Reading>,
@@ -541,7 +547,8 @@ fn collect_readings(
         let sensor = r.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(&bad)?;
         let injected = r.get_ref(5).and_then(|v| Ok(v.as_str_or_null()?)).map_err(&bad)?;
         let unit = r.get_ref(6).and_then(|v| Ok(v.as_str_or_null()?)).map_err(&bad)?;
-        out.push(row::decode_reading(
+        let ts_source = r.get_ref(7).and_then(|v| Ok(v.as_str_or_null()?)).map_err(&bad)?;
+        let mut reading = row::decode_reading(
             device,
             sensor,
             unit,
@@ -549,7 +556,9 @@ fn collect_readings(
             r.get(3).map_err(&bad)?,
             r.get(4).map_err(&bad)?,
             injected,
-        )?);
+        )?;
+        reading.ts_source = row::decode_ts_source(ts_source)?;
+        out.push(reading);
     }
     Ok(())
 }

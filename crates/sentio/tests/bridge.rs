@@ -80,6 +80,56 @@ fn the_bridge_stores_what_mosquitto_pub_sends_on_the_embedded_stack() {
     assert_eq!(stored, 2);
 }
 
+/// A payload without a timestamp is stored with its arrival time, marked so; one with a
+/// timestamp is not (`ts_source` in the store).
+#[test]
+fn a_reading_without_a_timestamp_is_stored_marked_as_arrival_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = sentio_it::unique("it-cli-arrival");
+    let client = sentio_it::unique("cli-arrival").replace('_', "-");
+    common::write_bridge_config(dir.path(), &prefix, &client);
+    let (mut child, lines) = start_bridge(dir.path());
+    let before = sentio_core::time::now_ns();
+    mosquitto_pub(
+        &format!("{prefix}/press-03/pressure"),
+        r#"{"value": 2.5, "ts": "2026-12-01T00:00:00Z"}"#,
+    );
+    mosquitto_pub(&format!("{prefix}/press-03/pressure"), r#"{"value": 2.75}"#);
+    let db = dir.path().join("data/sentio.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let read = || {
+        runtime.block_on(async {
+            let store = sentio_store::sqlite::SqliteStore::open(&db).unwrap();
+            let query = sentio_store::RangeQuery {
+                devices: vec![sentio_core::DeviceId::new("press-03").unwrap()],
+                sensors: Vec::new(),
+                from_ns: 0,
+                to_ns: i64::MAX,
+            };
+            store.query_range(&query).await.unwrap()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read().len() < 2 {
+        assert!(Instant::now() < deadline, "not stored in 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success(), "see {}", dir.path().join("bridge.log").display());
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(rest.join("\n").contains("stamped with their arrival time"), "{rest:?}");
+    let stored = read();
+    let got: Vec<(f64, sentio_core::TsSource)> =
+        stored.iter().map(|r| (r.value, r.ts_source)).collect();
+    assert_eq!(
+        got,
+        [(2.5, sentio_core::TsSource::Event), (2.75, sentio_core::TsSource::Arrival)],
+        "{stored:?}"
+    );
+    assert!(stored[1].ts_ns >= before, "stamped on arrival");
+}
+
 /// Starts `sentio bridge mqtt` in `dir` with `bridge.toml` (its log in `bridge.log`) and waits
 /// until it has subscribed.
 fn start_bridge(dir: &std::path::Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {

@@ -36,6 +36,7 @@ fn reading(i: u64) -> Reading {
         value: value(i),
         seq: ts_ns as u64,
         injected: None,
+        ts_source: sentio_core::TsSource::Event,
     }
 }
 

@@ -106,3 +106,54 @@ fn readings_curl_sends_are_stored_before_the_answer() {
     std::thread::sleep(Duration::from_millis(10));
     assert_eq!(stored(&db, &runtime), 3);
 }
+
+/// A reading sent without a timestamp is stored with its arrival time and marked so; one with a
+/// timestamp is not.
+#[test]
+fn a_reading_without_a_timestamp_is_stored_marked_as_arrival_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("http.log")).unwrap();
+    let mut child = sentio(dir.path())
+        .env("SENTIO__BRIDGE__HTTP__TOKEN", TOKEN)
+        .args(["bridge", "http", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    let q = format!("{url}?format=value&device=press-02&sensor=pressure");
+    let before = sentio_core::time::now_ns();
+    let body = "{\"value\": 2.5, \"ts\": \"2026-12-01T00:00:00Z\"}\n{\"value\": 2.75}\n";
+    let (status, answer) = curl(&q, TOKEN, body);
+    assert_eq!(status, 200, "{answer}");
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stored = runtime.block_on(async {
+        let store =
+            sentio_store::sqlite::SqliteStore::open(&dir.path().join("data/sentio.db")).unwrap();
+        let query = sentio_store::RangeQuery {
+            devices: vec![],
+            sensors: vec![],
+            from_ns: i64::MIN,
+            to_ns: i64::MAX,
+        };
+        store.query_range(&query).await.unwrap()
+    });
+    let got: Vec<(f64, sentio_core::TsSource)> =
+        stored.iter().map(|r| (r.value, r.ts_source)).collect();
+    assert_eq!(
+        got,
+        [(2.5, sentio_core::TsSource::Event), (2.75, sentio_core::TsSource::Arrival)],
+        "{stored:?}"
+    );
+    assert!(stored[1].ts_ns >= before, "stamped on arrival");
+}

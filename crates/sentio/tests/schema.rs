@@ -42,6 +42,7 @@ const INVALID_READINGS: &[&str] = &[
     r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":"2.5","unit":"bar","seq":1}"#,
     r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":-1}"#,
     r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","value":2.5,"unit":"bar","seq":1,"injected":"gremlins"}"#,
+    r#"{"v":1,"device":"pump-01","sensor":"pressure","ts":"2026-11-24T00:00:00Z","ts_source":"gps","value":2.5,"unit":"bar","seq":1}"#,
     r#"["v",1]"#,
 ];
 
@@ -77,6 +78,21 @@ fn simulated_readings_match_the_schema_and_rejected_ones_break_it() {
     // Another machine's channels, in their own units, are valid too.
     valid.push(r#"{"v":1,"device":"comp-1","sensor":"current","ts":"2026-11-24T00:00:00Z","value":7.5,"unit":"A","seq":1}"#.into());
     valid.push(r#"{"v":1,"device":"comp-1","sensor":"flow.rate","ts":"2026-11-24T00:00:00Z","value":3.0,"unit":"m³/h","seq":1}"#.into());
+    // A reading stamped with its arrival time, as the bridges write it, and the explicit forms.
+    let arrival = sentio_core::Reading {
+        ts_source: sentio_core::TsSource::Arrival,
+        ..sentio_core::Reading::pump(
+            DeviceId::new("pump-01").unwrap(),
+            SensorKind::Pressure,
+            sentio_core::time::parse_rfc3339("2026-11-24T00:00:00Z").unwrap(),
+            2.5,
+            1,
+        )
+    };
+    let arrival = String::from_utf8(sentio_core::encode_reading(&arrival)).unwrap();
+    assert!(arrival.contains(r#""ts_source":"arrival""#), "{arrival}");
+    valid.push(arrival);
+    valid.push(r#"{"v":1,"device":"comp-1","sensor":"current","ts":"2026-11-24T00:00:00Z","ts_source":"event","value":7.5,"unit":"A","seq":1}"#.into());
     check("reading.v1.json", &valid, INVALID_READINGS);
 
     // The ETL turns every one of them into a dead letter.

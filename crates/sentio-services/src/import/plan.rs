@@ -251,6 +251,7 @@ impl DevicePlan {
                     value,
                     seq: seq[c],
                     injected: row.labelled.then_some(AnomalyKind::Labelled),
+                    ts_source: sentio_core::TsSource::Event,
                 };
                 seq[c] += 1;
                 reading

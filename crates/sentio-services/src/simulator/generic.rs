@@ -335,6 +335,7 @@ impl GenericModel {
                 value,
                 seq,
                 injected: injected.filter(|(_, channel)| *channel == i).map(|(kind, _)| kind),
+                ts_source: sentio_core::TsSource::Event,
             })
             .collect()
     }

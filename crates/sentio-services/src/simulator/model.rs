@@ -451,6 +451,7 @@ impl DeviceModel {
             value: values[sensor.index()],
             seq,
             injected: injected.filter(|kind| kind.sensor() == Some(sensor)),
+            ts_source: sentio_core::TsSource::Event,
         })
     }
 }

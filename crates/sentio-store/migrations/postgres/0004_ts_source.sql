@@ -1,0 +1,13 @@
+-- 0004 ts_source: whether a reading's timestamp is the producer's event time or the time a bridge
+-- received it.
+--
+-- The same column and name as migrations/sqlite/0004_ts_source.sql, with PostgreSQL's types.
+-- A device payload without a timestamp (an MQTT `number` payload, a `value` or `object` one
+-- without `ts`, the same over HTTP) gets its arrival time at the bridge, and the reading message
+-- says so with "ts_source": "arrival" (docs/messages.md); this column keeps that mark.
+--
+-- NULL is event time: every row written before this migration (all of them carried the
+-- producer's time, or were not told apart), and every new reading that carried a timestamp.
+-- 'arrival' marks an arrival-time reading. A nullable column without a default: adding it
+-- rewrites nothing, however large the table, and the common case costs no bytes.
+ALTER TABLE sensor_readings ADD COLUMN ts_source TEXT;
