@@ -54,6 +54,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ReadingStore>
     Ok(store)
 }
 
+/// The bridge status topic has one partition: a few reports a second at most, read by one
+/// keeper in the ETL's process.
+pub const STATUS_PARTITIONS: u32 = 1;
+
 /// Opens the bus and creates Sentio's topics. Given the store, the embedded bus starts each
 /// partition of the readings topic at the offset the store recorded for the ETL's group, so offsets
 /// stay unique across runs of the same process setup.
@@ -75,15 +79,20 @@ pub async fn open_bus(
             bus.create_topic_at(&config.topics.readings, m.partitions, &stored)?;
             bus.create_topic(&config.topics.dead_letters, m.partitions).await?;
             bus.create_topic(&config.topics.alerts, m.partitions).await?;
+            bus.create_topic(&config.topics.status, STATUS_PARTITIONS).await?;
             Ok(Arc::new(bus))
         }
         BusKind::Kafka => {
             let k = &config.bus.kafka;
             let bus = KafkaBus::connect(k).context("connecting to Kafka (bus.kafka)")?;
-            for topic in
-                [&config.topics.readings, &config.topics.dead_letters, &config.topics.alerts]
-            {
-                bus.create_topic(topic, k.partitions).await.with_context(|| {
+            let topics = [
+                (&config.topics.readings, k.partitions),
+                (&config.topics.dead_letters, k.partitions),
+                (&config.topics.alerts, k.partitions),
+                (&config.topics.status, STATUS_PARTITIONS),
+            ];
+            for (topic, partitions) in topics {
+                bus.create_topic(topic, partitions).await.with_context(|| {
                     format!("creating topic {topic:?} on {} (bus.kafka.brokers)", k.brokers)
                 })?;
             }
@@ -146,6 +155,21 @@ pub fn etl(
         &config.ingest,
     )
     .with_profiles(config.profiles()?))
+}
+
+/// The keeper of the bridges' status reports (beside the ETL): consumes topics.status in
+/// `<ingest.group>-status` and keeps each bridge's newest report in the store.
+pub fn status_keeper(
+    config: &Config,
+    bus: &Arc<dyn Bus>,
+    store: &Arc<dyn ReadingStore>,
+) -> sentio_services::etl::status::StatusKeeper {
+    sentio_services::etl::status::StatusKeeper::new(
+        bus.clone(),
+        store.clone(),
+        &config.topics.status,
+        &format!("{}-status", config.ingest.group),
+    )
 }
 
 /// The experiment tracker and model registry.

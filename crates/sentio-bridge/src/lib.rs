@@ -6,12 +6,14 @@
 //! - [`payload`]: how one message's payload becomes readings, per subscription format.
 //! - `link`: one MQTT connection in either version (3.1.1 or 5), for the bridge and the publisher.
 //! - [`tls`]: TLS to the broker.
+//! - [`report`]: a bridge's status reports on the status topic, for the pipeline page.
 
 pub mod http;
 mod link;
 pub mod mqtt;
 pub mod payload;
 pub mod publish;
+pub mod report;
 pub mod tls;
 
 pub use http::{HttpDeadLetter, HttpIngest, HttpStats};

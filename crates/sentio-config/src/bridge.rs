@@ -11,12 +11,24 @@ use crate::{ConfigError, Secret, invalid, invalid_entry};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeConfig {
+    /// How often a `sentio bridge` publishes its status report on `topics.status`.
+    #[serde(with = "humantime_serde")]
+    pub report_every: Duration,
     pub mqtt: MqttBridgeConfig,
     pub http: HttpBridgeConfig,
 }
 
 impl BridgeConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.report_every < Duration::from_secs(1)
+            || self.report_every > Duration::from_secs(3600)
+        {
+            return Err(invalid(
+                "bridge.report_every",
+                format!("\"{}\"", humantime::format_duration(self.report_every)),
+                "a duration from \"1s\" to \"1h\", such as \"5s\"",
+            ));
+        }
         self.mqtt.validate()?;
         self.http.validate()
     }

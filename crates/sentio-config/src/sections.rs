@@ -200,6 +200,8 @@ pub struct TopicsConfig {
     pub readings: String,
     pub dead_letters: String,
     pub alerts: String,
+    /// Bridge status reports (`sentio bridge`, for the pipeline page).
+    pub status: String,
 }
 
 impl TopicsConfig {
@@ -219,6 +221,15 @@ impl TopicsConfig {
                 "topics.alerts",
                 format!("{:?}", self.alerts),
                 "a topic name different from topics.readings and topics.dead_letters",
+            ));
+        }
+        check_topic("topics.status", &self.status)?;
+        if [&self.readings, &self.dead_letters, &self.alerts].contains(&&self.status) {
+            return Err(invalid(
+                "topics.status",
+                format!("{:?}", self.status),
+                "a topic name different from topics.readings, topics.dead_letters and \
+                 topics.alerts",
             ));
         }
         Ok(())

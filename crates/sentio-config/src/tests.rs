@@ -112,6 +112,8 @@ fn errors_name_the_key_the_value_and_the_expected_form() {
         ("SENTIO__SIMULATOR__COLOUR", "blue", &["colour", "simulator"]),
         ("SENTIO__TRAIN__DETREND_WEIGHT", "0", &["train.detrend_weight", "0", "(0, 1]"]),
         ("SENTIO__TRAIN__DETREND_WEIGHT", "1.5", &["train.detrend_weight", "1.5", "(0, 1]"]),
+        ("SENTIO__BRIDGE__REPORT_EVERY", "100ms", &["bridge.report_every", "100ms", "\"1s\""]),
+        ("SENTIO__TOPICS__STATUS", "sensor-data", &["topics.status", "sensor-data", "different"]),
         // Named as itself, not as the web.history it bounds.
         ("SENTIO__WEB__MAX_RANGE", "0s", &["web.max_range", "0s", "1m"]),
     ];

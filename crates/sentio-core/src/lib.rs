@@ -8,10 +8,12 @@
 //! - [`reading`]: [`Reading`], one value of one sensor of one device at one instant.
 //! - [`alert`]: [`Alert`], what the detector reports.
 //! - [`message`]: the reading message v1 on `sensor-data`: encoding and strict decoding.
+//! - [`bridge_report`]: [`BridgeReport`], the status a bridge publishes on `sentio-status`.
 //! - [`time`]: nanosecond timestamps and their text form.
 
 pub mod alert;
 pub mod anomaly;
+pub mod bridge_report;
 pub mod channel;
 pub mod device;
 pub mod message;
@@ -22,6 +24,7 @@ pub mod time;
 
 pub use alert::{Alert, AlertState, Severity};
 pub use anomaly::AnomalyKind;
+pub use bridge_report::BridgeReport;
 pub use channel::{Channel, InvalidChannel, InvalidUnit, Unit};
 pub use device::{DeviceId, InvalidDeviceId};
 pub use message::{DecodeError, DecodeLimits, decode_reading, encode_reading};

@@ -111,6 +111,7 @@ pub fn stack_env(name: &str) -> Vec<(String, String)> {
         ("TOPICS__READINGS", format!("{name}.sensor-data")),
         ("TOPICS__DEAD_LETTERS", format!("{name}.sensor-data.dlq")),
         ("TOPICS__ALERTS", format!("{name}.anomaly-alerts")),
+        ("TOPICS__STATUS", format!("{name}.sentio-status")),
         ("INGEST__GROUP", format!("{name}.ingest")),
         ("DETECT__GROUP", format!("{name}.detect")),
         ("STORE__KIND", "postgres".to_owned()),

@@ -61,6 +61,7 @@ pub async fn check_store(store: &dyn ReadingStore) {
     check_catalog_keeps_span_and_newest_unit(store).await;
     check_replays_leave_the_catalog_alone(store).await;
     check_channel_stats_of_a_known_set(store).await;
+    check_bridge_status_keeps_each_bridges_newest(store).await;
     // Last: these read every device the checks above wrote.
     check_latest_readings_newest_per_device_and_sensor(store).await;
     check_latest_readings_of_every_channel(store).await;
@@ -1354,6 +1355,35 @@ pub async fn check_non_finite_scores_are_refused_whole(store: &dyn ReadingStore)
 /// The newest reading of each (device, sensor) since a time: the newest by timestamp, then by
 /// sequence number; `since_ns` inclusive; a device or sensor with nothing since then absent;
 /// ordered by device (bytes), then sensor in `SensorKind::ALL` order.
+/// Each bridge's newest report is kept, whatever order reports come in (a redelivered older one
+/// moves nothing); of several for one bridge in one call the latest wins; the ids come back in
+/// byte order.
+pub async fn check_bridge_status_keeps_each_bridges_newest(store: &dyn ReadingStore) {
+    use crate::BridgeStatusRow;
+    let row = |bridge: &str, reported_ns: i64| BridgeStatusRow {
+        bridge: bridge.to_owned(),
+        reported_ns,
+        report: format!(r#"{{"bridge":"{bridge}","at":{reported_ns},"note":"é \" ✓"}}"#),
+    };
+    assert_eq!(store.bridge_status().await.unwrap(), [], "no bridge has reported");
+    assert_eq!(store.save_bridge_status(&[]).await.unwrap(), 0);
+    let first = [row("mqtt:b@broker:1883", 100), row("http:gw@0.0.0.0:8081", 50)];
+    assert_eq!(store.save_bridge_status(&first).await.unwrap(), 2);
+    // One call: an older and a newer report of one bridge, and a third bridge ("Z" sorts before
+    // "h" in bytes, not in every collation).
+    let next = [row("mqtt:b@broker:1883", 300), row("mqtt:b@broker:1883", 200), row("Zeta", 7)];
+    assert_eq!(store.save_bridge_status(&next).await.unwrap(), 2);
+    // A redelivered older report of the HTTP bridge changes nothing.
+    assert_eq!(store.save_bridge_status(&[row("http:gw@0.0.0.0:8081", 40)]).await.unwrap(), 0);
+    assert_eq!(
+        store.bridge_status().await.unwrap(),
+        [row("Zeta", 7), row("http:gw@0.0.0.0:8081", 50), row("mqtt:b@broker:1883", 300)]
+    );
+    // The same report again (a replay of the status topic) is written, and changes nothing.
+    store.save_bridge_status(&[row("Zeta", 7)]).await.unwrap();
+    assert_eq!(store.bridge_status().await.unwrap().len(), 3);
+}
+
 pub async fn check_latest_readings_newest_per_device_and_sensor(store: &dyn ReadingStore) {
     use SensorKind::{Humidity, Pressure, Temperature, Vibration};
     let since = 5_000_000;
@@ -1653,6 +1683,7 @@ pub async fn check_upgrade_from_schema_2(store: &dyn OlderSchema) {
     let applied = store.migrate().await.unwrap();
     assert!(applied.iter().any(|m| m.version == 3 && m.name == "channels"), "{applied:?}");
     assert!(applied.iter().any(|m| m.version == 4 && m.name == "ts_source"), "{applied:?}");
+    assert!(applied.iter().any(|m| m.version == 5 && m.name == "bridge_status"), "{applied:?}");
     let store: &dyn ReadingStore = store;
 
     let old = |device: &str, kind: SensorKind, ts_ns: i64, seq: u64, value: f64| {

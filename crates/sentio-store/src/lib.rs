@@ -327,6 +327,40 @@ pub trait ReadingStore: Send + Sync {
     /// The distinct devices that have readings, in byte order of their names (one index probe
     /// per device).
     async fn devices(&self) -> Result<Vec<DeviceId>, StoreError>;
+
+    /// Keeps each bridge's newest status report, in one transaction: a report replaces its
+    /// bridge's row only when its `reported_ns` is later (of several for one bridge in one call,
+    /// the latest wins), so a redelivered report never moves a bridge back. Returns the rows
+    /// written or replaced.
+    async fn save_bridge_status(&self, reports: &[BridgeStatusRow]) -> Result<u64, StoreError>;
+
+    /// Every bridge's newest report, in byte order of the bridge ids.
+    async fn bridge_status(&self) -> Result<Vec<BridgeStatusRow>, StoreError>;
+}
+
+/// A bridge's status report as the store keeps it: the report's JSON is the bridge's own
+/// (`sentio_core::BridgeReport`), kept as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeStatusRow {
+    pub bridge: String,
+    /// The report's time (its `at`), in nanoseconds since the Unix epoch.
+    pub reported_ns: i64,
+    pub report: String,
+}
+
+/// Of several reports per bridge, the latest of each (by `reported_ns`, then the last given),
+/// in byte order of the ids: what a backend writes.
+pub(crate) fn latest_per_bridge(reports: &[BridgeStatusRow]) -> Vec<&BridgeStatusRow> {
+    let mut latest: BTreeMap<&str, &BridgeStatusRow> = BTreeMap::new();
+    for r in reports {
+        match latest.get(r.bridge.as_str()) {
+            Some(have) if have.reported_ns > r.reported_ns => {}
+            _ => {
+                latest.insert(&r.bridge, r);
+            }
+        }
+    }
+    latest.into_values().collect()
 }
 
 #[cfg(feature = "testkit")]

@@ -41,6 +41,11 @@ pub const SQLITE: &[Script] = &[
         name: "ts_source",
         sql: include_str!("../migrations/sqlite/0004_ts_source.sql"),
     },
+    Script {
+        version: 5,
+        name: "bridge_status",
+        sql: include_str!("../migrations/sqlite/0005_bridge_status.sql"),
+    },
 ];
 
 /// The PostgreSQL migrations, in order: the same versions and names as [`SQLITE`].
@@ -60,6 +65,11 @@ pub const POSTGRES: &[Script] = &[
         version: 4,
         name: "ts_source",
         sql: include_str!("../migrations/postgres/0004_ts_source.sql"),
+    },
+    Script {
+        version: 5,
+        name: "bridge_status",
+        sql: include_str!("../migrations/postgres/0005_bridge_status.sql"),
     },
 ];
 

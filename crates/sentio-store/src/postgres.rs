@@ -60,8 +60,9 @@ use crate::row::{
     StatsBuilder, StatsGroup,
 };
 use crate::{
-    AnomalyQuery, BatchOutcome, ChannelInfo, ChannelStats, DeadLetter, IngestBatch, Migration,
-    RangeQuery, ReadingStore, ScorePoint, ScoreQuery, SourceOffset, StoreError, StoreStats,
+    AnomalyQuery, BatchOutcome, BridgeStatusRow, ChannelInfo, ChannelStats, DeadLetter,
+    IngestBatch, Migration, RangeQuery, ReadingStore, ScorePoint, ScoreQuery, SourceOffset,
+    StoreError, StoreStats,
 };
 
 const MIGRATIONS: &[Script] = migrations::POSTGRES;
@@ -206,6 +207,12 @@ const UPSERT_SCORES: &str =
     ON CONFLICT (device, ts_ns) DO UPDATE SET score = excluded.score,
         threshold = excluded.threshold, top_sensor = excluded.top_sensor,
         model_version = excluded.model_version";
+const UPSERT_BRIDGE_STATUS: &str = "INSERT INTO bridge_status (bridge, reported_ns, report)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
+    ON CONFLICT (bridge) DO UPDATE SET reported_ns = excluded.reported_ns, report = excluded.report
+    WHERE excluded.reported_ns >= bridge_status.reported_ns";
+// `bridge` has the database's collation: the ids are sorted in Rust.
+const SELECT_BRIDGE_STATUS: &str = "SELECT bridge, reported_ns, report FROM bridge_status";
 // `anomaly_scores.device` has the database's collation: the names are sorted in Rust.
 const SELECT_SCORE_DEVICES: &str =
     with_devices_of!("anomaly_scores", "SELECT device FROM devices WHERE device IS NOT NULL");
@@ -1104,6 +1111,41 @@ async fn save_scores(pool: &Pool, rows: &[ScoreRow]) -> Result<u64, StoreError> 
     client.execute(&stmt, &[&devices, &ts, &scores, &thresholds, &top, &versions]).await.map_err(&q)
 }
 
+async fn save_bridge_status(pool: &Pool, rows: &[BridgeStatusRow]) -> Result<u64, StoreError> {
+    const OP: &str = "save_bridge_status";
+    let q = query_err(OP);
+    let latest = crate::latest_per_bridge(rows);
+    let bridges: Vec<&str> = latest.iter().map(|r| r.bridge.as_str()).collect();
+    let reported: Vec<i64> = latest.iter().map(|r| r.reported_ns).collect();
+    let reports: Vec<&str> = latest.iter().map(|r| r.report.as_str()).collect();
+    let client = get(pool, OP).await?;
+    let stmt = client.prepare_cached(UPSERT_BRIDGE_STATUS).await.map_err(&q)?;
+    // One statement: its own transaction, all or nothing.
+    client.execute(&stmt, &[&bridges, &reported, &reports]).await.map_err(&q)
+}
+
+async fn bridge_status(pool: &Pool) -> Result<Vec<BridgeStatusRow>, StoreError> {
+    const OP: &str = "bridge_status";
+    let (q, bad) = (query_err(OP), row_err(OP));
+    let client = get(pool, OP).await?;
+    let stmt = client.prepare_cached(SELECT_BRIDGE_STATUS).await.map_err(&q)?;
+    let mut out = client
+        .query(&stmt, &[])
+        .await
+        .map_err(&q)?
+        .iter()
+        .map(|r| {
+            Ok(BridgeStatusRow {
+                bridge: r.try_get(0).map_err(&bad)?,
+                reported_ns: r.try_get(1).map_err(&bad)?,
+                report: r.try_get(2).map_err(&bad)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.sort_by(|a, b| a.bridge.as_bytes().cmp(b.bridge.as_bytes()));
+    Ok(out)
+}
+
 /// The devices a `SELECT device FROM devices ...` statement lists, validated.
 async fn device_names(
     client: &impl deadpool_postgres::GenericClient,
@@ -1328,6 +1370,18 @@ impl ReadingStore for PostgresStore {
         to_ns: i64,
     ) -> Result<Vec<ChannelStats>, StoreError> {
         self.retry("channel_stats", || Box::pin(channel_stats(&self.pool, from_ns, to_ns))).await
+    }
+
+    async fn save_bridge_status(&self, reports: &[BridgeStatusRow]) -> Result<u64, StoreError> {
+        if reports.is_empty() {
+            return Ok(0);
+        }
+        // Safe to retry: the upsert keeps the newest report whatever ran before.
+        self.retry("save_bridge_status", || Box::pin(save_bridge_status(&self.pool, reports))).await
+    }
+
+    async fn bridge_status(&self) -> Result<Vec<BridgeStatusRow>, StoreError> {
+        self.retry("bridge_status", || Box::pin(bridge_status(&self.pool))).await
     }
 }
 

@@ -25,8 +25,9 @@ use crate::row::{
     StatsBuilder, StatsGroup,
 };
 use crate::{
-    AnomalyQuery, BatchOutcome, ChannelInfo, ChannelStats, DeadLetter, IngestBatch, Migration,
-    RangeQuery, ReadingStore, ScorePoint, ScoreQuery, SourceOffset, StoreError, StoreStats,
+    AnomalyQuery, BatchOutcome, BridgeStatusRow, ChannelInfo, ChannelStats, DeadLetter,
+    IngestBatch, Migration, RangeQuery, ReadingStore, ScorePoint, ScoreQuery, SourceOffset,
+    StoreError, StoreStats,
 };
 
 /// How long a statement waits for another writer before failing with "database is busy".
@@ -157,6 +158,13 @@ const UPSERT_SCORE: &str = "INSERT INTO anomaly_scores
     ON CONFLICT (device, ts_ns) DO UPDATE SET score = excluded.score,
         threshold = excluded.threshold, top_sensor = excluded.top_sensor,
         model_version = excluded.model_version";
+const UPSERT_BRIDGE_STATUS: &str = "INSERT INTO bridge_status (bridge, reported_ns, report)
+    VALUES (?1, ?2, ?3)
+    ON CONFLICT (bridge) DO UPDATE SET reported_ns = excluded.reported_ns, report = excluded.report
+    WHERE excluded.reported_ns >= bridge_status.reported_ns";
+const SELECT_BRIDGE_STATUS: &str =
+    "SELECT bridge, reported_ns, report FROM bridge_status ORDER BY bridge";
+
 const SELECT_SCORE_DEVICES: &str = with_devices_of!(
     "anomaly_scores",
     "SELECT device FROM devices WHERE device IS NOT NULL ORDER BY device"
@@ -734,6 +742,36 @@ fn save_scores(conn: &mut Connection, rows: &[ScoreRow]) -> Result<u64, StoreErr
     Ok(rows.len() as u64)
 }
 
+fn save_bridge_status(conn: &mut Connection, rows: &[BridgeStatusRow]) -> Result<u64, StoreError> {
+    let q = query_err("save_bridge_status");
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&q)?;
+    let mut written = 0;
+    {
+        let mut stmt = tx.prepare_cached(UPSERT_BRIDGE_STATUS).map_err(&q)?;
+        for r in crate::latest_per_bridge(rows) {
+            written += stmt.execute(params![r.bridge, r.reported_ns, r.report]).map_err(&q)? as u64;
+        }
+    }
+    tx.commit().map_err(&q)?;
+    Ok(written)
+}
+
+fn bridge_status(conn: &mut Connection) -> Result<Vec<BridgeStatusRow>, StoreError> {
+    const OP: &str = "bridge_status";
+    let bad = row_err(OP);
+    let mut stmt = conn.prepare_cached(SELECT_BRIDGE_STATUS).map_err(query_err(OP))?;
+    let mut rows = stmt.query([]).map_err(query_err(OP))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(&bad)? {
+        out.push(BridgeStatusRow {
+            bridge: r.get(0).map_err(&bad)?,
+            reported_ns: r.get(1).map_err(&bad)?,
+            report: r.get(2).map_err(&bad)?,
+        });
+    }
+    Ok(out)
+}
+
 /// The device names a `SELECT device FROM devices ...` statement lists.
 fn device_names(
     conn: &Connection,
@@ -945,6 +983,18 @@ impl ReadingStore for SqliteStore {
         to_ns: i64,
     ) -> Result<Vec<ChannelStats>, StoreError> {
         blocking(&self.reader, move |c| channel_stats(c, from_ns, to_ns)).await
+    }
+
+    async fn save_bridge_status(&self, reports: &[BridgeStatusRow]) -> Result<u64, StoreError> {
+        if reports.is_empty() {
+            return Ok(0);
+        }
+        let reports = reports.to_vec();
+        blocking(&self.writer, move |c| save_bridge_status(c, &reports)).await
+    }
+
+    async fn bridge_status(&self) -> Result<Vec<BridgeStatusRow>, StoreError> {
+        blocking(&self.reader, bridge_status).await
     }
 }
 

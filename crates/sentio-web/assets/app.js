@@ -116,7 +116,8 @@ const pages = {
           h("div", { class: "title" }, d.device, h("span", { class: `badge ${d.state}` }, d.state)),
           h("div", { class: "kv" }, (d.channels && d.channels.length ? d.channels : SENSORS).flatMap((s) => {
             const r = d.readings[s];
-            return [h("span", { class: "k" }, s), h("span", {}, r ? `${fmt(r.value)} ${r.unit}` : "–")];
+            const arrival = r && r.ts_source === "arrival";
+            return [h("span", { class: "k" }, s), h("span", arrival ? { title: "no timestamp from the device: stamped when it arrived" } : {}, r ? `${fmt(r.value)} ${r.unit}${arrival ? " ⧗" : ""}` : "–")];
           }),
           h("span", { class: "k" }, "anomaly score"), h("span", {}, d.score ? `${fmt(d.score.score, 3)} / ${fmt(d.score.threshold, 3)}` : "–")),
           h("div", { class: "scorebar", title: "score / threshold" }, h("i", { class: ratio >= 1 ? "over" : "", style: `width:${Math.min(100, 50 * ratio)}%` })),
@@ -265,9 +266,7 @@ const pages = {
         stat("dead letters", p.dead_letters.toLocaleString(), `malformed messages, kept on ${p.dead_letter_topic}`),
         stat("detection latency p50 / p99", det ? `${dur(det.latency_p50_ms)} / ${dur(det.latency_p99_ms)}` : "–", det ? `${det.windows_scored.toLocaleString()} windows scored, ${fmt(det.windows_per_s, 0)}/s${det.latency_p50_ms === null ? "; no latency while the simulation runs sped up" : ""}` : "scoring runs in another process"),
         stat("alert delay p50 / p99", `${dur(p.alert_delay.p50_ms)} / ${dur(p.alert_delay.p99_ms)}`, `newest reading of the window to the alert, over ${p.alert_delay.alerts} alerts of the last hour raised within 2 min of their data (later ones, as from a replay of history, left out)`),
-        ...(p.bridges || []).map((b) => b.kind === "mqtt"
-          ? stat("MQTT bridge readings per second", fmt(b.readings_per_s, 0), `${b.connected ? "connected to" : "NOT connected to"} ${b.endpoint}; ${b.messages.toLocaleString()} messages, ${b.readings.toLocaleString()} readings, ${b.dead_letters.toLocaleString()} dead letters${b.arrival_time ? `, ${b.arrival_time.toLocaleString()} stamped on arrival` : ""}`)
-          : stat("HTTP ingest readings per second", fmt(b.readings_per_s, 0), `POST ${b.endpoint}; ${b.messages.toLocaleString()} requests (${(b.refused || 0).toLocaleString()} refused), ${b.readings.toLocaleString()} readings, ${b.dead_letters.toLocaleString()} dead lines${b.arrival_time ? `, ${b.arrival_time.toLocaleString()} stamped on arrival` : ""}`)));
+        ...(p.bridges || []).map(bridgeStat));
       hist[0].push(Date.now() / 1000); hist[1].push(p.readings_per_s); hist[2].push(lag && !lag.error ? lag.total : null);
       if (hist[0].length > 900) for (const c of hist) c.shift();
       plot.setData(hist);
@@ -277,6 +276,23 @@ const pages = {
     return { stop: () => { clearInterval(timer); plot.destroy(); } };
   },
 };
+
+// One bridge on the pipeline page: of this process, or reported by a `sentio bridge` elsewhere
+// (running, stale when its reports stopped coming, or stopped).
+function bridgeStat(b) {
+  const reported = b.process === "reported";
+  const where = reported ? ` (${b.host}, pid ${b.pid})` : "";
+  const state = !reported || b.state === "running" ? "" : b.state === "stopped" ? `STOPPED at ${time(b.reported_at)}; ` : `STALE: no report since ${time(b.reported_at)}; `;
+  const arrival = b.arrival_time ? `, ${b.arrival_time.toLocaleString()} stamped on arrival` : "";
+  const note = b.kind === "mqtt"
+    ? `${state}${b.connected ? "connected to" : "NOT connected to"} ${b.endpoint}${where}; ${b.messages.toLocaleString()} messages, ${b.readings.toLocaleString()} readings, ${b.dead_letters.toLocaleString()} dead letters${arrival}`
+    : `${state}POST ${b.endpoint}${where}; ${b.messages.toLocaleString()} requests (${(b.refused || 0).toLocaleString()} refused), ${b.readings.toLocaleString()} readings, ${b.dead_letters.toLocaleString()} dead lines${arrival}`;
+  const el = h("div", { class: "card", "data-testid": "bridge", "data-bridge": b.bridge || b.kind, "data-state": reported ? b.state : "running" },
+    h("div", { class: "muted" }, b.kind === "mqtt" ? "MQTT bridge readings per second" : "HTTP ingest readings per second"),
+    h("div", { class: "stat" }, reported && b.state !== "running" ? "–" : fmt(b.readings_per_s, 0)),
+    h("div", { class: "muted" }, note));
+  return el;
+}
 
 function alertTable(alerts, withDevice, freshId) {
   if (!alerts.length) return h("p", { class: "muted", "data-testid": "no-alerts" }, "No alerts.");

@@ -111,7 +111,12 @@ async fn overview(State(web): State<Web>, q: RawParams) -> Answer {
                 .map(|r| {
                     (
                         r.sensor.as_str().to_owned(),
-                        json!({ "value": r.value, "unit": r.unit.as_str(), "ts": ms(r.ts_ns) }),
+                        json!({
+                            "value": r.value,
+                            "unit": r.unit.as_str(),
+                            "ts": ms(r.ts_ns),
+                            "ts_source": r.ts_source.as_str(),
+                        }),
                     )
                 })
                 .collect();
@@ -578,6 +583,64 @@ impl RateMeter {
 const LIVE_ALERT_MS: f64 = 120_000.0;
 
 /// `GET /api/pipeline`: ingestion rate, consumer lag, dead letters, detection latency.
+/// A bridge is stale after this many of its report periods without a report...
+const STALE_AFTER_PERIODS: f64 = 3.0;
+/// ...and left off the page after this long without one.
+const FORGET_BRIDGE_AFTER_NS: i64 = 24 * 3_600 * NANOS_PER_SEC;
+
+/// The bridges of other processes, from the newest report of each that the ETL stored: running,
+/// stale (no report for three periods) or stopped. A store that fails here costs the page its
+/// bridges (logged), not the rest of it.
+async fn reported_bridges(web: &Web) -> Vec<Value> {
+    let rows = match web.store.bridge_status().await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the bridges' status reports failed");
+            return Vec::new();
+        }
+    };
+    let now = now_ns();
+    rows.iter()
+        .filter(|r| now.saturating_sub(r.reported_ns) < FORGET_BRIDGE_AFTER_NS)
+        .filter_map(|r| match sentio_core::BridgeReport::decode(r.report.as_bytes()) {
+            Ok((b, at)) => Some((b, at)),
+            Err(e) => {
+                tracing::warn!(bridge = %r.bridge, error = %e, "a stored bridge report does not read");
+                None
+            }
+        })
+        .map(|(b, at)| {
+            let silent_s = now.saturating_sub(at) as f64 / 1e9;
+            let state = if b.stopped {
+                "stopped"
+            } else if silent_s > STALE_AFTER_PERIODS * b.every_s {
+                "stale"
+            } else {
+                "running"
+            };
+            let running = state == "running";
+            json!({
+                "kind": b.kind,
+                "endpoint": b.endpoint,
+                "connected": b.connected.map(|c| c && running),
+                "messages": b.messages,
+                "readings": b.readings,
+                "readings_per_s": if running { b.readings_per_s } else { 0.0 },
+                "arrival_time": b.arrival_time,
+                "dead_letters": b.dead_letters,
+                "refused": b.refused,
+                "process": "reported",
+                "bridge": b.bridge,
+                "host": b.host,
+                "pid": b.pid,
+                "state": state,
+                "reported_at": ms(at),
+                "started_at": sentio_core::time::parse_rfc3339(&b.started_at).map(ms),
+            })
+        })
+        .collect()
+}
+
 async fn pipeline(State(web): State<Web>, q: RawParams) -> Answer {
     params(q, &[])?;
     let s = &web.settings;
@@ -630,8 +693,10 @@ async fn pipeline(State(web): State<Web>, q: RawParams) -> Answer {
                 "arrival_time": b.arrival_time,
                 "dead_letters": b.dead_letters,
                 "refused": b.refused,
+                "process": "this",
             })
         })
+        .chain(reported_bridges(&web).await)
         .collect();
     let to = stats.latest_ts_ns.unwrap_or_else(now_ns).saturating_add(1);
     let recent = web

@@ -14,7 +14,9 @@ use http_body_util::BodyExt;
 use sentio_bus::Bus;
 use sentio_bus::memory::MemoryBus;
 use sentio_core::time::{NANOS_PER_SEC, now_ns};
-use sentio_core::{Alert, AlertState, Channel, DeviceId, Reading, SensorKind, Severity, Unit};
+use sentio_core::{
+    Alert, AlertState, Channel, DeviceId, Reading, SensorKind, Severity, TsSource, Unit,
+};
 use sentio_store::sqlite::SqliteStore;
 use sentio_store::{DeadLetter, IngestBatch, ReadingStore, ScorePoint, SourceOffset};
 use sentio_tracking::{LocalTracking, Metric, Tracking};
@@ -224,6 +226,7 @@ async fn overview_lists_every_device_with_its_state_latest_readings_and_score() 
     assert_eq!(t["value"], 20.0 + 5.99);
     assert_eq!(t["unit"], "bar");
     assert_eq!(t["ts"], (f.t0 / 1_000_000) as f64);
+    assert_eq!(t["ts_source"], "event");
     assert_eq!(devices[0]["score"]["score"], 0.1 + 599.0 / 1000.0);
 }
 
@@ -270,6 +273,8 @@ async fn channels_no_profile_models_are_shown() {
             readings.push(Reading {
                 sensor: Channel::new(channel).unwrap(),
                 unit: Unit::new(unit).unwrap(),
+                // A device that sends no timestamps: its bridge stamped the flow on arrival.
+                ts_source: if channel == "flow" { TsSource::Arrival } else { TsSource::Event },
                 ..Reading::pump(dev("comp-1"), SensorKind::Temperature, ts, value, i as u64)
             });
         }
@@ -286,6 +291,8 @@ async fn channels_no_profile_models_are_shown() {
     let comp = o["devices"].as_array().unwrap().iter().find(|d| d["device"] == "comp-1").unwrap();
     assert_eq!(comp["channels"], serde_json::json!(["current", "flow", "vibration_x"]));
     assert_eq!(comp["readings"]["flow"]["unit"], "m³/h");
+    assert_eq!(comp["readings"]["flow"]["ts_source"], "arrival");
+    assert_eq!(comp["readings"]["current"]["ts_source"], "event");
     assert_eq!(comp["readings"]["vibration_x"]["value"], 0.25);
     let pump = &o["devices"][1];
     assert_eq!(pump["device"], "pump-01");

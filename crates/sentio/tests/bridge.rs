@@ -130,6 +130,81 @@ fn a_reading_without_a_timestamp_is_stored_marked_as_arrival_time() {
     assert!(stored[1].ts_ns >= before, "stamped on arrival");
 }
 
+/// `sentio serve` in another process shows a running `sentio bridge mqtt` on the pipeline page,
+/// with its counters and connection, from the status reports its ETL keeps in the store; once
+/// the bridge stops, its last report says so.
+#[test]
+fn sentio_serve_shows_a_bridge_of_another_process_on_the_pipeline_page() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = sentio_it::unique("it-cli-status");
+    let client = sentio_it::unique("cli-status").replace('_', "-");
+    common::write_bridge_config(dir.path(), &prefix, &client);
+    let config = std::fs::read_to_string(dir.path().join("bridge.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("bridge.toml"),
+        format!("[bridge]\nreport_every = \"1s\"\n\n{config}"),
+    )
+    .unwrap();
+    let (mut bridge, lines) = start_bridge(dir.path());
+    mosquitto_pub(
+        &format!("{prefix}/press-05/pressure"),
+        r#"{"value": 2.5, "ts": "2026-12-01T00:00:00Z"}"#,
+    );
+    mosquitto_pub(&format!("{prefix}/press-05/pressure"), r#"{"value": 2.75}"#);
+    mosquitto_pub(&format!("{prefix}/press-05/pressure"), "not json");
+    let mut serve = sentio(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let id = format!("mqtt:{client}@{}:{}", common::mqtt_broker().0, common::mqtt_broker().1);
+    let bridge_on_page = || -> Option<serde_json::Value> {
+        let out =
+            Command::new("curl").args(["-sf", &format!("{url}/api/pipeline")]).output().unwrap();
+        let page: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        page["bridges"].as_array()?.iter().find(|b| b["bridge"] == id.as_str()).cloned()
+    };
+    let wait = |what: &str, done: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(b) = bridge_on_page().filter(|b| done(b)) {
+                return b;
+            }
+            assert!(Instant::now() < deadline, "{what}: {:?}", bridge_on_page());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let running = wait("the running bridge", &|b| b["readings"] == 2);
+    assert_eq!(running["process"], "reported");
+    assert_eq!(running["state"], "running");
+    assert_eq!(running["connected"], true);
+    assert_eq!(running["kind"], "mqtt");
+    assert_eq!(running["messages"], 3);
+    assert_eq!(running["dead_letters"], 1);
+    assert_eq!(running["arrival_time"], 1);
+    assert_eq!(running["pid"], bridge.id());
+    let killed = Command::new("kill").args(["-INT", &bridge.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(bridge.wait().unwrap().success(), "see {}", dir.path().join("bridge.log").display());
+    drop(lines);
+    let stopped = wait("the stopped bridge", &|b| b["state"] == "stopped");
+    assert_eq!(stopped["connected"], false);
+    assert_eq!(stopped["readings"], 2);
+    assert_eq!(stopped["readings_per_s"], 0.0);
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}
+
 /// Starts `sentio bridge mqtt` in `dir` with `bridge.toml` (its log in `bridge.log`) and waits
 /// until it has subscribed.
 fn start_bridge(dir: &std::path::Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {

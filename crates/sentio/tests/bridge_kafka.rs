@@ -107,6 +107,15 @@ async fn bridge_killed_at_random_points_on_kafka_loses_nothing_and_stores_each_r
     assert!(bridge.wait().unwrap().success(), "see {}", log.display());
     stack.stop(ingest);
 
+    // Its status reports went through Kafka to the ETL, which kept the last in PostgreSQL: the
+    // bridge that stopped cleanly, with every reading counted by the bridges since their start.
+    let status = store.bridge_status().await.unwrap();
+    let id = format!("mqtt:{client}@{}:{}", mqtt_broker().0, mqtt_broker().1);
+    assert_eq!(status.iter().map(|r| r.bridge.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    let (last, _) = sentio_core::BridgeReport::decode(status[0].report.as_bytes()).unwrap();
+    assert!(last.stopped && last.connected == Some(false), "{last:?}");
+    assert_eq!(last.pid, bridge.id());
+
     let rows = stored(&store).await;
     assert_eq!(rows.len() as u64, readings, "stored rows");
     let mut keys: Vec<(&str, &str, i64)> =

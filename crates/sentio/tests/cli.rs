@@ -186,8 +186,11 @@ fn migrate_reports_the_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(sentio(dir.path()).arg("migrate"));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("migration    3  channels\nstore schema at version 3"), "{text}");
-    assert!(text.contains("topics ready: sensor-data, sensor-data.dlq"), "{text}");
+    assert!(text.contains("migration    5  bridge_status\nstore schema at version 5"), "{text}");
+    assert!(
+        text.contains("topics ready: sensor-data, sensor-data.dlq, anomaly-alerts, sentio-status"),
+        "{text}"
+    );
 }
 
 /// Logs written to a file or a pipe are plain text: colour codes only on a terminal.

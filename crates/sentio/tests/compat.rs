@@ -77,7 +77,10 @@ fn an_old_store_and_registry_are_read_scored_and_trained_on() {
     // The store migrates itself to the schema with units and the channel catalog; its pumps are
     // the built-in pump profile's, with nothing left unmodelled.
     let migrated = stdout(&sentio(dir, &["migrate"]));
-    assert!(migrated.contains("migration    3  channels\nstore schema at version 3"), "{migrated}");
+    assert!(
+        migrated.contains("migration    5  bridge_status\nstore schema at version 5"),
+        "{migrated}"
+    );
     let profiles = stdout(&sentio(dir, &["profile", "list"]));
     assert!(profiles.contains("stored: pump-01, pump-02\n"), "{profiles}");
     assert!(!profiles.contains("not modelled"), "{profiles}");

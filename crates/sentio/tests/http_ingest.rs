@@ -105,6 +105,20 @@ fn readings_curl_sends_are_stored_before_the_answer() {
     );
     std::thread::sleep(Duration::from_millis(10));
     assert_eq!(stored(&db, &runtime), 3);
+    // Its last status report, kept for the pipeline page of a `sentio serve` on this store.
+    let status = runtime.block_on(async {
+        sentio_store::sqlite::SqliteStore::open(&db).unwrap().bridge_status().await.unwrap()
+    });
+    let port = url.trim_start_matches("http://127.0.0.1:").split('/').next().unwrap();
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert!(
+        status[0].bridge.starts_with("http:")
+            && status[0].bridge.ends_with(&format!("@127.0.0.1:{port}")),
+        "{status:?}"
+    );
+    let (last, _) = sentio_core::BridgeReport::decode(status[0].report.as_bytes()).unwrap();
+    assert!(last.stopped, "{last:?}");
+    assert_eq!((last.messages, last.refused, last.readings, last.dead_letters), (4, Some(1), 5, 1));
 }
 
 /// A reading sent without a timestamp is stored with its arrival time and marked so; one with a

@@ -238,3 +238,48 @@ fn bridge_dead_letters_match_their_schema() {
         ],
     );
 }
+
+#[test]
+fn bridge_status_reports_match_their_schema() {
+    let mqtt = sentio_core::BridgeReport {
+        v: 1,
+        bridge: "mqtt:sentio-bridge@127.0.0.1:1883".into(),
+        kind: "mqtt".into(),
+        endpoint: "mqtt://127.0.0.1:1883".into(),
+        host: "gateway-3".into(),
+        pid: 4711,
+        started_at: sentio_core::time::format_rfc3339(1_795_514_000_000_000_000),
+        at: sentio_core::time::format_rfc3339(1_795_514_300_123_000_000),
+        every_s: 5.0,
+        stopped: false,
+        connected: Some(true),
+        messages: 1200,
+        readings: 1200,
+        readings_per_s: 4.0,
+        arrival_time: 3,
+        dead_letters: 2,
+        refused: None,
+    };
+    let http = sentio_core::BridgeReport {
+        bridge: "http:gateway-3@0.0.0.0:8081".into(),
+        kind: "http".into(),
+        endpoint: "http://0.0.0.0:8081/api/v1/readings".into(),
+        stopped: true,
+        connected: None,
+        refused: Some(7),
+        ..mqtt.clone()
+    };
+    let text = |r: &sentio_core::BridgeReport| String::from_utf8(r.encode()).unwrap();
+    check(
+        "bridge-status.v1.json",
+        &[text(&mqtt), text(&http)],
+        &[
+            // Another version; a kind of bridge there is none of; a count below zero; a
+            // report without its time.
+            &text(&mqtt).replace(r#""v":1"#, r#""v":2"#),
+            &text(&mqtt).replace(r#""kind":"mqtt""#, r#""kind":"coap""#),
+            &text(&mqtt).replace(r#""readings":1200"#, r#""readings":-1"#),
+            &text(&mqtt).replace(r#""at":"2026"#, r#""when":"2026"#),
+        ],
+    );
+}

@@ -25,6 +25,7 @@
 pub mod batcher;
 pub mod dead_letter;
 pub mod repeats;
+pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -417,4 +417,17 @@ impl ReadingStore for SlowStore {
     async fn devices(&self) -> Result<Vec<sentio_core::DeviceId>, sentio_store::StoreError> {
         self.inner.devices().await
     }
+
+    async fn save_bridge_status(
+        &self,
+        reports: &[sentio_store::BridgeStatusRow],
+    ) -> Result<u64, sentio_store::StoreError> {
+        self.inner.save_bridge_status(reports).await
+    }
+
+    async fn bridge_status(
+        &self,
+    ) -> Result<Vec<sentio_store::BridgeStatusRow>, sentio_store::StoreError> {
+        self.inner.bridge_status().await
+    }
 }

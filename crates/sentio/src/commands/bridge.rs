@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use std::collections::BTreeMap;
 
+use sentio_bridge::report::{Counters, Identity, Reporter};
 use sentio_bridge::{BridgeStats, MqttBridge, Settle, Topics};
 use sentio_bus::Delivery;
 use sentio_config::{BusKind, Config};
@@ -91,9 +92,15 @@ struct Plumbing {
     etl_stop: tokio_util::sync::CancellationToken,
     limits: DecodeLimits,
     topics: Topics,
+    /// Where and how often the bridge publishes its status reports.
+    reports: (String, Duration),
 }
 
 impl Plumbing {
+    fn reporter(&self, identity: Identity) -> Reporter {
+        Reporter::new(self.bus.clone(), &self.reports.0, identity, self.reports.1)
+    }
+
     async fn open(config: &Config, shutdown: &Shutdown) -> anyhow::Result<Plumbing> {
         let embedded = config.bus.kind == BusKind::Memory;
         let store = if embedded {
@@ -104,6 +111,7 @@ impl Plumbing {
         };
         let bus = wiring::open_bus(config, store.as_deref()).await?;
         let (limits, topics) = limits_and_topics(config);
+        let reports = (config.topics.status.clone(), config.bridge.report_every);
         let etl_stop = tokio_util::sync::CancellationToken::new();
         let (settle, etl) = match &store {
             Some(store) => {
@@ -119,11 +127,18 @@ impl Plumbing {
                 quick.ingest.batch_linger =
                     quick.ingest.batch_linger.min(Duration::from_millis(20));
                 let etl = wiring::etl(&quick, &bus, store)?;
-                (Some(settle), Some(shutdown.spawn("ingest", etl.run(etl_stop.clone()))))
+                // The bridge's own status reports, into the store for `sentio serve`.
+                let keeper = wiring::status_keeper(config, &bus, store).run(etl_stop.clone());
+                let etl = etl.run(etl_stop.clone());
+                let both = async move {
+                    let (etl, keeper) = tokio::join!(etl, keeper);
+                    etl.and(keeper)
+                };
+                (Some(settle), Some(shutdown.spawn("ingest", both)))
             }
             None => (None, None),
         };
-        Ok(Plumbing { bus, embedded, settle, etl, etl_stop, limits, topics })
+        Ok(Plumbing { bus, embedded, settle, etl, etl_stop, limits, topics, reports })
     }
 
     /// Stops the in-process ETL, once the bridge has stopped.
@@ -166,8 +181,19 @@ async fn mqtt(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(30),
         shutdown.token(),
     ));
-    bridge.run(shutdown.token()).await?;
+    let reporter = plumbing.reporter(Identity::mqtt(&m.client_id, &m.host, m.port));
+    let reports = {
+        let (stats, stop) = (stats.clone(), shutdown.token());
+        async move {
+            let previous = reporter.run(|| Counters::of_mqtt(&stats), stop).await;
+            (reporter, previous)
+        }
+    };
+    let (ran, (reporter, previous)) = tokio::join!(bridge.run(shutdown.token()), reports);
     report.abort();
+    // The last report, with the final counters, before the in-process ETL (if any) stops.
+    reporter.last(Counters::of_mqtt(&stats), previous).await;
+    ran?;
     plumbing.close().await?;
     say!("{}", summary(&stats));
     Ok(())
@@ -220,14 +246,23 @@ async fn http(mut config: Config, args: HttpArgs) -> anyhow::Result<()> {
             }
         })
     };
-    sentio_web::server::serve(
+    let reporter = plumbing.reporter(Identity::http(addr));
+    let reports = {
+        let (stats, stop) = (stats.clone(), shutdown.token());
+        async move {
+            let previous = reporter.run(|| Counters::of_http(&stats), stop).await;
+            (reporter, previous)
+        }
+    };
+    let serve = sentio_web::server::serve(
         listener,
         ingest.router(),
         sentio_web::server::HEADER_TIMEOUT,
         shutdown.token(),
-    )
-    .await;
+    );
+    let ((), (reporter, previous)) = tokio::join!(serve, reports);
     report.abort();
+    reporter.last(Counters::of_http(&stats), previous).await;
     plumbing.close().await?;
     say!("{}", http_summary(&stats));
     Ok(())

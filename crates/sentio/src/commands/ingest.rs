@@ -41,6 +41,13 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let stats = etl.stats();
     let etl_stop = tokio_util::sync::CancellationToken::new();
     let etl_task = shutdown.spawn("ingest", etl.run(etl_stop.clone()));
+    // The bridges' status reports, for the pipeline page (not from stdin: no bridge reports there).
+    if !args.stdin {
+        shutdown.spawn(
+            "bridge status",
+            wiring::status_keeper(&config, &bus, &store).run(shutdown.token()),
+        );
+    }
 
     let stop = shutdown.token();
     if args.stdin {

@@ -12,6 +12,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     say!("store schema at version {}", applied.last().map_or(0, |m| m.version));
     wiring::open_bus(&config, Some(store.as_ref())).await?;
-    say!("topics ready: {}, {}", config.topics.readings, config.topics.dead_letters);
+    let t = &config.topics;
+    say!("topics ready: {}, {}, {}, {}", t.readings, t.dead_letters, t.alerts, t.status);
     Ok(())
 }
