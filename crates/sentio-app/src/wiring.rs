@@ -14,10 +14,12 @@ use sentio_objects::Archiver;
 use sentio_services::detect::service::{Follow, StreamSettings};
 use sentio_services::detect::{AlertSettings, Scorer};
 use sentio_services::etl::Etl;
+use sentio_services::etl::keeper::{BridgeDeadLetterKeeper, StatusKeeper};
 use sentio_store::ReadingStore;
 use sentio_store::postgres::PostgresStore;
 use sentio_store::sqlite::SqliteStore;
 use sentio_tracking::{LocalSettings, MlflowSettings, Tracking};
+use tokio_util::sync::CancellationToken;
 
 /// Takes the embedded store's lock (see [`crate::owner`]) when this process runs the in-process
 /// bus over a SQLite store: the roles that consume that bus (`demo`, `ingest`) call this first.
@@ -77,7 +79,19 @@ pub async fn open_bus(
                 None => Default::default(),
             };
             bus.create_topic_at(&config.topics.readings, m.partitions, &stored)?;
-            bus.create_topic(&config.topics.dead_letters, m.partitions).await?;
+            // Where the bridges' dead letters stored so far end, so that new ones, at offsets
+            // past them, are stored too (the embedded topic starts again with each process).
+            let letters = match store {
+                Some(store) => store
+                    .committed_offsets(
+                        &bridge_dead_letter_group(config),
+                        &config.topics.dead_letters,
+                    )
+                    .await
+                    .context("reading stored consumer offsets")?,
+                None => Default::default(),
+            };
+            bus.create_topic_at(&config.topics.dead_letters, m.partitions, &letters)?;
             bus.create_topic(&config.topics.alerts, m.partitions).await?;
             bus.create_topic(&config.topics.status, STATUS_PARTITIONS).await?;
             Ok(Arc::new(bus))
@@ -163,12 +177,45 @@ pub fn status_keeper(
     config: &Config,
     bus: &Arc<dyn Bus>,
     store: &Arc<dyn ReadingStore>,
-) -> sentio_services::etl::status::StatusKeeper {
-    sentio_services::etl::status::StatusKeeper::new(
+) -> StatusKeeper {
+    StatusKeeper::new(bus.clone(), store.clone(), &config.topics.status, &status_group(config))
+}
+
+/// The keeper of the bridges' dead letters (beside the ETL): consumes topics.dead_letters in
+/// [`bridge_dead_letter_group`] and stores each bridge's dead letter once.
+pub fn bridge_dead_letter_keeper(
+    config: &Config,
+    bus: &Arc<dyn Bus>,
+    store: &Arc<dyn ReadingStore>,
+) -> BridgeDeadLetterKeeper {
+    BridgeDeadLetterKeeper::new(
         bus.clone(),
         store.clone(),
-        &config.topics.status,
-        &format!("{}-status", config.ingest.group),
+        &config.topics.dead_letters,
+        &bridge_dead_letter_group(config),
+    )
+}
+
+fn status_group(config: &Config) -> String {
+    format!("{}-status", config.ingest.group)
+}
+
+/// The group the bridges' dead letters are consumed and stored under: `<ingest.group>-bridge-dlq`.
+pub fn bridge_dead_letter_group(config: &Config) -> String {
+    format!("{}-bridge-dlq", config.ingest.group)
+}
+
+/// Both keepers, run together until `stop` (and their drain).
+pub fn run_keepers(
+    config: &Config,
+    bus: &Arc<dyn Bus>,
+    store: &Arc<dyn ReadingStore>,
+    stop: CancellationToken,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+    sentio_services::etl::keeper::run_together(
+        status_keeper(config, bus, store),
+        bridge_dead_letter_keeper(config, bus, store),
+        stop,
     )
 }
 

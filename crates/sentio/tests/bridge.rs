@@ -72,12 +72,25 @@ fn the_bridge_stores_what_mosquitto_pub_sends_on_the_embedded_stack() {
     let rest = rest.join("\n");
     assert!(rest.contains("4 MQTT messages: 3 readings published, 1 dead letters"), "{rest}");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let stored = runtime.block_on(async {
+    let (stored, letters) = runtime.block_on(async {
         let store =
             sentio_store::sqlite::SqliteStore::open(&dir.path().join("data/sentio.db")).unwrap();
-        store.stats().await.unwrap().readings
+        (
+            store.stats().await.unwrap().readings,
+            store.dead_letters("sensor-data.dlq").await.unwrap(),
+        )
     });
     assert_eq!(stored, 2);
+    // The dead letter outlives the embedded bus: stored with its MQTT topic and reason.
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].key, format!("{prefix}/press-01/pressure").into_bytes());
+    assert_eq!(letters[0].payload, br#"{"value": "high"}"#);
+    assert_eq!(letters[0].code, "wrong_type");
+    assert!(
+        letters[0].reason.contains(&format!("MQTT topic \"{prefix}/press-01/pressure\"")),
+        "{}",
+        letters[0].reason
+    );
 }
 
 /// A payload without a timestamp is stored with its arrival time, marked so; one with a

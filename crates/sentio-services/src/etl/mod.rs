@@ -24,8 +24,8 @@
 
 pub mod batcher;
 pub mod dead_letter;
+pub mod keeper;
 pub mod repeats;
-pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

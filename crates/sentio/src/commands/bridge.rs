@@ -118,21 +118,19 @@ impl Plumbing {
                 // The embedded bus dies with the process: a message is acknowledged (a request
                 // answered) once stored. The in-process ETL writes within 20 ms (or the
                 // configured linger, if shorter), not after a long linger.
-                let settle = Arc::new(Stored {
-                    store: store.clone(),
-                    group: config.ingest.group.clone(),
-                    readings: config.topics.readings.clone(),
-                });
+                let settle = Arc::new(Stored::new(config, store));
                 let mut quick = config.clone();
                 quick.ingest.batch_linger =
                     quick.ingest.batch_linger.min(Duration::from_millis(20));
                 let etl = wiring::etl(&quick, &bus, store)?;
                 // The bridge's own status reports, into the store for `sentio serve`.
-                let keeper = wiring::status_keeper(config, &bus, store).run(etl_stop.clone());
+                // The bridge's own status reports and dead letters, into the store too (for
+                // `sentio serve`; the embedded dead-letter topic dies with the process).
+                let keepers = wiring::run_keepers(config, &bus, store, etl_stop.clone());
                 let etl = etl.run(etl_stop.clone());
                 let both = async move {
-                    let (etl, keeper) = tokio::join!(etl, keeper);
-                    etl.and(keeper)
+                    let (etl, keepers) = tokio::join!(etl, keepers);
+                    etl.and(keepers)
                 };
                 (Some(settle), Some(shutdown.spawn("ingest", both)))
             }
@@ -292,12 +290,25 @@ impl sentio_services::simulator::Sink for MqttSink {
 }
 
 /// Settled means stored: the ETL group's committed offsets, which the store writes with the rows,
-/// have passed every delivery on the readings topic. (The bridge's dead letters stay on the
-/// in-process dead-letter topic, logged.)
+/// have passed every delivery on the readings topic, or the bridge dead-letter keeper's every
+/// delivery on the dead-letter topic.
 pub(crate) struct Stored {
-    pub(crate) store: Arc<dyn ReadingStore>,
-    pub(crate) group: String,
-    pub(crate) readings: String,
+    store: Arc<dyn ReadingStore>,
+    /// Per topic, the group whose stored offsets say it is stored: the readings topic's ETL, the
+    /// dead-letter topic's bridge dead-letter keeper.
+    groups: Vec<(String, String)>,
+}
+
+impl Stored {
+    pub(crate) fn new(config: &Config, store: &Arc<dyn ReadingStore>) -> Stored {
+        Stored {
+            store: store.clone(),
+            groups: vec![
+                (config.topics.readings.clone(), config.ingest.group.clone()),
+                (config.topics.dead_letters.clone(), wiring::bridge_dead_letter_group(config)),
+            ],
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -308,16 +319,16 @@ impl Settle for Stored {
         deliveries: &[Delivery],
         stop: &tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<()> {
-        if topic != self.readings {
+        let Some((_, group)) = self.groups.iter().find(|(t, _)| t == topic) else {
             return Ok(());
-        }
+        };
         let mut need: BTreeMap<u32, u64> = BTreeMap::new();
         for d in deliveries {
             let next = need.entry(d.partition).or_insert(0);
             *next = (*next).max(d.offset + 1);
         }
         loop {
-            let committed = self.store.committed_offsets(&self.group, &self.readings).await?;
+            let committed = self.store.committed_offsets(group, topic).await?;
             if need.iter().all(|(p, next)| committed.get(p).copied().unwrap_or(0) >= *next) {
                 return Ok(());
             }

@@ -114,6 +114,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let etl = wiring::etl(&config, &bus, &store)?;
     let etl_stats = etl.stats();
     let etl_task = shutdown.spawn("ingest", etl.run(etl_stop.clone()));
+    // The bridges' dead letters (the embedded dead-letter topic dies with the process).
+    let keepers = shutdown
+        .spawn("bridge dead letters", wiring::run_keepers(&config, &bus, &store, etl_stop.clone()));
     let probe = Arc::new(Probe {
         stats: std::sync::OnceLock::new(),
         real_time: config.simulator.speedup <= 1.0,
@@ -269,6 +272,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     }
     etl_stop.cancel();
     etl_task.await.context("the ingest task panicked")??;
+    keepers.await.context("the bridge dead-letter task panicked")??;
     detect_stop.cancel();
     if let Some(task) = detect_task {
         task.await.context("the detect task panicked")??;
@@ -413,11 +417,7 @@ async fn through_mqtt(
     let (limits, topics) = super::bridge::limits_and_topics(config);
     let bridge = sentio_bridge::MqttBridge::new(m.clone(), bus.clone(), topics, limits)?
         .with_profiles(config.profiles()?)
-        .with_settle(Arc::new(super::bridge::Stored {
-            store: store.clone(),
-            group: config.ingest.group.clone(),
-            readings: config.topics.readings.clone(),
-        }));
+        .with_settle(Arc::new(super::bridge::Stored::new(config, store)));
     let stats = bridge.stats();
     let task = shutdown.spawn("mqtt bridge", bridge.run(bridge_stop.clone()));
     // Readings published before the subscription stands would reach nobody.
@@ -524,11 +524,7 @@ fn ingest(
     let (limits, topics) = super::bridge::limits_and_topics(config);
     let ingest = sentio_bridge::HttpIngest::new(http, bus.clone(), topics, limits)?
         .with_profiles(config.profiles()?)
-        .with_settle(Arc::new(super::bridge::Stored {
-            store: store.clone(),
-            group: config.ingest.group.clone(),
-            readings: config.topics.readings.clone(),
-        }))
+        .with_settle(Arc::new(super::bridge::Stored::new(config, store)))
         .with_stop(shutdown.token());
     Ok((Arc::new(ingest), token_file))
 }

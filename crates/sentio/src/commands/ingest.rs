@@ -41,13 +41,11 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let stats = etl.stats();
     let etl_stop = tokio_util::sync::CancellationToken::new();
     let etl_task = shutdown.spawn("ingest", etl.run(etl_stop.clone()));
-    // The bridges' status reports, for the pipeline page (not from stdin: no bridge reports there).
-    if !args.stdin {
-        shutdown.spawn(
-            "bridge status",
-            wiring::status_keeper(&config, &bus, &store).run(shutdown.token()),
-        );
-    }
+    // The bridges' status reports and dead letters (not from stdin: no bridge runs there).
+    let keepers = (!args.stdin).then(|| {
+        let keepers = wiring::run_keepers(&config, &bus, &store, etl_stop.clone());
+        shutdown.spawn("bridge status and dead letters", keepers)
+    });
 
     let stop = shutdown.token();
     if args.stdin {
@@ -63,6 +61,9 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     }
     etl_stop.cancel();
     etl_task.await.context("the ingest task panicked")??;
+    if let Some(keepers) = keepers {
+        keepers.await.context("the bridge status task panicked")??;
+    }
     let s = stats.snapshot();
     let totals = store.stats().await?;
     say!(
