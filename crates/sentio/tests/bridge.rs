@@ -234,6 +234,17 @@ fn start_bridge(dir: &std::path::Path) -> (std::process::Child, std::sync::mpsc:
 /// acknowledgements waiting for an event loop that nothing polled.
 #[test]
 fn killing_the_bridge_loses_no_reading_and_stores_none_twice() {
+    kill_the_bridge_again_and_again("3.1.1");
+}
+
+/// The same in MQTT 5 (its session kept by a session expiry interval, not by clean_session),
+/// with a publisher speaking MQTT 5 too.
+#[test]
+fn killing_the_mqtt_5_bridge_loses_no_reading_and_stores_none_twice() {
+    kill_the_bridge_again_and_again("5");
+}
+
+fn kill_the_bridge_again_and_again(version: &str) {
     use std::io::Write;
     const KILLS: u64 = 5;
     // Per kill: a slice published while the bridge runs, then one while it is down.
@@ -244,12 +255,18 @@ fn killing_the_bridge_loses_no_reading_and_stores_none_twice() {
     let prefix = sentio_it::unique("it-crash-bridge");
     let client = sentio_it::unique("crash-bridge").replace('_', "-");
     common::write_bridge_config(dir.path(), &prefix, &client);
+    let config = std::fs::read_to_string(dir.path().join("bridge.toml")).unwrap();
+    let config =
+        config.replace("[bridge.mqtt]\n", &format!("[bridge.mqtt]\nversion = \"{version}\"\n"));
+    assert!(config.contains(&format!("version = \"{version}\"")), "{config}");
+    std::fs::write(dir.path().join("bridge.toml"), config).unwrap();
     let (mut bridge, _) = start_bridge(dir.path());
 
     // One publisher, QoS 1, N messages with their own timestamps (1 ms apart).
     let t0 = 1_796_000_000_000u64;
+    let protocol = if version == "5" { "mqttv5" } else { "mqttv311" };
     let mut publisher = Command::new("mosquitto_pub")
-        .args(["-h", &host, "-p", &port, "-q", "1", "-l"])
+        .args(["-h", &host, "-p", &port, "-V", protocol, "-q", "1", "-l"])
         .args(["-t", &format!("{prefix}/press-07/pressure")])
         .stdin(Stdio::piped())
         .spawn()
