@@ -180,14 +180,21 @@ async fn mqtt(config: Config) -> anyhow::Result<()> {
         shutdown.token(),
     ));
     let reporter = plumbing.reporter(Identity::mqtt(&m.client_id, &m.host, m.port));
+    // The reports end with the bridge, also when it stops on an error of its own.
+    let reports_stop = shutdown.token().child_token();
     let reports = {
-        let (stats, stop) = (stats.clone(), shutdown.token());
+        let (stats, stop) = (stats.clone(), reports_stop.clone());
         async move {
             let previous = reporter.run(|| Counters::of_mqtt(&stats), stop).await;
             (reporter, previous)
         }
     };
-    let (ran, (reporter, previous)) = tokio::join!(bridge.run(shutdown.token()), reports);
+    let bridged = async {
+        let ran = bridge.run(shutdown.token()).await;
+        reports_stop.cancel();
+        ran
+    };
+    let (ran, (reporter, previous)) = tokio::join!(bridged, reports);
     report.abort();
     // The last report, with the final counters, before the in-process ETL (if any) stops.
     reporter.last(Counters::of_mqtt(&stats), previous).await;
