@@ -196,6 +196,9 @@ try {
   }, 15_000);
   const lag = await page.locator("[data-testid=stat-consumer-lag]").innerText();
   check(rate && lag !== "–", `the pipeline page shows ${rate} readings/s and a consumer lag of ${lag}`);
+  // The demo's HTTP ingest endpoint is one of its bridges.
+  const bridge = await page.locator("[data-testid=bridge]").first().innerText();
+  check(/HTTP ingest readings per second/.test(bridge) && /POST \/api\/v1\/readings/.test(bridge), `the pipeline page shows the demo's bridge: ${bridge.replace(/\s+/g, " ")}`);
   await sleep(6000);
   await clean(page, "pipeline");
   await page.screenshot({ path: join(SHOTS, "pipeline.png"), fullPage: true });
