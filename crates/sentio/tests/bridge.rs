@@ -255,16 +255,12 @@ fn kill_the_bridge_again_and_again(version: &str) {
     let prefix = sentio_it::unique("it-crash-bridge");
     let client = sentio_it::unique("crash-bridge").replace('_', "-");
     common::write_bridge_config(dir.path(), &prefix, &client);
-    let config = std::fs::read_to_string(dir.path().join("bridge.toml")).unwrap();
-    let config =
-        config.replace("[bridge.mqtt]\n", &format!("[bridge.mqtt]\nversion = \"{version}\"\n"));
-    assert!(config.contains(&format!("version = \"{version}\"")), "{config}");
-    std::fs::write(dir.path().join("bridge.toml"), config).unwrap();
+    common::set_mqtt_version(dir.path(), version);
     let (mut bridge, _) = start_bridge(dir.path());
 
     // One publisher, QoS 1, N messages with their own timestamps (1 ms apart).
     let t0 = 1_796_000_000_000u64;
-    let protocol = if version == "5" { "mqttv5" } else { "mqttv311" };
+    let protocol = common::mosquitto_protocol(version);
     let mut publisher = Command::new("mosquitto_pub")
         .args(["-h", &host, "-p", &port, "-V", protocol, "-q", "1", "-l"])
         .args(["-t", &format!("{prefix}/press-07/pressure")])

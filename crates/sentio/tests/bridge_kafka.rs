@@ -50,6 +50,16 @@ fn value(i: u64) -> f64 {
 /// `scripts/crash-test.sh` runs 1,000,000 readings and 10 kills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_killed_at_random_points_on_kafka_loses_nothing_and_stores_each_reading_once() {
+    crash_loop("3.1.1").await;
+}
+
+/// The same in MQTT 5, the bridge's and the publishers'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_5_bridge_killed_at_random_points_on_kafka_loses_nothing() {
+    crash_loop("5").await;
+}
+
+async fn crash_loop(version: &str) {
     let readings = env_or("SENTIO_BRIDGE_CRASH_READINGS", 20_000);
     let kills = env_or("SENTIO_BRIDGE_CRASH_KILLS", 3);
     // Paced so that the kills fall while readings flow, not after.
@@ -59,6 +69,7 @@ async fn bridge_killed_at_random_points_on_kafka_loses_nothing_and_stores_each_r
     let prefix = sentio_it::unique("it-bridge-kafka");
     let client = sentio_it::unique("bridge-kafka").replace('_', "-");
     write_bridge_config(stack.dir.path(), &prefix, &client);
+    set_mqtt_version(stack.dir.path(), version);
     let store = stack.store().await;
     let ingest = stack.spawn_ingest();
     let log = stack.dir.path().join("bridge.log");
@@ -70,8 +81,9 @@ async fn bridge_killed_at_random_points_on_kafka_loses_nothing_and_stores_each_r
     let mut bridge = start_bridge();
 
     let written = Arc::new(AtomicU64::new(0));
-    let feeders: Vec<_> =
-        (0..DEVICES).map(|d| feeder(&prefix, d, readings, per_second, written.clone())).collect();
+    let feeders: Vec<_> = (0..DEVICES)
+        .map(|d| feeder(&prefix, version, d, readings, per_second, written.clone()))
+        .collect();
 
     // Kill points spread over the publishing: published-reading counts drawn at random, in
     // order. Each bridge is killed once the publishers have passed its point, stays down for up
@@ -131,6 +143,7 @@ async fn bridge_killed_at_random_points_on_kafka_loses_nothing_and_stores_each_r
 /// in all (of the `DEVICES` feeders); returns the publisher once its input is written.
 fn feeder(
     prefix: &str,
+    version: &str,
     d: u64,
     n: u64,
     per_second: u64,
@@ -139,7 +152,8 @@ fn feeder(
     let (host, port) = mqtt_broker();
     let topic = format!("{prefix}/crash-{d:02}/pressure");
     let mut publisher = Command::new("mosquitto_pub")
-        .args(["-h", &host, "-p", &port, "-q", "1", "-l", "-t", &topic])
+        .args(["-h", &host, "-p", &port, "-V", mosquitto_protocol(version), "-q", "1", "-l"])
+        .args(["-t", &topic])
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();

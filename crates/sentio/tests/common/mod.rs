@@ -385,6 +385,21 @@ pub fn write_bridge_config(dir: &Path, prefix: &str, client: &str) {
     .unwrap();
 }
 
+/// Makes the bridge of `dir/bridge.toml` speak MQTT `version` ("3.1.1" or "5").
+pub fn set_mqtt_version(dir: &Path, version: &str) {
+    let path = dir.join("bridge.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    let config =
+        config.replace("[bridge.mqtt]\n", &format!("[bridge.mqtt]\nversion = \"{version}\"\n"));
+    assert!(config.contains(&format!("version = \"{version}\"")), "{config}");
+    std::fs::write(path, config).unwrap();
+}
+
+/// `mosquitto_pub`'s name for MQTT `version`.
+pub fn mosquitto_protocol(version: &str) -> &'static str {
+    if version == "5" { "mqttv5" } else { "mqttv311" }
+}
+
 /// Starts `cmd` (a `sentio ... bridge mqtt`), its log appended to `log`, and waits until it has
 /// subscribed; its stdout lines keep coming on the receiver.
 pub fn spawn_bridge(mut cmd: Command, log: &Path) -> (Child, std::sync::mpsc::Receiver<String>) {
