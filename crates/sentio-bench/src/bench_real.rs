@@ -33,7 +33,6 @@ use sentio_services::simulator::{Output, Simulator, device_ids};
 use sentio_store::ReadingStore;
 use sentio_store::postgres::COPY_READINGS;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
@@ -41,18 +40,6 @@ use sentio_app::wiring;
 
 /// The independent producer, compiled in so the binary runs from any directory.
 const PYTHON_PRODUCER: &str = include_str!("../../../scripts/kafka_produce.py");
-
-/// The column types of the store's `COPY` ([`COPY_READINGS`]), for tokio-postgres's encoder.
-const COPY_TYPES: [Type; 8] = [
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::FLOAT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-];
 
 /// How long an ETL may go without storing a row before the benchmark gives up on it.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -541,7 +528,7 @@ async fn raw_copy(
     let copy = client.prepare(COPY_READINGS).await.context("preparing the COPY")?;
     for part in rows.chunks(chunk.max(1)) {
         let sink = client.copy_in(&copy).await.context("starting a COPY")?;
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &sentio_store::postgres::COPY_TYPES));
         for r in part {
             let seq = i64::try_from(r.seq)?;
             let injected = r.injected.map(AnomalyKind::as_str);

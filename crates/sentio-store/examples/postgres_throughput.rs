@@ -17,7 +17,6 @@ use sentio_core::{DeviceId, Reading, SensorKind};
 use sentio_store::postgres::PostgresStore;
 use sentio_store::{IngestBatch, RangeQuery, ReadingStore, SourceOffset};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
 const N: usize = 1_000_000;
@@ -48,19 +47,9 @@ async fn admin(config: &PostgresConfig, dbname: &str) -> Client {
 
 /// Raw binary COPY straight into the table, one COPY (one transaction) per chunk.
 async fn raw_copy(client: &Client, rows: &[Reading], chunk: usize) {
-    let types = [
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT8,
-        Type::FLOAT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-    ];
     for part in rows.chunks(chunk) {
         let sink = client.copy_in(sentio_store::postgres::COPY_READINGS).await.unwrap();
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &sentio_store::postgres::COPY_TYPES));
         for r in part {
             let seq = r.seq as i64;
             let injected: Option<&str> = None;

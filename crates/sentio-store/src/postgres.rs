@@ -94,6 +94,21 @@ const INSERT_APPLIED: &str = "INSERT INTO schema_migrations (version, name) VALU
 pub const COPY_READINGS: &str =
     "COPY sensor_readings (device, sensor, ts_ns, value, seq, injected, unit, ts_source)
     FROM STDIN (FORMAT binary)";
+/// The column types of [`COPY_READINGS`], for a client-side binary encoder (the benchmarks' raw
+/// peer and example use tokio-postgres's `BinaryCopyInWriter` with them).
+pub const COPY_TYPES: [tokio_postgres::types::Type; 8] = {
+    use tokio_postgres::types::Type;
+    [
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::FLOAT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+    ]
+};
 // The channels of a write, one row per (device, sensor), in that order (the order rows are
 // locked in). The span only grows; the unit is the newer side's (the write's on a tie: it was
 // written last). The WHERE skips a write that changes nothing (late readings inside the known

@@ -23,6 +23,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::time_arg::parse_duration;
+use sentio_bridge::report::Counters;
+
 use crate::wiring;
 
 /// Backfills simulated history (with a progress bar) through the embedded bus into SQLite and the
@@ -352,17 +354,7 @@ struct MqttProbe {
 
 impl sentio_web::BridgeProbe for MqttProbe {
     fn status(&self) -> sentio_web::BridgeStatus {
-        let s = &self.stats;
-        sentio_web::BridgeStatus {
-            kind: "mqtt",
-            endpoint: self.endpoint.clone(),
-            connected: Some(s.connected.load(Ordering::Relaxed)),
-            messages: s.messages.load(Ordering::Relaxed),
-            readings: s.readings.load(Ordering::Relaxed),
-            arrival_time: s.arrival_time.load(Ordering::Relaxed),
-            dead_letters: s.dead_letters.load(Ordering::Relaxed),
-            refused: None,
-        }
+        bridge_status("mqtt", &self.endpoint, Counters::of_mqtt(&self.stats))
     }
 }
 
@@ -373,17 +365,21 @@ struct HttpProbe {
 
 impl sentio_web::BridgeProbe for HttpProbe {
     fn status(&self) -> sentio_web::BridgeStatus {
-        let s = &self.stats;
-        sentio_web::BridgeStatus {
-            kind: "http",
-            endpoint: sentio_bridge::http::PATH.into(),
-            connected: None,
-            messages: s.requests.load(Ordering::Relaxed),
-            readings: s.readings.load(Ordering::Relaxed),
-            arrival_time: s.arrival_time.load(Ordering::Relaxed),
-            dead_letters: s.dead_letters.load(Ordering::Relaxed),
-            refused: Some(s.refused.load(Ordering::Relaxed)),
-        }
+        bridge_status("http", sentio_bridge::http::PATH, Counters::of_http(&self.stats))
+    }
+}
+
+/// What the pipeline page shows of a bridge of this process: its counters, as it reports them.
+fn bridge_status(kind: &'static str, endpoint: &str, c: Counters) -> sentio_web::BridgeStatus {
+    sentio_web::BridgeStatus {
+        kind,
+        endpoint: endpoint.to_owned(),
+        connected: c.connected,
+        messages: c.messages,
+        readings: c.readings,
+        arrival_time: c.arrival_time,
+        dead_letters: c.dead_letters,
+        refused: c.refused,
     }
 }
 
