@@ -33,6 +33,31 @@ fn without_a_token_bridge_http_says_how_to_set_one() {
     assert!(!out.status.success() && err.contains("bridge.http.bind"), "{err}");
 }
 
+/// Starts `sentio bridge http` in `dir` on a free port (its log in `http.log`): the process, the
+/// rest of its stdout and the endpoint's URL, from its first line.
+fn start_http(
+    dir: &std::path::Path,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
+    let log = std::fs::File::create(dir.join("http.log")).unwrap();
+    let mut child = sentio(dir)
+        .env("SENTIO__BRIDGE__HTTP__TOKEN", TOKEN)
+        .args(["bridge", "http", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    // "ingest endpoint: POST http://127.0.0.1:PORT/api/v1/readings to ..."
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    (child, stdout, url)
+}
+
 fn curl(url: &str, token: &str, body: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", "-H", &format!("Authorization: Bearer {token}")])
@@ -54,23 +79,7 @@ fn stored(db: &std::path::Path, runtime: &tokio::runtime::Runtime) -> u64 {
 #[test]
 fn readings_curl_sends_are_stored_before_the_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(dir.path().join("http.log")).unwrap();
-    let mut child = sentio(dir.path())
-        .env("SENTIO__BRIDGE__HTTP__TOKEN", TOKEN)
-        .args(["bridge", "http", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    // "ingest endpoint: POST http://127.0.0.1:PORT/api/v1/readings to ..."
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_owned();
+    let (mut child, stdout, url) = start_http(dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let db = dir.path().join("data/sentio.db");
 
@@ -126,22 +135,7 @@ fn readings_curl_sends_are_stored_before_the_answer() {
 #[test]
 fn a_reading_without_a_timestamp_is_stored_marked_as_arrival_time() {
     let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(dir.path().join("http.log")).unwrap();
-    let mut child = sentio(dir.path())
-        .env("SENTIO__BRIDGE__HTTP__TOKEN", TOKEN)
-        .args(["bridge", "http", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_owned();
+    let (mut child, _stdout, url) = start_http(dir.path());
     let q = format!("{url}?format=value&device=press-02&sensor=pressure");
     let before = sentio_core::time::now_ns();
     let body = "{\"value\": 2.5, \"ts\": \"2026-12-01T00:00:00Z\"}\n{\"value\": 2.75}\n";
