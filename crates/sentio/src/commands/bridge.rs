@@ -37,8 +37,11 @@ enum Bridge {
     /// the dead-letter topic with its MQTT topic and the reason.
     ///
     /// With bus.kind = "memory" the bridge also runs the ETL in this process, into the
-    /// configured store, so `sentio serve` on the same store shows the readings. See
-    /// docs/bridge.md.
+    /// configured store, so `sentio serve` on the same store shows the readings.
+    ///
+    /// Every bridge.report_every (5 s) the bridge publishes its counters and connection state on
+    /// topics.status; `sentio ingest` keeps them in the store, and the pipeline page of any
+    /// `sentio serve` shows the bridge (running, stale or stopped). See docs/bridge.md.
     Mqtt,
     /// Serve POST /api/v1/readings (bridge.http): devices and scripts send readings over HTTP,
     /// as JSON lines or a JSON array, in the formats above (?format=reading|value|object|number,
@@ -49,8 +52,8 @@ enum Bridge {
     /// the embedded bus, the store); lines that carry none are answered with their line numbers
     /// in a 400 and go to the dead-letter topic, the other lines stored. Bodies past
     /// bridge.http.max_request_bytes get 413, clients past max_readings_per_second 429. With
-    /// bus.kind = "memory" the ETL runs in this process, into the configured store. See
-    /// docs/api.md.
+    /// bus.kind = "memory" the ETL runs in this process, into the configured store. It reports
+    /// its counters on topics.status as the MQTT bridge does. See docs/api.md.
     Http(HttpArgs),
 }
 
