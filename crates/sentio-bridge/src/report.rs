@@ -74,6 +74,7 @@ impl Identity {
             format!("mqtt:{client_id}@{broker_host}:{port}"),
             "mqtt",
             format!("mqtt://{broker_host}:{port}"),
+            host_name(),
         )
     }
 
@@ -84,18 +85,12 @@ impl Identity {
             format!("http:{host}@{bound}"),
             "http",
             format!("http://{bound}{}", crate::http::PATH),
+            host,
         )
     }
 
-    fn new(bridge: String, kind: &'static str, endpoint: String) -> Identity {
-        Identity {
-            bridge,
-            kind,
-            endpoint,
-            host: host_name(),
-            pid: std::process::id(),
-            started_ns: now_ns(),
-        }
+    fn new(bridge: String, kind: &'static str, endpoint: String, host: String) -> Identity {
+        Identity { bridge, kind, endpoint, host, pid: std::process::id(), started_ns: now_ns() }
     }
 }
 
@@ -108,8 +103,8 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Publishes `counters()` as a report every `every` until `stop`, then a last one marked
-/// stopped (call it once the bridge has stopped, so the last one has its final counters).
+/// Publishes `counters()` as a report every `every`, and a last one marked stopped once the
+/// bridge is done (see [`Reporter::run`]).
 pub struct Reporter {
     bus: Arc<dyn Bus>,
     topic: String,
@@ -167,27 +162,23 @@ impl Reporter {
         }
     }
 
-    /// Reports every period until `stop` (the first at once).
-    pub async fn run(
-        &self,
-        counters: impl Fn() -> Counters,
-        stop: CancellationToken,
-    ) -> (u64, Instant) {
+    /// Reports every period (the first at once) until `done`, then once more with the final
+    /// counters, marked stopped: cancel `done` once the bridge has stopped.
+    pub async fn run(&self, counters: impl Fn() -> Counters, done: CancellationToken) {
         let mut previous = (0, Instant::now());
         loop {
+            let stopped = done.is_cancelled();
             let c = counters();
-            self.send(&self.report(c, previous, false)).await;
+            self.send(&self.report(c, previous, stopped)).await;
+            if stopped {
+                return;
+            }
             previous = (c.readings, Instant::now());
             tokio::select! {
                 () = tokio::time::sleep(self.every) => {}
-                () = stop.cancelled() => return previous,
+                () = done.cancelled() => {}
             }
         }
-    }
-
-    /// The last report: the final counters, `"stopped": true`.
-    pub async fn last(&self, c: Counters, previous: (u64, Instant)) {
-        self.send(&self.report(c, previous, true)).await;
     }
 }
 
@@ -210,25 +201,19 @@ mod tests {
         let readings = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
         let counters = {
-            let readings = readings.clone();
+            let (readings, stop) = (readings.clone(), stop.clone());
+            // The bridge's final count once it has stopped.
             move || Counters {
                 connected: Some(true),
-                readings: readings.fetch_add(50, Ordering::Relaxed) + 50,
+                readings: if stop.is_cancelled() {
+                    1000
+                } else {
+                    readings.fetch_add(50, Ordering::Relaxed) + 50
+                },
                 ..Counters::default()
             }
         };
-        let run = {
-            let stop = stop.clone();
-            async move {
-                let previous = reporter.run(counters, stop).await;
-                reporter
-                    .last(
-                        Counters { connected: Some(true), readings: 1000, ..Counters::default() },
-                        previous,
-                    )
-                    .await;
-            }
-        };
+        let run = reporter.run(counters, stop.clone());
         let stopper = async {
             tokio::time::sleep(Duration::from_millis(350)).await;
             stop.cancel();

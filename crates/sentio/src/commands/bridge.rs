@@ -126,7 +126,6 @@ impl Plumbing {
                 quick.ingest.batch_linger =
                     quick.ingest.batch_linger.min(Duration::from_millis(20));
                 let etl = wiring::etl(&quick, &bus, store)?;
-                // The bridge's own status reports, into the store for `sentio serve`.
                 // The bridge's own status reports and dead letters, into the store too (for
                 // `sentio serve`; the embedded dead-letter topic dies with the process).
                 let keepers = wiring::run_keepers(config, &bus, store, etl_stop.clone());
@@ -183,24 +182,16 @@ async fn mqtt(config: Config) -> anyhow::Result<()> {
         shutdown.token(),
     ));
     let reporter = plumbing.reporter(Identity::mqtt(&m.client_id, &m.host, m.port));
-    // The reports end with the bridge, also when it stops on an error of its own.
-    let reports_stop = shutdown.token().child_token();
-    let reports = {
-        let (stats, stop) = (stats.clone(), reports_stop.clone());
-        async move {
-            let previous = reporter.run(|| Counters::of_mqtt(&stats), stop).await;
-            (reporter, previous)
-        }
-    };
+    // The last report, with the final counters, once the bridge has stopped (also on an error of
+    // its own), before the in-process ETL (if any) stops.
+    let done = tokio_util::sync::CancellationToken::new();
     let bridged = async {
         let ran = bridge.run(shutdown.token()).await;
-        reports_stop.cancel();
+        done.cancel();
         ran
     };
-    let (ran, (reporter, previous)) = tokio::join!(bridged, reports);
+    let (ran, ()) = tokio::join!(bridged, reporter.run(|| Counters::of_mqtt(&stats), done.clone()));
     report.abort();
-    // The last report, with the final counters, before the in-process ETL (if any) stops.
-    reporter.last(Counters::of_mqtt(&stats), previous).await;
     ran?;
     plumbing.close().await?;
     say!("{}", summary(&stats));
@@ -255,22 +246,19 @@ async fn http(mut config: Config, args: HttpArgs) -> anyhow::Result<()> {
         })
     };
     let reporter = plumbing.reporter(Identity::http(addr));
-    let reports = {
-        let (stats, stop) = (stats.clone(), shutdown.token());
-        async move {
-            let previous = reporter.run(|| Counters::of_http(&stats), stop).await;
-            (reporter, previous)
-        }
+    let done = tokio_util::sync::CancellationToken::new();
+    let served = async {
+        sentio_web::server::serve(
+            listener,
+            ingest.router(),
+            sentio_web::server::HEADER_TIMEOUT,
+            shutdown.token(),
+        )
+        .await;
+        done.cancel();
     };
-    let serve = sentio_web::server::serve(
-        listener,
-        ingest.router(),
-        sentio_web::server::HEADER_TIMEOUT,
-        shutdown.token(),
-    );
-    let ((), (reporter, previous)) = tokio::join!(serve, reports);
+    tokio::join!(served, reporter.run(|| Counters::of_http(&stats), done.clone()));
     report.abort();
-    reporter.last(Counters::of_http(&stats), previous).await;
     plumbing.close().await?;
     say!("{}", http_summary(&stats));
     Ok(())
