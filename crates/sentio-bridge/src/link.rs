@@ -16,6 +16,7 @@
 //!   [`Message`] and [`LinkError`] are what the callers see.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use rumqttc::v5;
@@ -37,6 +38,10 @@ pub(crate) struct Session {
     /// The most outgoing QoS 1 messages awaiting the broker's PUBACK (the broker's Receive
     /// Maximum lowers it in MQTT 5).
     pub outgoing_inflight: u16,
+    /// The most incoming QoS 1 messages the broker may send before they are acknowledged: MQTT
+    /// 5's Receive Maximum (`None`: the protocol's 65,535). MQTT 3.1.1 has no such field; there
+    /// the broker's own setting decides (Mosquitto's `max_inflight_messages`).
+    pub incoming_inflight: Option<u16>,
 }
 
 /// Sends requests to the event loop (cheap to clone).
@@ -86,6 +91,9 @@ pub(crate) enum LinkError {
     V311(#[from] rumqttc::ConnectionError),
     #[error(transparent)]
     V5(#[from] v5::ConnectionError),
+    /// Acknowledgements asked for while the connection is down (none is sent).
+    #[error("not connected to the MQTT broker")]
+    NotConnected,
 }
 
 /// A client and its event loop for the broker of `config`, as `client_id`, in `config.version`;
@@ -125,6 +133,7 @@ pub(crate) fn connect(
                 .set_session_expiry_interval(session.persistent.then_some(u32::MAX))
                 .set_manual_acks(session.manual_acks)
                 .set_outgoing_inflight_upper_limit(session.outgoing_inflight)
+                .set_receive_maximum(session.incoming_inflight)
                 .set_max_packet_size(u32::try_from(MAX_INCOMING).ok());
             if let Some((user, password)) = credentials {
                 o.set_credentials(user, password);
@@ -144,17 +153,6 @@ impl Client {
         match self {
             Client::V311(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce)?,
             Client::V5(c) => c.try_subscribe(filter, v5::mqttbytes::QoS::AtLeastOnce)?,
-        }
-        Ok(())
-    }
-
-    /// Acknowledges `message` (with manual acknowledgements), waiting for room in the queue.
-    pub async fn ack(&self, message: &Message) -> anyhow::Result<()> {
-        match (self, message) {
-            (Client::V311(c), Message::V311(p)) => c.ack(p).await?,
-            (Client::V5(c), Message::V5(p)) => c.ack(p).await?,
-            // A client and its messages come from one `connect`.
-            _ => anyhow::bail!("a message of one MQTT version acknowledged on the other"),
         }
         Ok(())
     }
@@ -234,6 +232,59 @@ impl EventLoop {
     }
 }
 
+impl EventLoop {
+    /// Acknowledges the messages of `messages` (with manual acknowledgements), taking each one
+    /// it acknowledged off the front, and returns how many of those wait in the request queue
+    /// for [`EventLoop::poll`] to send (each then yields [`Event::AckSent`]); fails with
+    /// [`LinkError::NotConnected`] while the connection is down.
+    ///
+    /// - In 3.1.1 the PUBACKs are written straight onto the connection (rumqttc's `network`),
+    ///   all of them at once and flushed once, and none waits. Through the request queue,
+    ///   rumqttc's event loop writes and flushes one request per poll, and a poll that reads
+    ///   messages takes no request: while a backlog streamed in, about one message in ten was
+    ///   acknowledged, and the rest only once the broker had sent everything
+    ///   (docs/benchmarks.md).
+    /// - In 5 rumqttc keeps its connection to itself: they go through the request queue, as
+    ///   many as it has room for; the rest stay in `messages` for the next call.
+    pub async fn acknowledge(
+        &mut self,
+        client: &Client,
+        messages: &mut VecDeque<Message>,
+    ) -> Result<u64, LinkError> {
+        match (self, client) {
+            (EventLoop::V311(events), _) => {
+                let Some(network) = events.network.as_mut() else {
+                    return Err(LinkError::NotConnected);
+                };
+                for message in messages.drain(..) {
+                    if let Message::V311(p) = message {
+                        let ack = rumqttc::Packet::PubAck(rumqttc::PubAck::new(p.pkid));
+                        network.write(ack).await.map_err(rumqttc::ConnectionError::from)?;
+                    }
+                }
+                network.flush().await.map_err(rumqttc::ConnectionError::from)?;
+                Ok(0)
+            }
+            (EventLoop::V5(_), Client::V5(c)) => {
+                let mut queued = 0;
+                while let Some(message) = messages.front() {
+                    if let Message::V5(p) = message {
+                        // A full queue: the rest wait for the event loop to make room.
+                        if c.try_ack(p).is_err() {
+                            break;
+                        }
+                        queued += 1;
+                    }
+                    messages.pop_front();
+                }
+                Ok(queued)
+            }
+            // A client and its event loop come from one `connect`.
+            (EventLoop::V5(_), Client::V311(_)) => Ok(0),
+        }
+    }
+}
+
 impl Message {
     /// The topic it was published on (MQTT topics are UTF-8; brokers check it).
     pub fn topic(&self) -> Cow<'_, str> {
@@ -278,15 +329,26 @@ mod tests {
     /// above rumqttc's 10 KiB default.
     #[tokio::test]
     async fn a_persistent_v5_session_never_expires_and_takes_large_packets() {
-        let session = Session { persistent: true, manual_acks: true, outgoing_inflight: 100 };
+        let session = Session {
+            persistent: true,
+            manual_acks: true,
+            outgoing_inflight: 100,
+            incoming_inflight: Some(4000),
+        };
         let (_, events) = connect(&config(MqttVersion::V5), "id", session, 10).unwrap();
         let EventLoop::V5(events) = events else { panic!("not v5") };
         assert!(!events.options.clean_start());
         assert_eq!(events.options.session_expiry_interval(), Some(u32::MAX));
         assert_eq!(events.options.max_packet_size(), Some(256 << 20));
         assert!(events.options.manual_acks());
+        assert_eq!(events.options.receive_maximum(), Some(4000));
 
-        let clean = Session { persistent: false, manual_acks: false, outgoing_inflight: 100 };
+        let clean = Session {
+            persistent: false,
+            manual_acks: false,
+            outgoing_inflight: 100,
+            incoming_inflight: None,
+        };
         let (_, events) = connect(&config(MqttVersion::V5), "id", clean, 10).unwrap();
         let EventLoop::V5(events) = events else { panic!("not v5") };
         assert!(events.options.clean_start());
@@ -295,7 +357,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_persistent_3_1_1_session_has_clean_session_off() {
-        let session = Session { persistent: true, manual_acks: true, outgoing_inflight: 100 };
+        let session = Session {
+            persistent: true,
+            manual_acks: true,
+            outgoing_inflight: 100,
+            incoming_inflight: None,
+        };
         let (_, events) = connect(&config(MqttVersion::V311), "id", session, 10).unwrap();
         let EventLoop::V311(events) = events else { panic!("not 3.1.1") };
         assert!(!events.mqtt_options.clean_session());

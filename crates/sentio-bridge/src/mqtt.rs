@@ -10,11 +10,15 @@
 //!   acknowledged its readings (or its dead letter), in the order the messages arrived. A bridge
 //!   killed in between gets the message again from the broker. On a bus that does not outlive the
 //!   process (the embedded one), a [`Settle`] makes it wait until the store holds them too.
+//! - Acknowledgements go out from the task that polls the connection, in bulk: in MQTT 3.1.1
+//!   written straight onto it and flushed once; in MQTT 5 through rumqttc's request queue,
+//!   those it has no room for waiting their turn (`EventLoop::acknowledge`). A message is
+//!   acknowledged only on the connection it came on.
 //! - Backpressure: at most `max_inflight` messages wait for the bus; while they do, the bridge
-//!   reads no more from the broker, which then keeps the rest. The event loop, which also sends
-//!   the acknowledgements, is still polled while any acknowledgement is owed, and once per half
-//!   keep-alive (a bridge that stopped polling with acknowledgements owed would wait for ever:
-//!   the broker for them, the forwarding task for room to make more).
+//!   reads no more from the broker, which then keeps the rest. In MQTT 5 the event loop, which
+//!   sends the acknowledgements there, is still polled while any is owed, and in both once per
+//!   half keep-alive (a bridge that stopped polling with acknowledgements owed would wait for
+//!   ever: the broker for them, the forwarding task for room to make more).
 //! - A message that carries no reading (malformed, a topic of another shape, a bad device id) goes
 //!   to the dead-letter topic with the MQTT topic and the reason, and is acknowledged: the bridge
 //!   never stops on input.
@@ -86,14 +90,76 @@ pub trait Settle: Send + Sync {
     ) -> anyhow::Result<()>;
 }
 
-/// The acknowledgements the forwarding task has handed to the event loop, which sends them when
-/// polled: while any is owed, the event loop is polled even when no more messages are wanted
-/// (else the forwarding task would wait on a full request channel, and the broker for
-/// acknowledgements, for ever).
+/// The messages whose readings the bus has, handed by the forwarding task to the task that owns
+/// the connection, which acknowledges them ([`Connection::acknowledge`]).
 #[derive(Default)]
 struct Acks {
-    issued: AtomicU64,
+    /// In arrival order, each with the number of the connection it came on.
+    ready: std::sync::Mutex<Vec<(u64, Message)>>,
     more: Notify,
+}
+
+impl Acks {
+    fn hand(&self, messages: impl IntoIterator<Item = (u64, Message)>) {
+        self.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(messages);
+        self.more.notify_one();
+    }
+
+    fn take(&self) -> Vec<(u64, Message)> {
+        std::mem::take(&mut *self.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+/// The broker connection, as the task that polls it knows it.
+struct Connection {
+    client: Client,
+    events: EventLoop,
+    /// Connections made so far: a message is acknowledged only on the connection it came on
+    /// (after a reconnect the broker sends it again, and an old packet id may name another
+    /// message by then).
+    number: u64,
+    /// Messages of this connection to acknowledge that the request queue had no room for yet
+    /// (MQTT 5).
+    unqueued: VecDeque<Message>,
+    /// Acknowledgements put in the request queue, and those the event loop has sent (MQTT 5):
+    /// while any is owed, the event loop is polled even when no more messages are wanted, or
+    /// the broker would wait for them for ever.
+    queued: u64,
+    sent: u64,
+}
+
+impl Connection {
+    fn new(client: Client, events: EventLoop) -> Connection {
+        Connection { client, events, number: 0, unqueued: VecDeque::new(), queued: 0, sent: 0 }
+    }
+
+    /// Acknowledges what the forwarding task has handed over and came on this connection.
+    async fn acknowledge(&mut self, acks: &Acks, stats: &BridgeStats) {
+        let number = self.number;
+        self.unqueued
+            .extend(acks.take().into_iter().filter_map(|(n, m)| (n == number).then_some(m)));
+        if self.unqueued.is_empty() {
+            return;
+        }
+        let before = self.unqueued.len();
+        match self.events.acknowledge(&self.client, &mut self.unqueued).await {
+            Ok(queued) => {
+                self.queued += queued;
+                let done = before - self.unqueued.len();
+                stats.acknowledged.fetch_add(done as u64, Ordering::Relaxed);
+            }
+            // The next poll reports a broken connection and reconnects; the broker sends these
+            // messages again.
+            Err(e) => {
+                tracing::debug!(error = %e, "acknowledgements not sent");
+                self.unqueued.clear();
+            }
+        }
+    }
+
+    fn owed(&self) -> u64 {
+        self.queued.saturating_sub(self.sent) + self.unqueued.len() as u64
+    }
 }
 
 /// Where the bridge publishes.
@@ -111,6 +177,8 @@ struct Route {
 /// One message taken in, and what it carries to the bus: its readings, or its dead letter.
 struct Taken {
     message: Message,
+    /// The number of the connection it came on.
+    connection: u64,
     /// (key, payload) for the readings topic, or the one dead letter's for the dead-letter topic.
     records: Vec<(Bytes, Bytes)>,
     arrival_time: bool,
@@ -200,36 +268,44 @@ impl MqttBridge {
         // incoming packets up to MQTT's limit, so that an oversize payload reaches the
         // dead-letter topic instead of breaking the connection (and coming back after every
         // reconnect). The bridge publishes nothing: the outgoing window is rumqttc's default.
-        let session = Session { persistent: true, manual_acks: true, outgoing_inflight: 100 };
-        let (client, mut events) =
+        let session = Session {
+            persistent: true,
+            manual_acks: true,
+            outgoing_inflight: 100,
+            incoming_inflight: Some(self.config.max_inflight),
+        };
+        let (client, events) =
             link::connect(&self.config, &self.config.client_id, session, requests)?;
+        let mut link = Connection::new(client, events);
         let (tx, rx) = mpsc::channel::<Taken>(inflight);
         let acks = Arc::new(Acks::default());
         let mut forward = tokio::spawn(forward(
             (self.bus.clone(), self.topics.clone(), self.settle.clone()),
-            (client.clone(), acks.clone(), inflight),
+            (acks.clone(), inflight),
             rx,
             self.stats.clone(),
             stop.clone(),
         ));
-        let result = self.take_in(&client, &mut events, (tx, &acks), &stop).await;
+        let result = self.take_in(&mut link, (tx, &acks), &stop).await;
         // The messages taken in go out and are acknowledged; the event loop keeps running so
         // that the acknowledgements reach the broker.
         let forwarded = loop {
             tokio::select! {
                 done = &mut forward => break done.context("the bridge's forwarding task panicked")?,
-                event = events.poll() => {
+                () = acks.more.notified() => link.acknowledge(&acks, &self.stats).await,
+                event = link.events.poll() => {
                     if event.is_err() {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
             }
         };
+        link.acknowledge(&acks, &self.stats).await;
         // Send the last acknowledgements, then leave (never waiting on a full request queue:
         // nothing else polls the event loop now).
-        let _ = client.try_disconnect();
+        let _ = link.client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Ok(event) = events.poll().await {
+            while let Ok(event) = link.events.poll().await {
                 if matches!(event, Event::DisconnectSent) {
                     break;
                 }
@@ -240,38 +316,31 @@ impl MqttBridge {
         result.and(forwarded)
     }
 
-    /// Polls the event loop, which carries both what the broker sends and the acknowledgements
-    /// the forwarding task makes: messages taken in wait in `waiting` until the forwarding
-    /// channel has room. Once `max_inflight` wait and no acknowledgement is owed to the broker,
-    /// no more are taken in (the broker keeps them) until there is room, save one poll per half
-    /// keep-alive so that the connection stays up while the bus is slow.
+    /// Polls the event loop for what the broker sends, and acknowledges what the forwarding
+    /// task hands back: messages taken in wait in `waiting` until the forwarding channel has
+    /// room. Once `max_inflight` wait and no acknowledgement is owed to the broker, no more are
+    /// taken in (the broker keeps them) until there is room, save one poll per half keep-alive
+    /// so that the connection stays up while the bus is slow.
     async fn take_in(
         &self,
-        client: &Client,
-        events: &mut EventLoop,
+        link: &mut Connection,
         (tx, acks): (mpsc::Sender<Taken>, &Acks),
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
         let inflight = usize::from(self.config.max_inflight);
         let tick = self.config.keep_alive / 2;
         let mut waiting: VecDeque<Taken> = VecDeque::new();
-        // Acknowledgements the event loop has sent (see `Acks`).
-        let mut sent = 0u64;
         let mut pause = Duration::from_millis(250);
         loop {
-            while let Some(taken) = waiting.pop_front() {
-                match tx.try_send(taken) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(taken)) => {
-                        waiting.push_front(taken);
-                        break;
-                    }
-                    // The forwarding task ended (on a bus error it reports).
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+            link.acknowledge(acks, &self.stats).await;
+            while tx.capacity() > 0 {
+                let Some(taken) = waiting.pop_front() else { break };
+                // The forwarding task ended (on a bus error it reports).
+                if tx.try_send(taken).is_err() {
+                    return Ok(());
                 }
             }
-            let owed = acks.issued.load(Ordering::Relaxed).saturating_sub(sent);
-            if waiting.len() >= inflight && owed == 0 {
+            if waiting.len() >= inflight && link.owed() == 0 {
                 tokio::select! {
                     permit = tx.reserve() => {
                         let Ok(permit) = permit else { return Ok(()) };
@@ -286,12 +355,15 @@ impl MqttBridge {
                 }
             }
             let event = tokio::select! {
-                event = events.poll() => event,
+                event = link.events.poll() => event,
+                () = acks.more.notified() => continue,
                 () = stop.cancelled() => return Ok(()),
             };
             match event {
-                Ok(Event::AckSent) => sent += 1,
+                Ok(Event::AckSent) => link.sent += 1,
                 Ok(Event::Connected { session_present }) => {
+                    link.number += 1;
+                    link.unqueued.clear();
                     pause = Duration::from_millis(250);
                     self.stats.connected.store(true, Ordering::Relaxed);
                     self.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -312,7 +384,9 @@ impl MqttBridge {
                     // Subscribing again to a kept session changes nothing; a broker that lost
                     // the session gets the subscriptions back.
                     for route in &self.routes {
-                        client.try_subscribe(route.template.filter()).context("subscribing")?;
+                        link.client
+                            .try_subscribe(route.template.filter())
+                            .context("subscribing")?;
                     }
                 }
                 Ok(Event::Subscribed { refused }) => {
@@ -327,13 +401,13 @@ impl MqttBridge {
                 }
                 Ok(Event::Message(message)) => {
                     self.stats.messages.fetch_add(1, Ordering::Relaxed);
-                    waiting.push_back(self.take(message));
+                    waiting.push_back(self.take(message, link.number));
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    // The event loop dropped the acknowledgements it had not sent: the broker
-                    // delivers those messages again.
-                    sent = acks.issued.load(Ordering::Relaxed);
+                    // Those still owed are not waited for: the broker delivers their messages
+                    // again.
+                    link.sent = link.queued;
                     if self.stats.connected.swap(false, Ordering::Relaxed) {
                         tracing::warn!(error = %e, "lost the MQTT broker; reconnecting");
                     } else {
@@ -350,7 +424,7 @@ impl MqttBridge {
     }
 
     /// What `message` carries to the bus: its readings, or a dead letter.
-    fn take(&self, message: Message) -> Taken {
+    fn take(&self, message: Message, connection: u64) -> Taken {
         let now = sentio_core::time::now_ns();
         let topic = message.topic().into_owned();
         let decoded = self
@@ -375,7 +449,13 @@ impl MqttBridge {
                         (key, Bytes::from(encode_reading(r)))
                     })
                     .collect();
-                Taken { message, records, arrival_time: d.arrival_time, dead_letter: false }
+                Taken {
+                    message,
+                    connection,
+                    records,
+                    arrival_time: d.arrival_time,
+                    dead_letter: false,
+                }
             }
             Err(rejected) => {
                 tracing::warn!(topic = %topic, code = rejected.code, reason = %rejected.reason, "dead letter");
@@ -392,7 +472,13 @@ impl MqttBridge {
                 };
                 let json = serde_json::to_vec(&letter).unwrap_or_default();
                 let record = (Bytes::from(topic.into_bytes()), Bytes::from(json));
-                Taken { message, records: vec![record], arrival_time: false, dead_letter: true }
+                Taken {
+                    message,
+                    connection,
+                    records: vec![record],
+                    arrival_time: false,
+                    dead_letter: true,
+                }
             }
         }
     }
@@ -401,11 +487,12 @@ impl MqttBridge {
 /// The most messages [`forward`] publishes at once.
 const FORWARD_BATCH: usize = 512;
 /// Publishes what was taken in, in batches of which up to `inflight` messages are on the bus at
-/// once (each batch waits for the bus's acknowledgement: on Kafka, 12-16 ms for 512 readings), and acknowledges each message, in arrival order, after the
-/// bus has acknowledged everything it carried; retries the bus until it answers or `stop`.
+/// once (each batch waits for the bus's acknowledgement: on Kafka, 12-16 ms for 512 readings),
+/// and hands each message back to be acknowledged, in arrival order, after the bus has
+/// acknowledged everything it carried; retries the bus until it answers or `stop`.
 async fn forward(
     (bus, topics, settle): (Arc<dyn Bus>, Topics, Option<Arc<dyn Settle>>),
-    (client, acks, inflight): (Client, Arc<Acks>, usize),
+    (acks, inflight): (Arc<Acks>, usize),
     mut rx: mpsc::Receiver<Taken>,
     stats: Arc<BridgeStats>,
     stop: CancellationToken,
@@ -432,7 +519,7 @@ async fn forward(
                 // Not known to be on the bus (or stored): unacknowledged, delivered again.
                 let Some(batch) = delivered? else { return Ok(()) };
                 messages_on_bus -= batch.len();
-                for taken in batch {
+                for taken in &batch {
                     stats.readings.fetch_add(taken.readings(), Ordering::Relaxed);
                     if taken.arrival_time {
                         stats.arrival_time.fetch_add(taken.readings(), Ordering::Relaxed);
@@ -440,11 +527,8 @@ async fn forward(
                     if taken.dead_letter {
                         stats.dead_letters.fetch_add(1, Ordering::Relaxed);
                     }
-                    client.ack(&taken.message).await.context("acknowledging to the broker")?;
-                    acks.issued.fetch_add(1, Ordering::Relaxed);
-                    stats.acknowledged.fetch_add(1, Ordering::Relaxed);
                 }
-                acks.more.notify_one();
+                acks.hand(batch.into_iter().map(|taken| (taken.connection, taken.message)));
             }
         }
     }

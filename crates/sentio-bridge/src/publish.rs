@@ -56,7 +56,12 @@ impl MqttPublisher {
     ) -> anyhow::Result<MqttPublisher> {
         // Up to 1,000 messages awaiting their PUBACK (in MQTT 5, fewer if the broker's Receive
         // Maximum says so: Mosquitto's is its max_inflight_messages, 20 by default).
-        let session = Session { persistent: false, manual_acks: false, outgoing_inflight: 1000 };
+        let session = Session {
+            persistent: false,
+            manual_acks: false,
+            outgoing_inflight: 1000,
+            incoming_inflight: None,
+        };
         let (client, mut events) = link::connect(config, client_id, session, 4096)?;
         let acked = Arc::new(Acked::default());
         let broker = link::broker_url(config);

@@ -36,6 +36,10 @@ pub struct KafkaBus {
     config: KafkaConfig,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
+    /// Topics the cluster has been seen to hold: a publish to one of them sends at once. Asking
+    /// the cluster before every batch (a metadata round trip through a blocking thread) cost the
+    /// MQTT bridge a broker request per batch (docs/benchmarks.md).
+    known: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 fn backend(operation: &'static str) -> impl Fn(KafkaError) -> BusError {
@@ -115,7 +119,7 @@ impl KafkaBus {
         let producer = new_producer(config)?;
         let admin =
             base_config(config).create().map_err(backend("creating the Kafka admin client"))?;
-        Ok(KafkaBus { config: config.clone(), producer, admin })
+        Ok(KafkaBus { config: config.clone(), producer, admin, known: Default::default() })
     }
 
     /// The partition count of `topic`, or `None` when the cluster does not know it.
@@ -132,13 +136,31 @@ impl KafkaBus {
             source: Box::new(e),
         })?
         .map_err(backend("fetching topic metadata"))?;
-        Ok(metadata.topics().iter().find(|t| t.name() == topic).and_then(|t| {
+        let count = metadata.topics().iter().find(|t| t.name() == topic).and_then(|t| {
             let unknown = matches!(
                 t.error().map(RDKafkaErrorCode::from),
                 Some(RDKafkaErrorCode::UnknownTopicOrPartition)
             );
             (!unknown && !t.partitions().is_empty()).then(|| t.partitions().len() as u32)
-        }))
+        });
+        self.remember(topic, count.is_some());
+        Ok(count)
+    }
+
+    /// Records whether the cluster holds `topic` (see `known`).
+    fn remember(&self, topic: &str, exists: bool) {
+        let mut known = self.known.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if exists {
+            if !known.contains(topic) {
+                known.insert(topic.to_owned());
+            }
+        } else {
+            known.remove(topic);
+        }
+    }
+
+    fn is_known(&self, topic: &str) -> bool {
+        self.known.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains(topic)
     }
 
     fn enqueue(
@@ -273,10 +295,15 @@ impl Bus for KafkaBus {
         topic: &str,
         records: Vec<(Bytes, Bytes)>,
     ) -> Result<Vec<Delivery>, BusError> {
-        if self.partition_count(topic).await?.is_none() {
+        if !self.is_known(topic) && self.partition_count(topic).await?.is_none() {
             return Err(BusError::UnknownTopic { topic: topic.into() });
         }
-        self.send_all(topic, &records).await
+        let sent = self.send_all(topic, &records).await;
+        // A topic deleted since: the next publish asks the cluster again.
+        if let Err(BusError::UnknownTopic { .. }) = &sent {
+            self.remember(topic, false);
+        }
+        sent
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BusError> {

@@ -8,6 +8,10 @@ extern crate sentio_app;
 mod commands;
 mod logging;
 
+/// mimalloc instead of glibc's malloc (docs/benchmarks.md, "MQTT bridge").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use sentio_app::wiring;
 
 use std::path::PathBuf;
