@@ -301,6 +301,14 @@ impl MqttBridge {
             }
         };
         link.acknowledge(&acks, &self.stats).await;
+        // MQTT 5: those the request queue had no room for go in as the event loop sends the
+        // others (each poll sends one).
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while !link.unqueued.is_empty() && link.events.poll().await.is_ok() {
+                link.acknowledge(&acks, &self.stats).await;
+            }
+        })
+        .await;
         // Send the last acknowledgements, then leave (never waiting on a full request queue:
         // nothing else polls the event loop now).
         let _ = link.client.try_disconnect();
