@@ -230,9 +230,7 @@ impl EventLoop {
             }
         })
     }
-}
 
-impl EventLoop {
     /// Acknowledges the messages of `messages` (with manual acknowledgements), taking each one
     /// it acknowledged off the front, and returns how many of those wait in the request queue
     /// for [`EventLoop::poll`] to send (each then yields [`Event::AckSent`]); fails with

@@ -160,6 +160,18 @@ impl Connection {
     fn owed(&self) -> u64 {
         self.queued.saturating_sub(self.sent) + self.unqueued.len() as u64
     }
+
+    /// A new connection: what the last one owed is acknowledged on it no more.
+    fn connected(&mut self) {
+        self.number += 1;
+        self.unqueued.clear();
+    }
+
+    /// The connection is lost: the acknowledgements still owed are not waited for (the broker
+    /// delivers their messages again).
+    fn lost(&mut self) {
+        self.sent = self.queued;
+    }
 }
 
 /// Where the bridge publishes.
@@ -370,8 +382,7 @@ impl MqttBridge {
             match event {
                 Ok(Event::AckSent) => link.sent += 1,
                 Ok(Event::Connected { session_present }) => {
-                    link.number += 1;
-                    link.unqueued.clear();
+                    link.connected();
                     pause = Duration::from_millis(250);
                     self.stats.connected.store(true, Ordering::Relaxed);
                     self.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -413,9 +424,7 @@ impl MqttBridge {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    // Those still owed are not waited for: the broker delivers their messages
-                    // again.
-                    link.sent = link.queued;
+                    link.lost();
                     if self.stats.connected.swap(false, Ordering::Relaxed) {
                         tracing::warn!(error = %e, "lost the MQTT broker; reconnecting");
                     } else {
