@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sentio_core::profile::PUMP;
+use sentio_core::profile::{DEFAULT_SCORE_WEIGHT, PUMP};
 use sentio_core::{Channel, ChannelSpec, Profile, ProfileError, Profiles, Unit};
 use serde::{Deserialize, Serialize};
 
@@ -1233,6 +1233,10 @@ pub struct ChannelConfig {
     /// `[low, high]`, the range a healthy machine stays in.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "range_pair")]
     pub range: Option<[f64; 2]>,
+    /// How much the channel's reconstruction error counts in the anomaly score (default 1; 0:
+    /// modelled, never alarmed on). Read at training: the model card keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_weight: Option<f64>,
 }
 
 const NAME_FORM: &str = "1 to 64 of lower-case letters a-z, digits, '_', '.' and '-'";
@@ -1394,11 +1398,29 @@ impl ProfileConfig {
                      \"m³/h\" (\"\" for a dimensionless value)",
                 )
             })?;
+            let score_weight = c.score_weight.unwrap_or(DEFAULT_SCORE_WEIGHT);
+            if !(0.0..=100.0).contains(&score_weight) {
+                return Err(invalid_entry(
+                    format!("{key}.score_weight"),
+                    score_weight.to_string(),
+                    "a number from 0 to 100 (1, the default: the channel counts as the others; \
+                     0: the model reads it but it raises no alarm)",
+                ));
+            }
             specs.push(ChannelSpec {
                 name: channel,
                 unit,
                 range: c.range.map(|[lo, hi]| (lo, hi)),
+                score_weight,
             });
+        }
+        if !specs.is_empty() && specs.iter().all(|c| c.score_weight == 0.0) {
+            return Err(invalid_entry(
+                format!("{}.channels", profile_key(name)),
+                "every score_weight 0".to_owned(),
+                "at least one channel with a score_weight above 0: the anomaly score is the \
+                 weighted mean of the channels' errors",
+            ));
         }
         Ok(Profile { name: name.to_owned(), channels: specs, devices: self.devices.clone() })
     }

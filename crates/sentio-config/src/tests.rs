@@ -257,7 +257,8 @@ fn a_user_profile_claims_its_devices_and_the_pump_keeps_the_rest() {
     Jail::expect_with(|jail| {
         // A second profile, to see the order: the pump first, then the others by name.
         let boiler = "[profiles.boiler]\ndevices = [\"boil-?\"]\nchannels = [{ name = \"t\", \
-                      unit = \"°C\", range = [20, 90] }]\n";
+                      unit = \"°C\", range = [20, 90] }, { name = \"p\", unit = \"bar\", \
+                      score_weight = 0 }]\n";
         jail.create_file("site.toml", &format!("{COMPRESSOR}{boiler}"))?;
         let profiles = load_in(jail, Some("site.toml")).unwrap().profiles().unwrap();
         let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
@@ -269,13 +270,17 @@ fn a_user_profile_claims_its_devices_and_the_pump_keeps_the_rest() {
             name: sentio_core::Channel::new(name).unwrap(),
             unit: sentio_core::Unit::new(unit).unwrap(),
             range,
+            score_weight: sentio_core::profile::DEFAULT_SCORE_WEIGHT,
         };
         assert_eq!(
             compressor.channels,
             [spec("current", "A", Some((0.0, 60.0))), spec("flow", "m³/h", None)]
         );
         assert_eq!(profiles.for_device("press-01").unwrap().name, "compressor");
-        assert_eq!(profiles.for_device("boil-1").unwrap().channels[0].range, Some((20.0, 90.0)));
+        let boiler = profiles.for_device("boil-1").unwrap();
+        assert_eq!(boiler.channels[0].range, Some((20.0, 90.0)));
+        let weights: Vec<f64> = boiler.channels.iter().map(|c| c.score_weight).collect();
+        assert_eq!(weights, [1.0, 0.0], "score_weight defaults to 1");
         assert_eq!(profiles.for_device("pump-07").unwrap().name, "pump");
         assert_eq!(profiles.for_device("press-02").unwrap().name, "pump");
         Ok(())
@@ -348,6 +353,24 @@ fn profile_errors_name_the_key_as_written() {
             compressor(r#"["c*"]"#, &format!("{current}\n{{ name = \"f\", unit = \"\", range = [5, 1] }}")),
             "profiles.compressor.channels[1].range",
             &["[5, 1]", "the low one first"],
+        ),
+        (
+            compressor(r#"["c*"]"#, &format!("{current}\n{{ name = \"f\", unit = \"\", score_weight = -1 }}")),
+            "profiles.compressor.channels[1].score_weight",
+            &["-1", "from 0 to 100"],
+        ),
+        (
+            compressor(r#"["c*"]"#, "{ name = \"f\", unit = \"\", score_weight = nan }"),
+            "profiles.compressor.channels[0].score_weight",
+            &["NaN", "from 0 to 100"],
+        ),
+        (
+            compressor(
+                r#"["c*"]"#,
+                "{ name = \"f\", unit = \"\", score_weight = 0 },\n{ name = \"g\", unit = \"\", score_weight = 0 }",
+            ),
+            "profiles.compressor.channels",
+            &["every score_weight 0", "at least one channel with a score_weight above 0"],
         ),
         (
             compressor(r#"["comp-*", "comp/*"]"#, current),

@@ -17,7 +17,13 @@ pub struct ChannelSpec {
     pub unit: Unit,
     /// The range a healthy machine stays in, where known (for plots and suggestions).
     pub range: Option<(f64, f64)>,
+    /// How much the channel's reconstruction error counts in the anomaly score (1 by default; 0:
+    /// the model still reads the channel, but it raises no alarm of its own).
+    pub score_weight: f64,
 }
+
+/// A channel's score weight when its profile names none.
+pub const DEFAULT_SCORE_WEIGHT: f64 = 1.0;
 
 /// A kind of machine: its channels in model order, and the device ids that are one.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +81,7 @@ impl Profile {
                         name: kind.into(),
                         unit: kind.into(),
                         range: Some((*range.start(), *range.end())),
+                        score_weight: DEFAULT_SCORE_WEIGHT,
                     }
                 })
                 .collect(),
@@ -275,6 +282,7 @@ mod tests {
             name: Channel::new(name).unwrap(),
             unit: Unit::new(unit).unwrap(),
             range: None,
+            score_weight: DEFAULT_SCORE_WEIGHT,
         }
     }
 

@@ -549,11 +549,12 @@ async fn a_model_that_detrends_and_smooths_scores_the_same_live_as_in_a_replay()
     let differ = batch[device].iter().zip(&unsmoothed[device]).filter(|(a, b)| a.1 != b.1).count();
     assert!(differ > batch[device].len() / 2, "{differ} of {} windows differ", batch[device].len());
 
-    // Column weights (`train.detrend_weight`) are applied alike live and in the replay, and
-    // change the scores.
+    // Column weights (`train.detrend_weight` times the profile's `score_weight`) are applied
+    // alike live and in the replay, and change the scores. A column of weight 0 (pressure) has
+    // no share in any alert, live or replayed.
     let weighted = edited("weighted", &|card| {
         assert!(card["post"].get("weights").is_none(), "weight 1 writes no weights");
-        card["post"]["weights"] = serde_json::json!([1.0, 0.25, 1.0, 0.5]);
+        card["post"]["weights"] = serde_json::json!([1.0, 0.25, 0.0, 0.5]);
     });
     let bus = self::bus().await;
     let live = Arc::new(SqliteStore::open(&dir.path().join("weighted.db")).unwrap());
@@ -561,9 +562,15 @@ async fn a_model_that_detrends_and_smooths_scores_the_same_live_as_in_a_replay()
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let detector = Detector::new(bus.clone(), live, settings(None)).with_observer(tx);
     stream(detector, weighted.clone(), &bus, &readings).await;
-    let (streamed, _) = drain(&mut events);
-    let (weighed, _) = replayed(dir.path(), weighted, &readings).await;
+    let (streamed, weighted_alerts) = drain(&mut events);
+    let (weighed, replayed_alerts) = replayed(dir.path(), weighted, &readings).await;
     assert_same_windows(&streamed, &weighed, |_, i, device| weighed[device][i].1);
+    assert!(!weighted_alerts.is_empty() && !replayed_alerts.is_empty());
+    let pressure = sentio_core::Channel::from(sentio_core::SensorKind::Pressure);
+    for a in weighted_alerts.iter().chain(&replayed_alerts) {
+        let share = a.sensor_share.iter().find(|(c, _)| c == &pressure).map_or(0.0, |s| s.1);
+        assert_eq!(share, 0.0, "an unscored channel named in {a:?}");
+    }
     let differ = batch[device].iter().zip(&weighed[device]).filter(|(a, b)| a.1 != b.1).count();
     assert!(differ > batch[device].len() / 2, "{differ} of {} windows differ", batch[device].len());
 }

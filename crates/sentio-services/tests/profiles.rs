@@ -44,6 +44,7 @@ fn profiles() -> Profiles {
                 name: Channel::new(name).unwrap(),
                 unit: Unit::new(unit).unwrap(),
                 range: None,
+                score_weight: sentio_core::profile::DEFAULT_SCORE_WEIGHT,
             })
             .collect(),
         devices: vec!["comp-*".into()],

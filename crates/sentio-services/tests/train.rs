@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use common::{HOURS, START, config, history, simulate_until, train_once};
 use sentio_config::{Config, Promote};
+use sentio_core::Profiles;
+use sentio_core::profile::PUMP;
 use sentio_core::time::NANOS_PER_SEC;
 use sentio_services::train::{CHAMPION, Progress, TrainOutcome, TrainRequest, train};
 use sentio_store::ReadingStore;
@@ -279,6 +281,40 @@ async fn detrended_channels_count_their_weight_in_the_calibrated_threshold() {
     config.train.detrend = sentio_config::DetrendChannels::None;
     let plain = train_once(&store, &tracking, request(&config)).await.unwrap();
     assert!(plain.card.post.weights.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_s_score_weight_reaches_the_card_times_the_detrend_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.migrate().await.unwrap();
+    let mut config = short_history(&store, 40).await;
+    let tracking: Arc<dyn Tracking> = Arc::new(LocalTracking::open(&dir.path().join("t")).unwrap());
+    // The pump with pressure (column 2) modelled but not scored, and humidity counting double.
+    let with_weights = |config: &Config, weights: [f64; 4]| {
+        let mut pump = config.profiles().unwrap().get(PUMP).unwrap().clone();
+        for (c, w) in pump.channels.iter_mut().zip(weights) {
+            c.score_weight = w;
+        }
+        TrainRequest { profiles: Profiles::new(vec![pump]).unwrap(), ..request(config) }
+    };
+    let plain =
+        train_once(&store, &tracking, with_weights(&config, [1.0, 1.0, 0.0, 2.0])).await.unwrap();
+    assert_eq!(plain.card.post.weights, [1.0, 1.0, 0.0, 2.0]);
+    // The calibration's score is the weighted one: pressure's error is left out of it.
+    let c = &plain.card.calibration;
+    let expected = (c.sensor_mean[0] + c.sensor_mean[1] + 2.0 * c.sensor_mean[3]) / 4.0;
+    assert!((c.score_mean / expected - 1.0).abs() < 1e-3, "{} against {expected}", c.score_mean);
+
+    config.train.detrend = sentio_config::DetrendChannels::All;
+    config.train.detrend_window = 60;
+    config.train.detrend_weight = 0.5;
+    let detrended =
+        train_once(&store, &tracking, with_weights(&config, [1.0, 1.0, 0.0, 2.0])).await.unwrap();
+    assert_eq!(detrended.card.post.weights, [0.5, 0.5, 0.0, 1.0]);
+
+    let err = train_once(&store, &tracking, with_weights(&config, [0.0; 4])).await.unwrap_err();
+    assert!(err.to_string().contains("score_weight"), "{err:#}");
 }
 
 /// This machine's host name, as the kernel has it.

@@ -82,11 +82,15 @@ impl Scorer {
         let engine = Autoencoder::load_safetensors(&weights, spec)
             .with_context(|| format!("loading the weights {}", weights.display()))?
             .with_threads(threads.max(1));
-        let flat = flat::FlatCheck::new(
+        let mut flat = flat::FlatCheck::new(
             card.calibration.longest_flat_run.as_deref(),
             card.window,
             card.fill_limit,
         );
+        if !card.post.weights.is_empty() {
+            // A channel that does not count in the score raises no stuck-sensor alarm either.
+            flat = flat.weighted(&card.post.weights);
+        }
         if let Some(&c) = card.post.detrend.iter().find(|&&c| c >= card.features) {
             anyhow::bail!(
                 "the model card detrends column {c} of a model of {} features",
@@ -230,7 +234,10 @@ impl Scorer {
                     post.weigh(score, &raw)
                 };
                 let relative = (0..width)
-                    .map(|i| weights[i] * raw[i] / normal[i].max(f64::MIN_POSITIVE))
+                    .map(|i| {
+                        let w = if post.scores(i) { weights[i] } else { 0.0 };
+                        w * raw[i] / normal[i].max(f64::MIN_POSITIVE)
+                    })
                     .collect();
                 (score, relative)
             })
@@ -296,8 +303,13 @@ impl Scorer {
             let score = self.card.post.weigh(score, &raw);
             // Relative to each sensor's normal error, so that a sensor the model always
             // reconstructs loosely (vibration) does not outvote the one that deviated.
-            let sensor_error: Vec<f64> =
-                raw.iter().zip(normal).map(|(r, n)| r / n.max(f64::MIN_POSITIVE)).collect();
+            let post = &self.card.post;
+            let sensor_error: Vec<f64> = raw
+                .iter()
+                .zip(normal)
+                .enumerate()
+                .map(|(i, (r, n))| if post.scores(i) { r / n.max(f64::MIN_POSITIVE) } else { 0.0 })
+                .collect();
             let s = &series[w.series];
             let device_smoother = match &mut smoother {
                 Some((i, current)) if *i == w.series => current,

@@ -301,6 +301,7 @@ mod tests {
                 name: Channel::new("current").unwrap(),
                 unit: Unit::new("A").unwrap(),
                 range: None,
+                score_weight: sentio_core::profile::DEFAULT_SCORE_WEIGHT,
             }],
             devices: vec!["comp-*".into()],
         };

@@ -99,6 +99,12 @@ impl PostProcess {
         sum / errors.len().max(1) as f64
     }
 
+    /// Whether column `c`'s error counts in the score at all (a profile's `score_weight` of 0
+    /// models a channel without alarming on it).
+    pub fn scores(&self, c: usize) -> bool {
+        self.weights.get(c).is_none_or(|&w| w > 0.0)
+    }
+
     /// A fresh detrender for one device's frames.
     pub fn detrender(&self) -> Detrender {
         Detrender::new(

@@ -348,6 +348,7 @@ mod tests {
             name: Channel::new(name).unwrap(),
             unit: Unit::new(unit).unwrap(),
             range: None,
+            score_weight: sentio_core::profile::DEFAULT_SCORE_WEIGHT,
         };
         Profiles::new(vec![
             Profile::pump(vec!["*".into()]),

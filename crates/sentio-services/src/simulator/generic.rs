@@ -378,6 +378,7 @@ pub(crate) mod tests {
             name: Channel::new(name).unwrap(),
             unit: Unit::new(unit).unwrap(),
             range,
+            score_weight: sentio_core::profile::DEFAULT_SCORE_WEIGHT,
         };
         Profile {
             name: "compressor".into(),

@@ -489,6 +489,7 @@ pub(crate) mod tests {
             name: name.into(),
             unit: unit.into(),
             range,
+            score_weight: None,
         };
         let profile = ProfileConfig {
             devices: vec!["compressor-*".into()],

@@ -179,6 +179,7 @@ fn data_span(series: &[Series], from_ns: i64, to_ns: i64) -> Option<(i64, i64)> 
 /// the training part empty or the calibration part in the future.
 pub fn prepare(
     columns: Columns,
+    score_weights: &[f64],
     series: Vec<Series>,
     readings: u64,
     config: &TrainConfig,
@@ -223,12 +224,26 @@ pub fn prepare(
             (0..width).filter(|&c| slowness[c] > config.detrend_slowness).collect()
         }
     };
-    // Weights only when one differs from 1, so that such a card scores as before.
-    let weights = if detrend.is_empty() || config.detrend_weight == 1.0 {
-        Vec::new()
-    } else {
-        (0..width).map(|c| if detrend.contains(&c) { config.detrend_weight } else { 1.0 }).collect()
-    };
+    // Each column's weight: the profile's score weight, times `train.detrend_weight` where the
+    // column is detrended. Kept only when one differs from 1, so that such a card scores as
+    // before.
+    anyhow::ensure!(
+        score_weights.len() == width,
+        "{} score weights for {width} channels",
+        score_weights.len()
+    );
+    anyhow::ensure!(
+        score_weights.iter().any(|&w| w > 0.0),
+        "every channel's score_weight is 0: give at least one channel of the profile a weight \
+         above 0"
+    );
+    let weights: Vec<f64> = (0..width)
+        .map(|c| {
+            let detrended = if detrend.contains(&c) { config.detrend_weight } else { 1.0 };
+            score_weights[c] * detrended
+        })
+        .collect();
+    let weights = if weights.iter().all(|&w| w == 1.0) { Vec::new() } else { weights };
     let post = PostProcess {
         detrend,
         detrend_frames: config.detrend_window,

@@ -127,7 +127,9 @@ pub async fn train(
             progress.loading(d, t, r)
         })
         .await?;
-    let prepared = data::prepare(columns, series, readings, &config, from_ns, to_ns)?;
+    let score_weights: Vec<f64> = profile.channels.iter().map(|c| c.score_weight).collect();
+    let prepared =
+        data::prepare(columns, &score_weights, series, readings, &config, from_ns, to_ns)?;
     progress.prepared(&prepared.report);
 
     let experiment = tracking.experiment(&request.experiment).await?;
